@@ -1,0 +1,4 @@
+"""geo-busyness
+"""
+
+__version__ = "0.1"

@@ -1,0 +1,192 @@
+"""Map any point-event table onto the canonical schema, clean it and quarantine what fails."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geo_busyness.geo import venue_id
+from geo_busyness.schemas import (
+    CANONICAL_COLUMNS,
+    COORDINATE_COLUMNS,
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    ORDER_CREATED,
+    ORDER_NUMBER,
+    REJECT_REASON,
+    REQUIRED_COLUMNS,
+    SOURCE_ROW,
+    TIMESTAMP_COLUMNS,
+    VENUE_ID,
+    VENUE_LAT,
+    VENUE_LON,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Reject reasons, in the order rules are applied; a row gets the first that matches.
+REJECT_REASONS = (
+    "missing_value",
+    "unparsable_timestamp",
+    "ambiguous_local_time",
+    "coordinates_out_of_range",
+    "outside_service_area",
+    "future_timestamp",
+    "ping_before_order_creation",
+    "duplicate_order",
+)
+REJECT_COLUMN = "reject_column"
+
+
+class EventMappingError(ValueError):
+    """The column mapping does not fit the source table."""
+
+
+class DataQualityError(ValueError):
+    """Too many rows were rejected for the run to go on."""
+
+
+def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -> pd.DataFrame:
+    """Rename a source table's columns to the canonical schema and number its rows.
+
+    ``column_mapping`` maps canonical names to source column names; optional canonical columns
+    left out (or mapped to null) are filled with nulls. Coordinates become float, with values
+    that are not numbers turned into nulls (the cleaning node rejects them as missing).
+    """
+    mapping = {canonical: source for canonical, source in column_mapping.items() if source}
+    unknown = sorted(set(mapping) - set(CANONICAL_COLUMNS))
+    if unknown:
+        raise EventMappingError(
+            f"data_processing.column_mapping has unknown canonical column(s) {unknown}; "
+            f"expected a subset of {list(CANONICAL_COLUMNS)}."
+        )
+    unmapped = [col for col in REQUIRED_COLUMNS if col not in mapping]
+    if unmapped:
+        raise EventMappingError(f"data_processing.column_mapping must map the required column(s) {unmapped}.")
+    absent = {canonical: source for canonical, source in mapping.items() if source not in raw.columns}
+    if absent:
+        raise EventMappingError(
+            "The raw table lacks mapped column(s) "
+            + ", ".join(f"{source!r} (for {canonical})" for canonical, source in absent.items())
+            + f"; its columns are {list(raw.columns)}."
+        )
+    canonical = pd.DataFrame({SOURCE_ROW: np.arange(len(raw), dtype=np.int64)})
+    for col in CANONICAL_COLUMNS:
+        if col in mapping:
+            values = raw[mapping[col]].to_numpy()
+        else:
+            values = np.full(len(raw), np.nan if col in COORDINATE_COLUMNS else None, dtype=object)
+        if col in COORDINATE_COLUMNS:
+            values = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+        canonical[col] = values
+    return canonical
+
+
+def _parse_timestamps(values: pd.Series, timestamp_format: str, source_timezone: str) -> tuple[pd.Series, pd.Series]:
+    """Parse to UTC; return the parsed values and a mask of local times that do not exist once."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        parsed = pd.to_datetime(values.astype("string"), format=timestamp_format, errors="coerce")
+    if parsed.dt.tz is None:
+        localised = parsed.dt.tz_localize(source_timezone, ambiguous="NaT", nonexistent="NaT")
+        ambiguous = parsed.notna() & localised.isna()
+        parsed = localised
+    else:
+        ambiguous = pd.Series(False, index=values.index)
+    return parsed.dt.tz_convert("UTC").dt.as_unit("ns"), ambiguous
+
+
+def _rules(
+    events: pd.DataFrame, parsed: dict[str, pd.Series], ambiguous: dict[str, pd.Series],
+    mapped: list[str], params: dict[str, Any],
+) -> list[tuple[str, str, pd.Series]]:
+    """Each cleaning rule as (reason, column, mask of failing rows), in priority order."""
+    rules = [("missing_value", col, events[col].isna()) for col in mapped]
+    rules += [("unparsable_timestamp", col, parsed[col].isna()) for col in TIMESTAMP_COLUMNS if col in mapped]
+    rules += [("ambiguous_local_time", col, ambiguous[col]) for col in TIMESTAMP_COLUMNS if col in mapped]
+    for col in (c for c in COORDINATE_COLUMNS if c in mapped):
+        limit = 90 if col in (EVENT_LAT, VENUE_LAT) else 180
+        rules.append(("coordinates_out_of_range", col, events[col].abs() > limit))
+    area = params.get("service_area")
+    if area:
+        for col, low, high in ((EVENT_LAT, "lat_min", "lat_max"), (EVENT_LON, "lon_min", "lon_max")):
+            rules.append(("outside_service_area", col, ~events[col].between(area[low], area[high])))
+    as_of = pd.Timestamp(params["as_of"]).tz_convert("UTC") if params.get("as_of") else pd.Timestamp.now(tz="UTC")
+    rules += [("future_timestamp", col, parsed[col] > as_of) for col in TIMESTAMP_COLUMNS if col in mapped]
+    if ORDER_CREATED in mapped:
+        rules.append(("ping_before_order_creation", EVENT_TIME, parsed[ORDER_CREATED] > parsed[EVENT_TIME]))
+    return rules
+
+
+def split_clean_and_rejected(
+    events: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split canonical events into clean rows (UTC, typed) and rejected rows with one reason each.
+
+    Rules apply in the order of ``REJECT_REASONS``; a row is rejected for the first it fails.
+    A repeated order number rejects every occurrence after the first valid one.
+    """
+    mapped = [col for col in CANONICAL_COLUMNS if params["column_mapping"].get(col)]
+    parsed, ambiguous = {}, {}
+    for col in TIMESTAMP_COLUMNS:
+        parsed[col], ambiguous[col] = _parse_timestamps(
+            events[col], params["timestamp_format"], params["source_timezone"]
+        )
+    reason_code = np.zeros(len(events), dtype=np.int8)  # 0 = clean, else 1 + index in REJECT_REASONS
+    column_code = np.zeros(len(events), dtype=np.int8)
+    for reason, col, mask in _rules(events, parsed, ambiguous, mapped, params):
+        hit = (reason_code == 0) & mask.to_numpy(dtype=bool, na_value=False)
+        reason_code[hit] = REJECT_REASONS.index(reason) + 1
+        column_code[hit] = CANONICAL_COLUMNS.index(col)
+    if ORDER_NUMBER in mapped:
+        valid = reason_code == 0
+        repeated = events[ORDER_NUMBER].where(valid).duplicated(keep="first").to_numpy() & valid
+        reason_code[repeated] = REJECT_REASONS.index("duplicate_order") + 1
+        column_code[repeated] = CANONICAL_COLUMNS.index(ORDER_NUMBER)
+
+    keep = reason_code == 0
+    clean = events.loc[keep].assign(**{col: parsed[col][keep] for col in TIMESTAMP_COLUMNS})
+    clean[VENUE_ID] = venue_id(clean[VENUE_LAT], clean[VENUE_LON])
+    rejected = events.loc[~keep].copy()
+    rejected[REJECT_REASON] = pd.Categorical.from_codes(reason_code[~keep] - 1, categories=list(REJECT_REASONS))
+    rejected[REJECT_COLUMN] = pd.Categorical.from_codes(column_code[~keep], categories=list(CANONICAL_COLUMNS))
+    logger.info("Cleaning kept %s rows and rejected %s", f"{keep.sum():,}", f"{(~keep).sum():,}")
+    return clean.reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def enforce_rejected_share(
+    clean: pd.DataFrame, rejected: pd.DataFrame, max_rejected_fraction: float
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Pass clean rows on with a quality report, or fail if too large a share was rejected."""
+    total = len(clean) + len(rejected)
+    if total == 0:
+        raise DataQualityError("The raw events table has no rows.")
+    by_reason = rejected.groupby([REJECT_REASON, REJECT_COLUMN], observed=True).size().sort_values(ascending=False)
+    top = [{"reason": r, "column": c, "rows": int(n)} for (r, c), n in by_reason.items()]
+    share = len(rejected) / total
+    report = {
+        "rows_in": total,
+        "rows_clean": len(clean),
+        "rows_rejected": len(rejected),
+        "rejected_fraction": round(share, 6),
+        "max_rejected_fraction": max_rejected_fraction,
+        "rejected_by_reason": {
+            str(r): int(n) for r, n in rejected[REJECT_REASON].value_counts().items() if n
+        },
+        "rejected_by_reason_and_column": top,
+        "first_event_utc": str(clean[EVENT_TIME].min()) if len(clean) else None,
+        "last_event_utc": str(clean[EVENT_TIME].max()) if len(clean) else None,
+    }
+    if share > max_rejected_fraction:
+        reasons = "; ".join(f"{t['reason']} in {t['column']}: {t['rows']:,}" for t in top[:5])
+        raise DataQualityError(
+            f"Rejected {len(rejected):,} of {total:,} rows ({share:.1%}), above "
+            f"data_processing.max_rejected_fraction={max_rejected_fraction:.1%}. Top reasons: {reasons}. "
+            "The rejected rows, with their reasons, are in the 'rejected_events' dataset."
+        )
+    return clean, report

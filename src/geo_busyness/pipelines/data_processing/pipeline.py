@@ -1,0 +1,36 @@
+"""raw_events -> canonical_events -> clean_events, with rejected rows quarantined."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import enforce_rejected_share, map_to_canonical, split_clean_and_rejected
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Map, clean, then gate on the rejected share (after the quarantine is saved)."""
+    return Pipeline(
+        [
+            Node(
+                func=map_to_canonical,
+                inputs=["raw_events", "params:data_processing.column_mapping"],
+                outputs="canonical_events",
+                name="map_to_canonical",
+            ),
+            Node(
+                func=split_clean_and_rejected,
+                inputs=["canonical_events", "params:data_processing"],
+                outputs=["clean_event_candidates", "rejected_events"],
+                name="split_clean_and_rejected",
+            ),
+            Node(
+                func=enforce_rejected_share,
+                inputs=[
+                    "clean_event_candidates",
+                    "rejected_events",
+                    "params:data_processing.max_rejected_fraction",
+                ],
+                outputs=["clean_events", "data_quality_report"],
+                name="enforce_rejected_share",
+            ),
+        ],
+        tags="data_processing",
+    )
