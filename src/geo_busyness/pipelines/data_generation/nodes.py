@@ -79,7 +79,7 @@ def hourly_intensity(
     """Expected orders per restaurant (rows) and hour (columns), before overdispersed noise."""
     demand = params["demand"]
     hour = hour_starts.hour.to_numpy() + 0.5
-    weekday = hour_starts.dayofweek.to_numpy()
+    weekday = hour_starts.day_of_week.to_numpy()
     weekend = weekday >= 5
     lunch = np.where(weekend, _peak(hour, 12.75, 1.6), _peak(hour, 12.25, 1.0))
     dinner = _peak(hour, 18.5, 1.4)
