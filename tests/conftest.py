@@ -15,12 +15,24 @@ from kedro.framework.startup import bootstrap_project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_LAYERS = (
-    "01_raw", "02_intermediate", "03_primary", "04_feature",
-    "05_model_input", "06_models", "07_model_output", "08_reporting",
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
 )
 
 #: A small city sample that still has weeks enough for train, validation and test windows.
-SMALL_GENERATION = {"n_events": 30_000, "weeks": 4, "n_restaurants": 60, "n_couriers": 80, "dirty_fraction": 0.02}
+SMALL_GENERATION = {
+    "n_events": 30_000,
+    "weeks": 4,
+    "n_restaurants": 60,
+    "n_couriers": 80,
+    "dirty_fraction": 0.02,
+}
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
@@ -49,12 +61,17 @@ def inside(path: Path) -> Iterator[Path]:
 
 
 def run_kedro(
-    project: Path, pipelines: list[str], params: dict[str, Any] | None = None, env: str | None = None
+    project: Path,
+    pipelines: list[str],
+    params: dict[str, Any] | None = None,
+    env: str | None = None,
 ) -> dict[str, Any]:
     """Run named pipelines through a real KedroSession in ``project``; ``params`` as ``--params``."""
     with inside(project):
         bootstrap_project(project)
-        with KedroSession.create(project_path=project, runtime_params=params or {}, env=env) as session:
+        with KedroSession.create(
+            project_path=project, runtime_params=params or {}, env=env
+        ) as session:
             return session.run(pipeline_names=pipelines)
 
 

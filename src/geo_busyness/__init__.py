@@ -1,4 +1,3 @@
-"""geo-busyness
-"""
+"""geo-busyness"""
 
 __version__ = "0.1"

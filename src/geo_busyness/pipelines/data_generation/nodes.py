@@ -38,7 +38,9 @@ FAULT_TO_REASON = {
     "ping_before_order_creation": "ping_before_order_creation",
     "duplicate_order": "duplicate_order",
 }
-_GARBAGE_TIMESTAMPS = np.array(["not a timestamp", "2026-02-30 12:00:00", "31/31/2026 99:99", "yesterday"])
+_GARBAGE_TIMESTAMPS = np.array(
+    ["not a timestamp", "2026-02-30 12:00:00", "31/31/2026 99:99", "yesterday"]
+)
 
 
 def make_restaurants(params: dict[str, Any], rng: np.random.Generator) -> pd.DataFrame:
@@ -51,9 +53,15 @@ def make_restaurants(params: dict[str, Any], rng: np.random.Generator) -> pd.Dat
     district_weight = rng.dirichlet(np.full(n_districts, 2.0))
     district = rng.choice(n_districts, size=n_restaurants, p=district_weight)
     spread = params["district_spread_deg"]
-    lat = np.clip(centre_lat[district] + rng.normal(0, spread, n_restaurants), city["lat_min"], city["lat_max"])
+    lat = np.clip(
+        centre_lat[district] + rng.normal(0, spread, n_restaurants),
+        city["lat_min"],
+        city["lat_max"],
+    )
     lon = np.clip(
-        centre_lon[district] + rng.normal(0, spread * 1.5, n_restaurants), city["lon_min"], city["lon_max"]
+        centre_lon[district] + rng.normal(0, spread * 1.5, n_restaurants),
+        city["lon_min"],
+        city["lon_max"],
     )
     district_popularity = rng.lognormal(0.0, 0.6, n_districts)
     popularity = district_popularity[district] * rng.lognormal(0.0, 0.8, n_restaurants)
@@ -74,7 +82,10 @@ def _peak(hours: np.ndarray, centre: float, width: float) -> np.ndarray:
 
 
 def hourly_intensity(
-    restaurants: pd.DataFrame, hour_starts: pd.DatetimeIndex, params: dict[str, Any], rng: np.random.Generator
+    restaurants: pd.DataFrame,
+    hour_starts: pd.DatetimeIndex,
+    params: dict[str, Any],
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Expected orders per restaurant (rows) and hour (columns), before overdispersed noise."""
     demand = params["demand"]
@@ -90,25 +101,42 @@ def hourly_intensity(
     n_days = day_index.max() + 1
     sigma = demand["day_shock_sigma"]
     city_shock = rng.lognormal(-(sigma**2) / 2, sigma, n_days)[day_index]
-    district_shock = rng.lognormal(-(sigma**2) / 8, sigma / 2, (restaurants["district"].max() + 1, n_days))
+    district_shock = rng.lognormal(
+        -(sigma**2) / 8, sigma / 2, (restaurants["district"].max() + 1, n_days)
+    )
     trend = np.exp(demand["trend_per_week"] * day_index / 7)
     temporal = _WEEKDAY_FACTOR[weekday] * city_shock * trend
     spatial = restaurants["popularity"].to_numpy()[:, None]
-    return spatial * shape * temporal * district_shock[restaurants["district"].to_numpy()][:, day_index]
+    return (
+        spatial
+        * shape
+        * temporal
+        * district_shock[restaurants["district"].to_numpy()][:, day_index]
+    )
 
 
 def sample_events(
-    restaurants: pd.DataFrame, hour_starts: pd.DatetimeIndex, intensity: np.ndarray,
-    params: dict[str, Any], rng: np.random.Generator,
+    restaurants: pd.DataFrame,
+    hour_starts: pd.DatetimeIndex,
+    intensity: np.ndarray,
+    params: dict[str, Any],
+    rng: np.random.Generator,
 ) -> pd.DataFrame:
     """Negative-binomial order counts per restaurant-hour, expanded to one ping per order."""
     mu = intensity * (params["n_events"] / intensity.sum())
     shape = params["demand"]["dispersion"]
     counts = rng.negative_binomial(shape, shape / (shape + mu))
-    restaurant_idx = np.repeat(np.repeat(np.arange(len(restaurants)), len(hour_starts)), counts.ravel())
+    restaurant_idx = np.repeat(
+        np.repeat(np.arange(len(restaurants)), len(hour_starts)), counts.ravel()
+    )
     hour_idx = np.repeat(np.tile(np.arange(len(hour_starts)), len(restaurants)), counts.ravel())
     n = len(restaurant_idx)
-    logger.info("Sampled %s orders from %s restaurants over %s hours", f"{n:,}", len(restaurants), len(hour_starts))
+    logger.info(
+        "Sampled %s orders from %s restaurants over %s hours",
+        f"{n:,}",
+        len(restaurants),
+        len(hour_starts),
+    )
 
     created = hour_starts.to_numpy()[hour_idx] + rng.integers(0, 3600, n).astype("timedelta64[s]")
     low, high = params["pickup_delay_minutes"]
@@ -118,18 +146,25 @@ def sample_events(
     jitter = params["ping_jitter_m"] / _METRES_PER_DEGREE_LAT
     courier_weight = rng.lognormal(0, 0.7, params["n_couriers"])
     order = np.argsort(ping, kind="stable")
-    events = pd.DataFrame(
-        {
-            COURIER_ID: rng.choice(params["n_couriers"], size=n, p=courier_weight / courier_weight.sum()) + 1000,
-            ORDER_NUMBER: 0,
-            EVENT_TIME: ping,
-            EVENT_LAT: venue_lat + rng.normal(0, jitter, n),
-            EVENT_LON: venue_lon + rng.normal(0, jitter, n) / np.cos(np.radians(venue_lat)),
-            ORDER_CREATED: created,
-            VENUE_LAT: venue_lat,
-            VENUE_LON: venue_lon,
-        }
-    ).iloc[order].reset_index(drop=True)
+    events = (
+        pd.DataFrame(
+            {
+                COURIER_ID: rng.choice(
+                    params["n_couriers"], size=n, p=courier_weight / courier_weight.sum()
+                )
+                + 1000,
+                ORDER_NUMBER: 0,
+                EVENT_TIME: ping,
+                EVENT_LAT: venue_lat + rng.normal(0, jitter, n),
+                EVENT_LON: venue_lon + rng.normal(0, jitter, n) / np.cos(np.radians(venue_lat)),
+                ORDER_CREATED: created,
+                VENUE_LAT: venue_lat,
+                VENUE_LON: venue_lon,
+            }
+        )
+        .iloc[order]
+        .reset_index(drop=True)
+    )
     events[ORDER_NUMBER] = np.arange(n, dtype=np.int64) + 10_000_000
     return events
 
@@ -165,7 +200,9 @@ def inject_faults(
     out = pd.concat([out, duplicates], ignore_index=True)
     labels = np.concatenate([labels, np.full(len(duplicates), "duplicate_order", dtype=object)])
     faulty = np.flatnonzero(labels != "")
-    fault_labels = pd.DataFrame({"source_row": faulty.astype(np.int64), "fault": labels[faulty].astype(str)})
+    fault_labels = pd.DataFrame(
+        {"source_row": faulty.astype(np.int64), "fault": labels[faulty].astype(str)}
+    )
     return out, fault_labels
 
 
@@ -178,9 +215,13 @@ def _spoil(events: pd.DataFrame, rows: np.ndarray, kind: str, rng: np.random.Gen
         columns = np.array([EVENT_TIME, EVENT_LAT, EVENT_LON, ORDER_CREATED, VENUE_LAT, VENUE_LON])
         picked = rng.choice(columns, size=len(rows))
         for col in columns:
-            events.loc[idx[picked == col], col] = None if col in (EVENT_TIME, ORDER_CREATED) else np.nan
+            events.loc[idx[picked == col], col] = (
+                None if col in (EVENT_TIME, ORDER_CREATED) else np.nan
+            )
     elif kind == "coordinates_out_of_range":
-        events.loc[idx, EVENT_LAT] = rng.choice([-1, 1], len(rows)) * rng.uniform(91, 180, len(rows))
+        events.loc[idx, EVENT_LAT] = rng.choice([-1, 1], len(rows)) * rng.uniform(
+            91, 180, len(rows)
+        )
     elif kind == "swapped_coordinates":
         events.loc[idx, [EVENT_LAT, EVENT_LON]] = events.loc[idx, [EVENT_LON, EVENT_LAT]].to_numpy()
     elif kind == "unparsable_timestamp":
@@ -195,14 +236,18 @@ def _spoil(events: pd.DataFrame, rows: np.ndarray, kind: str, rng: np.random.Gen
         events.loc[idx, EVENT_TIME] = ping.dt.strftime("%Y-%m-%dT%H:%M:%S")
         events.loc[idx, ORDER_CREATED] = created.dt.strftime("%Y-%m-%dT%H:%M:%S")
     else:
-        raise ValueError(f"Unknown fault kind {kind!r} in data_generation.dirty_mix; known: {sorted(FAULT_TO_REASON)}")
+        raise ValueError(
+            f"Unknown fault kind {kind!r} in data_generation.dirty_mix; known: {sorted(FAULT_TO_REASON)}"
+        )
 
 
 def generate_events(params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Generate raw courier pings, the labels of the injected faults and a summary of both."""
     unknown = set(params["dirty_mix"]) - set(FAULT_TO_REASON)
     if unknown:
-        raise ValueError(f"Unknown fault kind(s) {sorted(unknown)} in data_generation.dirty_mix; known: {sorted(FAULT_TO_REASON)}")
+        raise ValueError(
+            f"Unknown fault kind(s) {sorted(unknown)} in data_generation.dirty_mix; known: {sorted(FAULT_TO_REASON)}"
+        )
     rng = np.random.default_rng(params["seed"])
     hour_starts = pd.date_range(params["start"], periods=params["weeks"] * 7 * 24, freq="h")
     restaurants = make_restaurants(params, rng)
@@ -220,5 +265,10 @@ def generate_events(params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame,
         "restaurants": len(restaurants),
         "seed": params["seed"],
     }
-    logger.info("Generated %s raw rows with %s injected faults: %s", f"{len(raw):,}", len(fault_labels), summary["injected"])
+    logger.info(
+        "Generated %s raw rows with %s injected faults: %s",
+        f"{len(raw):,}",
+        len(fault_labels),
+        summary["injected"],
+    )
     return raw, fault_labels, summary

@@ -66,8 +66,12 @@ def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -
         )
     unmapped = [col for col in REQUIRED_COLUMNS if col not in mapping]
     if unmapped:
-        raise EventMappingError(f"data_processing.column_mapping must map the required column(s) {unmapped}.")
-    absent = {canonical: source for canonical, source in mapping.items() if source not in raw.columns}
+        raise EventMappingError(
+            f"data_processing.column_mapping must map the required column(s) {unmapped}."
+        )
+    absent = {
+        canonical: source for canonical, source in mapping.items() if source not in raw.columns
+    }
     if absent:
         raise EventMappingError(
             "The raw table lacks mapped column(s) "
@@ -86,7 +90,9 @@ def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -
     return canonical
 
 
-def _parse_timestamps(values: pd.Series, timestamp_format: str, source_timezone: str) -> tuple[pd.Series, pd.Series]:
+def _parse_timestamps(
+    values: pd.Series, timestamp_format: str, source_timezone: str
+) -> tuple[pd.Series, pd.Series]:
     """Parse to UTC; return the parsed values and a mask of local times that do not exist once."""
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
@@ -102,24 +108,44 @@ def _parse_timestamps(values: pd.Series, timestamp_format: str, source_timezone:
 
 
 def _rules(
-    events: pd.DataFrame, parsed: dict[str, pd.Series], ambiguous: dict[str, pd.Series],
-    mapped: list[str], params: dict[str, Any],
+    events: pd.DataFrame,
+    parsed: dict[str, pd.Series],
+    ambiguous: dict[str, pd.Series],
+    mapped: list[str],
+    params: dict[str, Any],
 ) -> list[tuple[str, str, pd.Series]]:
     """Each cleaning rule as (reason, column, mask of failing rows), in priority order."""
     rules = [("missing_value", col, events[col].isna()) for col in mapped]
-    rules += [("unparsable_timestamp", col, parsed[col].isna()) for col in TIMESTAMP_COLUMNS if col in mapped]
-    rules += [("ambiguous_local_time", col, ambiguous[col]) for col in TIMESTAMP_COLUMNS if col in mapped]
+    rules += [
+        ("unparsable_timestamp", col, parsed[col].isna())
+        for col in TIMESTAMP_COLUMNS
+        if col in mapped
+    ]
+    rules += [
+        ("ambiguous_local_time", col, ambiguous[col]) for col in TIMESTAMP_COLUMNS if col in mapped
+    ]
     for col in (c for c in COORDINATE_COLUMNS if c in mapped):
         limit = 90 if col in (EVENT_LAT, VENUE_LAT) else 180
         rules.append(("coordinates_out_of_range", col, events[col].abs() > limit))
     area = params.get("service_area")
     if area:
-        for col, low, high in ((EVENT_LAT, "lat_min", "lat_max"), (EVENT_LON, "lon_min", "lon_max")):
+        for col, low, high in (
+            (EVENT_LAT, "lat_min", "lat_max"),
+            (EVENT_LON, "lon_min", "lon_max"),
+        ):
             rules.append(("outside_service_area", col, ~events[col].between(area[low], area[high])))
-    as_of = pd.Timestamp(params["as_of"]).tz_convert("UTC") if params.get("as_of") else pd.Timestamp.now(tz="UTC")
-    rules += [("future_timestamp", col, parsed[col] > as_of) for col in TIMESTAMP_COLUMNS if col in mapped]
+    as_of = (
+        pd.Timestamp(params["as_of"]).tz_convert("UTC")
+        if params.get("as_of")
+        else pd.Timestamp.now(tz="UTC")
+    )
+    rules += [
+        ("future_timestamp", col, parsed[col] > as_of) for col in TIMESTAMP_COLUMNS if col in mapped
+    ]
     if ORDER_CREATED in mapped:
-        rules.append(("ping_before_order_creation", EVENT_TIME, parsed[ORDER_CREATED] > parsed[EVENT_TIME]))
+        rules.append(
+            ("ping_before_order_creation", EVENT_TIME, parsed[ORDER_CREATED] > parsed[EVENT_TIME])
+        )
     return rules
 
 
@@ -137,7 +163,9 @@ def split_clean_and_rejected(
         parsed[col], ambiguous[col] = _parse_timestamps(
             events[col], params["timestamp_format"], params["source_timezone"]
         )
-    reason_code = np.zeros(len(events), dtype=np.int8)  # 0 = clean, else 1 + index in REJECT_REASONS
+    reason_code = np.zeros(
+        len(events), dtype=np.int8
+    )  # 0 = clean, else 1 + index in REJECT_REASONS
     column_code = np.zeros(len(events), dtype=np.int8)
     for reason, col, mask in _rules(events, parsed, ambiguous, mapped, params):
         hit = (reason_code == 0) & mask.to_numpy(dtype=bool, na_value=False)
@@ -153,8 +181,12 @@ def split_clean_and_rejected(
     clean = events.loc[keep].assign(**{col: parsed[col][keep] for col in TIMESTAMP_COLUMNS})
     clean[VENUE_ID] = venue_id(clean[VENUE_LAT], clean[VENUE_LON])
     rejected = events.loc[~keep].copy()
-    rejected[REJECT_REASON] = pd.Categorical.from_codes(reason_code[~keep] - 1, categories=list(REJECT_REASONS))
-    rejected[REJECT_COLUMN] = pd.Categorical.from_codes(column_code[~keep], categories=list(CANONICAL_COLUMNS))
+    rejected[REJECT_REASON] = pd.Categorical.from_codes(
+        reason_code[~keep] - 1, categories=list(REJECT_REASONS)
+    )
+    rejected[REJECT_COLUMN] = pd.Categorical.from_codes(
+        column_code[~keep], categories=list(CANONICAL_COLUMNS)
+    )
     logger.info("Cleaning kept %s rows and rejected %s", f"{keep.sum():,}", f"{(~keep).sum():,}")
     return clean.reset_index(drop=True), rejected.reset_index(drop=True)
 
@@ -166,7 +198,11 @@ def enforce_rejected_share(
     total = len(clean) + len(rejected)
     if total == 0:
         raise DataQualityError("The raw events table has no rows.")
-    by_reason = rejected.groupby([REJECT_REASON, REJECT_COLUMN], observed=True).size().sort_values(ascending=False)
+    by_reason = (
+        rejected.groupby([REJECT_REASON, REJECT_COLUMN], observed=True)
+        .size()
+        .sort_values(ascending=False)
+    )
     top = [{"reason": r, "column": c, "rows": int(n)} for (r, c), n in by_reason.items()]
     share = len(rejected) / total
     report = {

@@ -1,0 +1,33 @@
+# Quick start: `make run` (the whole job on the embedded default) and `make test`.
+# Both bootstrap uv with pip when it is missing, then install the locked environment.
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RAW_EVENTS := data/01_raw/courier_events.csv
+export KEDRO_DISABLE_TELEMETRY := 1
+
+.PHONY: install run data test lint format viz
+
+install:  ## uv (via pip if missing) and the locked environment in .venv
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.9,<1" \
+		|| $(PYTHON) -m pip install --quiet --user "uv>=0.9,<1"
+	$(UV) sync --frozen
+
+data: install  ## generate the synthetic city once, when no raw events exist
+	@test -f $(RAW_EVENTS) || $(UV) run --frozen kedro run --pipelines data_generation
+
+run: data  ## the default pipeline end to end: raw events -> registered (or rejected) model
+	$(UV) run --frozen kedro run
+
+test: install lint  ## ruff, then the test suite
+	$(UV) run --frozen pytest
+
+lint: install
+	$(UV) run --frozen ruff check
+	$(UV) run --frozen ruff format --check
+
+format: install
+	$(UV) run --frozen ruff format
+	$(UV) run --frozen ruff check --fix
+
+viz: install  ## kedro-viz on http://127.0.0.1:4141
+	$(UV) run --frozen kedro viz run --no-browser --port 4141
