@@ -183,25 +183,30 @@ def inject_faults(
     in_place, duplicate_sources = chosen[:n_in_place], chosen[n_in_place:]
 
     # Timestamps leave the generator as text: the form the raw export has, and the only form
-    # that can carry an unparsable value.
-    out = events.copy()
-    for col in (EVENT_TIME, ORDER_CREATED):
-        out[col] = np.datetime_as_string(out[col].to_numpy().astype("datetime64[s]"), unit="s")
-    labels = np.full(len(out), "", dtype=object)
-    start = 0
+    # that can carry an unparsable value. `assign` is a lazy copy (pandas copy-on-write): only
+    # the columns that get spoiled are copied.
+    out = events.assign(
+        **{
+            col: np.datetime_as_string(events[col].to_numpy().astype("datetime64[s]"), unit="s")
+            for col in (EVENT_TIME, ORDER_CREATED)
+        }
+    )
+    labels, start = [], 0
     for kind in kinds:
         if kind == "duplicate_order":
             continue
         rows = in_place[start : start + per_kind[kind]]
         start += per_kind[kind]
         _spoil(out, rows, kind, rng)
-        labels[rows] = kind
-    duplicates = out.iloc[duplicate_sources]
-    out = pd.concat([out, duplicates], ignore_index=True)
-    labels = np.concatenate([labels, np.full(len(duplicates), "duplicate_order", dtype=object)])
-    faulty = np.flatnonzero(labels != "")
-    fault_labels = pd.DataFrame(
-        {"source_row": faulty.astype(np.int64), "fault": labels[faulty].astype(str)}
+        labels.append(pd.DataFrame({"source_row": rows, "fault": kind}))
+    # Re-sent records: exact copies of valid rows, arriving after the originals.
+    copies = np.arange(len(out), len(out) + len(duplicate_sources))
+    labels.append(pd.DataFrame({"source_row": copies, "fault": "duplicate_order"}))
+    out = pd.concat([out, out.iloc[duplicate_sources]], ignore_index=True)
+    fault_labels = (
+        pd.concat(labels, ignore_index=True)
+        .astype({"source_row": np.int64, "fault": str})
+        .sort_values("source_row", ignore_index=True)
     )
     return out, fault_labels
 
