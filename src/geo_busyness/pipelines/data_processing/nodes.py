@@ -78,16 +78,20 @@ def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -
             + ", ".join(f"{source!r} (for {canonical})" for canonical, source in absent.items())
             + f"; its columns are {list(raw.columns)}."
         )
-    canonical = pd.DataFrame({SOURCE_ROW: np.arange(len(raw), dtype=np.int64)})
+    # Columns are moved as pandas arrays: converting Arrow-backed text to numpy would make a
+    # Python object per row.
+    columns: dict[str, Any] = {SOURCE_ROW: np.arange(len(raw), dtype=np.int64)}
     for col in CANONICAL_COLUMNS:
         if col in mapping:
-            values = raw[mapping[col]].to_numpy()
+            values = raw[mapping[col]].reset_index(drop=True)
+            if col in COORDINATE_COLUMNS:
+                values = pd.to_numeric(values, errors="coerce").astype(float)
+        elif col in COORDINATE_COLUMNS:
+            values = np.full(len(raw), np.nan)
         else:
-            values = np.full(len(raw), np.nan if col in COORDINATE_COLUMNS else None, dtype=object)
-        if col in COORDINATE_COLUMNS:
-            values = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
-        canonical[col] = values
-    return canonical
+            values = np.full(len(raw), None, dtype=object)
+        columns[col] = values
+    return pd.DataFrame(columns)
 
 
 def _parse_timestamps(
