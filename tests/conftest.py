@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,17 +12,9 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DATA_LAYERS = (
-    "01_raw",
-    "02_intermediate",
-    "03_primary",
-    "04_feature",
-    "05_model_input",
-    "06_models",
-    "07_model_output",
-    "08_reporting",
-)
+from geo_busyness.scratch import make_project_copy
+
+__all__ = ["make_project_copy"]  # re-exported for tests
 
 #: A small city sample that still has weeks enough for train, validation and test windows.
 SMALL_GENERATION = {
@@ -35,18 +26,6 @@ SMALL_GENERATION = {
 }
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
-
-
-def make_project_copy(dest: Path) -> Path:
-    """Copy the project's configuration into ``dest`` with empty data folders."""
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", dest / "conf" / "base")
-    (dest / "conf" / "local").mkdir(parents=True)
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, dest / name)
-    (dest / "src").mkdir()  # bootstrap_project wants a source dir; the package is installed
-    for layer in DATA_LAYERS:
-        (dest / "data" / layer).mkdir(parents=True)
-    return dest
 
 
 @contextmanager

@@ -1,0 +1,33 @@
+"""A scratch copy of this project's configuration, for tests and benchmarks.
+
+Runs in a scratch copy write their data, MLflow store and logs there, never into the checkout.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DATA_LAYERS = (
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
+)
+
+
+def make_project_copy(dest: Path, source: Path = PROJECT_ROOT) -> Path:
+    """Copy ``source``'s base configuration into ``dest`` with empty data folders."""
+    shutil.copytree(source / "conf" / "base", dest / "conf" / "base")
+    (dest / "conf" / "local").mkdir(parents=True)
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(source / name, dest / name)
+    (dest / "src").mkdir()  # bootstrap_project wants a source dir; the package is installed
+    for layer in DATA_LAYERS:
+        (dest / "data" / layer).mkdir(parents=True)
+    return dest
