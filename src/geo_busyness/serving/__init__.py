@@ -1,0 +1,1 @@
+"""Serving the busyness model: request parsing, the HTTP server, packaging and SageMaker."""

@@ -1,0 +1,225 @@
+"""Request bodies -> validated query rows, shared by the project's server and ``code/inference.py``.
+
+A query asks how busy the H3 cell of a point is during the hour of a timestamp. Bodies are
+JSON (a list of query objects, ``{"instances": [...]}`` or one query object) or CSV with a
+header row. Every problem becomes a ``RequestError`` with the HTTP status to answer and a
+message naming the column, the rule and the first offending rows (0-based), so a client can
+fix its request. All checks are vectorised over the columns; no Python loop runs per row.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from pandas.api.types import infer_dtype
+
+from geo_busyness.schemas import (
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    REQUIRED_COLUMNS,
+    VENUE_LAT,
+    VENUE_LON,
+)
+
+JSON = "application/json"
+CSV = "text/csv"
+#: Media types accepted for request bodies (parameters such as ``charset`` are ignored).
+SUPPORTED_CONTENT_TYPES = {JSON: JSON, CSV: CSV, "application/csv": CSV}
+#: SageMaker real-time endpoints cap a request at 6 MB; the project's server uses the same default.
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+#: Optional query columns that are kept (as numbers); any other extra column is ignored.
+OPTIONAL_QUERY_COLUMNS = (VENUE_LAT, VENUE_LON)
+#: How many offending rows a message lists.
+_SHOW_ROWS = 5
+_RANGES = {EVENT_LAT: 90.0, VENUE_LAT: 90.0, EVENT_LON: 180.0, VENUE_LON: 180.0}
+
+
+class RequestError(Exception):
+    """A request the server must refuse: ``status`` is the HTTP status (4xx), ``message`` why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"RequestError({self.status}, {self.message!r})"
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type of a Content-Type header (``None`` or empty means JSON)."""
+    if not content_type:
+        return JSON
+    return content_type.split(";", 1)[0].strip().lower() or JSON
+
+
+def parse_request(
+    body: bytes | str | None,
+    content_type: str | None = JSON,
+    max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> pd.DataFrame:
+    """Query rows of a request body, validated; raises ``RequestError`` naming the problem.
+
+    Returns columns ``courier_location_timestamp`` (UTC), ``courier_lat`` and ``courier_lon``
+    (float), plus ``restaurant_lat``/``restaurant_lon`` when the request has them, with a fresh
+    0-based index (the row numbers used in error messages).
+    """
+    kind = SUPPORTED_CONTENT_TYPES.get(media_type(content_type))
+    if kind is None:
+        raise RequestError(
+            415,
+            f"Unsupported content type {content_type!r}; send {JSON} or {CSV} (with a header row).",
+        )
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    body = body or b""
+    if len(body) > max_bytes:
+        raise RequestError(
+            413, f"Request body of {len(body)} bytes is over the limit of {max_bytes} bytes."
+        )
+    if not body.strip():
+        raise RequestError(400, "Empty request body: send at least one query row.")
+    frame = read_json(body) if kind == JSON else read_csv(body)
+    return validate_queries(frame)
+
+
+def read_json(body: bytes) -> pd.DataFrame:
+    """A JSON body (list of objects, ``{"instances": [...]}`` or one object) as a raw frame."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"Malformed JSON: {exc}.") from None
+    if isinstance(document, dict):
+        if "instances" in document:
+            document = document["instances"]
+        elif set(REQUIRED_COLUMNS) & document.keys():
+            document = [document]
+    if not isinstance(document, list):
+        raise RequestError(
+            400,
+            'Expected a JSON list of query objects or {"instances": [...]}, got '
+            f"{type(document).__name__}.",
+        )
+    if not document:
+        raise RequestError(400, "No query rows: the list of instances is empty.")
+    try:
+        frame = pd.DataFrame(document)
+    except (TypeError, ValueError):
+        raise RequestError(
+            400, f"Each query must be a JSON object with fields {list(REQUIRED_COLUMNS)}."
+        ) from None
+    if not all(isinstance(name, str) for name in frame.columns):  # loops over columns only
+        raise RequestError(
+            400, f"Each query must be a JSON object with fields {list(REQUIRED_COLUMNS)}."
+        )
+    return frame
+
+
+def read_csv(body: bytes) -> pd.DataFrame:
+    """A CSV body with a header row as a raw frame."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(io.BytesIO(body), index_col=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise RequestError(
+            400, "Empty CSV: send a header row and at least one query row."
+        ) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RequestError(400, f"Malformed CSV: {message}.") from None
+
+
+def validate_queries(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check and type raw query rows; raises ``RequestError`` (400) naming the first problem."""
+    missing = [col for col in REQUIRED_COLUMNS if col not in frame.columns]
+    if missing:
+        raise RequestError(
+            400,
+            f"Missing column(s) {missing}: every query needs {list(REQUIRED_COLUMNS)}"
+            " (CSV bodies need a header row).",
+        )
+    if frame.empty:
+        raise RequestError(400, "No query rows: the body holds a header or an empty list only.")
+    frame = frame.reset_index(drop=True)
+    columns: dict[str, Any] = {EVENT_TIME: _timestamps(frame[EVENT_TIME])}
+    for name in (EVENT_LAT, EVENT_LON):
+        columns[name] = _coordinates(frame[name], name, required=True)
+    for name in OPTIONAL_QUERY_COLUMNS:
+        if name in frame.columns:
+            columns[name] = _coordinates(frame[name], name, required=False)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _rows(mask: np.ndarray | pd.Series) -> str:
+    """'rows 3, 7, ...' for the first offending row numbers of a boolean mask."""
+    rows = np.flatnonzero(np.asarray(mask))
+    shown = ", ".join(str(row) for row in rows[:_SHOW_ROWS])
+    more = f" and {len(rows) - _SHOW_ROWS} more" if len(rows) > _SHOW_ROWS else ""
+    return f"{len(rows)} row(s): {shown}{more}"
+
+
+def _coordinates(values: pd.Series, name: str, required: bool) -> pd.Series:
+    """A coordinate column as float degrees: numbers (or numeric text), finite and in range."""
+    missing = values.isna()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.astype(float)
+    else:
+        kind = infer_dtype(values, skipna=True)
+        # JSON true/false must not pass as 1/0: mark them before the numeric conversion.
+        booleans = (
+            values.astype(str).isin(["True", "False"]) & ~missing
+            if kind in ("boolean", "mixed")
+            else pd.Series(False, index=values.index)
+        )
+        numbers = pd.to_numeric(values.where(~booleans), errors="coerce").astype(float)
+        wrong = numbers.isna() & ~missing
+        if wrong.any():
+            raise RequestError(
+                400, f"Wrong type in {name!r}: expected numbers (degrees) in {_rows(wrong)}."
+            )
+    if required and missing.any():
+        raise RequestError(400, f"Missing value in {name!r} in {_rows(missing)}.")
+    limit = _RANGES[name]
+    outside = ~missing & ~numbers.between(-limit, limit)
+    if outside.any():
+        raise RequestError(
+            400, f"{name!r} out of range [-{limit:g}, {limit:g}] in {_rows(outside)}."
+        )
+    return numbers
+
+
+def _timestamps(values: pd.Series) -> pd.Series:
+    """Query times as UTC: ISO 8601 text (naive = UTC, offsets converted) or Unix seconds."""
+    missing = values.isna()
+    if missing.any():
+        raise RequestError(400, f"Missing value in {EVENT_TIME!r} in {_rows(missing)}.")
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values, utc=True)
+    elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        parsed = pd.to_datetime(values.astype(float), unit="s", utc=True, errors="coerce")
+    elif infer_dtype(values, skipna=True) == "string":
+        parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    else:
+        kind = infer_dtype(values, skipna=True)
+        mixed = kind in ("mixed", "mixed-integer")
+        text = values.str.startswith("", na=False) if mixed else pd.Series(False, values.index)
+        raise RequestError(
+            400,
+            f"Wrong type in {EVENT_TIME!r}: expected ISO 8601 text or Unix seconds, got {kind}"
+            f" values in {_rows(~text)}.",
+        )
+    bad = parsed.isna()
+    if bad.any():
+        raise RequestError(
+            400,
+            f"Unparsable timestamp in {EVENT_TIME!r} in {_rows(bad)}: expected ISO 8601 "
+            "(e.g. 2026-01-05T12:30:00Z; naive times are UTC) or Unix seconds.",
+        )
+    return parsed.dt.as_unit("ns")

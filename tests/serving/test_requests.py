@@ -1,0 +1,95 @@
+"""Request parsing and validation: every accepted shape, every refusal with its status."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from geo_busyness.serving.requests import RequestError, parse_request
+from tests.serving.cases import BAD_REQUESTS, GOOD_ROW, TS, json_rows
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json_rows(GOOD_ROW),
+        orjson.dumps({"instances": [GOOD_ROW]}),
+        orjson.dumps(GOOD_ROW),
+    ],
+    ids=["list", "instances", "single-object"],
+)
+def test_json_shapes_give_the_same_rows(body):
+    frame = parse_request(body, "application/json; charset=utf-8")
+    assert list(frame.columns) == [TS, "courier_lat", "courier_lon"]
+    assert frame[TS].iloc[0] == pd.Timestamp("2026-01-05T12:30:00Z")
+    assert frame["courier_lat"].dtype == np.float64
+
+
+def test_csv_equals_json():
+    csv = (
+        "courier_location_timestamp,courier_lat,courier_lon,restaurant_lat,extra\n"
+        "2026-01-05T12:30:00Z,50.45,-104.6,50.44,x\n"
+        "2026-01-05 18:00:00-06:00,50.46,-104.61,,y\n"
+    )
+    rows = [
+        {**GOOD_ROW, "restaurant_lat": 50.44, "extra": "x"},
+        {TS: "2026-01-05T18:00:00-06:00", "courier_lat": 50.46, "courier_lon": -104.61},
+    ]
+    from_csv = parse_request(csv.encode(), "text/csv")
+    from_json = parse_request(orjson.dumps(rows), "application/json")
+    pd.testing.assert_frame_equal(from_csv, from_json)
+    assert "extra" not in from_csv.columns
+    # an offset is converted to UTC
+    assert from_csv[TS].iloc[1] == pd.Timestamp("2026-01-06T00:00:00Z")
+
+
+def test_timestamp_forms():
+    rows = [
+        {**GOOD_ROW, TS: "2026-01-05T12:30:00"},  # naive = UTC
+        {**GOOD_ROW, TS: "2026-01-05T13:30:00+01:00"},
+        {**GOOD_ROW, TS: "2026-01-05 12:30"},
+    ]
+    frame = parse_request(orjson.dumps(rows))
+    assert (frame[TS] == pd.Timestamp("2026-01-05T12:30:00Z")).all()
+    epoch = parse_request(
+        orjson.dumps([{**GOOD_ROW, TS: pd.Timestamp("2026-01-05T12:30:00Z").timestamp()}])
+    )
+    assert epoch[TS].iloc[0] == pd.Timestamp("2026-01-05T12:30:00Z")
+    assert str(frame[TS].dtype) == "datetime64[ns, UTC]"
+
+
+def test_numeric_text_coordinates_are_accepted():
+    frame = parse_request(json_rows({**GOOD_ROW, "courier_lat": "50.45"}))
+    assert frame["courier_lat"].iloc[0] == 50.45
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "fragment"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_requests_are_refused_with_a_reason(body, content_type, status, fragment):
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, content_type)
+    assert caught.value.status == status
+    assert fragment in caught.value.message
+
+
+def test_body_over_the_limit_is_413():
+    body = json_rows(*[GOOD_ROW] * 100)
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, "application/json", max_bytes=len(body) - 1)
+    assert caught.value.status == 413
+    assert len(parse_request(body, "application/json", max_bytes=len(body))) == 100
+
+
+def test_error_names_the_first_rows_and_counts_the_rest():
+    rows = [{**GOOD_ROW, "courier_lat": 95.0}] * 8
+    with pytest.raises(RequestError, match=r"in 8 row\(s\): 0, 1, 2, 3, 4 and 3 more"):
+        parse_request(json_rows(*rows))
+
+
+def test_missing_content_type_means_json():
+    assert len(parse_request(json_rows(GOOD_ROW), None)) == 1
