@@ -5,8 +5,9 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-#: Pipelines left out of the default run: they write inputs rather than consume them.
-NOT_IN_DEFAULT = ("data_generation",)
+#: Pipelines left out of the default run: data generation writes the inputs, and deployment
+#: pushes a model somewhere, which a plain `kedro run` should never do.
+NOT_IN_DEFAULT = ("data_generation", "deployment")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
