@@ -120,8 +120,9 @@ def _rules(
 ) -> list[tuple[str, str, pd.Series]]:
     """Each cleaning rule as (reason, column, mask of failing rows), in priority order."""
     rules = [("missing_value", col, events[col].isna()) for col in mapped]
+    # A local time that is ambiguous or skipped parses to NaT too; it has its own reason below.
     rules += [
-        ("unparsable_timestamp", col, parsed[col].isna())
+        ("unparsable_timestamp", col, parsed[col].isna() & ~ambiguous[col])
         for col in TIMESTAMP_COLUMNS
         if col in mapped
     ]
@@ -138,11 +139,10 @@ def _rules(
             (EVENT_LON, "lon_min", "lon_max"),
         ):
             rules.append(("outside_service_area", col, ~events[col].between(area[low], area[high])))
-    as_of = (
-        pd.Timestamp(params["as_of"]).tz_convert("UTC")
-        if params.get("as_of")
-        else pd.Timestamp.now(tz="UTC")
-    )
+    as_of = pd.Timestamp(params["as_of"]) if params.get("as_of") else pd.Timestamp.now(tz="UTC")
+    if as_of.tz is None:  # a naive as_of is read like naive event times: in the source timezone
+        as_of = as_of.tz_localize(params["source_timezone"])
+    as_of = as_of.tz_convert("UTC")
     rules += [
         ("future_timestamp", col, parsed[col] > as_of) for col in TIMESTAMP_COLUMNS if col in mapped
     ]
