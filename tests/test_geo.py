@@ -1,0 +1,116 @@
+"""Distances and venue ids from coordinates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo_busyness.geo import EARTH_RADIUS_KM, euclidean_deg, haversine_km, venue_id
+
+# Nashville (BNA) to Los Angeles (LAX): the textbook Haversine example, worked by hand with
+# R = 6372.8 km (it is also Rosetta Code's reference answer).
+BNA = (36.12, -86.67)
+LAX = (33.94, -118.40)
+BNA_TO_LAX_KM = 2887.2599506071106
+
+
+def test_earth_radius_is_the_reference_notebooks():
+    assert EARTH_RADIUS_KM == 6372.8
+
+
+def test_haversine_known_distance():
+    assert haversine_km(*BNA, *LAX) == pytest.approx(BNA_TO_LAX_KM, abs=1e-6)
+
+
+def test_haversine_quarter_meridian_is_a_quarter_of_the_circumference():
+    assert haversine_km(0.0, 0.0, 90.0, 0.0) == pytest.approx(math.pi / 2 * 6372.8, rel=1e-12)
+    assert haversine_km(0.0, 0.0, 0.0, 90.0) == pytest.approx(math.pi / 2 * 6372.8, rel=1e-12)
+
+
+def test_haversine_is_symmetric_and_zero_for_identical_points():
+    assert haversine_km(*LAX, *BNA) == pytest.approx(haversine_km(*BNA, *LAX), rel=1e-15)
+    assert haversine_km(*BNA, *BNA) == 0.0
+    lat = np.array([50.4, -33.9, 0.0, 89.9])
+    lon = np.array([-104.6, 151.2, 0.0, -179.9])
+    np.testing.assert_array_equal(haversine_km(lat, lon, lat, lon), np.zeros(4))
+
+
+def test_haversine_across_the_antimeridian_is_short():
+    # 1 degree of longitude on the equator, whichever way round the +-180 seam it is written.
+    one_degree = 2 * math.pi * 6372.8 / 360
+    assert haversine_km(0.0, 179.5, 0.0, -179.5) == pytest.approx(one_degree, rel=1e-9)
+
+
+def test_haversine_broadcasts_scalars_series_and_grids():
+    lats = pd.Series([36.12, 33.94, 36.12])
+    lons = pd.Series([-86.67, -118.40, -86.67])
+    out = haversine_km(lats, lons, *LAX)
+    assert isinstance(out, np.ndarray)
+    assert out.shape == (3,)
+    np.testing.assert_allclose(out, [BNA_TO_LAX_KM, 0.0, BNA_TO_LAX_KM], atol=1e-6)
+
+    # points (3, 1) against restaurants (4,): a (3, 4) distance matrix, each cell the scalar answer.
+    p_lat, p_lon = np.array([[50.40], [50.45], [50.50]]), np.array([[-104.6], [-104.65], [-104.55]])
+    r_lat, r_lon = (
+        np.array([50.41, 50.42, 50.43, 50.44]),
+        np.array([-104.61, -104.62, -104.5, -104.7]),
+    )
+    grid = haversine_km(p_lat, p_lon, r_lat, r_lon)
+    assert grid.shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            assert grid[i, j] == pytest.approx(
+                haversine_km(p_lat[i, 0], p_lon[i, 0], r_lat[j], r_lon[j]), rel=1e-12
+            )
+
+
+def test_euclidean_deg():
+    assert euclidean_deg(0.0, 0.0, 3.0, 4.0) == pytest.approx(5.0)
+    assert euclidean_deg(3.0, 4.0, 0.0, 0.0) == pytest.approx(5.0)
+    assert euclidean_deg(50.4, -104.6, 50.4, -104.6) == 0.0
+    out = euclidean_deg(np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([[3.0], [0.0]]), 5.0)
+    # (2,) against (2, 1): rows are the second point's lat (3 then 0), columns the first points.
+    np.testing.assert_allclose(out, [[math.hypot(3, 5), math.hypot(2, 4)], [5.0, math.hypot(1, 4)]])
+
+
+def test_venue_id_is_stable_across_calls_and_runs():
+    lat = pd.Series([50.45, 50.40, 50.45])
+    lon = pd.Series([-104.6, -104.7, -104.6])
+    first, second = venue_id(lat, lon), venue_id(lat.copy(), lon.copy())
+    pd.testing.assert_series_equal(first, second)
+    assert first.iloc[0] == first.iloc[2]
+    assert first.iloc[0] != first.iloc[1]
+    # A literal value: an id that depended on a salted hash or process state would not match.
+    # (50.45 + 90) * 1e5 = 14_045_000 lat units, (-104.6 + 180) * 1e5 = 7_540_000 lon units,
+    # packed as lat_units * (360 * 1e5 + 1) + lon_units.
+    assert int(first.iloc[0]) == 14_045_000 * 36_000_001 + 7_540_000
+    # Float noise far below the 1e-5 degree grid does not change the id.
+    assert venue_id(pd.Series([50.45 + 1e-9]), pd.Series([-104.6 - 1e-9])).iloc[0] == first.iloc[0]
+
+
+def test_venue_id_distinguishes_points_two_metres_apart():
+    metres_per_degree = 111_320.0
+    lat0, lon0 = 50.4512345, -104.6054321
+    north = lat0 + 2 / metres_per_degree
+    east = lon0 + 2 / (metres_per_degree * math.cos(math.radians(lat0)))
+    assert haversine_km(lat0, lon0, north, lon0) * 1000 == pytest.approx(2.0, abs=0.05)
+    assert haversine_km(lat0, lon0, lat0, east) * 1000 == pytest.approx(2.0, abs=0.05)
+    ids = venue_id(pd.Series([lat0, north, lat0]), pd.Series([lon0, lon0, east]))
+    assert ids.nunique() == 3
+    # lat and lon are not interchangeable
+    swapped = venue_id(pd.Series([10.0, 20.0]), pd.Series([20.0, 10.0]))
+    assert swapped.iloc[0] != swapped.iloc[1]
+
+
+def test_venue_id_is_null_where_a_coordinate_is_null_and_keeps_the_index():
+    lat = pd.Series([50.45, np.nan, 50.45, np.nan], index=[10, 11, 12, 13])
+    lon = pd.Series([-104.6, -104.6, np.nan, np.nan], index=[10, 11, 12, 13])
+    ids = venue_id(lat, lon)
+    assert ids.dtype == pd.Int64Dtype()
+    assert ids.name == "restaurant_id"
+    assert list(ids.index) == [10, 11, 12, 13]
+    assert ids.isna().tolist() == [False, True, True, True]
+    assert ids.iloc[0] == venue_id(pd.Series([50.45]), pd.Series([-104.6])).iloc[0]
