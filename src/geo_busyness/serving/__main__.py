@@ -1,0 +1,93 @@
+"""``python -m geo_busyness.serving`` (the container's ``serve``): run the model server.
+
+    python -m geo_busyness.serving --model /opt/ml/model            # SageMaker's layout
+    python -m geo_busyness.serving --model models:/geo-busyness@champion --port 8080
+
+Defaults follow SageMaker's conventions: the model in ``/opt/ml/model`` (or ``SM_MODEL_DIR``),
+port ``SAGEMAKER_BIND_TO_PORT`` or 8080, workers ``SAGEMAKER_MODEL_SERVER_WORKERS`` or 1. An
+MLflow URI is downloaded once before the worker processes start. A first argument ``serve``
+(how SageMaker starts a container) is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from geo_busyness.serving.app import ENV_LOAD_TIMEOUT, ENV_MAX_BODY_BYTES, ENV_MODEL
+from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES
+
+logger = logging.getLogger("geo_busyness.serving")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m geo_busyness.serving", description="Serve the busyness model over HTTP."
+    )
+    parser.add_argument(
+        "--model",
+        default=os.environ.get(ENV_MODEL) or os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
+        help="model directory (MLflow model or unpacked model.tar.gz) or MLflow model URI",
+    )
+    parser.add_argument("--host", default=os.environ.get("GEO_BUSYNESS_HOST", "0.0.0.0"))  # noqa: S104
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1")),
+        help="server processes, each with its own copy of the model",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES),
+    )
+    parser.add_argument("--load-timeout", type=float, default=120.0)
+    parser.add_argument("--log-level", default=os.environ.get("GEO_BUSYNESS_LOG_LEVEL", "info"))
+    return parser
+
+
+def serve(argv: Sequence[str] | None = None) -> None:
+    """Parse arguments and run uvicorn until stopped."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+
+    import uvicorn  # noqa: PLC0415
+
+    from geo_busyness.serving.model import fetch_model, is_local  # noqa: PLC0415
+
+    model = args.model
+    if not is_local(model):
+        target = tempfile.mkdtemp(prefix="geo-busyness-model-")
+        logger.info("Downloading %s to %s", model, target)
+        model = str(fetch_model(model, target))
+    os.environ[ENV_MODEL] = model
+    os.environ[ENV_MAX_BODY_BYTES] = str(args.max_body_bytes)
+    os.environ[ENV_LOAD_TIMEOUT] = str(args.load_timeout)
+    logger.info("Serving %s on %s:%d with %d worker(s)", model, args.host, args.port, args.workers)
+    uvicorn.run(
+        "geo_busyness.serving.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=args.log_level.lower(),
+        timeout_keep_alive=75,  # above the 60 s idle timeout of SageMaker's front end
+    )
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,241 @@
+"""The HTTP server: SageMaker's container contract as a small ASGI app (run by uvicorn).
+
+- ``GET /ping``: 200 once the model is loaded, 503 while it loads (or if loading failed).
+- ``POST /invocations``: a JSON or CSV body of query rows -> ``{"predictions": [...]}`` (or CSV
+  when the Accept header asks only for it). A bad request gets a 4xx JSON error naming the
+  problem; 5xx is kept for faults of the server or the model.
+- ``GET /execution-parameters``: what SageMaker batch transform asks a container.
+
+The model loads in a background thread after start-up, so /ping answers at once. Parsing,
+prediction and encoding run on one worker thread per process: the event loop stays free to
+answer /ping during a long batch, and predictions of one process never compete for the GIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES, RequestError, parse_request
+from geo_busyness.serving.responses import encode_error, encode_predictions, response_type
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: Environment variables read by ``create_app`` (set by ``python -m geo_busyness.serving``).
+ENV_MODEL = "GEO_BUSYNESS_MODEL"
+ENV_MAX_BODY_BYTES = "GEO_BUSYNESS_MAX_BODY_BYTES"
+ENV_LOAD_TIMEOUT = "GEO_BUSYNESS_MODEL_LOAD_TIMEOUT"
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass
+class Settings:
+    """What a server process serves and its limits."""
+
+    model: str
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: How long an invocation that arrives during loading waits for the model, in seconds.
+    load_timeout: float = 120.0
+    loader: Callable[[str], Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        model = os.environ.get(ENV_MODEL)
+        if not model:
+            raise RuntimeError(f"Set {ENV_MODEL} to the model directory or MLflow model URI.")
+        return cls(
+            model=model,
+            max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES),
+            load_timeout=float(os.environ.get(ENV_LOAD_TIMEOUT, "120")),
+        )
+
+
+class ServingApp:
+    """ASGI application answering /ping and /invocations for one loaded model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model: Any = None
+        self._load: asyncio.Future | None = None
+        self._load_error: str | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+
+    # ------------------------------------------------------------------ model loading
+    def _load_model(self) -> Any:
+        if self.settings.loader is not None:
+            return self.settings.loader(self.settings.model)
+        from geo_busyness.serving.model import load_model  # noqa: PLC0415 - imports MLflow
+
+        return load_model(self.settings.model)
+
+    def start_loading(self) -> None:
+        """Load the model in the background; /ping turns 200 when it is ready."""
+        if self._load is not None:
+            return
+        started = time.perf_counter()
+
+        def done(future: asyncio.Future) -> None:
+            if future.exception() is not None:
+                self._load_error = f"{type(future.exception()).__name__}: {future.exception()}"
+                logger.error("Model %s failed to load: %s", self.settings.model, self._load_error)
+            else:
+                self.model = future.result()
+                logger.info(
+                    "Model %s loaded in %.1f s", self.settings.model, time.perf_counter() - started
+                )
+
+        self._load = asyncio.get_running_loop().run_in_executor(None, self._load_model)
+        self._load.add_done_callback(done)
+
+    # ------------------------------------------------------------------ ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        self.start_loading()
+        path, method = scope["path"], scope["method"]
+        if path == "/ping":
+            await self._ping(send)
+        elif path == "/invocations":
+            if method != "POST":
+                await _respond(send, 405, encode_error(405, "Use POST for /invocations."))
+            else:
+                await self._invocations(scope, receive, send)
+        elif path == "/execution-parameters" and method == "GET":
+            await _respond(send, 200, orjson.dumps(self.execution_parameters()))
+        else:
+            await _respond(send, 404, encode_error(404, f"No route {method} {path}."))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start_loading()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._worker.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _ping(self, send: Send) -> None:
+        if self.model is not None:
+            await _respond(send, 200, b'{"status":"ready"}')
+        elif self._load_error is not None:
+            await _respond(send, 503, orjson.dumps({"status": "failed", "error": self._load_error}))
+        else:
+            await _respond(send, 503, b'{"status":"loading"}')
+
+    def execution_parameters(self) -> dict[str, Any]:
+        return {
+            "MaxConcurrentTransforms": 1,
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": max(1, self.settings.max_body_bytes // (1024 * 1024)),
+        }
+
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {key.decode("latin-1").lower(): value for key, value in scope["headers"]}
+        content_type = headers.get("content-type", b"").decode("latin-1")
+        accept = headers.get("accept", b"").decode("latin-1")
+        limit = self.settings.max_body_bytes
+        try:
+            declared = int(headers.get("content-length", b"0") or 0)
+        except ValueError:
+            await _respond(send, 400, encode_error(400, "Invalid Content-Length header."))
+            return
+        if declared > limit:
+            await _respond(send, 413, _too_large(declared, limit))
+            return
+        body = await _read_body(receive, limit)
+        if body is None:
+            await _respond(send, 413, _too_large(limit + 1, limit))
+            return
+        if self.model is None:
+            problem = await self._wait_for_model()
+            if problem:
+                await _respond(send, 503, encode_error(503, problem), [(b"retry-after", b"5")])
+                return
+        loop = asyncio.get_running_loop()
+        status, payload, media = await loop.run_in_executor(
+            self._worker, self.invoke, body, content_type, accept
+        )
+        await _respond(send, status, payload, [(b"content-type", media.encode())])
+
+    async def _wait_for_model(self) -> str | None:
+        """None once the model is loaded, else why it is not (load failed or timed out)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._load), self.settings.load_timeout)
+        except TimeoutError:
+            return "The model is still loading; retry shortly."
+        except Exception:  # noqa: BLE001 - reported through _load_error
+            pass
+        if self.model is None:
+            return f"The model failed to load: {self._load_error}"
+        return None
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
+        """Status, body and media type of the answer to one invocation (runs on the worker)."""
+        try:
+            media = response_type(accept)
+            queries = parse_request(body, content_type, self.settings.max_body_bytes)
+        except RequestError as exc:
+            return exc.status, encode_error(exc.status, exc.message), "application/json"
+        try:
+            from geo_busyness.serving.model import answer  # noqa: PLC0415 - cached after the first
+
+            return 200, encode_predictions(answer(self.model, queries), media), media
+        except Exception as exc:
+            logger.exception("Prediction failed for %d query row(s)", len(queries))
+            message = f"Prediction failed: {type(exc).__name__}."
+            return 500, encode_error(500, message), "application/json"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None as soon as it grows over ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> bytes:
+    return encode_error(413, f"Request body of {size} bytes is over the limit of {limit} bytes.")
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = headers or []
+    if not any(name == b"content-type" for name, _ in headers):
+        headers = [*JSON_HEADERS, *headers]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app() -> ServingApp:
+    """The app for the model named in the environment (uvicorn factory for worker processes)."""
+    return ServingApp(Settings.from_env())

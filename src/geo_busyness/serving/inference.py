@@ -1,0 +1,58 @@
+"""Entry points for AWS's prebuilt SKLearn container; packaged as ``code/inference.py``.
+
+The container calls ``model_fn(model_dir)`` once, then per request
+``output_fn(predict_fn(input_fn(body, content_type), model), accept)``. Each function only
+delegates to the project's modules (bundled beside this file under ``code/geo_busyness``), so
+the container parses, predicts and answers exactly as the project's own server does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+# The container puts code/ on sys.path; make sure of it when this file is loaded by path.
+_CODE_DIR = os.path.dirname(os.path.abspath(__file__))
+if _CODE_DIR not in sys.path:
+    sys.path.append(_CODE_DIR)
+
+import pandas as pd  # noqa: E402
+
+from geo_busyness.serving.model import answer, load_model  # noqa: E402
+from geo_busyness.serving.requests import RequestError, parse_request  # noqa: E402
+from geo_busyness.serving.responses import encode_predictions, response_type  # noqa: E402
+
+try:  # the SageMaker inference toolkit answers this error with its own status (4xx, not 500)
+    from sagemaker_inference.errors import BaseInferenceToolkitError
+except ImportError:  # outside the container
+    BaseInferenceToolkitError = None
+
+
+def model_fn(model_dir: str) -> Any:
+    """The busyness model from the unpacked model.tar.gz (MLflow model files at its root)."""
+    return load_model(model_dir)
+
+
+def input_fn(request_body: bytes | str, request_content_type: str) -> pd.DataFrame:
+    """Validated query rows; a bad request raises an error carrying its 4xx status."""
+    try:
+        return parse_request(request_body, request_content_type)
+    except RequestError as exc:
+        if BaseInferenceToolkitError is None:
+            raise
+        raise BaseInferenceToolkitError(exc.status, exc.message, "Bad Request") from exc
+
+
+def predict_fn(input_data: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """``h3_cell``, ``hour`` and ``predicted_busyness`` per query row."""
+    return answer(model, input_data)
+
+
+def output_fn(prediction: pd.DataFrame, accept: str) -> tuple[bytes, str]:
+    """The answer body and its media type (JSON ``{"predictions": [...]}`` or CSV)."""
+    media = response_type(accept)
+    return encode_predictions(prediction, media), media
+
+
+__all__ = ["RequestError", "input_fn", "model_fn", "output_fn", "predict_fn"]

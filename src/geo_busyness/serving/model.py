@@ -1,0 +1,87 @@
+"""Loading the busyness model for serving, and the one call that answers queries.
+
+A model location is an MLflow model directory (holding ``MLmodel``), an unpacked
+``model.tar.gz`` (the MLflow model files at its root, ``code/`` beside them), or an MLflow URI
+such as ``models:/geo-busyness@champion`` (downloaded first). The loaded object is the
+scikit-learn ``Pipeline`` that training logged; ``answer`` calls ``predict_busyness``, the
+project's single query -> prediction function, so serving computes what batch inference does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from geo_busyness.features import predict_busyness
+
+MLMODEL = "MLmodel"
+_ALLOW_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """The MLflow model directory at ``path``: itself, or its one subfolder holding ``MLmodel``."""
+    path = Path(path)
+    if (path / MLMODEL).is_file():
+        return path
+    candidates = sorted(found.parent for found in path.glob(f"*/{MLMODEL}"))
+    if len(candidates) == 1:
+        return candidates[0]
+    raise FileNotFoundError(
+        f"No MLflow model in {path}: expected an {MLMODEL} file there or in exactly one subfolder"
+        f" (found {len(candidates)})."
+    )
+
+
+def is_local(location: str | Path) -> bool:
+    """Whether ``location`` is a path on this machine rather than an MLflow URI."""
+    text = str(location)
+    return "://" not in text and not text.startswith(("models:/", "runs:/"))
+
+
+def fetch_model(location: str | Path, dst: str | Path | None = None) -> Path:
+    """A local MLflow model directory for ``location``, downloading an MLflow URI into ``dst``."""
+    if is_local(location):
+        return find_model_dir(location)
+    import mlflow  # noqa: PLC0415 - heavy; only needed for registry URIs
+
+    dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="geo-busyness-model-"))
+    local = mlflow.artifacts.download_artifacts(artifact_uri=str(location), dst_path=str(dst))
+    return find_model_dir(local)
+
+
+@contextlib.contextmanager
+def _trusted_deserialization() -> Iterator[None]:
+    """Let MLflow unpickle the model it is pointed at (MLflow 3 refuses without this flag)."""
+    previous = os.environ.get(_ALLOW_PICKLE)
+    os.environ[_ALLOW_PICKLE] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_ALLOW_PICKLE, None)
+        else:
+            os.environ[_ALLOW_PICKLE] = previous
+
+
+def load_model(location: str | Path) -> Any:
+    """The busyness model (sklearn ``Pipeline``) at ``location``.
+
+    Loading deserialises the artifact, which can run code: only point this at models from the
+    project's own registry or packages (the server and the SageMaker container do exactly that).
+    """
+    import mlflow.sklearn  # noqa: PLC0415 - ~5 s import; the server loads in the background
+
+    model_dir = fetch_model(location)
+    with _trusted_deserialization():
+        return mlflow.sklearn.load_model(str(model_dir))
+
+
+def answer(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
+    """``h3_cell``, ``hour``, ``predicted_busyness`` for validated query rows."""
+    return predict_busyness(model, queries)

@@ -1,0 +1,142 @@
+"""``model.tar.gz`` for SageMaker: the MLflow model files plus ``code/`` for the SKLearn container.
+
+Layout (SageMaker unpacks it into ``/opt/ml/model``)::
+
+    MLmodel, model.*, requirements.txt, ...   the MLflow model, unchanged
+    code/inference.py                         model_fn/input_fn/predict_fn/output_fn
+    code/requirements.txt                     what the container pip-installs at start
+    code/geo_busyness/...                     the project modules inference.py imports
+
+MLflow's ``code_paths`` also live under ``code/``: modules the model bundled there are kept
+(they match the pickle); only the missing ones and the serving modules are added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tarfile
+import tempfile
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import geo_busyness
+from geo_busyness.serving.model import MLMODEL, find_model_dir
+
+CODE_DIR = "code"
+#: Modules of ``geo_busyness`` that ``code/inference.py`` needs (relative to the package).
+PACKAGE_MODULES = (
+    "__init__.py",
+    "features.py",
+    "geo.py",
+    "schemas.py",
+    "serving/__init__.py",
+    "serving/model.py",
+    "serving/requests.py",
+    "serving/responses.py",
+)
+#: Always-overwritten modules: the serving code of this package version.
+SERVING_MODULES = tuple(module for module in PACKAGE_MODULES if module.startswith("serving/"))
+#: Distributions the serving code imports, pinned to the installed versions when the model's
+#: own requirements do not name them.
+SERVING_REQUIREMENTS = (
+    "mlflow",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "h3",
+    "h3ronpy",
+    "pandera",
+    "orjson",
+)
+
+
+def _name(requirement: str) -> str:
+    """The normalised distribution name of a requirement line."""
+    for sep in ("==", ">=", "<=", "~=", "!=", ">", "<", "[", ";", " "):
+        requirement = requirement.split(sep, 1)[0]
+    return requirement.strip().lower().replace("_", "-")
+
+
+def code_requirements(model_dir: Path) -> list[str]:
+    """The model's pinned requirements plus pins for whatever serving needs beyond them."""
+    lines: list[str] = []
+    model_requirements = model_dir / "requirements.txt"
+    if model_requirements.is_file():
+        lines = [
+            line.strip()
+            for line in model_requirements.read_text().splitlines()
+            if line.strip() and not line.startswith(("#", "-"))
+        ]
+    named = {_name(line) for line in lines}
+    if "mlflow-skinny" in named:
+        named.add("mlflow")
+    for dist in SERVING_REQUIREMENTS:
+        if dist not in named:
+            try:
+                lines.append(f"{dist}=={installed_version(dist)}")
+            except PackageNotFoundError:
+                lines.append(dist)
+    return lines
+
+
+def _copy_package_modules(code: Path) -> None:
+    source = Path(geo_busyness.__file__).parent
+    target = code / "geo_busyness"
+    for module in PACKAGE_MODULES:
+        destination = target / module
+        if destination.exists() and module not in SERVING_MODULES:
+            continue  # bundled by the model itself: keep the version the pickle was made with
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / module, destination)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_package(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
+    """Write ``output`` (model.tar.gz) for the MLflow model in ``model_dir``; describe it."""
+    model_dir = find_model_dir(model_dir)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="geo-busyness-package-") as staging:
+        stage = Path(staging) / "model"
+        shutil.copytree(model_dir, stage, ignore=shutil.ignore_patterns("__pycache__"))
+        code = stage / CODE_DIR
+        code.mkdir(exist_ok=True)
+        shutil.copyfile(Path(__file__).with_name("inference.py"), code / "inference.py")
+        requirements = code_requirements(model_dir)
+        (code / "requirements.txt").write_text("\n".join(requirements) + "\n")
+        _copy_package_modules(code)
+        members = sorted(path for path in stage.rglob("*") if path.is_file())
+        partial = output.with_name(output.name + ".partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            for path in members:
+                tar.add(path, arcname=path.relative_to(stage).as_posix(), recursive=False)
+        partial.replace(output)
+    return {
+        "path": str(output),
+        "sha256": _sha256(output),
+        "bytes": output.stat().st_size,
+        "files": [path.relative_to(stage).as_posix() for path in members],
+        "requirements": requirements,
+    }
+
+
+def unpack_package(tarball: str | Path, destination: str | Path) -> Path:
+    """Unpack a model.tar.gz (as SageMaker does into /opt/ml/model); returns ``destination``."""
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball, "r:gz") as tar:
+        tar.extractall(destination, filter="data")
+    if not (destination / MLMODEL).is_file():
+        raise FileNotFoundError(f"{tarball} holds no {MLMODEL} at its root.")
+    return destination

@@ -1,0 +1,93 @@
+"""A small real busyness model for serving tests: the project's BusynessFeatures + a regressor.
+
+Built from synthetic events in a second or two and saved the way the modeling pipeline logs
+it (``mlflow.sklearn``, the ``geo_busyness`` modules bundled as ``code_paths``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.pipeline import Pipeline
+
+import geo_busyness
+from geo_busyness.features import (
+    BusynessFeatures,
+    cell_hour_queries,
+    count_cell_hours,
+)
+from geo_busyness.geo import venue_id
+
+START = pd.Timestamp("2026-01-05T00:00:00Z")
+WEEKS = 3
+CENTRE = (50.45, -104.6)
+
+
+def synthetic_events(n_events: int = 6000, seed: int = 0) -> pd.DataFrame:
+    """Courier pings around a few restaurants with lunch and dinner peaks (clean schema)."""
+    rng = np.random.default_rng(seed)
+    venues = np.column_stack(
+        [CENTRE[0] + rng.normal(0, 0.03, 15), CENTRE[1] + rng.normal(0, 0.05, 15)]
+    )
+    popularity = rng.dirichlet(np.ones(len(venues)))
+    hour_weight = 0.2 + np.exp(-0.5 * ((np.arange(24) - 18) / 1.5) ** 2)
+    hour_weight += np.exp(-0.5 * ((np.arange(24) - 12) / 1.5) ** 2)
+    day = rng.integers(0, WEEKS * 7, n_events)
+    hour = rng.choice(24, n_events, p=hour_weight / hour_weight.sum())
+    minute = rng.uniform(0, 60, n_events)
+    times = START + pd.to_timedelta(day * 24 + hour, unit="h") + pd.to_timedelta(minute, unit="m")
+    which = rng.choice(len(venues), n_events, p=popularity)
+    lat, lon = venues[which, 0], venues[which, 1]
+    frame = pd.DataFrame(
+        {
+            "courier_location_timestamp": times,
+            "courier_lat": lat + rng.normal(0, 0.0004, n_events),
+            "courier_lon": lon + rng.normal(0, 0.0006, n_events),
+            "restaurant_lat": lat,
+            "restaurant_lon": lon,
+        }
+    )
+    frame["restaurant_id"] = venue_id(frame["restaurant_lat"], frame["restaurant_lon"])
+    return frame.sort_values("courier_location_timestamp", ignore_index=True)
+
+
+def fit_model(events: pd.DataFrame | None = None) -> Pipeline:
+    """Features fitted on the events, a regressor on their dense cell x hour panel."""
+    events = synthetic_events() if events is None else events
+    end = START + pd.Timedelta(weeks=WEEKS)
+    features = BusynessFeatures(resolution=7, horizon_hours=24, lags_hours=(24, 168))
+    features.fit(events, window_start=START, window_end=end)
+    hours = pd.Series(pd.date_range(START, end, freq="h", inclusive="left"))
+    cells = np.repeat(features.cells_, len(hours))
+    panel_hours = pd.Series(np.tile(hours.to_numpy(), len(features.cells_)))
+    queries = cell_hour_queries(cells, panel_hours)
+    counts = count_cell_hours(events, features.resolution).set_index(["cell", "hour"])["busyness"]
+    keys = pd.MultiIndex.from_arrays([cells, queries["courier_location_timestamp"]])
+    target = counts.reindex(keys, fill_value=0).to_numpy(dtype=float)
+    regressor = HistGradientBoostingRegressor(max_iter=40, loss="poisson", random_state=0)
+    regressor.fit(features.transform(queries), target)
+    return Pipeline([("features", features), ("regressor", regressor)])
+
+
+def save_model(model: Pipeline, path: Path) -> Path:
+    """Save as an MLflow sklearn model with the project modules bundled, like the registry's."""
+    import mlflow.sklearn  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as code_dir:
+        package = Path(code_dir) / "geo_busyness"
+        package.mkdir()
+        for module in ("__init__.py", "features.py", "geo.py", "schemas.py"):
+            shutil.copy(Path(geo_busyness.__file__).parent / module, package / module)
+        mlflow.sklearn.save_model(
+            model,
+            str(path),
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn", "pandas", "numpy", "h3", "h3ronpy", "pandera"],
+            code_paths=[str(package)],
+        )
+    return path

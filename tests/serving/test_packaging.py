@@ -1,0 +1,70 @@
+"""model.tar.gz and code/inference.py, called the way AWS's SKLearn container calls them."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tarfile
+
+import orjson
+import pandas as pd
+import pytest
+
+from geo_busyness.features import predict_busyness
+from geo_busyness.serving.requests import RequestError
+from tests.serving.cases import GOOD_ROW
+
+
+def test_package_layout(model_package, mlflow_model_dir):
+    with tarfile.open(model_package["path"]) as tar:
+        names = set(tar.getnames())
+    model_files = {p.relative_to(mlflow_model_dir).as_posix() for p in mlflow_model_dir.rglob("*")}
+    assert {name for name in model_files if "." in name or name == "MLmodel"} <= names
+    assert {"MLmodel", "code/inference.py", "code/requirements.txt"} <= names
+    assert "code/geo_busyness/serving/requests.py" in names
+    assert all(not name.startswith(("/", "..")) for name in names)
+    requirements = model_package["requirements"]
+    for dist in ("scikit-learn", "pandas", "h3ronpy", "mlflow", "orjson"):
+        assert any(line.startswith(dist) for line in requirements), dist
+
+
+@pytest.fixture(scope="module")
+def inference(unpacked_package):
+    """code/inference.py imported from the unpacked tarball, as the container imports it."""
+    path = unpacked_package / "code" / "inference.py"
+    spec = importlib.util.spec_from_file_location("inference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("inference", None)
+
+
+def test_inference_functions_answer_predict_busyness(inference, unpacked_package, busyness_model):
+    model = inference.model_fn(str(unpacked_package))
+    rows = [GOOD_ROW, {**GOOD_ROW, "courier_lat": 50.47, "courier_lon": -104.55}]
+    data = inference.input_fn(orjson.dumps(rows), "application/json")
+    prediction = inference.predict_fn(data, model)
+    body, media = inference.output_fn(prediction, "application/json")
+    assert media == "application/json"
+    answers = orjson.loads(body)["predictions"]
+    expected = predict_busyness(busyness_model, pd.DataFrame(rows))
+    assert [a["predicted_busyness"] for a in answers] == expected["predicted_busyness"].tolist()
+    assert [a["h3_cell"] for a in answers] == expected["h3_cell"].tolist()
+
+    csv_body, csv_media = inference.output_fn(
+        inference.predict_fn(
+            inference.input_fn(pd.DataFrame(rows).to_csv(index=False), "text/csv"), model
+        ),
+        "text/csv",
+    )
+    assert csv_media == "text/csv"
+    assert csv_body.decode().splitlines()[0] == "h3_cell,hour,predicted_busyness"
+
+
+def test_inference_input_fn_refuses_bad_requests(inference):
+    with pytest.raises(RequestError) as caught:
+        inference.input_fn(b'[{"courier_lat": 91}]', "application/json")
+    assert caught.value.status == 400
+    with pytest.raises(RequestError) as caught:
+        inference.input_fn(b"x", "application/xml")
+    assert caught.value.status == 415

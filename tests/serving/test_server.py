@@ -1,0 +1,225 @@
+"""The real server as a subprocess on a packaged model: SageMaker's container contract."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from geo_busyness.features import predict_busyness
+from geo_busyness.serving.app import ServingApp, Settings
+from geo_busyness.serving.model import load_model
+from tests.serving.cases import BAD_REQUESTS, GOOD_ROW
+from tests.serving.model_fixture import WEEKS, synthetic_events
+from tests.serving.server import running_server
+
+MAX_BODY = 300_000
+
+
+@pytest.fixture(scope="module")
+def server(unpacked_package, tmp_path_factory):
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(unpacked_package, "--max-body-bytes", str(MAX_BODY), log=log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def queries() -> pd.DataFrame:
+    """Query rows in the week after the training window, as ISO text with mixed offsets."""
+    events = synthetic_events(300, seed=7)
+    times = events["courier_location_timestamp"] + pd.Timedelta(weeks=WEEKS)
+    return pd.DataFrame(
+        {
+            "courier_location_timestamp": times.dt.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "courier_lat": events["courier_lat"],
+            "courier_lon": events["courier_lon"],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def expected(unpacked_package, queries) -> pd.DataFrame:
+    """predict_busyness on the packaged artifact, in process."""
+    return predict_busyness(load_model(unpacked_package), queries)
+
+
+def _check_answers(predictions: list[dict], expected: pd.DataFrame) -> None:
+    assert [row["h3_cell"] for row in predictions] == expected["h3_cell"].tolist()
+    hours = pd.to_datetime([row["hour"] for row in predictions], utc=True)
+    assert (hours == pd.DatetimeIndex(expected["hour"])).all()
+    got = np.array([row["predicted_busyness"] for row in predictions])
+    np.testing.assert_array_equal(got, expected["predicted_busyness"].to_numpy())
+
+
+def test_ping(server):
+    answer = httpx.get(f"{server}/ping")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ready"}
+
+
+def test_json_invocations_answer_predict_busyness_exactly(server, queries, expected):
+    body = orjson.dumps({"instances": queries.to_dict(orient="records")})
+    answer = httpx.post(
+        f"{server}/invocations", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    _check_answers(answer.json()["predictions"], expected)
+    assert expected["predicted_busyness"].nunique() > 5  # a real model, not a constant
+
+
+def test_csv_invocations_answer_predict_busyness_exactly(server, queries, expected):
+    body = queries.to_csv(index=False).encode()
+    answer = httpx.post(f"{server}/invocations", content=body, headers={"content-type": "text/csv"})
+    assert answer.status_code == 200, answer.text
+    _check_answers(answer.json()["predictions"], expected)
+
+
+def test_csv_answer_when_only_csv_is_accepted(server, queries, expected):
+    body = queries.head(3).to_csv(index=False).encode()
+    answer = httpx.post(
+        f"{server}/invocations",
+        content=body,
+        headers={"content-type": "text/csv", "accept": "text/csv"},
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/csv"
+    lines = answer.text.splitlines()
+    assert lines[0] == "h3_cell,hour,predicted_busyness"
+    assert float(lines[1].split(",")[2]) == expected["predicted_busyness"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "fragment"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_requests_get_4xx_and_the_server_keeps_serving(
+    server, body, content_type, status, fragment
+):
+    answer = httpx.post(
+        f"{server}/invocations", content=body, headers={"content-type": content_type}
+    )
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert fragment in answer.json()["error"]
+    still = httpx.post(f"{server}/invocations", json=[GOOD_ROW])
+    assert still.status_code == 200
+    assert httpx.get(f"{server}/ping").status_code == 200
+
+
+def test_body_over_the_limit_is_413_declared_or_streamed(server):
+    big = orjson.dumps([GOOD_ROW] * (MAX_BODY // 80 + 10))
+    assert len(big) > MAX_BODY
+    answer = httpx.post(f"{server}/invocations", content=big)
+    assert answer.status_code == 413
+    assert "over the limit" in answer.json()["error"]
+
+    def chunks():  # no Content-Length: the server counts while it reads
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    answer = httpx.post(f"{server}/invocations", content=chunks())
+    assert answer.status_code == 413
+    assert httpx.post(f"{server}/invocations", json=[GOOD_ROW]).status_code == 200
+
+
+def test_unknown_route_and_method(server):
+    assert httpx.get(f"{server}/nothing").status_code == 404
+    assert httpx.get(f"{server}/invocations").status_code == 405
+    assert httpx.get(f"{server}/execution-parameters").json()["BatchStrategy"] == "MULTI_RECORD"
+
+
+def test_unacceptable_accept_is_406(server):
+    answer = httpx.post(
+        f"{server}/invocations", json=[GOOD_ROW], headers={"accept": "application/xml"}
+    )
+    assert answer.status_code == 406
+
+
+# ---------------------------------------------------------------- in-process app behaviour
+
+
+def _asgi_calls(app: ServingApp, calls):
+    """Run ``calls(client)`` against the app in process, on one event loop."""
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            return await calls(client)
+
+    return asyncio.run(main())
+
+
+def test_ping_is_503_until_the_model_is_loaded(busyness_model):
+    release = threading.Event()
+
+    def slow_loader(_location):
+        release.wait(10)
+        return busyness_model
+
+    app = ServingApp(Settings(model="unused", loader=slow_loader))
+
+    async def calls(client):
+        before = await client.get("/ping")
+        release.set()
+        for _ in range(200):
+            after = await client.get("/ping")
+            if after.status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        return before, after
+
+    before, after = _asgi_calls(app, calls)
+    assert (before.status_code, before.json()["status"]) == (503, "loading")
+    assert after.status_code == 200
+
+
+def test_a_model_that_fails_to_load_is_503_with_the_reason():
+    def broken(_location):
+        raise FileNotFoundError("no MLmodel here")
+
+    app = ServingApp(Settings(model="unused", loader=broken, load_timeout=5))
+
+    async def calls(client):
+        await client.get("/ping")
+        await asyncio.sleep(0.1)
+        return await client.get("/ping"), await client.post("/invocations", json=[GOOD_ROW])
+
+    ping, invocation = _asgi_calls(app, calls)
+    assert ping.status_code == 503
+    assert "no MLmodel here" in ping.json()["error"]
+    assert invocation.status_code == 503
+
+
+def test_a_model_fault_is_500_and_the_app_keeps_serving(busyness_model):
+    calls_made = []
+
+    class Flaky:
+        """Fails on its first prediction only."""
+
+        named_steps = busyness_model.named_steps
+
+        def predict(self, rows):
+            calls_made.append(len(rows))
+            if len(calls_made) == 1:
+                raise RuntimeError("boom")
+            return busyness_model.predict(rows)
+
+    app = ServingApp(Settings(model="unused", loader=lambda _location: Flaky()))
+
+    async def calls(client):
+        await client.get("/ping")
+        first = await client.post("/invocations", json=[GOOD_ROW])
+        second = await client.post("/invocations", json=[GOOD_ROW])
+        return first, second
+
+    first, second = _asgi_calls(app, calls)
+    assert first.status_code == 500
+    assert first.json()["error"] == "Prediction failed: RuntimeError."
+    assert second.status_code == 200
