@@ -1,9 +1,11 @@
-"""Geo maths shared by the pipelines: distances and stable ids from coordinates (vectorised)."""
+"""Geo maths shared by the pipelines: distances, stable ids and H3 cells (vectorised)."""
 
 from __future__ import annotations
 
+import h3
 import numpy as np
 import pandas as pd
+from h3ronpy import vector
 
 #: Earth radius used by the reference notebook's Haversine distance, in km.
 EARTH_RADIUS_KM = 6372.8
@@ -39,3 +41,51 @@ def venue_id(lat: pd.Series, lon: pd.Series) -> pd.Series:
     missing = np.isnan(packed)
     ids = np.where(missing, 0, packed).astype(np.int64)
     return pd.Series(pd.arrays.IntegerArray(ids, missing), index=lat.index, name="restaurant_id")
+
+
+# ---------- H3 cells (vectorised through h3ronpy; loops only ever run over unique cells) ----------
+
+
+def h3_cells(lat, lon, resolution: int) -> np.ndarray:
+    """H3 cell of each point as a uint64 array (lat/lon in degrees, array-like)."""
+    lat = np.ascontiguousarray(lat, dtype=np.float64)
+    lon = np.ascontiguousarray(lon, dtype=np.float64)
+    if lat.size == 0:
+        return np.empty(0, dtype=np.uint64)
+    return np.asarray(vector.coordinates_to_cells(lat, lon, int(resolution)), dtype=np.uint64)
+
+
+def cell_centres(cells) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude (degrees) of the centre of each H3 cell (uint64 array-like)."""
+    cells = np.ascontiguousarray(cells, dtype=np.uint64)
+    if cells.size == 0:
+        return np.empty(0), np.empty(0)
+    centres = vector.cells_to_coordinates(cells)
+    return np.asarray(centres.column("lat")), np.asarray(centres.column("lng"))
+
+
+def cell_names(cells) -> np.ndarray:
+    """The usual hexadecimal names ('8727a0335ffffff') of H3 cells, as an object array."""
+    cells = np.asarray(cells, dtype=np.uint64)
+    unique, inverse = np.unique(cells, return_inverse=True)
+    names = np.array([h3.int_to_str(int(cell)) for cell in unique], dtype=object)
+    return names[inverse.reshape(cells.shape)]
+
+
+def cell_ids(names) -> np.ndarray:
+    """Inverse of ``cell_names``: uint64 cells from their hexadecimal names."""
+    names = np.asarray(names, dtype=object)
+    unique, inverse = np.unique(names, return_inverse=True)
+    ids = np.array([h3.str_to_int(str(name)) for name in unique], dtype=np.uint64)
+    return ids[inverse.reshape(names.shape)]
+
+
+def cell_neighbours(cells) -> pd.DataFrame:
+    """Pairs (``cell``, ``neighbour``) of each distinct cell with its k-ring-1 neighbours (not itself)."""
+    pairs = [
+        (int(cell), h3.str_to_int(ring_cell))
+        for cell in np.unique(np.asarray(cells, dtype=np.uint64))
+        for ring_cell in h3.grid_ring(h3.int_to_str(int(cell)), 1)
+    ]
+    frame = pd.DataFrame(pairs, columns=["cell", "neighbour"])
+    return frame.astype({"cell": np.uint64, "neighbour": np.uint64})

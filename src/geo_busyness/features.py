@@ -1,0 +1,388 @@
+"""Query rows -> busyness features, fitted on train-window events only; and the one predict function.
+
+A query is a row with a UTC timestamp (``courier_location_timestamp``; naive values are taken as
+UTC, ISO strings are parsed) and a point (``courier_lat``/``courier_lon``). It asks: how busy is the
+point's H3 cell during the timestamp's hour? ``BusynessFeatures`` snaps every query to its cell and
+hour, so every point of a cell gets the same features; point features (distances, clusters) are
+taken at the cell centre. ``predict_busyness`` is the single entry point that batch inference,
+serving and the evaluation all call.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_is_fitted
+
+from geo_busyness.geo import (
+    cell_centres,
+    cell_names,
+    cell_neighbours,
+    euclidean_deg,
+    h3_cells,
+    haversine_km,
+)
+from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, VENUE_ID, VENUE_LAT, VENUE_LON
+
+#: Columns a query row must have (extra columns are ignored).
+QUERY_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON)
+#: Output columns of ``predict_busyness``; also the key columns of panels.
+H3_CELL = "h3_cell"
+HOUR = "hour"
+PREDICTION = "predicted_busyness"
+#: Target: events in the cell during the hour.
+TARGET = "busyness"
+#: Code of a cell never seen in the train window.
+UNSEEN_CELL = -1
+
+HOURS_PER_WEEK = 168
+_HOUR = pd.Timedelta(hours=1)
+_DAY = pd.Timedelta(days=1)
+
+#: The reference notebook's features (the leaky reference protocol uses only these).
+REFERENCE_FEATURES = (
+    "h3_index",
+    "dist_to_restaurant",
+    "Hdist_to_restaurant",
+    "restaurants_per_index",
+    "avg_Hdist_to_restaurants",
+    "Five_Clusters_embedding",
+    "date_hour_number",
+    "day_of_week",
+    "is_weekend",
+    "date_day_number",
+)
+#: Forecasting features added to the reference set; lag columns follow them.
+PROFILE_FEATURES = ("cell_hour_of_week_mean", "neighbours_hour_of_week_mean")
+
+
+def to_utc_hours(values: pd.Series) -> pd.Series:
+    """Floor timestamps (aware, naive = UTC, or ISO strings) to the start of their UTC hour."""
+    parsed = pd.to_datetime(values, utc=True)
+    if parsed.isna().any():
+        raise ValueError(f"{parsed.isna().sum()} query timestamp(s) are missing or unparsable.")
+    return parsed.dt.as_unit("ns").dt.floor("h")
+
+
+def count_cell_hours(events: pd.DataFrame, resolution: int) -> pd.DataFrame:
+    """Events per (H3 cell, UTC hour): columns ``cell`` (uint64), ``hour`` and ``busyness``."""
+    keys = pd.DataFrame(
+        {
+            "cell": h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution),
+            HOUR: to_utc_hours(events[EVENT_TIME]).to_numpy(),
+        }
+    )
+    counts = keys.groupby(["cell", HOUR], sort=True).size().rename(TARGET).reset_index()
+    return counts.astype({"cell": np.uint64, TARGET: np.int64})
+
+
+def hour_of_week(hours: pd.Series) -> np.ndarray:
+    """Hour of the week, 0 = Monday 00:00 UTC."""
+    return (hours.dt.dayofweek * 24 + hours.dt.hour).to_numpy(dtype=np.int64)
+
+
+def mean_haversine_to(
+    lat: np.ndarray, lon: np.ndarray, anchors: np.ndarray, chunk: int
+) -> np.ndarray:
+    """Mean Haversine distance (km) from each point to all anchor points, broadcast in chunks."""
+    out = np.empty(len(lat))
+    for start in range(0, len(lat), chunk):
+        part = slice(start, start + chunk)
+        dist = haversine_km(
+            lat[part, None], lon[part, None], anchors[None, :, 0], anchors[None, :, 1]
+        )
+        out[part] = dist.mean(axis=1)
+    return out
+
+
+class BusynessFeatures(TransformerMixin, BaseEstimator):
+    """Busyness features of query rows, from statistics of the train-window events only.
+
+    ``fit`` takes train-window events in the clean schema (restaurant columns may be all null).
+    ``transform`` takes query rows and returns one feature row per query. The transformer also
+    keeps the known cell-hour counts (``history_``) for the lag features: a lag is NaN when its
+    hour is outside the known history. ``with_history`` extends the known counts with later
+    actuals without refitting any statistic.
+
+    Parameters
+    ----------
+    resolution: H3 resolution of the cells.
+    n_clusters: k of the KMeans++ embedding of restaurant locations.
+    lags_hours: candidate lags; a lag is a feature only if ``lag >= horizon_hours``.
+    horizon_hours: longest gap between the last known actual and a forecast hour.
+    random_state: seed of KMeans (and of the anchor sample when there are no restaurants).
+    max_anchor_points: cap on event locations used as anchors when there are no restaurants.
+    chunk_size: rows per broadcast chunk of the distance to anchors.
+    exclude_features: feature names left out of the output (e.g. ``date_day_number``).
+    """
+
+    def __init__(
+        self,
+        *,
+        resolution: int = 7,
+        n_clusters: int = 5,
+        lags_hours: Sequence[int] = (24, 168),
+        horizon_hours: int = 168,
+        random_state: int = 42,
+        max_anchor_points: int = 5000,
+        chunk_size: int = 2048,
+        exclude_features: Sequence[str] = (),
+    ) -> None:
+        self.resolution = resolution
+        self.n_clusters = n_clusters
+        self.lags_hours = lags_hours
+        self.horizon_hours = horizon_hours
+        self.random_state = random_state
+        self.max_anchor_points = max_anchor_points
+        self.chunk_size = chunk_size
+        self.exclude_features = exclude_features
+
+    # ---------------------------------------------------------------- fit
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: Any = None,
+        window_start: pd.Timestamp | str | None = None,
+        window_end: pd.Timestamp | str | None = None,
+    ) -> BusynessFeatures:
+        """Fit every statistic on events inside [window_start, window_end) (default: their span)."""
+        hours = to_utc_hours(X[EVENT_TIME])
+        if len(hours) == 0:
+            raise ValueError("BusynessFeatures needs at least one train event.")
+        start = pd.Timestamp(window_start) if window_start is not None else hours.min()
+        end = pd.Timestamp(window_end) if window_end is not None else hours.max() + _HOUR
+        start, end = _as_utc_hour(start), _as_utc_hour(end)
+        inside = ((hours >= start) & (hours < end)).to_numpy()
+        events = X.loc[inside]
+        self.window_start_, self.window_end_ = start, end
+        self.lags_ = tuple(sorted(int(lag) for lag in self.lags_hours if lag >= self.horizon_hours))
+        names = (*REFERENCE_FEATURES, *PROFILE_FEATURES, *(f"lag_{lag}h" for lag in self.lags_))
+        unknown = sorted(set(self.exclude_features) - set(names))
+        if unknown:
+            raise ValueError(
+                f"exclude_features names unknown feature(s) {unknown}; known: {names}."
+            )
+        self.feature_names_ = tuple(name for name in names if name not in self.exclude_features)
+
+        cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], self.resolution)
+        self.cells_ = np.unique(cells)
+        self._fit_cell_statistics(events, cells)
+        self._fit_anchors(events)
+        counts = count_cell_hours(events, self.resolution)
+        self._fit_profiles(counts)
+        self.history_ = counts.set_index(["cell", HOUR])[TARGET]
+        self.history_start_, self.history_end_ = start, end
+        return self
+
+    def _fit_cell_statistics(self, events: pd.DataFrame, cells: np.ndarray) -> None:
+        """Per train cell: mean ping-to-restaurant distances and distinct restaurants."""
+        per_event = pd.DataFrame(
+            {
+                "cell": cells,
+                "dist": euclidean_deg(
+                    events[EVENT_LAT], events[EVENT_LON], events[VENUE_LAT], events[VENUE_LON]
+                ),
+                "hdist": haversine_km(
+                    events[EVENT_LAT], events[EVENT_LON], events[VENUE_LAT], events[VENUE_LON]
+                ),
+                "venue": events[VENUE_ID].to_numpy(),
+            }
+        )
+        stats = per_event.groupby("cell").agg(
+            dist=("dist", "mean"), hdist=("hdist", "mean"), venues=("venue", "nunique")
+        )
+        stats = stats.reindex(self.cells_)
+        self.cell_dist_ = stats["dist"].to_numpy(dtype=float)
+        self.cell_hdist_ = stats["hdist"].to_numpy(dtype=float)
+        self.cell_restaurants_ = stats["venues"].to_numpy(dtype=float)
+
+    def _fit_anchors(self, events: pd.DataFrame) -> None:
+        """Restaurant locations (or, without restaurants, a sample of event locations) and KMeans."""
+        venues = events[[VENUE_ID, VENUE_LAT, VENUE_LON]].dropna().drop_duplicates(VENUE_ID)
+        if len(venues):
+            anchors = venues[[VENUE_LAT, VENUE_LON]].to_numpy(dtype=float)
+            self.anchor_source_ = "restaurants"
+        else:
+            anchors = events[[EVENT_LAT, EVENT_LON]].to_numpy(dtype=float)
+            if len(anchors) > self.max_anchor_points:
+                rng = np.random.default_rng(self.random_state)
+                anchors = anchors[rng.choice(len(anchors), self.max_anchor_points, replace=False)]
+            self.anchor_source_ = "events"
+        order = np.lexsort((anchors[:, 1], anchors[:, 0]))  # row order must not change the fit
+        self.anchors_ = anchors[order]
+        k = min(self.n_clusters, len(np.unique(self.anchors_, axis=0)))
+        self.kmeans_ = KMeans(
+            n_clusters=k, init="k-means++", n_init=10, random_state=self.random_state
+        ).fit(self.anchors_)
+
+    def _fit_profiles(self, counts: pd.DataFrame) -> None:
+        """Mean busyness per train cell and hour of week (zeros included), own and of neighbours."""
+        window_hours = pd.Series(
+            pd.date_range(self.window_start_, self.window_end_, freq="h", inclusive="left")
+        )
+        hours_per_slot = np.bincount(hour_of_week(window_hours), minlength=HOURS_PER_WEEK)
+        sums = np.zeros((len(self.cells_), HOURS_PER_WEEK))
+        rows = np.searchsorted(self.cells_, counts["cell"].to_numpy())
+        np.add.at(sums, (rows, hour_of_week(counts[HOUR])), counts[TARGET].to_numpy(dtype=float))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.profile_ = np.where(hours_per_slot > 0, sums / hours_per_slot, np.nan)
+        self.neighbour_profile_ = self._neighbour_profile(self.cells_)
+
+    def _neighbour_profile(self, cells: np.ndarray) -> np.ndarray:
+        """Mean of the train profiles of each cell's ring-1 neighbours (cells unseen in train: 0)."""
+        pairs = cell_neighbours(cells)
+        codes = self._codes(pairs["neighbour"].to_numpy())
+        profiles = np.where((codes >= 0)[:, None], self.profile_[np.maximum(codes, 0)], 0.0)
+        frame = pd.DataFrame(profiles).assign(cell=pairs["cell"].to_numpy())
+        means = frame.groupby("cell").mean()
+        return means.reindex(np.asarray(cells, dtype=np.uint64)).to_numpy(dtype=float)
+
+    # ---------------------------------------------------------------- history
+    def with_history(self, events: pd.DataFrame, end: pd.Timestamp | str) -> BusynessFeatures:
+        """A copy that also knows the actual counts of ``events`` in [history end, ``end``)."""
+        check_is_fitted(self)
+        end = _as_utc_hour(pd.Timestamp(end))
+        counts = count_cell_hours(events, self.resolution)
+        counts = counts[(counts[HOUR] >= self.history_end_) & (counts[HOUR] < end)]
+        extended = copy.deepcopy(self)
+        extended.history_ = pd.concat([self.history_, counts.set_index(["cell", HOUR])[TARGET]])
+        extended.history_end_ = max(end, self.history_end_)
+        return extended
+
+    # ---------------------------------------------------------------- transform
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the feature columns, in order."""
+        check_is_fitted(self)
+        return np.asarray(self.feature_names_, dtype=object)
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Feature rows (same index as ``X``) for query rows with a timestamp and a point."""
+        check_is_fitted(self)
+        missing = [col for col in QUERY_COLUMNS if col not in X.columns]
+        if missing:
+            raise KeyError(f"Query rows lack column(s) {missing}; expected {list(QUERY_COLUMNS)}.")
+        hours = to_utc_hours(X[EVENT_TIME]).reset_index(drop=True)
+        cells = h3_cells(X[EVENT_LAT], X[EVENT_LON], self.resolution)
+        unique, inverse = np.unique(cells, return_inverse=True)
+        per_cell = self._cell_features(unique)
+        slot = hour_of_week(hours)
+        features = {name: values[inverse] for name, values in per_cell.items() if values.ndim == 1}
+        features["date_hour_number"] = hours.dt.hour.to_numpy(dtype=np.int64)
+        features["day_of_week"] = hours.dt.dayofweek.to_numpy(dtype=np.int64)
+        features["is_weekend"] = (features["day_of_week"] >= 5).astype(np.int64)
+        features["date_day_number"] = ((hours - self.window_start_) // _DAY).to_numpy(
+            dtype=np.int64
+        )
+        features["cell_hour_of_week_mean"] = per_cell["profile"][inverse, slot]
+        features["neighbours_hour_of_week_mean"] = per_cell["neighbour_profile"][inverse, slot]
+        for lag in self.lags_:
+            features[f"lag_{lag}h"] = self._lag(cells, hours, lag)
+        return pd.DataFrame({name: features[name] for name in self.feature_names_}, index=X.index)
+
+    def _codes(self, cells: np.ndarray) -> np.ndarray:
+        """Index of each cell among the train cells, ``UNSEEN_CELL`` for others."""
+        cells = np.asarray(cells, dtype=np.uint64)
+        pos = np.searchsorted(self.cells_, cells).clip(0, max(len(self.cells_) - 1, 0))
+        return np.where(self.cells_[pos] == cells, pos, UNSEEN_CELL).astype(np.int64)
+
+    def _cell_features(self, unique: np.ndarray) -> dict[str, np.ndarray]:
+        """Features of distinct cells: encodings, train statistics, centre-based and profiles."""
+        codes = self._codes(unique)
+        seen = codes >= 0
+        lat, lon = cell_centres(unique)
+        profile = np.zeros((len(unique), HOURS_PER_WEEK))
+        profile[seen] = self.profile_[codes[seen]]
+        neighbour_profile = np.empty((len(unique), HOURS_PER_WEEK))
+        neighbour_profile[seen] = self.neighbour_profile_[codes[seen]]
+        if (~seen).any():
+            neighbour_profile[~seen] = self._neighbour_profile(unique[~seen])
+        centres = np.column_stack([lat, lon])
+        return {
+            "h3_index": codes,
+            "dist_to_restaurant": np.where(seen, self.cell_dist_[np.maximum(codes, 0)], np.nan),
+            "Hdist_to_restaurant": np.where(seen, self.cell_hdist_[np.maximum(codes, 0)], np.nan),
+            "restaurants_per_index": np.where(
+                seen, self.cell_restaurants_[np.maximum(codes, 0)], 0.0
+            ),
+            "avg_Hdist_to_restaurants": mean_haversine_to(lat, lon, self.anchors_, self.chunk_size),
+            "Five_Clusters_embedding": self.kmeans_.predict(centres).astype(np.int64)
+            if len(unique)
+            else np.empty(0, dtype=np.int64),
+            "profile": profile,
+            "neighbour_profile": neighbour_profile,
+        }
+
+    def _lag(self, cells: np.ndarray, hours: pd.Series, lag: int) -> np.ndarray:
+        """Known count of the same cell ``lag`` hours earlier; NaN outside the known history."""
+        source = hours - pd.Timedelta(hours=lag)
+        keys = pd.MultiIndex.from_arrays([cells, source.to_numpy()], names=["cell", HOUR])
+        values = self.history_.reindex(keys).to_numpy(dtype=float)
+        known = ((source >= self.history_start_) & (source < self.history_end_)).to_numpy()
+        return np.where(known, np.nan_to_num(values, nan=0.0), np.nan)
+
+
+def _as_utc_hour(moment: pd.Timestamp) -> pd.Timestamp:
+    """A timestamp as UTC (naive = UTC), floored to its hour, in nanoseconds."""
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    return moment.floor("h").as_unit("ns")
+
+
+# ---------------------------------------------------------------- prediction
+def _as_sklearn(model: Any) -> Any:
+    """The scikit-learn pipeline inside ``model`` (itself, or an MLflow pyfunc's raw model)."""
+    if hasattr(model, "named_steps"):
+        return model
+    if hasattr(model, "get_raw_model"):
+        return _as_sklearn(model.get_raw_model())
+    raise TypeError(
+        f"Expected the busyness model (an sklearn Pipeline with a 'features' step), got {type(model)}."
+    )
+
+
+def cell_hour_queries(cells: np.ndarray, hours: pd.Series) -> pd.DataFrame:
+    """Query rows for (cell, hour) pairs: the hour start and the cell centre."""
+    lat, lon = cell_centres(cells)
+    return pd.DataFrame(
+        {EVENT_TIME: pd.Series(hours).to_numpy(), EVENT_LAT: lat, EVENT_LON: lon}
+    ).astype({EVENT_TIME: pd.DatetimeTZDtype(unit="ns", tz="UTC")})
+
+
+def predict_busyness(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
+    """Predicted busyness of each query's H3 cell in its UTC hour: one answer per query row.
+
+    ``model`` is the busyness model artifact (sklearn ``Pipeline`` of ``features`` and
+    ``regressor``, as loaded by ``mlflow.sklearn.load_model``, or its pyfunc wrapper).
+    ``queries`` needs ``courier_location_timestamp`` (aware, naive = UTC, or ISO strings),
+    ``courier_lat`` and ``courier_lon``. Returns ``h3_cell`` (hex name), ``hour`` (UTC hour
+    start) and ``predicted_busyness`` (>= 0), indexed like ``queries``. Each distinct
+    (cell, hour) is predicted once, from the cell centre.
+    """
+    pipeline = _as_sklearn(model)
+    resolution = pipeline.named_steps["features"].resolution
+    missing = [col for col in QUERY_COLUMNS if col not in queries.columns]
+    if missing:
+        raise KeyError(f"Query rows lack column(s) {missing}; expected {list(QUERY_COLUMNS)}.")
+    keys = pd.DataFrame(
+        {
+            "cell": h3_cells(queries[EVENT_LAT], queries[EVENT_LON], resolution),
+            HOUR: to_utc_hours(queries[EVENT_TIME]).to_numpy(),
+        }
+    )
+    distinct = keys.drop_duplicates(ignore_index=True)
+    rows = cell_hour_queries(distinct["cell"].to_numpy(), distinct[HOUR])
+    distinct[PREDICTION] = np.clip(pipeline.predict(rows), 0.0, None) if len(rows) else []
+    answers = keys.merge(distinct, on=["cell", HOUR], how="left")
+    return pd.DataFrame(
+        {
+            H3_CELL: cell_names(answers["cell"].to_numpy()),
+            HOUR: answers[HOUR].to_numpy(),
+            PREDICTION: answers[PREDICTION].to_numpy(dtype=float),
+        },
+        index=queries.index,
+    )
