@@ -1,0 +1,180 @@
+"""Split events by time, count them per cell and hour, build dense panels and their features.
+
+Every statistic is fitted on the train window only; validation and test panels use the train
+cells, and events in cells unseen in train are counted in the report instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geo_busyness.features import (
+    HOUR,
+    TARGET,
+    BusynessFeatures,
+    cell_hour_queries,
+    count_cell_hours,
+)
+from geo_busyness.geo import cell_names
+from geo_busyness.schemas import EVENT_TIME
+
+logger = logging.getLogger(__name__)
+
+WINDOWS = ("train", "validation", "test")
+H3_CELL = "h3_cell"
+
+
+def define_time_windows(clean_events: pd.DataFrame, params: dict[str, Any]) -> dict[str, str]:
+    """Train / validation / test windows [start, end) in UTC, counted back from the data's end."""
+    times = clean_events[EVENT_TIME]
+    end = (
+        pd.Timestamp(params["end"]).tz_convert("UTC")
+        if params.get("end")
+        else times.max().floor("h") + pd.Timedelta(hours=1)
+    )
+    test_start = end - pd.Timedelta(days=params["test_days"])
+    validation_start = test_start - pd.Timedelta(days=params["validation_days"])
+    train_start = times.min().floor("h")
+    if train_start >= validation_start:
+        raise ValueError(
+            f"The events ({train_start} .. {end}) leave no train window before the validation "
+            f"window ({params['validation_days']} d) and the test window ({params['test_days']} d)."
+        )
+    bounds = {
+        "train_start": train_start,
+        "train_end": validation_start,
+        "validation_start": validation_start,
+        "validation_end": test_start,
+        "test_start": test_start,
+        "test_end": end,
+    }
+    return {name: moment.isoformat() for name, moment in bounds.items()}
+
+
+def window_bounds(windows: dict[str, str], name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[start, end) of a named window as UTC timestamps."""
+    return pd.Timestamp(windows[f"{name}_start"]), pd.Timestamp(windows[f"{name}_end"])
+
+
+def split_events_by_window(
+    clean_events: pd.DataFrame, windows: dict[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The events of the train, validation and test windows."""
+    times = clean_events[EVENT_TIME]
+    parts = []
+    for name in WINDOWS:
+        start, end = window_bounds(windows, name)
+        parts.append(clean_events.loc[(times >= start) & (times < end)].reset_index(drop=True))
+    return tuple(parts)
+
+
+def feature_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of ``BusynessFeatures`` from the feature_engineering parameters."""
+    horizon = params.get("horizon_hours") or 24 * max(
+        params["validation_days"], params["test_days"]
+    )
+    return {
+        "resolution": params["h3_resolution"],
+        "n_clusters": params["n_clusters"],
+        "lags_hours": tuple(params["lags_hours"]),
+        "horizon_hours": int(horizon),
+        "random_state": params["random_state"],
+        "exclude_features": tuple(params.get("exclude_features") or ()),
+    }
+
+
+def fit_busyness_features(
+    train_events: pd.DataFrame, windows: dict[str, str], params: dict[str, Any]
+) -> BusynessFeatures:
+    """Fit the feature transformer on the train-window events."""
+    start, end = window_bounds(windows, "train")
+    return BusynessFeatures(**feature_params(params)).fit(
+        train_events, window_start=start, window_end=end
+    )
+
+
+def extend_known_history(
+    features: BusynessFeatures, validation_events: pd.DataFrame, windows: dict[str, str]
+) -> BusynessFeatures:
+    """The transformer knowing the validation actuals too (for test-window lags); no refit."""
+    return features.with_history(validation_events, window_bounds(windows, "validation")[1])
+
+
+def count_events_per_cell_hour(
+    clean_events: pd.DataFrame, windows: dict[str, str], resolution: int
+) -> pd.DataFrame:
+    """Events per H3 cell and UTC hour, labelled with their window."""
+    counts = count_cell_hours(clean_events, resolution)
+    counts.insert(0, H3_CELL, cell_names(counts["cell"].to_numpy()))
+    counts["window"] = pd.Categorical([None] * len(counts), categories=list(WINDOWS))
+    for name in WINDOWS:
+        start, end = window_bounds(windows, name)
+        counts.loc[(counts[HOUR] >= start) & (counts[HOUR] < end), "window"] = name
+    return counts
+
+
+def build_panel(
+    counts: pd.DataFrame, cells: np.ndarray, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """Dense panel: every cell x every hour in [start, end), with zero where nothing happened."""
+    hours = pd.date_range(start, end, freq="h", inclusive="left")
+    panel = pd.DataFrame(
+        {
+            "cell": np.repeat(np.asarray(cells, dtype=np.uint64), len(hours)),
+            HOUR: np.tile(hours.to_numpy(), len(cells)),
+        }
+    )
+    panel = panel.merge(counts[["cell", HOUR, TARGET]], on=["cell", HOUR], how="left")
+    panel[TARGET] = panel[TARGET].fillna(0).astype(np.int64)
+    return panel.sort_values([HOUR, "cell"], ignore_index=True)
+
+
+def build_panels(
+    counts: pd.DataFrame, features: BusynessFeatures, windows: dict[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Dense train, validation and test panels over the train cells, and what they leave out."""
+    panels, report = [], {"train_cells": len(features.cells_), "windows": {}}
+    for name in WINDOWS:
+        start, end = window_bounds(windows, name)
+        panel = build_panel(counts, features.cells_, start, end)
+        in_window = counts[(counts[HOUR] >= start) & (counts[HOUR] < end)]
+        unseen = in_window[~np.isin(in_window["cell"].to_numpy(), features.cells_)]
+        events = int(in_window[TARGET].sum())
+        report["windows"][name] = {
+            "start": windows[f"{name}_start"],
+            "end": windows[f"{name}_end"],
+            "hours": int(panel[HOUR].nunique()),
+            "panel_rows": len(panel),
+            "zero_rows_fraction": round(float((panel[TARGET] == 0).mean()), 6)
+            if len(panel)
+            else None,
+            "events": events,
+            "events_in_panel": int(panel[TARGET].sum()),
+            "events_in_unseen_cells": int(unseen[TARGET].sum()),
+            "unseen_cells": int(unseen["cell"].nunique()),
+            "unseen_events_fraction": round(int(unseen[TARGET].sum()) / events, 6)
+            if events
+            else 0.0,
+        }
+        if len(unseen):
+            logger.warning(
+                "%s window: %s events in %s cell(s) unseen in train are outside the panel",
+                name,
+                f"{int(unseen[TARGET].sum()):,}",
+                unseen["cell"].nunique(),
+            )
+        panels.append(panel)
+    return panels[0], panels[1], panels[2], report
+
+
+def make_model_input(panel: pd.DataFrame, features: BusynessFeatures) -> pd.DataFrame:
+    """Panel rows as query rows (hour start, cell centre), their features and the target."""
+    queries = cell_hour_queries(panel["cell"].to_numpy(), panel[HOUR])
+    table = pd.concat([queries, features.transform(queries)], axis=1)
+    table.insert(0, H3_CELL, cell_names(panel["cell"].to_numpy()))
+    table[TARGET] = panel[TARGET].to_numpy()
+    return table
