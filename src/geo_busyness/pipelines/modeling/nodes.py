@@ -1,0 +1,501 @@
+"""Model candidates on the train panel, selection on validation, honest test metrics and the gate.
+
+The model artifact is ``Pipeline([("features", fitted BusynessFeatures), ("regressor", ...)])``:
+both steps are fitted before they are composed, so the transformer is never refit on panel rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import (
+    mean_absolute_error,
+    mean_poisson_deviance,
+    r2_score,
+    root_mean_squared_error,
+)
+from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, train_test_split
+from sklearn.pipeline import Pipeline
+
+import geo_busyness
+from geo_busyness.features import (
+    H3_CELL,
+    HOUR,
+    PREDICTION,
+    QUERY_COLUMNS,
+    REFERENCE_FEATURES,
+    TARGET,
+    BusynessFeatures,
+    count_cell_hours,
+    hour_of_week,
+    predict_busyness,
+)
+from geo_busyness.geo import h3_cells
+from geo_busyness.pipelines.feature_engineering.nodes import feature_params
+from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "baseline_busyness"
+#: Metrics where lower is better (the rest, R², higher is better).
+LOWER_IS_BETTER = ("mae", "rmse", "mean_poisson_deviance")
+#: What unpickling the model needs: bundled with it (code_paths) so it loads without the project.
+ARTIFACT_MODULES = ("__init__.py", "features.py", "geo.py", "schemas.py")
+ARTIFACT_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "pyarrow", "h3", "h3ronpy", "pandera")
+
+
+def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """R², MAE, RMSE and mean Poisson deviance (predictions clipped to >= 1e-6 for the latter)."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    return {
+        "r2": float(r2_score(actual, predicted)),
+        "mae": float(mean_absolute_error(actual, predicted)),
+        "rmse": float(root_mean_squared_error(actual, predicted)),
+        "mean_poisson_deviance": float(
+            mean_poisson_deviance(actual, np.clip(predicted, 1e-6, None))
+        ),
+    }
+
+
+def _xy(model_input: pd.DataFrame, features: BusynessFeatures) -> tuple[pd.DataFrame, np.ndarray]:
+    """Feature columns (in the transformer's order) and target of a model-input table."""
+    return model_input[list(features.get_feature_names_out())], model_input[TARGET].to_numpy()
+
+
+def tune_random_forest(
+    model_input_train: pd.DataFrame, features: BusynessFeatures, params: dict[str, Any]
+) -> tuple[RandomForestRegressor, dict[str, Any]]:
+    """Grid-search a random forest over time-ordered folds of the train panel; refit the best."""
+    ordered = model_input_train.sort_values([EVENT_TIME, H3_CELL], kind="stable")
+    x, y = _xy(ordered, features)
+    forest = params["random_forest"]
+    search = GridSearchCV(
+        RandomForestRegressor(
+            random_state=params["random_state"], n_jobs=params["n_jobs"], **forest["fixed"]
+        ),
+        param_grid={name: list(values) for name, values in forest["grid"].items()},
+        cv=TimeSeriesSplit(n_splits=forest["cv_splits"]),
+        scoring=forest["scoring"],
+        refit=True,
+    ).fit(x, y)
+    summary = {
+        "best_params": {**forest["fixed"], **search.best_params_},
+        "best_cv_score": float(search.best_score_),
+        "scoring": forest["scoring"],
+        "cv": f"TimeSeriesSplit(n_splits={forest['cv_splits']}) on the time-sorted train panel",
+        "candidates": [
+            {"params": p, "mean_cv_score": float(s)}
+            for p, s in zip(
+                search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True
+            )
+        ],
+    }
+    logger.info(
+        "Random forest grid search: best %s (%s %.4f)",
+        search.best_params_,
+        forest["scoring"],
+        search.best_score_,
+    )
+    return search.best_estimator_, summary
+
+
+def fit_gradient_boosting(
+    model_input_train: pd.DataFrame, features: BusynessFeatures, params: dict[str, Any]
+) -> HistGradientBoostingRegressor:
+    """Fit a histogram gradient-boosting regressor with a fixed schedule (no early stopping)."""
+    x, y = _xy(model_input_train, features)
+    return HistGradientBoostingRegressor(
+        early_stopping=False, random_state=params["random_state"], **params["gradient_boosting"]
+    ).fit(x, y)
+
+
+def _sanity_problem(predicted: np.ndarray, y_train_max: float) -> str | None:
+    """Why predictions are not sane (non-finite, or far beyond anything seen), else None."""
+    if not np.isfinite(predicted).all():
+        return f"{int((~np.isfinite(predicted)).sum())} non-finite predictions"
+    if predicted.max(initial=0.0) > 10 * max(y_train_max, 1.0):
+        return f"max prediction {predicted.max():.3g} > 10 x the train maximum {y_train_max:.3g}"
+    return None
+
+
+def select_regressor(
+    *,
+    random_forest: RandomForestRegressor,
+    gradient_boosting: HistGradientBoostingRegressor,
+    model_input_train: pd.DataFrame,
+    model_input_validation: pd.DataFrame,
+    features: BusynessFeatures,
+    params: dict[str, Any],
+) -> tuple[Any, dict[str, Any]]:
+    """The candidate with the best validation score among those whose predictions are sane."""
+    x, y = _xy(model_input_validation, features)
+    metric = params["selection_metric"]
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+    y_train_max = float(model_input_train[TARGET].max())
+    candidates = {"random_forest": random_forest, "hist_gradient_boosting": gradient_boosting}
+    report: dict[str, Any] = {"selection_metric": metric, "candidates": {}}
+    best, best_score = None, np.inf
+    for name, regressor in candidates.items():
+        predicted = regressor.predict(x)
+        problem = _sanity_problem(predicted, y_train_max)
+        entry: dict[str, Any] = {"params": _plain(regressor.get_params()), "sane": problem is None}
+        if problem:
+            entry["problem"] = problem
+            logger.warning("Candidate %s left out: %s", name, problem)
+        else:
+            entry["validation"] = regression_metrics(y, np.clip(predicted, 0.0, None))
+            score = sign * entry["validation"][metric]
+            if score < best_score:
+                best, best_score = name, score
+        report["candidates"][name] = entry
+    if best is None:
+        raise ValueError(f"No model candidate gave sane validation predictions: {report}")
+    report["chosen"] = best
+    logger.info("Chose %s by validation %s", best, metric)
+    return candidates[best], report
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """Estimator params as JSON-friendly values."""
+    return {
+        k: v if isinstance(v, int | float | str | bool | type(None)) else str(v)
+        for k, v in params.items()
+    }
+
+
+def compose_model(features: BusynessFeatures, regressor: Any) -> Pipeline:
+    """The one model artifact: the fitted transformer and the fitted regressor, in sequence."""
+    return Pipeline([("features", features), ("regressor", regressor)])
+
+
+def predict_test_window(model: Pipeline, model_input_test: pd.DataFrame) -> pd.DataFrame:
+    """The model's answers for the test panel, through ``predict_busyness``, beside the actuals."""
+    answers = predict_busyness(model, model_input_test[list(QUERY_COLUMNS)])
+    answers[TARGET] = model_input_test[TARGET].to_numpy()
+    return answers.reset_index(drop=True)
+
+
+def seasonal_naive_baseline(
+    model_input_train: pd.DataFrame, model_input_test: pd.DataFrame
+) -> pd.DataFrame:
+    """Per test row, the mean train busyness of its cell at the same hour of the week."""
+    train = pd.DataFrame(
+        {
+            H3_CELL: model_input_train[H3_CELL],
+            "slot": hour_of_week(model_input_train[EVENT_TIME]),
+            TARGET: model_input_train[TARGET],
+        }
+    )
+    profile = (
+        train.groupby([H3_CELL, "slot"], as_index=False)[TARGET]
+        .mean()
+        .rename(columns={TARGET: BASELINE})
+    )
+    test = pd.DataFrame(
+        {
+            H3_CELL: model_input_test[H3_CELL].to_numpy(),
+            HOUR: model_input_test[EVENT_TIME].to_numpy(),
+            "slot": hour_of_week(model_input_test[EVENT_TIME]),
+            TARGET: model_input_test[TARGET].to_numpy(),
+        }
+    )
+    test = test.merge(profile, on=[H3_CELL, "slot"], how="left")
+    test[BASELINE] = test[BASELINE].fillna(0.0)
+    return test.drop(columns="slot")
+
+
+def evaluate_test_window(test_predictions: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, Any]:
+    """Test-window metrics of the chosen model and of the seasonal-naive baseline."""
+    return {
+        "model": regression_metrics(test_predictions[TARGET], test_predictions[PREDICTION]),
+        "seasonal_naive_baseline": regression_metrics(baseline[TARGET], baseline[BASELINE]),
+        "rows": len(test_predictions),
+    }
+
+
+def evaluate_leaky_reference_protocol(
+    clean_events: pd.DataFrame,
+    feature_engineering_params: dict[str, Any],
+    rf_search: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """The reference notebook's protocol, for comparison only: leaky by construction.
+
+    Statistics and the target come from ALL events; each event row is labelled with the count
+    of its cell-hour; rows are split at random; the forest has the chosen grid-search params.
+    """
+    protocol = params["leaky_reference_protocol"]
+    events = clean_events
+    if protocol.get("max_rows") and len(events) > protocol["max_rows"]:
+        events = events.sample(protocol["max_rows"], random_state=params["random_state"])
+    leaky = BusynessFeatures(
+        **{**feature_params(feature_engineering_params), "exclude_features": ()}
+    )
+    leaky.fit(clean_events)
+    x = leaky.transform(events[list(QUERY_COLUMNS)])[list(REFERENCE_FEATURES)]
+    counts = count_cell_hours(clean_events, leaky.resolution).set_index(["cell", HOUR])[TARGET]
+    keys = pd.MultiIndex.from_arrays(
+        [
+            h3_cells(events[EVENT_LAT], events[EVENT_LON], leaky.resolution),
+            events[EVENT_TIME].dt.floor("h").to_numpy(),
+        ]
+    )
+    y = counts.reindex(keys).to_numpy(dtype=float)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=protocol["test_size"], random_state=params["random_state"]
+    )
+    forest = RandomForestRegressor(
+        random_state=params["random_state"], n_jobs=params["n_jobs"], **rf_search["best_params"]
+    ).fit(x_train, y_train)
+    return {
+        "description": (
+            "Reference notebook protocol: per-cell statistics and the row-level target (each event "
+            "labelled with its cell-hour count) computed over ALL data, random split. Leaky: not "
+            "comparable with the time-split test metrics, shown beside them only."
+        ),
+        "rows": len(events),
+        "test_size": protocol["test_size"],
+        "features": list(REFERENCE_FEATURES),
+        "metrics": regression_metrics(y_test, forest.predict(x_test)),
+    }
+
+
+def gate_decision(test_metrics: dict[str, Any], min_r2: float) -> tuple[bool, list[str]]:
+    """Pass when R² >= min_r2 and the model's MAE beats the seasonal-naive baseline's."""
+    model, baseline = test_metrics["model"], test_metrics["seasonal_naive_baseline"]
+    reasons = []
+    if not model["r2"] >= min_r2:
+        reasons.append(f"test R2 {model['r2']:.4f} < min_r2 {min_r2}")
+    if not model["mae"] < baseline["mae"]:
+        reasons.append(
+            f"test MAE {model['mae']:.4f} does not beat the baseline MAE {baseline['mae']:.4f}"
+        )
+    return not reasons, reasons
+
+
+def build_evaluation_report(
+    *,
+    test_metrics: dict[str, Any],
+    selection: dict[str, Any],
+    rf_search: dict[str, Any],
+    leaky: dict[str, Any],
+    windows: dict[str, str],
+    feature_engineering_report: dict[str, Any],
+    params: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The evaluation report (gate decided, registration pending) and its metrics for MLflow."""
+    passed, reasons = gate_decision(test_metrics, params["min_r2"])
+    report = {
+        "time_windows": windows,
+        "test": test_metrics,
+        "leaky_reference_protocol": leaky,
+        "model_selection": selection,
+        "random_forest_search": rf_search,
+        "panels": feature_engineering_report,
+        "gate": {
+            "passed": passed,
+            "min_r2": params["min_r2"],
+            "rule": "test R2 >= min_r2 and test MAE < seasonal-naive baseline MAE",
+            "reasons": reasons,
+        },
+    }
+    flat = {f"test_{k}": v for k, v in test_metrics["model"].items()}
+    flat |= {f"baseline_{k}": v for k, v in test_metrics["seasonal_naive_baseline"].items()}
+    flat |= {f"leaky_reference_protocol_{k}": v for k, v in leaky["metrics"].items()}
+    flat["gate_passed"] = float(passed)
+    return report, {name: {"value": float(value), "step": 0} for name, value in flat.items()}
+
+
+def git_revision() -> str:
+    """The current commit (``git rev-parse HEAD``), or "unknown" outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def params_digest(
+    feature_engineering_params: dict[str, Any], modeling_params: dict[str, Any]
+) -> str:
+    """sha256 of the feature_engineering and modeling parameters (canonical JSON)."""
+    text = json.dumps(
+        {"feature_engineering": feature_engineering_params, "modeling": modeling_params},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def gate_and_register(
+    model: Pipeline,
+    report: dict[str, Any],
+    model_input_test: pd.DataFrame,
+    feature_engineering_params: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Register the model (alias challenger, tagged) if the gate passed; tag the run either way."""
+    report = json.loads(json.dumps(report))  # a copy
+    gate = report["gate"]
+    started = mlflow.active_run() is None
+    run = mlflow.start_run() if started else mlflow.active_run()
+    try:
+        mlflow.set_tags(
+            {
+                "gate": "passed" if gate["passed"] else "failed",
+                "gate_reasons": "; ".join(gate["reasons"]) or "-",
+            }
+        )
+        report["registration"] = {"run_id": run.info.run_id, "registered": False}
+        if not gate["passed"]:
+            logger.warning(
+                "Quality gate failed, nothing registered: %s", "; ".join(gate["reasons"])
+            )
+            return report
+        report["registration"] = _register(
+            model, report, model_input_test, feature_engineering_params, params
+        )
+        report["registration"]["run_id"] = run.info.run_id
+        return report
+    finally:
+        if started:
+            mlflow.end_run()
+
+
+def _register(
+    model: Pipeline,
+    report: dict[str, Any],
+    model_input_test: pd.DataFrame,
+    feature_engineering_params: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Log and register the model, set alias ``challenger`` and tag the version."""
+    name, alias = params["registered_model_name"], params["registry_alias"]
+    # MLflow schemas hold naive datetimes only; naive query timestamps are read as UTC.
+    example = model_input_test[list(QUERY_COLUMNS)].head(5).reset_index(drop=True)
+    example[EVENT_TIME] = example[EVENT_TIME].dt.tz_convert("UTC").dt.tz_localize(None)
+    with tempfile.TemporaryDirectory() as code_dir:
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=name,
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            pip_requirements=[
+                f"{dist}=={installed_version(dist)}" for dist in ARTIFACT_REQUIREMENTS
+            ],
+            code_paths=[str(_bundle_code(Path(code_dir)))],
+            # skops cannot hold the transformer's pandas state; classes pickle by reference and
+            # their modules travel in code_paths.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_registered_model_alias(name, alias, version)
+    tags = {f"test_{k}": v for k, v in report["test"]["model"].items()}
+    tags |= {f"baseline_{k}": v for k, v in report["test"]["seasonal_naive_baseline"].items()}
+    tags |= {f"window_{k}": v for k, v in report["time_windows"].items()}
+    tags |= {
+        "model_type": report["model_selection"]["chosen"],
+        "git_revision": git_revision(),
+        "params_sha256": params_digest(feature_engineering_params, params),
+        "gate": "passed",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    mlflow.set_tag("registered_model_version", version)
+    logger.info("Registered %s version %s with alias %s", name, version, alias)
+    return {
+        "registered": True,
+        "model_name": name,
+        "version": version,
+        "alias": alias,
+        "model_uri": f"models:/{name}@{alias}",
+        "tags": {k: str(v) for k, v in tags.items()},
+    }
+
+
+def _bundle_code(dest: Path) -> Path:
+    """A minimal ``geo_busyness`` package (the modules the pickled model refers to) under dest."""
+    package = dest / "geo_busyness"
+    package.mkdir()
+    for module in ARTIFACT_MODULES:
+        shutil.copy(Path(geo_busyness.__file__).parent / module, package / module)
+    return package
+
+
+def plot_evaluation(
+    test_predictions: pd.DataFrame,
+    model: Pipeline,
+    model_input_test: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[Figure, Figure, Figure]:
+    """Predicted vs actual, permutation feature importance (test window) and MAE by hour of day."""
+    actual, predicted = test_predictions[TARGET].to_numpy(), test_predictions[PREDICTION].to_numpy()
+    scatter = Figure(figsize=(6, 6))
+    ax = scatter.subplots()
+    ax.scatter(actual, predicted, s=4, alpha=0.3)
+    top = max(actual.max(initial=1.0), predicted.max(initial=1.0))
+    ax.plot([0, top], [0, top], color="black", linewidth=1)
+    ax.set(
+        xlabel="actual busyness (events per cell-hour)",
+        ylabel="predicted",
+        title="Test window: predicted vs actual",
+    )
+
+    features = model.named_steps["features"]
+    x, y = _xy(model_input_test, features)
+    importance = permutation_importance(
+        model.named_steps["regressor"],
+        x,
+        y,
+        scoring="neg_mean_absolute_error",
+        n_repeats=params["permutation_repeats"],
+        random_state=params["random_state"],
+        n_jobs=1,
+    )
+    order = np.argsort(importance.importances_mean)
+    bars = Figure(figsize=(7, 5), layout="constrained")
+    ax = bars.subplots()
+    ax.barh(
+        np.asarray(x.columns)[order],
+        importance.importances_mean[order],
+        xerr=importance.importances_std[order],
+    )
+    ax.set(
+        xlabel="MAE increase when permuted (test window)", title="Permutation feature importance"
+    )
+
+    by_hour = (
+        pd.DataFrame({"hour": test_predictions[HOUR].dt.hour, "error": np.abs(predicted - actual)})
+        .groupby("hour")["error"]
+        .mean()
+    )
+    errors = Figure(figsize=(7, 4), layout="constrained")
+    ax = errors.subplots()
+    ax.bar(by_hour.index, by_hour.to_numpy())
+    ax.set(
+        xlabel="hour of day (UTC)",
+        ylabel="mean absolute error",
+        title="Test window: error by hour of day",
+    )
+    return scatter, bars, errors
