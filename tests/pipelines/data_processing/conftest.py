@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,23 +37,6 @@ def processing_params(**overrides: Any) -> dict[str, Any]:
     """The project's data_processing parameters, with overrides."""
     params = yaml.safe_load(PARAMS_FILE.read_text())["data_processing"]
     return {**params, **overrides}
-
-
-@pytest.fixture(autouse=True)
-def no_mlflow_run_left_active() -> Iterator[None]:
-    """End any MLflow run an earlier Kedro session in this process left active.
-
-    With ``tracking.run.nested: True`` (conf/base/mlflow.yml), kedro-mlflow 2.0.3 re-opens the
-    pipeline's run once per node (mlflow 3 pushes it on the run stack each time) and closes it
-    once after the pipeline, so a successful session leaves the run active in this thread. The
-    next session in the process then logs into that run, and fails as soon as one parameter
-    differs ("Changing param values is not allowed"). ``test_pipeline.py`` keeps a strict xfail
-    test on the leak so this fixture can go when it is fixed.
-    """
-    mlflow = sys.modules.get("mlflow")  # not imported yet: no run can be active
-    while mlflow is not None and mlflow.active_run() is not None:
-        mlflow.end_run()
-    yield
 
 
 def make_ride_table() -> pd.DataFrame:

@@ -158,14 +158,9 @@ def test_ride_pickups_run_through_kedro_with_a_runtime_column_mapping(ride_run):
     assert json.loads((project / REPORT).read_text())["rows_clean"] == RIDE_ROWS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="kedro-mlflow 2.0.3 with tracking.run.nested: True re-opens the run per node and "
-    "closes it once: a successful session leaves its MLflow run active in the process "
-    "(see no_mlflow_run_left_active in conftest.py)",
-)
 def test_a_successful_session_leaves_no_mlflow_run_active(ride_run):
+    """conf/base/mlflow.yml keeps tracking.run.nested False: kedro-mlflow 2.0.3 otherwise leaks
+    the run into the next session of the same process (a notebook, a test)."""
     assert ride_run["mlflow_run_left_active"] is None
 
 
