@@ -1,0 +1,171 @@
+"""Project hooks: fail early on a cloud run with no tracking server, and explain storage faults.
+
+A storage fault (missing file, bucket or object, refused credentials, unreachable endpoint)
+surfaces from Kedro as a chain of wrapped exceptions. ``StorageErrorHook`` turns it into one
+sentence naming the dataset, its URL and the likely fix, raised as ``StorageError`` (a
+``KedroCliError``, so the CLI prints the sentence rather than a traceback; ``--verbose`` still
+shows everything).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import IO, Any
+
+import click
+from kedro.framework.cli.utils import KedroCliError
+from kedro.framework.hooks import hook_impl
+from kedro.io import DatasetError
+
+logger = logging.getLogger(__name__)
+
+# Exception class names (from botocore, aiohttp, urllib3) meaning "could not reach the store".
+_UNREACHABLE = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ConnectionClosedError",
+    "ClientConnectorError",
+    "ServerTimeoutError",
+    "NewConnectionError",
+}
+_BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden"}
+
+
+class _ExplainedError(KedroCliError):
+    """An error whose message says it all: the CLI prints it alone, without a traceback."""
+
+    def show(self, file: IO | None = None) -> None:
+        """Print the message (Kedro's default would print the exception's type instead)."""
+        click.secho(f"Error: {self.message}", fg="red", file=file or sys.stderr)
+        click.secho("Run with --verbose to see the full exception.", file=file or sys.stderr)
+
+
+class StorageError(_ExplainedError):
+    """A dataset could not be read or written; the message names it, its URL and the fix."""
+
+
+class MissingTrackingServerError(_ExplainedError):
+    """A run configured to use a team MLflow server has none to talk to."""
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The exception and its causes, outermost first."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
+
+
+def _dataset_url(name: str, dataset: Any) -> str | None:
+    """The URL a file-based dataset reads and writes, or None for other datasets."""
+    described = getattr(dataset, "_describe", lambda: {})()
+    path = described.get("filepath")
+    if path is None:
+        return None
+    protocol = described.get("protocol") or getattr(dataset, "_protocol", "file")
+    return f"{protocol}://{path}" if protocol not in ("file", "local") else str(path)
+
+
+def _find_dataset(message: str, catalog: Any) -> tuple[str, str] | None:
+    """The catalog name and URL of the dataset whose path a Kedro error message quotes."""
+    for name in catalog.keys():
+        try:
+            url = _dataset_url(name, catalog.get(name))
+        except Exception:  # noqa: BLE001 - a dataset that cannot describe itself is not the one
+            continue
+        if url and url.split("://")[-1] in message:
+            return name, url
+    return None
+
+
+def explain_storage_failure(error: BaseException, catalog: Any) -> str | None:
+    """One sentence on a dataset load/save fault, or None when ``error`` is not one."""
+    chain = _chain(error)
+    dataset_error = next((e for e in chain if isinstance(e, DatasetError)), None)
+    if dataset_error is None:
+        return None
+    action = "save to" if "saving" in str(dataset_error) else "load"
+    found = _find_dataset(str(dataset_error), catalog)
+    if found is None:
+        return None
+    name, url = found
+    root = chain[-1]
+    names = {type(e).__name__ for e in chain} | {
+        str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) for e in chain
+    }
+    bucket = url.split("://", 1)[1].split("/", 1)[0] if "://" in url else None
+    if names & _UNREACHABLE:
+        why = (
+            "the storage endpoint could not be reached (check AWS_ENDPOINT_URL, the network, "
+            "or the region)"
+        )
+    elif names & _BAD_CREDENTIALS or isinstance(root, PermissionError):
+        why = (
+            "the credentials were refused (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "AWS_PROFILE or conf/<env>/credentials.yml)"
+        )
+    elif "NoCredentialsError" in names:
+        why = "no AWS credentials were found (set AWS_* or conf/<env>/credentials.yml)"
+    elif isinstance(root, FileNotFoundError):
+        if bucket and _bucket_missing(catalog.get(name), bucket):
+            why = (
+                f"the bucket '{bucket}' does not exist (check data_root in conf/<env>/globals.yml)"
+            )
+        else:
+            why = (
+                "nothing is stored there: run the pipeline that writes it first "
+                "(README, Pipelines), or point the catalog at your file"
+            )
+    else:
+        return None
+    return f"Could not {action} dataset '{name}' at {url}: {why}."
+
+
+def _bucket_missing(dataset: Any, bucket: str) -> bool:
+    """True when the dataset's filesystem says the bucket is absent (False if it cannot tell)."""
+    try:
+        return not dataset._fs.exists(bucket)
+    except Exception:  # noqa: BLE001 - unknown: let the generic message stand
+        return False
+
+
+class StorageErrorHook:
+    """Re-raise storage faults as one clear sentence (after other hooks saw the original)."""
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error: Exception, catalog: Any) -> None:
+        """Raise ``StorageError`` in place of a wrapped storage fault."""
+        explanation = explain_storage_failure(error, catalog)
+        if explanation:
+            logger.error(explanation)
+            raise StorageError(explanation) from error
+
+
+class TrackingServerHook:
+    """With ``mlflow_tracking_uri: null`` (the cloud env), insist on MLFLOW_TRACKING_URI.
+
+    MLflow would otherwise fall back to a SQLite file in the working directory, and a team run
+    would be tracked where nobody sees it.
+    """
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        """Fail before any node runs when the cloud env has no tracking server to use."""
+        patterns = context.config_loader.config_patterns
+        patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        try:
+            server = context.config_loader["mlflow"].get("server", {})
+        except Exception:  # noqa: BLE001 - no mlflow.yml: kedro-mlflow's defaults apply
+            return
+        if server.get("mlflow_tracking_uri") is not None:
+            return
+        exported = context._get_config_credentials().get(server.get("credentials") or "", {})
+        if not (os.environ.get("MLFLOW_TRACKING_URI") or exported.get("MLFLOW_TRACKING_URI")):
+            raise MissingTrackingServerError(
+                f"The '{context.env}' environment tracks runs on a team MLflow server but "
+                "MLFLOW_TRACKING_URI is not set: export it (e.g. http://mlflow.internal:5000) "
+                "or add it to the credentials entry named in mlflow.yml."
+            )
