@@ -259,7 +259,11 @@ class SageMakerDeployer:
             )
         if previous == config_name and current["EndpointStatus"] == "InService":
             logger.info("Endpoint %s already serves %s", endpoint, config_name)
-            return {"action": "unchanged", "previous_endpoint_config": previous, **current}
+            return {
+                "action": "unchanged",
+                "previous_endpoint_config": previous,
+                **self._summary(current),
+            }
         logger.info("Updating endpoint %s: %s -> %s (blue/green)", endpoint, previous, config_name)
         self.sm.update_endpoint(
             EndpointName=endpoint,
@@ -288,12 +292,7 @@ class SageMakerDeployer:
             self._sleep(self.config.poll_seconds)
         serving_config = described.get("EndpointConfigName")
         if status == "InService" and serving_config == config_name:
-            return {
-                "endpoint_name": endpoint,
-                "endpoint_arn": described.get("EndpointArn"),
-                "endpoint_config": serving_config,
-                "status": status,
-            }
+            return self._summary(described)
         reason = described.get("FailureReason") or "no reason given"
         if previous and status == "InService":
             raise DeploymentError(
@@ -335,6 +334,16 @@ class SageMakerDeployer:
         }
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _summary(described: dict[str, Any]) -> dict[str, Any]:
+        """The JSON-friendly facts of a DescribeEndpoint answer."""
+        return {
+            "endpoint_name": described["EndpointName"],
+            "endpoint_arn": described.get("EndpointArn"),
+            "endpoint_config": described.get("EndpointConfigName"),
+            "status": described["EndpointStatus"],
+        }
+
     @staticmethod
     def _exists(describe: Callable[..., Any], **kwargs: Any) -> bool:
         try:

@@ -1,0 +1,229 @@
+"""Deployment nodes: pick a gated model version, package it, deploy it, promote it.
+
+The nodes only glue the registry (MLflow), the packaging and the targets together; the
+packaging lives in ``geo_busyness.serving.packaging`` and the SageMaker calls in
+``geo_busyness.serving.sagemaker``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from geo_busyness.serving.packaging import build_package, unpack_package
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("local", "sagemaker")
+#: Where modeling logs the evaluation report in its MLflow run.
+EVALUATION_REPORT_ARTIFACT = "reporting/evaluation_report.json"
+
+
+class DeploymentRefused(RuntimeError):
+    """The requested model version may not be deployed (e.g. it did not pass the gate)."""
+
+
+def _client():
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 - the session set the tracking URI
+
+    return MlflowClient()
+
+
+def select_model_version(params: dict[str, Any]) -> dict[str, Any]:
+    """The registered version to deploy (``model_version`` or the ``source_alias``), gate-checked."""
+    if params["target"] not in TARGETS:
+        raise ValueError(f"deployment.target must be one of {TARGETS}, got {params['target']!r}.")
+    client = _client()
+    name = params["registered_model_name"]
+    if params.get("model_version") not in (None, ""):
+        version = client.get_model_version(name, str(params["model_version"]))
+        chosen_by = f"version {version.version}"
+    else:
+        version = client.get_model_version_by_alias(name, params["source_alias"])
+        chosen_by = f"alias {params['source_alias']}"
+    tags = dict(version.tags or {})
+    gate = tags.get(params["gate_tag"])
+    if gate != params["gate_passed_value"]:
+        run_reasons = ""
+        if version.run_id:
+            run_tags = client.get_run(version.run_id).data.tags
+            run_reasons = f" The run says: gate={run_tags.get('gate', '-')}, reasons: {run_tags.get('gate_reasons', '-')}."
+        raise DeploymentRefused(
+            f"Refusing to deploy {name} version {version.version} ({chosen_by}): it did not pass"
+            f" the quality gate (model version tag {params['gate_tag']}={gate!r}, expected"
+            f" {params['gate_passed_value']!r}).{run_reasons}"
+        )
+    logger.info("Deploying %s version %s (%s), gate %s", name, version.version, chosen_by, gate)
+    return {
+        "model_name": name,
+        "version": str(version.version),
+        "chosen_by": chosen_by,
+        "run_id": version.run_id,
+        "model_uri": f"models:/{name}/{version.version}",
+        "tags": tags,
+    }
+
+
+def evaluation_metrics(candidate: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation report logged with the version's run, else its run metrics and tags."""
+    import mlflow  # noqa: PLC0415
+
+    metrics: dict[str, Any] = {
+        "model_name": candidate["model_name"],
+        "model_version": candidate["version"],
+        "version_tags": candidate["tags"],
+    }
+    run_id = candidate.get("run_id")
+    if not run_id:
+        return metrics
+    metrics["run_metrics"] = {
+        key: value
+        for key, value in _client().get_run(run_id).data.metrics.items()
+        if math.isfinite(value)
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=EVALUATION_REPORT_ARTIFACT, dst_path=tmp
+            )
+            metrics["evaluation_report"] = json.loads(Path(path).read_text())
+        except Exception as exc:  # noqa: BLE001 - the report is optional; metrics remain
+            logger.warning("No %s in run %s (%s)", EVALUATION_REPORT_ARTIFACT, run_id, exc)
+    return metrics
+
+
+def package_model(candidate: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """model.tar.gz (MLflow model + code/inference.py) under ``package_dir``, smoke-tested."""
+    from geo_busyness.serving.model import fetch_model  # noqa: PLC0415
+
+    name, version = candidate["model_name"], candidate["version"]
+    output = Path(params["package_dir"]) / f"{name}-v{version}" / "model.tar.gz"
+    with tempfile.TemporaryDirectory(prefix="geo-busyness-deploy-") as tmp:
+        model_dir = fetch_model(candidate["model_uri"], Path(tmp) / "download")
+        package = build_package(model_dir, output)
+        if params.get("smoke_test_query"):
+            package["smoke_test"] = smoke_test(
+                output, params["smoke_test_query"], Path(tmp) / "unpacked"
+            )
+    logger.info("Packaged %s v%s: %s (%d bytes)", name, version, output, package["bytes"])
+    return {**package, "model_name": name, "version": version}
+
+
+def smoke_test(tarball: Path, query: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Call code/inference.py of the unpacked package as the SKLearn container would."""
+    import importlib.util  # noqa: PLC0415
+
+    model_dir = unpack_package(tarball, workdir)
+    spec = importlib.util.spec_from_file_location(
+        "geo_busyness_package_inference", model_dir / "code" / "inference.py"
+    )
+    inference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(inference)
+    model = inference.model_fn(str(model_dir))
+    body, media = inference.output_fn(
+        inference.predict_fn(inference.input_fn(orjson.dumps([query]), "application/json"), model),
+        "application/json",
+    )
+    answer = orjson.loads(body)["predictions"][0]
+    if not (
+        isinstance(answer["predicted_busyness"], float)
+        and math.isfinite(answer["predicted_busyness"])
+    ):
+        raise DeploymentRefused(
+            f"The packaged model answered {answer} to the smoke-test query {query}."
+        )
+    return {"query": query, "answer": answer}
+
+
+def deploy_package(
+    candidate: dict[str, Any], package: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Put the package behind the target: the local model store, or a SageMaker endpoint."""
+    if params["target"] == "local":
+        return _deploy_local(candidate, package, params["local"])
+    return _deploy_sagemaker(candidate, package, params["sagemaker"])
+
+
+def _deploy_local(
+    candidate: dict[str, Any], package: dict[str, Any], local: dict[str, Any]
+) -> dict[str, Any]:
+    store = Path(local["model_store"])
+    target = store / f"{candidate['model_name']}-v{candidate['version']}"
+    staging = store / f".{target.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    unpack_package(package["path"], staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    logger.info("Model store %s now holds %s", store, target)
+    return {
+        "target": "local",
+        "model_dir": str(target),
+        "serve": f"kedro serve  (or python -m geo_busyness.serving --model {target})",
+    }
+
+
+def _deploy_sagemaker(
+    candidate: dict[str, Any], package: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, Any]:
+    from geo_busyness.serving.sagemaker import (  # noqa: PLC0415
+        SageMakerConfig,
+        SageMakerDeployer,
+        make_clients,
+    )
+
+    config = SageMakerConfig.from_params(settings)
+    deployer = SageMakerDeployer(config, *make_clients(config.region))
+    metadata = {
+        key: str(candidate["tags"][key])[:256]
+        for key in ("git_revision", "model_type", "params_sha256")
+        if key in candidate["tags"]
+    }
+    metadata["package_sha256"] = package["sha256"]
+    outcome = deployer.deploy(
+        package["path"],
+        candidate["model_name"],
+        candidate["version"],
+        evaluation_metrics(candidate),
+        metadata,
+    )
+    return {"target": "sagemaker", **outcome}
+
+
+def promote_champion(
+    candidate: dict[str, Any],
+    package: dict[str, Any],
+    deployment: dict[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Set the ``champion`` alias on the deployed version; the deployment record."""
+    client = _client()
+    name, alias = candidate["model_name"], params["champion_alias"]
+    try:
+        previous = str(client.get_model_version_by_alias(name, alias).version)
+    except Exception:  # noqa: BLE001 - no champion yet
+        previous = None
+    client.set_registered_model_alias(name, alias, candidate["version"])
+    logger.info("%s version %s is now %s (was %s)", name, candidate["version"], alias, previous)
+    return {
+        "model_name": name,
+        "model_version": candidate["version"],
+        "model_uri": candidate["model_uri"],
+        "chosen_by": candidate["chosen_by"],
+        "alias": alias,
+        "previous_champion_version": previous,
+        "target": deployment["target"],
+        "package": {key: package[key] for key in ("path", "sha256", "bytes")},
+        "model_package_arn": deployment.get("model_package_arn"),
+        "endpoint": deployment.get("endpoint_name"),
+        "endpoint_config": deployment.get("endpoint_config"),
+        "deployment": deployment,
+        "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,43 @@
+"""Gate-checked registry version -> model.tar.gz -> local store or SageMaker -> champion."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import deploy_package, package_model, promote_champion, select_model_version
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Not in the default run: ``kedro run --pipelines deployment [--params deployment.target=sagemaker]``."""
+    return Pipeline(
+        [
+            Node(
+                select_model_version,
+                "params:deployment",
+                "deployment_candidate",
+                name="select_model_version",
+            ),
+            Node(
+                package_model,
+                ["deployment_candidate", "params:deployment"],
+                "model_package",
+                name="package_model",
+            ),
+            Node(
+                deploy_package,
+                ["deployment_candidate", "model_package", "params:deployment"],
+                "deployment_outcome",
+                name="deploy_package",
+            ),
+            Node(
+                promote_champion,
+                [
+                    "deployment_candidate",
+                    "model_package",
+                    "deployment_outcome",
+                    "params:deployment",
+                ],
+                "deployment_record",
+                name="promote_champion",
+            ),
+        ],
+        tags="deployment",
+    )

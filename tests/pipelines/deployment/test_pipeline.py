@@ -1,0 +1,164 @@
+"""The deployment pipeline in a throw-away project with a real MLflow registry (SQLite).
+
+Versions are registered the way the modeling pipeline registers them (the serving tests' small
+real model, tags ``gate=passed`` and alias ``challenger``), so these tests do not pay for a
+modeling run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import mlflow
+import mlflow.sklearn
+import pytest
+from mlflow.tracking import MlflowClient
+from moto import mock_aws
+
+from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, select_model_version
+from geo_busyness.serving.model import answer, load_model
+from geo_busyness.serving.requests import parse_request
+from tests.conftest import inside, make_project_copy, run_kedro
+from tests.serving.cases import GOOD_ROW, json_rows
+from tests.serving.model_fixture import fit_model, save_model
+
+NAME = "geo-busyness"
+
+
+def _register(model_dir: Path, gate: str, alias: str | None) -> str:
+    """Register ``model_dir`` as a new version of NAME, tagged like modeling does."""
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        mlflow.set_tags(
+            {"gate": gate, "gate_reasons": "-" if gate == "passed" else "test R2 0.1 < 0.6"}
+        )
+    client = MlflowClient()
+    if not client.search_registered_models(f"name = '{NAME}'"):
+        client.create_registered_model(NAME)
+    version = client.create_model_version(NAME, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    if gate == "passed":
+        client.set_model_version_tag(NAME, version.version, "gate", "passed")
+        client.set_model_version_tag(NAME, version.version, "git_revision", "abc123")
+    if alias:
+        client.set_registered_model_alias(NAME, alias, version.version)
+    return str(version.version)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project copy whose registry holds v1 (gate passed, challenger) and v2 (gate failed)."""
+    project = make_project_copy(tmp_path_factory.mktemp("deploy_project"))
+    model_dir = save_model(fit_model(), tmp_path_factory.mktemp("saved") / "model")
+    with inside(project):
+        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        assert _register(model_dir, "passed", "challenger") == "1"
+        assert _register(model_dir, "failed", None) == "2"
+        mlflow.set_tracking_uri(None)
+    return project
+
+
+def _params(**overrides) -> dict:
+    params = {
+        "target": "local",
+        "registered_model_name": NAME,
+        "source_alias": "challenger",
+        "model_version": None,
+        "gate_tag": "gate",
+        "gate_passed_value": "passed",
+    }
+    return {**params, **overrides}
+
+
+def test_a_gate_failed_version_is_refused(project):
+    with inside(project):
+        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        try:
+            with pytest.raises(
+                DeploymentRefused, match=r"version 2 .* did not pass the quality gate"
+            ):
+                select_model_version(_params(model_version=2))
+            with pytest.raises(DeploymentRefused, match="test R2 0.1 < 0.6"):
+                select_model_version(_params(model_version=2))
+            assert select_model_version(_params())["version"] == "1"
+            with pytest.raises(ValueError, match="target"):
+                select_model_version(_params(target="heroku"))
+        finally:
+            mlflow.set_tracking_uri(None)
+
+
+def test_local_deployment_serves_the_new_champion(project):
+    run_kedro(project, ["deployment"])
+    records = sorted(
+        (project / "data/08_reporting/deployment/deployment_record.json").glob("*/*.json")
+    )
+    record = json.loads(records[-1].read_text())
+    assert (record["model_version"], record["target"], record["alias"]) == (
+        "1",
+        "local",
+        "champion",
+    )
+    package = json.loads((project / "data/06_models/deployment/model_package.json").read_text())
+    assert package["smoke_test"]["answer"]["predicted_busyness"] >= 0
+    model_dir = project / record["deployment"]["model_dir"]
+    assert (model_dir / "code" / "inference.py").is_file()
+    served = answer(load_model(model_dir), parse_request(json_rows(GOOD_ROW)))
+    assert served["predicted_busyness"].iloc[0] >= 0
+    with inside(project):
+        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        try:
+            assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) == "1"
+        finally:
+            mlflow.set_tracking_uri(None)
+
+
+def test_deploying_the_failed_version_through_kedro_fails_and_keeps_the_champion(project):
+    with pytest.raises(DeploymentRefused):
+        run_kedro(project, ["deployment"], {"deployment": {"model_version": 2}})
+    with inside(project):
+        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        try:
+            aliases = MlflowClient().get_model_version(NAME, "2").aliases
+        finally:
+            mlflow.set_tracking_uri(None)
+    assert "champion" not in aliases
+    assert not (project / "data/06_models/deployment/serving/geo-busyness-v2").exists()
+
+
+def test_sagemaker_target_through_the_pipeline(project, monkeypatch):
+    """The same pipeline with target=sagemaker against moto (the endpoint is created)."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    params = {
+        "deployment": {
+            "target": "sagemaker",
+            "smoke_test_query": None,
+            "sagemaker": {
+                "bucket": "models",
+                "role_arn": "arn:aws:iam::123456789012:role/sagemaker",
+                "image_uri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
+                "poll_seconds": 0,
+            },
+        }
+    }
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="models")
+        run_kedro(project, ["deployment"], params)
+        sm = boto3.client("sagemaker", region_name="us-east-1")
+        endpoint = sm.describe_endpoint(EndpointName="geo-busyness")
+        assert endpoint["EndpointConfigName"] == "geo-busyness-v1"
+    records = sorted(
+        (project / "data/08_reporting/deployment/deployment_record.json").glob("*/*.json")
+    )
+    record = json.loads(records[-1].read_text())
+    assert record["target"] == "sagemaker"
+    assert record["model_package_arn"].startswith("arn:aws:sagemaker:")
+    assert record["endpoint"] == "geo-busyness"
+    metrics = record["deployment"]["metrics_url"]
+    assert metrics.endswith("/v1/evaluation.json")
