@@ -1,0 +1,67 @@
+"""Project CLI commands, found by Kedro in ``<package>.cli``: ``kedro serve``.
+
+Kedro also takes this module's ``run`` for ``python -m geo_busyness`` and the
+``geo-busyness`` script, so it re-exports Kedro's own ``run`` command unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run
+
+__all__ = ["champion_location", "cli", "run"]
+
+RECORD_DATASET = "deployment_record"
+
+
+def champion_location(record: dict[str, Any] | None, model_name: str = "geo-busyness") -> str:
+    """What to serve: the local store's model of the latest local deployment, else the registry's champion."""
+    if record and record.get("target") == "local":
+        model_dir = Path(record["deployment"]["model_dir"])
+        if model_dir.is_dir():
+            return str(model_dir)
+    name = (record or {}).get("model_name", model_name)
+    return f"models:/{name}@champion"
+
+
+def _latest_record(project_path: Path, env: str | None) -> dict[str, Any] | None:
+    """The latest deployment record through the project's catalog (None before any deployment)."""
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+    from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
+    from kedro.io import DatasetError  # noqa: PLC0415
+
+    bootstrap_project(project_path)
+    with KedroSession.create(project_path=project_path, env=env) as session:
+        catalog = session.load_context().catalog  # also sets the MLflow tracking URI
+        try:
+            return catalog.load(RECORD_DATASET)
+        except DatasetError:
+            return None
+
+
+@click.group(name="geo-busyness")
+def cli() -> None:
+    """geo-busyness project commands."""
+
+
+@cli.command()
+@click.option("--model", default=None, help="Model dir or MLflow URI [default: current champion].")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--env", "-e", default=None, help="Kedro environment whose catalog holds the record.")
+@click.pass_obj
+def serve(  # noqa: PLR0917 - click passes options positionally
+    metadata: Any, model: str | None, host: str, port: int, workers: int, env: str | None
+):
+    """Serve the current champion on http://HOST:PORT (GET /ping, POST /invocations)."""
+    from geo_busyness.serving.__main__ import serve as run_server  # noqa: PLC0415
+
+    if model is None:
+        project_path = Path(getattr(metadata, "project_path", Path.cwd()))
+        model = champion_location(_latest_record(project_path, env))
+    click.echo(f"Serving {model} on http://{host}:{port}")
+    run_server(["--model", model, "--host", host, "--port", str(port), "--workers", str(workers)])
