@@ -64,7 +64,7 @@ PROFILE_FEATURES = ("cell_hour_of_week_mean", "neighbours_hour_of_week_mean")
 
 def to_utc_hours(values: pd.Series) -> pd.Series:
     """Floor timestamps (aware, naive = UTC, or ISO strings) to the start of their UTC hour."""
-    parsed = pd.to_datetime(values, utc=True)
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601")
     if parsed.isna().any():
         raise ValueError(f"{parsed.isna().sum()} query timestamp(s) are missing or unparsable.")
     return parsed.dt.as_unit("ns").dt.floor("h")
@@ -84,7 +84,7 @@ def count_cell_hours(events: pd.DataFrame, resolution: int) -> pd.DataFrame:
 
 def hour_of_week(hours: pd.Series) -> np.ndarray:
     """Hour of the week, 0 = Monday 00:00 UTC."""
-    return (hours.dt.dayofweek * 24 + hours.dt.hour).to_numpy(dtype=np.int64)
+    return (hours.dt.day_of_week * 24 + hours.dt.hour).to_numpy(dtype=np.int64)
 
 
 def mean_haversine_to(
@@ -274,7 +274,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         slot = hour_of_week(hours)
         features = {name: values[inverse] for name, values in per_cell.items() if values.ndim == 1}
         features["date_hour_number"] = hours.dt.hour.to_numpy(dtype=np.int64)
-        features["day_of_week"] = hours.dt.dayofweek.to_numpy(dtype=np.int64)
+        features["day_of_week"] = hours.dt.day_of_week.to_numpy(dtype=np.int64)
         features["is_weekend"] = (features["day_of_week"] >= 5).astype(np.int64)
         features["date_day_number"] = ((hours - self.window_start_) // _DAY).to_numpy(
             dtype=np.int64
