@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import math
 
+import h3
 import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.geo import EARTH_RADIUS_KM, euclidean_deg, haversine_km, venue_id
+from geo_busyness.geo import (
+    EARTH_RADIUS_KM,
+    cell_centres,
+    cell_ids,
+    cell_names,
+    cell_neighbours,
+    euclidean_deg,
+    h3_cells,
+    haversine_km,
+    venue_id,
+)
 
 # Nashville (BNA) to Los Angeles (LAX): the textbook Haversine example, worked by hand with
 # R = 6372.8 km (it is also Rosetta Code's reference answer).
@@ -114,3 +125,47 @@ def test_venue_id_is_null_where_a_coordinate_is_null_and_keeps_the_index():
     assert list(ids.index) == [10, 11, 12, 13]
     assert ids.isna().tolist() == [False, True, True, True]
     assert ids.iloc[0] == venue_id(pd.Series([50.45]), pd.Series([-104.6])).iloc[0]
+
+
+# ---------- H3 helpers ----------
+REGINA_POINTS = (
+    np.array([50.40, 50.4479, 50.45, 50.52, -33.87, 0.0]),
+    np.array([-104.70, -104.6177, -104.60, -104.50, 151.21, 0.0]),
+)
+
+
+def test_h3_cells_match_h3_point_by_point():
+    lat, lon = REGINA_POINTS
+    cells = h3_cells(lat, lon, 7)
+    assert cells.dtype == np.uint64
+    expected = [h3.str_to_int(h3.latlng_to_cell(a, b, 7)) for a, b in zip(lat, lon, strict=True)]
+    np.testing.assert_array_equal(cells, np.array(expected, dtype=np.uint64))
+    assert h3_cells([], [], 7).shape == (0,)
+
+
+def test_cell_centres_fall_in_their_own_cells():
+    cells = h3_cells(*REGINA_POINTS, 7)
+    lat, lon = cell_centres(cells)
+    np.testing.assert_array_equal(h3_cells(lat, lon, 7), cells)
+    assert haversine_km(lat, lon, *REGINA_POINTS).max() < 3.0  # a res-7 cell is ~1.2 km across
+
+
+def test_cell_names_round_trip_and_keep_shape():
+    cells = h3_cells(*REGINA_POINTS, 7)
+    names = cell_names(cells)
+    assert all(isinstance(name, str) and len(name) == 15 for name in names)
+    np.testing.assert_array_equal(cell_ids(names), cells)
+
+
+def test_cell_neighbours_are_the_six_adjacent_cells_and_symmetric():
+    cells = h3_cells(*REGINA_POINTS, 7)[:3]
+    pairs = cell_neighbours(np.concatenate([cells, cells]))  # duplicates are looked up once
+    assert pairs.groupby("cell").size().tolist() == [6] * len(np.unique(cells))
+    assert not (pairs["cell"] == pairs["neighbour"]).any()
+    back = cell_neighbours(pairs["neighbour"].unique())
+    merged = pairs.merge(back, left_on=["cell", "neighbour"], right_on=["neighbour", "cell"])
+    assert len(merged) == len(pairs)
+    centre_lat, centre_lon = cell_centres(pairs["cell"].to_numpy())
+    nb_lat, nb_lon = cell_centres(pairs["neighbour"].to_numpy())
+    distance = haversine_km(centre_lat, centre_lon, nb_lat, nb_lon)
+    assert distance.max() < 3.0 and distance.min() > 1.5  # adjacent res-7 centres ~2.3 km apart

@@ -1,0 +1,148 @@
+"""Feature-engineering nodes on the processed sample: no leakage from later windows, dense panels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo_busyness.features import BusynessFeatures
+from geo_busyness.pipelines.feature_engineering.nodes import (
+    build_panels,
+    count_events_per_cell_hour,
+    define_time_windows,
+    extend_known_history,
+    fit_busyness_features,
+    make_model_input,
+    split_events_by_window,
+)
+
+PARAMS = {
+    "h3_resolution": 7,
+    "validation_days": 5,
+    "test_days": 5,
+    "end": None,
+    "n_clusters": 5,
+    "lags_hours": [24, 168],
+    "horizon_hours": None,
+    "random_state": 42,
+    "exclude_features": ["date_day_number"],
+}
+
+
+def run_nodes(events: pd.DataFrame, params: dict) -> dict:
+    """The feature_engineering nodes in order, as the pipeline wires them."""
+    windows = define_time_windows(events, params)
+    train, validation, _ = split_events_by_window(events, windows)
+    features = fit_busyness_features(train, windows, params)
+    counts = count_events_per_cell_hour(events, windows, params["h3_resolution"])
+    train_panel, validation_panel, test_panel, report = build_panels(counts, features, windows)
+    for_test = extend_known_history(features, validation, windows)
+    return {
+        "windows": windows,
+        "features": features,
+        "features_for_test": for_test,
+        "train_panel": train_panel,
+        "test_panel": test_panel,
+        "report": report,
+        "model_input_train": make_model_input(train_panel, features),
+        "model_input_validation": make_model_input(validation_panel, features),
+        "model_input_test": make_model_input(test_panel, for_test),
+    }
+
+
+@pytest.fixture(scope="module")
+def clean_events(processed_project: Path) -> pd.DataFrame:
+    return pd.read_parquet(processed_project / "data" / "03_primary" / "clean_events.parquet")
+
+
+@pytest.fixture(scope="module")
+def original(clean_events) -> dict:
+    return run_nodes(clean_events, PARAMS)
+
+
+def fitted_state(features: BusynessFeatures) -> dict:
+    """Every fitted attribute (trailing underscore) of the transformer."""
+    return {name: value for name, value in vars(features).items() if name.endswith("_")}
+
+
+def assert_same_state(left: BusynessFeatures, right: BusynessFeatures) -> None:
+    a, b = fitted_state(left), fitted_state(right)
+    assert a.keys() == b.keys()
+    for name in a:
+        if isinstance(a[name], np.ndarray):
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        elif isinstance(a[name], pd.Series):
+            pd.testing.assert_series_equal(a[name], b[name], obj=name)
+        elif name == "kmeans_":
+            np.testing.assert_array_equal(a[name].cluster_centers_, b[name].cluster_centers_)
+        else:
+            assert a[name] == b[name], name
+
+
+def test_test_window_events_do_not_leak_into_train_features(clean_events, original):
+    """Moving, dropping and duplicating test-window events changes nothing fitted or in train."""
+    test_start = pd.Timestamp(original["windows"]["test_start"])
+    in_test = clean_events["courier_location_timestamp"] >= test_start
+    assert in_test.sum() > 1000
+    test_rows = clean_events[in_test]
+    moved = test_rows.assign(courier_lat=test_rows["courier_lat"] + 0.05)  # a few cells north
+    changed = pd.concat(
+        [clean_events[~in_test], moved.iloc[::2], moved.iloc[::3], test_rows.tail(1)],
+        ignore_index=True,
+    )
+    modified = run_nodes(changed, PARAMS)
+
+    assert modified["windows"] == original["windows"]
+    assert_same_state(modified["features"], original["features"])
+    assert_same_state(modified["features_for_test"], original["features_for_test"])
+    pd.testing.assert_frame_equal(modified["train_panel"], original["train_panel"])
+    pd.testing.assert_frame_equal(modified["model_input_train"], original["model_input_train"])
+    # The change is real: the test panel saw it, and events moved to unseen cells are reported.
+    assert not modified["test_panel"]["busyness"].equals(original["test_panel"]["busyness"])
+    assert modified["report"]["windows"]["test"]["events_in_unseen_cells"] > 0
+
+
+def test_panels_are_dense_with_zero_rows(original, clean_events):
+    features, report = original["features"], original["report"]
+    for name in ("train", "test"):
+        panel = original[f"{name}_panel"]
+        hours = pd.date_range(
+            original["windows"][f"{name}_start"],
+            original["windows"][f"{name}_end"],
+            freq="h",
+            inclusive="left",
+        )
+        assert len(panel) == len(features.cells_) * len(hours)
+        assert not panel.duplicated(["cell", "hour"]).any()
+        assert set(panel["cell"]) == set(features.cells_)
+        assert panel["hour"].nunique() == len(hours)
+        assert (panel["busyness"] == 0).any()
+        assert 0 < report["windows"][name]["zero_rows_fraction"] < 1
+        window = report["windows"][name]
+        assert window["events_in_panel"] + window["events_in_unseen_cells"] == window["events"]
+    # Every train event is in a train cell, so the train panel holds them all.
+    assert original["train_panel"]["busyness"].sum() == report["windows"]["train"]["events"]
+    assert report["windows"]["train"]["events_in_unseen_cells"] == 0
+    total = sum(report["windows"][name]["events"] for name in ("train", "validation", "test"))
+    assert total == len(clean_events)
+
+
+def test_model_input_tables_are_query_rows_features_and_target(original):
+    table = original["model_input_test"]
+    names = list(original["features_for_test"].get_feature_names_out())
+    assert list(table.columns) == [
+        "h3_cell",
+        "courier_location_timestamp",
+        "courier_lat",
+        "courier_lon",
+        *names,
+        "busyness",
+    ]
+    assert "date_day_number" not in names
+    assert len(table) == len(original["test_panel"])
+    # The test window's lag_168h is known throughout: the history includes the validation window.
+    assert table["lag_168h"].notna().all()
+    assert original["model_input_train"]["lag_168h"].isna().any()  # the first train week

@@ -1,0 +1,168 @@
+"""The modeling pipeline end to end: the gate both ways, the registered artifact, reproducibility."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo_busyness.features import QUERY_COLUMNS, predict_busyness
+from geo_busyness.pipelines.modeling.nodes import (
+    compose_model,
+    evaluate_test_window,
+    fit_gradient_boosting,
+    predict_test_window,
+    seasonal_naive_baseline,
+    select_regressor,
+    tune_random_forest,
+)
+from tests.conftest import run_kedro
+from tests.pipelines.modeling.conftest import (
+    SMALL_TRAINING,
+    TrainedProject,
+    copy_project,
+    project_mlflow,
+    read_outputs,
+)
+
+MODEL_NAME = "geo-busyness"
+
+
+@pytest.fixture(scope="module")
+def failed_gate(trained_project: TrainedProject, tmp_path_factory: pytest.TempPathFactory):
+    """The modeling pipeline again on a copy of the trained project, with an unreachable min_r2."""
+    project = copy_project(
+        trained_project.path, tmp_path_factory.mktemp("failed") / "project", with_mlflow=True
+    )
+    params = {**SMALL_TRAINING, "modeling": {**SMALL_TRAINING["modeling"], "min_r2": 1.01}}
+    run_kedro(project, ["modeling"], params)
+    return project, read_outputs(project)[0]
+
+
+def test_passing_gate_registers_a_challenger_with_tags(trained_project):
+    report = trained_project.report
+    assert report["gate"]["passed"], report["gate"]
+    assert report["gate"]["min_r2"] == 0.6  # the conf/base gate, not an override
+    assert report["test"]["model"]["r2"] >= 0.6
+    assert report["test"]["model"]["mae"] < report["test"]["seasonal_naive_baseline"]["mae"]
+    registration = report["registration"]
+    assert registration["registered"] and registration["alias"] == "challenger"
+    with project_mlflow(trained_project.path) as client:
+        version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+        run = client.get_run(registration["run_id"])
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        reports = {a.path for a in client.list_artifacts(run.info.run_id, "reporting")}
+    assert str(version.version) == registration["version"]
+    assert float(version.tags["test_r2"]) == pytest.approx(report["test"]["model"]["r2"])
+    assert float(version.tags["baseline_mae"]) == pytest.approx(
+        report["test"]["seasonal_naive_baseline"]["mae"]
+    )
+    assert version.tags["window_test_start"] == report["time_windows"]["test_start"]
+    assert version.tags["window_train_end"] == report["time_windows"]["train_end"]
+    assert version.tags["git_revision"]  # "unknown" in the temp copy, a sha in the repo
+    assert re.fullmatch(r"[0-9a-f]{64}", version.tags["params_sha256"])
+    assert run.data.tags["gate"] == "passed"
+    assert run.data.metrics["evaluation_metrics.test_r2"] == pytest.approx(
+        report["test"]["model"]["r2"]
+    )
+    assert "evaluation_metrics.leaky_reference_protocol_r2" in run.data.metrics
+    assert {
+        "plots/predicted_vs_actual.png",
+        "plots/feature_importance.png",
+        "plots/error_by_hour.png",
+    } <= artifacts
+    assert "reporting/evaluation_report.json" in reports
+
+
+def test_leaky_reference_protocol_is_reported_beside_the_honest_score(trained_project):
+    report = trained_project.report
+    leaky = report["leaky_reference_protocol"]
+    assert set(leaky["metrics"]) == {"r2", "mae", "rmse", "mean_poisson_deviance"}
+    assert leaky["metrics"]["r2"] > report["test"]["model"]["r2"]  # leakage flatters
+    assert "date_day_number" in leaky["features"]
+
+
+def test_failed_gate_registers_nothing_and_says_so(trained_project, failed_gate):
+    project, report = failed_gate
+    assert report["gate"]["passed"] is False
+    assert any("min_r2 1.01" in reason for reason in report["gate"]["reasons"])
+    assert report["registration"]["registered"] is False
+    with project_mlflow(project) as client:
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+        run = client.get_run(report["registration"]["run_id"])
+    assert [str(v.version) for v in versions] == [trained_project.report["registration"]["version"]]
+    assert run.data.tags["gate"] == "failed"
+    assert "min_r2" in run.data.tags["gate_reasons"]
+
+
+def test_registered_artifact_answers_raw_queries_like_the_pipeline(trained_project):
+    """models:/geo-busyness@challenger + predict_busyness == the saved test-window predictions."""
+    table = trained_project.model_input_test
+    rng = np.random.default_rng(0)
+    queries = table[list(QUERY_COLUMNS)].copy()
+    # Raw rows: any minute of the hour, naive UTC timestamps, shuffled.
+    minutes = pd.to_timedelta(rng.integers(0, 60, len(queries)), unit="min")
+    queries["courier_location_timestamp"] = (
+        queries["courier_location_timestamp"] + minutes
+    ).dt.tz_localize(None)
+    order = rng.permutation(len(queries))
+    with project_mlflow(trained_project.path):
+        model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@challenger")
+    answers = predict_busyness(model, queries.iloc[order]).sort_index()
+    expected = trained_project.test_predictions
+    assert answers["h3_cell"].tolist() == expected["h3_cell"].tolist()
+    assert (answers["hour"].to_numpy() == expected["hour"].to_numpy()).all()
+    np.testing.assert_allclose(
+        answers["predicted_busyness"], expected["predicted_busyness"], rtol=1e-12
+    )
+    assert np.isfinite(answers["predicted_busyness"]).all()
+    assert answers["predicted_busyness"].std() > 0
+
+
+def test_same_data_params_and_seed_give_identical_metrics(trained_project):
+    """The modeling nodes again, outside Kedro, reproduce the run's test metrics exactly."""
+    data = trained_project.path / "data"
+    train = pd.read_parquet(data / "05_model_input" / "model_input_train.parquet")
+    validation = pd.read_parquet(data / "05_model_input" / "model_input_validation.parquet")
+    test = trained_project.model_input_test
+    features = pd.read_pickle(data / "06_models" / "busyness_features.pkl")
+    params = _modeling_params()
+    forest, _ = tune_random_forest(train, features, params)
+    boosting = fit_gradient_boosting(train, features, params)
+    regressor, selection = select_regressor(
+        random_forest=forest,
+        gradient_boosting=boosting,
+        model_input_train=train,
+        model_input_validation=validation,
+        features=features,
+        params=params,
+    )
+    model = compose_model(features, regressor)
+    metrics = evaluate_test_window(
+        predict_test_window(model, test), seasonal_naive_baseline(train, test)
+    )
+    assert selection == trained_project.report["model_selection"]
+    assert metrics == trained_project.report["test"]
+
+
+def _modeling_params() -> dict:
+    """conf/base modeling parameters deep-merged with the small-run overrides."""
+    import yaml  # noqa: PLC0415
+
+    base = yaml.safe_load(
+        (Path(__file__).parents[3] / "conf/base/parameters_modeling.yml").read_text()
+    )["modeling"]
+    return _deep_merge(base, SMALL_TRAINING["modeling"])
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = (
+            _deep_merge(base[key], value) if isinstance(value, dict) and key in base else value
+        )
+    return merged
