@@ -18,6 +18,7 @@ import click
 from kedro.framework.cli.utils import KedroCliError
 from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
+from kedro.io.core import VersionNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -92,33 +93,32 @@ def explain_storage_failure(error: BaseException, catalog: Any) -> str | None:
     if found is None:
         return None
     name, url = found
-    root = chain[-1]
     names = {type(e).__name__ for e in chain} | {
         str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) for e in chain
     }
     bucket = url.split("://", 1)[1].split("/", 1)[0] if "://" in url else None
+    not_found = any(isinstance(e, FileNotFoundError | VersionNotFoundError) for e in chain)
     if names & _UNREACHABLE:
         why = (
             "the storage endpoint could not be reached (check AWS_ENDPOINT_URL, the network, "
             "or the region)"
         )
-    elif names & _BAD_CREDENTIALS or isinstance(root, PermissionError):
+    elif names & _BAD_CREDENTIALS or any(isinstance(e, PermissionError) for e in chain):
         why = (
             "the credentials were refused (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
             "AWS_PROFILE or conf/<env>/credentials.yml)"
         )
     elif "NoCredentialsError" in names:
         why = "no AWS credentials were found (set AWS_* or conf/<env>/credentials.yml)"
-    elif isinstance(root, FileNotFoundError):
-        if bucket and _bucket_missing(catalog.get(name), bucket):
-            why = (
-                f"the bucket '{bucket}' does not exist (check data_root in conf/<env>/globals.yml)"
-            )
-        else:
-            why = (
-                "nothing is stored there: run the pipeline that writes it first "
-                "(README, Pipelines), or point the catalog at your file"
-            )
+    elif "NoSuchBucket" in names or (
+        not_found and bucket and _bucket_missing(catalog.get(name), bucket)
+    ):
+        why = f"the bucket '{bucket}' does not exist (check data_root in conf/<env>/globals.yml)"
+    elif not_found:
+        why = (
+            "nothing is stored there: run the pipeline that writes it first "
+            "(README, Pipelines), or point the catalog at your file"
+        )
     else:
         return None
     return f"Could not {action} dataset '{name}' at {url}: {why}."

@@ -22,8 +22,11 @@ DATA_LAYERS = (
 
 
 def make_project_copy(dest: Path, source: Path = PROJECT_ROOT) -> Path:
-    """Copy ``source``'s base configuration into ``dest`` with empty data folders."""
-    shutil.copytree(source / "conf" / "base", dest / "conf" / "base")
+    """Copy ``source``'s shared configuration (every env but the personal ``local``) into
+    ``dest``, with an empty ``conf/local`` and empty data folders."""
+    for env in (source / "conf").iterdir():
+        if env.is_dir() and env.name != "local":
+            shutil.copytree(env, dest / "conf" / env.name)
     (dest / "conf" / "local").mkdir(parents=True)
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(source / name, dest / name)

@@ -1,0 +1,53 @@
+"""geo_busyness.datasets: a failed save never leaves a truncated file where the last good one was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.io import DatasetError, Version
+
+from geo_busyness.datasets import CSVDataset, JSONDataset, ParquetDataset, PickleDataset
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("cannot pickle this on purpose")
+
+
+@pytest.mark.parametrize(
+    ("dataset_type", "good", "bad"),
+    [
+        (ParquetDataset, pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [{"x": 1}, 3.5]})),
+        (JSONDataset, {"rows": 3}, {"rows": object()}),
+        (PickleDataset, {"model": [1, 2]}, {"model": Unpicklable()}),
+    ],
+)
+def test_failed_save_keeps_the_previous_file(tmp_path: Path, dataset_type, good, bad) -> None:
+    path = tmp_path / "layer" / "output.bin"
+    dataset = dataset_type(filepath=str(path))
+    dataset.save(good)
+    before = path.read_bytes()
+
+    with pytest.raises(DatasetError):
+        dataset.save(bad)
+
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["output.bin"], (
+        "a partial file was left"
+    )
+
+
+def test_round_trips_and_versions_like_kedro_datasets(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    csv = CSVDataset(filepath=str(tmp_path / "t.csv"), save_args={"index": False})
+    csv.save(frame)
+    pd.testing.assert_frame_equal(csv.load(), frame, check_dtype=False)
+
+    versioned = JSONDataset(filepath=str(tmp_path / "report.json"), version=Version(None, None))
+    versioned.save({"run": 1})
+    with pytest.raises(DatasetError):
+        versioned.save({"run": object()})
+    assert versioned.load() == {"run": 1}
+    assert len(list((tmp_path / "report.json").iterdir())) == 1
