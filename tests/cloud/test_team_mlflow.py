@@ -1,0 +1,104 @@
+"""Training end to end in the cloud environment: data on S3, runs and models on a team MLflow
+server (SQLite backend, artifacts proxied to S3), the model loaded back by alias."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from geo_busyness.features import PREDICTION, predict_busyness
+from tests.cloud.conftest import (
+    AWS_ENV,
+    BUCKET,
+    free_port,
+    object_keys,
+    s3_client,
+    stop,
+    wait_for,
+)
+from tests.cloud.test_cloud_env import fresh_root
+from tests.conftest import generation_params, make_project_copy, run_kedro
+from tests.pipelines.modeling.conftest import SMALL_TRAINING
+
+ARTIFACTS_PREFIX = "mlflow-artifacts"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` on a free loopback port; the client never touches S3 for artifacts."""
+    port = free_port()
+    database = tmp_path_factory.mktemp("mlflow-server") / "tracking.db"
+    env = {**os.environ, **AWS_ENV, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{database}",
+            "--artifacts-destination",
+            f"s3://{BUCKET}/{ARTIFACTS_PREFIX}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/health", process, 180)  # schema migrations take a while on 2 cores
+        yield url
+    finally:
+        stop(process)
+
+
+def _read_parquet(endpoint: str, key: str) -> pd.DataFrame:
+    body = s3_client(endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return pd.read_parquet(io.BytesIO(body))
+
+
+def test_training_on_s3_registers_on_the_team_server(
+    cloud_env: str, mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    project = make_project_copy(tmp_path / "project")
+    prefix, root = fresh_root()
+    params = {**generation_params(), **SMALL_TRAINING, "data_root": root}
+    pipelines = ["data_generation", "data_processing", "feature_engineering", "modeling"]
+    run_kedro(project, pipelines, params, env="cloud")
+
+    keys = object_keys(cloud_env, prefix)
+    for key in (
+        "03_primary/clean_events.parquet",
+        "05_model_input/model_input_train.parquet",
+        "05_model_input/model_input_test.parquet",
+        "07_model_output/test_predictions.parquet",
+    ):
+        assert f"{prefix}/{key}" in keys, f"{key} missing: {sorted(keys)}"
+    versioned = [k for k in keys if "/08_reporting/evaluation_report.json/" in k]
+    assert len(versioned) == 1, "the evaluation report is versioned in the cloud"
+    assert not list((project / "data").rglob("*.parquet")), "a dataset was written locally"
+    assert not (project / "mlflow.db").exists(), "runs went to a local store"
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    version = client.get_model_version_by_alias("geo-busyness", "challenger")
+    assert object_keys(cloud_env, f"{ARTIFACTS_PREFIX}/"), "no MLflow artifact reached S3"
+
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.sklearn.load_model(f"models:/geo-busyness/{version.version}")
+    test_input = _read_parquet(cloud_env, f"{prefix}/05_model_input/model_input_test.parquet")
+    expected = _read_parquet(cloud_env, f"{prefix}/07_model_output/test_predictions.parquet")
+    answers = predict_busyness(model, test_input)
+    assert answers[PREDICTION].to_numpy() == pytest.approx(expected[PREDICTION].to_numpy())
