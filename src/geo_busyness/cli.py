@@ -58,6 +58,9 @@ def serve(  # noqa: PLR0917 - click passes options positionally
     metadata: Any, model: str | None, host: str, port: int, workers: int, env: str | None
 ):
     """Serve the current champion on http://HOST:PORT (GET /ping, POST /invocations)."""
+    from geo_busyness.serving.threads import single_threaded_math  # noqa: PLC0415
+
+    single_threaded_math()  # before the session imports MLflow and its math libraries
     from geo_busyness.serving.__main__ import serve as run_server  # noqa: PLC0415
 
     if model is None:

@@ -13,10 +13,10 @@ import pytest
 
 from geo_busyness.features import predict_busyness
 from geo_busyness.serving.app import ServingApp, Settings
+from geo_busyness.serving.local import running_server
 from geo_busyness.serving.model import load_model
 from tests.serving.cases import BAD_REQUESTS, GOOD_ROW
 from tests.serving.model_fixture import WEEKS, synthetic_events
-from tests.serving.server import running_server
 
 MAX_BODY = 300_000
 

@@ -18,8 +18,16 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from geo_busyness.serving.app import ENV_LOAD_TIMEOUT, ENV_MAX_BODY_BYTES, ENV_MODEL
-from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES
+from geo_busyness.serving.threads import single_threaded_math
+
+single_threaded_math()  # before numpy/scikit-learn load their thread pools
+
+from geo_busyness.serving.app import (  # noqa: E402
+    ENV_LOAD_TIMEOUT,
+    ENV_MAX_BODY_BYTES,
+    ENV_MODEL,
+)
+from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES  # noqa: E402
 
 logger = logging.getLogger("geo_busyness.serving")
 

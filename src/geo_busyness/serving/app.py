@@ -26,6 +26,7 @@ import orjson
 
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES, RequestError, parse_request
 from geo_busyness.serving.responses import encode_error, encode_predictions, response_type
+from geo_busyness.serving.threads import limit_current_thread
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ class ServingApp:
         self.model: Any = None
         self._load: asyncio.Future | None = None
         self._load_error: str | None = None
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="predict", initializer=limit_current_thread
+        )
 
     # ------------------------------------------------------------------ model loading
     def _load_model(self) -> Any:
