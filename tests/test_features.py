@@ -206,3 +206,16 @@ def test_predict_busyness_answers_every_row_from_its_cell_and_hour(fitted):
     np.testing.assert_allclose(answers[PREDICTION].iloc[[0, 2]], expected)
     with pytest.raises(KeyError, match="courier_lat"):
         predict_busyness(model, asked.drop(columns="courier_lat"))
+
+
+def test_sources_without_restaurants_fall_back_to_event_locations(events):
+    rideshare = events.assign(restaurant_lat=np.nan, restaurant_lon=np.nan, restaurant_id=pd.NA)
+    rideshare["restaurant_id"] = rideshare["restaurant_id"].astype("Int64")
+    fitted = BusynessFeatures(n_clusters=2, max_anchor_points=50).fit(rideshare)
+    assert fitted.anchor_source_ == "events"
+    assert len(fitted.anchors_) == 50
+    assert len(fitted.kmeans_.cluster_centers_) == 2
+    out = fitted.transform(queries_at(*VENUES[0], "2026-01-06T12:00"))
+    assert np.isnan(out["dist_to_restaurant"].iloc[0])
+    assert out["restaurants_per_index"].iloc[0] == 0
+    assert np.isfinite(out["avg_Hdist_to_restaurants"].iloc[0])

@@ -46,6 +46,7 @@ from geo_busyness.features import (
     count_cell_hours,
     hour_of_week,
     predict_busyness,
+    to_utc_hours,
 )
 from geo_busyness.geo import h3_cells
 from geo_busyness.pipelines.feature_engineering.nodes import feature_params
@@ -256,7 +257,7 @@ def evaluate_leaky_reference_protocol(
     keys = pd.MultiIndex.from_arrays(
         [
             h3_cells(events[EVENT_LAT], events[EVENT_LON], leaky.resolution),
-            events[EVENT_TIME].dt.floor("h").to_numpy(),
+            to_utc_hours(events[EVENT_TIME]).to_numpy(),
         ]
     )
     y = counts.reindex(keys).to_numpy(dtype=float)
