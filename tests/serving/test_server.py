@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -113,6 +114,31 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(
     assert httpx.get(f"{server}/ping").status_code == 200
 
 
+def test_concurrent_requests_each_get_exactly_their_own_answers(server, queries, expected):
+    """Requests queued behind a busy worker are predicted together, answered separately."""
+    parts = [queries.iloc[i : i + 7] for i in range(0, 84, 7)]
+    start = threading.Barrier(len(parts) + 1)
+
+    def post(part):
+        with httpx.Client(timeout=60) as client:
+            start.wait()
+            body = orjson.dumps(part.to_dict(orient="records"))
+            return client.post(f"{server}/invocations", content=body)
+
+    def post_bad():
+        with httpx.Client(timeout=60) as client:
+            start.wait()
+            return client.post(f"{server}/invocations", content=b'[{"courier_lat": 1}]')
+
+    with ThreadPoolExecutor(len(parts) + 1) as pool:
+        futures = [pool.submit(post, part) for part in parts] + [pool.submit(post_bad)]
+        answers = [future.result() for future in futures]
+    assert answers[-1].status_code == 400
+    for part, answer in zip(parts, answers[:-1], strict=True):
+        assert answer.status_code == 200
+        _check_answers(answer.json()["predictions"], expected.loc[part.index])
+
+
 def test_body_over_the_limit_is_413_declared_or_streamed(server):
     big = orjson.dumps([GOOD_ROW] * (MAX_BODY // 80 + 10))
     assert len(big) > MAX_BODY
@@ -195,6 +221,21 @@ def test_a_model_that_fails_to_load_is_503_with_the_reason():
     assert ping.status_code == 503
     assert "no MLmodel here" in ping.json()["error"]
     assert invocation.status_code == 503
+
+
+def test_invoke_many_batches_valid_requests_and_isolates_bad_ones(busyness_model, queries):
+    app = ServingApp(Settings(model="unused"))
+    app.model = busyness_model
+    requests = [
+        (orjson.dumps(queries.iloc[:3].to_dict(orient="records")), "application/json", ""),
+        (b"courier_lat\n1\n", "text/csv", ""),
+        (queries.iloc[3:5].to_csv(index=False).encode(), "text/csv", "text/csv"),
+    ]
+    together = app.invoke_many(requests)
+    alone = [app.invoke(*request) for request in requests]
+    assert [answer[0] for answer in together] == [200, 400, 200]
+    assert together == alone
+    assert together[2][2] == "text/csv"
 
 
 def test_a_model_fault_is_500_and_the_app_keeps_serving(busyness_model):

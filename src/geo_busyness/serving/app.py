@@ -9,6 +9,9 @@
 The model loads in a background thread after start-up, so /ping answers at once. Parsing,
 prediction and encoding run on one worker thread per process: the event loop stays free to
 answer /ping during a long batch, and predictions of one process never compete for the GIL.
+Invocations that arrive while the worker is busy are answered together (micro-batching): one
+``predict_busyness`` call for all their rows, each request getting exactly its own answers.
+Its cost is mostly per call, not per row, so this multiplies throughput under concurrency.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
+import pandas as pd
 
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES, RequestError, parse_request
 from geo_busyness.serving.responses import encode_error, encode_predictions, response_type
@@ -31,6 +36,7 @@ from geo_busyness.serving.threads import limit_current_thread
 logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
+Answer = tuple[int, bytes, str]  # status, body, media type
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -38,7 +44,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ENV_MODEL = "GEO_BUSYNESS_MODEL"
 ENV_MAX_BODY_BYTES = "GEO_BUSYNESS_MAX_BODY_BYTES"
 ENV_LOAD_TIMEOUT = "GEO_BUSYNESS_MODEL_LOAD_TIMEOUT"
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON = "application/json"
+JSON_HEADERS = [(b"content-type", JSON.encode())]
 
 
 @dataclass
@@ -49,6 +56,8 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: How long an invocation that arrives during loading waits for the model, in seconds.
     load_timeout: float = 120.0
+    #: Invocations answered together when they queue up behind a busy worker.
+    max_batch_requests: int = 64
     loader: Callable[[str], Any] | None = field(default=None, repr=False)
 
     @classmethod
@@ -71,6 +80,9 @@ class ServingApp:
         self.model: Any = None
         self._load: asyncio.Future | None = None
         self._load_error: str | None = None
+        self._queue: asyncio.Queue | None = None
+        self._batcher: asyncio.Task | None = None
+        self._carry: list[tuple[tuple[bytes, str, str], asyncio.Future]] = []
         self._worker = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="predict", initializer=limit_current_thread
         )
@@ -130,6 +142,8 @@ class ServingApp:
                 self.start_loading()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._batcher is not None:
+                    self._batcher.cancel()
                 self._worker.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -171,11 +185,44 @@ class ServingApp:
             if problem:
                 await _respond(send, 503, encode_error(503, problem), [(b"retry-after", b"5")])
                 return
-        loop = asyncio.get_running_loop()
-        status, payload, media = await loop.run_in_executor(
-            self._worker, self.invoke, body, content_type, accept
-        )
+        status, payload, media = await self._submit(body, content_type, accept)
         await _respond(send, status, payload, [(b"content-type", media.encode())])
+
+    # ------------------------------------------------------------------ micro-batching
+    async def _submit(self, body: bytes, content_type: str, accept: str) -> Answer:
+        """Queue one invocation for the batcher; its answer."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._batcher = asyncio.get_running_loop().create_task(self._batch_loop())
+        job = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(((body, content_type, accept), job))
+        return await job
+
+    async def _batch_loop(self) -> None:
+        """Take every invocation waiting while the worker was busy and answer them in one go."""
+        loop = asyncio.get_running_loop()
+        while True:
+            first = self._carry.pop() if self._carry else await self._queue.get()
+            batch, size = [first], len(first[0][0])
+            while not self._queue.empty() and len(batch) < self.settings.max_batch_requests:
+                nxt = self._queue.get_nowait()
+                if size + len(nxt[0][0]) > self.settings.max_body_bytes:
+                    self._carry.append(nxt)  # first in the next batch
+                    break
+                batch.append(nxt)
+                size += len(nxt[0][0])
+            requests = [request for request, _ in batch]
+            if len(batch) > 1:
+                logger.debug("Answering %d queued invocations together", len(batch))
+            try:
+                answers = await loop.run_in_executor(self._worker, self.invoke_many, requests)
+            except Exception as exc:  # noqa: BLE001 - invoke_many answers faults itself
+                logger.exception("Batch of %d invocation(s) failed", len(batch))
+                failed = (500, encode_error(500, f"Server fault: {type(exc).__name__}."), JSON)
+                answers = [failed] * len(batch)
+            for (_, job), result in zip(batch, answers, strict=True):
+                if not job.done():
+                    job.set_result(result)
 
     async def _wait_for_model(self) -> str | None:
         """None once the model is loaded, else why it is not (load failed or timed out)."""
@@ -189,21 +236,52 @@ class ServingApp:
             return f"The model failed to load: {self._load_error}"
         return None
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
-        """Status, body and media type of the answer to one invocation (runs on the worker)."""
-        try:
-            media = response_type(accept)
-            queries = parse_request(body, content_type, self.settings.max_body_bytes)
-        except RequestError as exc:
-            return exc.status, encode_error(exc.status, exc.message), "application/json"
-        try:
-            from geo_busyness.serving.model import answer  # noqa: PLC0415 - cached after the first
+    def invoke(self, body: bytes, content_type: str, accept: str) -> Answer:
+        """Status, body and media type of the answer to one invocation."""
+        return self.invoke_many([(body, content_type, accept)])[0]
 
+    def invoke_many(self, requests: list[tuple[bytes, str, str]]) -> list[Answer]:
+        """Answers to invocations (runs on the worker thread).
+
+        Requests are parsed one by one (a bad one gets its own 4xx); the valid ones are
+        predicted in one ``predict_busyness`` call, whose answers are per query row, so each
+        request gets exactly the numbers it would get alone.
+        """
+        answers: list[Answer | None] = [None] * len(requests)
+        valid: list[tuple[int, pd.DataFrame, str]] = []
+        for index, (body, content_type, accept) in enumerate(requests):
+            try:
+                media = response_type(accept)
+                queries = parse_request(body, content_type, self.settings.max_body_bytes)
+            except RequestError as exc:
+                answers[index] = (exc.status, encode_error(exc.status, exc.message), JSON)
+            else:
+                valid.append((index, queries, media))
+        if len(valid) > 1:
+            try:
+                combined = answer(
+                    self.model, pd.concat([q for _, q, _ in valid], ignore_index=True)
+                )
+            except Exception:  # noqa: BLE001 - retried one by one to isolate the fault
+                logger.warning("Batched prediction failed; answering its requests one by one")
+            else:
+                bounds = np.cumsum([0] + [len(q) for _, q, _ in valid])
+                for (index, _, media), start, stop in zip(
+                    valid, bounds[:-1], bounds[1:], strict=True
+                ):
+                    part = combined.iloc[start:stop]
+                    answers[index] = (200, encode_predictions(part, media), media)
+                valid = []
+        for index, queries, media in valid:
+            answers[index] = self._predict_one(queries, media)
+        return answers
+
+    def _predict_one(self, queries: pd.DataFrame, media: str) -> Answer:
+        try:
             return 200, encode_predictions(answer(self.model, queries), media), media
         except Exception as exc:
             logger.exception("Prediction failed for %d query row(s)", len(queries))
-            message = f"Prediction failed: {type(exc).__name__}."
-            return 500, encode_error(500, message), "application/json"
+            return 500, encode_error(500, f"Prediction failed: {type(exc).__name__}."), JSON
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
@@ -222,6 +300,13 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def answer(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
+    """``geo_busyness.serving.model.answer``, imported on first use (it loads scikit-learn)."""
+    from geo_busyness.serving.model import answer as predict  # noqa: PLC0415
+
+    return predict(model, queries)
 
 
 def _too_large(size: int, limit: int) -> bytes:
