@@ -6,6 +6,7 @@ it (``mlflow.sklearn``, the ``geo_busyness`` modules bundled as ``code_paths``).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,9 +57,14 @@ def synthetic_events(n_events: int = 6000, seed: int = 0) -> pd.DataFrame:
     return frame.sort_values("courier_location_timestamp", ignore_index=True)
 
 
-def fit_model(events: pd.DataFrame | None = None) -> Pipeline:
+@functools.cache
+def fit_model() -> Pipeline:
+    """The default small model, fitted once per test process (read-only for tests)."""
+    return fit_model_on(synthetic_events())
+
+
+def fit_model_on(events: pd.DataFrame) -> Pipeline:
     """Features fitted on the events, a regressor on their dense cell x hour panel."""
-    events = synthetic_events() if events is None else events
     end = START + pd.Timedelta(weeks=WEEKS)
     features = BusynessFeatures(resolution=7, horizon_hours=24, lags_hours=(24, 168))
     features.fit(events, window_start=START, window_end=end)
