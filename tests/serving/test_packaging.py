@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import tarfile
+import types
 
 import orjson
 import pandas as pd
@@ -68,3 +69,27 @@ def test_inference_input_fn_refuses_bad_requests(inference):
     with pytest.raises(RequestError) as caught:
         inference.input_fn(b"x", "application/xml")
     assert caught.value.status == 415
+
+
+def test_inside_the_sagemaker_toolkit_a_bad_request_keeps_its_4xx(unpacked_package, monkeypatch):
+    """The toolkit answers BaseInferenceToolkitError with its status; other errors become 500."""
+
+    class BaseInferenceToolkitError(Exception):  # the toolkit's signature
+        def __init__(self, status_code, message, phrase):
+            super().__init__(status_code, message, phrase)
+            self.status_code, self.message, self.phrase = status_code, message, phrase
+
+    toolkit = types.ModuleType("sagemaker_inference")
+    errors = types.ModuleType("sagemaker_inference.errors")
+    errors.BaseInferenceToolkitError = BaseInferenceToolkitError
+    toolkit.errors = errors
+    monkeypatch.setitem(sys.modules, "sagemaker_inference", toolkit)
+    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
+    path = unpacked_package / "code" / "inference.py"
+    spec = importlib.util.spec_from_file_location("inference_in_toolkit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(BaseInferenceToolkitError) as caught:
+        module.input_fn(b'[{"courier_lat": 91}]', "application/json")
+    assert caught.value.status_code == 400
+    assert "courier_location_timestamp" in orjson.loads(caught.value.phrase)["error"]

@@ -21,7 +21,11 @@ import pandas as pd  # noqa: E402
 
 from geo_busyness.serving.model import answer, load_model  # noqa: E402
 from geo_busyness.serving.requests import RequestError, parse_request  # noqa: E402
-from geo_busyness.serving.responses import encode_predictions, response_type  # noqa: E402
+from geo_busyness.serving.responses import (  # noqa: E402
+    encode_error,
+    encode_predictions,
+    response_type,
+)
 
 try:  # the SageMaker inference toolkit answers this error with its own status (4xx, not 500)
     from sagemaker_inference.errors import BaseInferenceToolkitError
@@ -41,7 +45,8 @@ def input_fn(request_body: bytes | str, request_content_type: str) -> pd.DataFra
     except RequestError as exc:
         if BaseInferenceToolkitError is None:
             raise
-        raise BaseInferenceToolkitError(exc.status, exc.message, "Bad Request") from exc
+        body = encode_error(exc.status, exc.message).decode()  # the toolkit answers with it
+        raise BaseInferenceToolkitError(exc.status, exc.message, body) from exc
 
 
 def predict_fn(input_data: pd.DataFrame, model: Any) -> pd.DataFrame:

@@ -57,6 +57,9 @@ class SageMakerConfig:
     endpoint_name: str = "geo-busyness"
     instance_type: str = "ml.m5.large"
     initial_instance_count: int = 1
+    #: Registry metadata of the image; null when ``image_uri`` is the project's own serving
+    #: image (docker/Dockerfile speaks the same contract and serves the same model.tar.gz).
+    framework: str | None = "SKLEARN"
     framework_version: str | None = None
     wait_timeout_seconds: float = 1800.0
     poll_seconds: float = 15.0
@@ -144,8 +147,9 @@ class SageMakerDeployer:
             "Image": self.config.image_uri,
             "ModelDataUrl": model_data_url,
             "Environment": {**FRAMEWORK_ENVIRONMENT, **self.config.environment},
-            "Framework": "SKLEARN",
         }
+        if self.config.framework:
+            container["Framework"] = self.config.framework
         if self.config.framework_version:
             container["FrameworkVersion"] = self.config.framework_version
         return container
