@@ -75,7 +75,7 @@ def count_cell_hours(events: pd.DataFrame, resolution: int) -> pd.DataFrame:
     keys = pd.DataFrame(
         {
             "cell": h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution),
-            HOUR: to_utc_hours(events[EVENT_TIME]).to_numpy(),
+            HOUR: to_utc_hours(events[EVENT_TIME]).array,
         }
     )
     counts = keys.groupby(["cell", HOUR], sort=True).size().rename(TARGET).reset_index()
@@ -321,7 +321,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
     def _lag(self, cells: np.ndarray, hours: pd.Series, lag: int) -> np.ndarray:
         """Known count of the same cell ``lag`` hours earlier; NaN outside the known history."""
         source = hours - pd.Timedelta(hours=lag)
-        keys = pd.MultiIndex.from_arrays([cells, source.to_numpy()], names=["cell", HOUR])
+        keys = pd.MultiIndex.from_arrays([cells, source.array], names=["cell", HOUR])
         values = self.history_.reindex(keys).to_numpy(dtype=float)
         known = ((source >= self.history_start_) & (source < self.history_end_)).to_numpy()
         return np.where(known, np.nan_to_num(values, nan=0.0), np.nan)
@@ -349,7 +349,7 @@ def cell_hour_queries(cells: np.ndarray, hours: pd.Series) -> pd.DataFrame:
     """Query rows for (cell, hour) pairs: the hour start and the cell centre."""
     lat, lon = cell_centres(cells)
     return pd.DataFrame(
-        {EVENT_TIME: pd.Series(hours).to_numpy(), EVENT_LAT: lat, EVENT_LON: lon}
+        {EVENT_TIME: pd.Series(hours).array, EVENT_LAT: lat, EVENT_LON: lon}
     ).astype({EVENT_TIME: pd.DatetimeTZDtype(unit="ns", tz="UTC")})
 
 
@@ -371,7 +371,7 @@ def predict_busyness(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
     keys = pd.DataFrame(
         {
             "cell": h3_cells(queries[EVENT_LAT], queries[EVENT_LON], resolution),
-            HOUR: to_utc_hours(queries[EVENT_TIME]).to_numpy(),
+            HOUR: to_utc_hours(queries[EVENT_TIME]).array,
         }
     )
     distinct = keys.drop_duplicates(ignore_index=True)
@@ -381,7 +381,7 @@ def predict_busyness(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             H3_CELL: cell_names(answers["cell"].to_numpy()),
-            HOUR: answers[HOUR].to_numpy(),
+            HOUR: answers[HOUR].array,
             PREDICTION: answers[PREDICTION].to_numpy(dtype=float),
         },
         index=queries.index,

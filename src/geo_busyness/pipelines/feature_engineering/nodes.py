@@ -125,7 +125,7 @@ def build_panel(
     panel = pd.DataFrame(
         {
             "cell": np.repeat(np.asarray(cells, dtype=np.uint64), len(hours)),
-            HOUR: np.tile(hours.to_numpy(), len(cells)),
+            HOUR: hours[np.tile(np.arange(len(hours)), len(cells))],  # keeps the UTC dtype
         }
     )
     panel = panel.merge(counts[["cell", HOUR, TARGET]], on=["cell", HOUR], how="left")
