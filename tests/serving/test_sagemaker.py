@@ -188,6 +188,36 @@ def test_failed_update_keeps_the_old_config_and_says_so():
     assert "geo-busyness-v3 keeps serving" in str(failed.value)
 
 
+def test_an_update_that_leaves_the_endpoint_failed_is_rolled_back_to_the_old_config():
+    deployer, stubber = _stubbed(
+        [
+            _endpoint("InService", "geo-busyness-v3"),
+            _endpoint("Updating", "geo-busyness-v3"),
+            _endpoint("Failed", "geo-busyness-v4", reason="Image pull failed"),
+        ]
+    )
+    stubber.add_response(
+        "update_endpoint",
+        {"EndpointArn": _endpoint("InService", "x")["EndpointArn"]},
+        {"EndpointName": "geo-busyness", "EndpointConfigName": "geo-busyness-v3"},
+    )
+    stubber.add_response(
+        "describe_endpoint",
+        _endpoint("Updating", "geo-busyness-v4"),
+        {"EndpointName": "geo-busyness"},
+    )
+    stubber.add_response(
+        "describe_endpoint",
+        _endpoint("InService", "geo-busyness-v3"),
+        {"EndpointName": "geo-busyness"},
+    )
+    with stubber, pytest.raises(DeploymentError) as failed:
+        deployer.rollout("geo-busyness-v4")
+    stubber.assert_no_pending_responses()
+    assert "Image pull failed" in str(failed.value)
+    assert "Rolled back: geo-busyness-v3 serves again" in str(failed.value)
+
+
 def test_update_that_outlives_the_timeout_reports_the_config_still_serving():
     deployer, stubber = _stubbed(
         [_endpoint("InService", "geo-busyness-v3")]

@@ -43,6 +43,10 @@ SETTLED = {"InService", "Failed", "OutOfService", "UpdateRollbackFailed"}
 class DeploymentError(RuntimeError):
     """A deployment that did not reach InService with the new config (message says what serves)."""
 
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the endpoint's status when it was raised
+
 
 @dataclass
 class SageMakerConfig:
@@ -274,8 +278,25 @@ class SageMakerDeployer:
             EndpointConfigName=config_name,
             DeploymentConfig=self.deployment_config(),
         )
-        final = self.wait(config_name, previous=previous)
+        try:
+            final = self.wait(config_name, previous=previous)
+        except DeploymentError as failure:
+            if failure.status in ("Failed", "UpdateRollbackFailed"):
+                raise self._roll_back(previous, failure) from failure
+            raise
         return {"action": "updated", "previous_endpoint_config": previous, **final}
+
+    def _roll_back(self, previous: str, failure: DeploymentError) -> DeploymentError:
+        """Put the endpoint back on ``previous`` after a failed update; the error to raise."""
+        logger.error("%s Rolling back to %s", failure, previous)
+        try:
+            self.sm.update_endpoint(
+                EndpointName=self.config.endpoint_name, EndpointConfigName=previous
+            )
+            self.wait(previous, previous=None)
+        except (ClientError, DeploymentError) as exc:
+            return DeploymentError(f"{failure} Rolling back to {previous} failed too: {exc}")
+        return DeploymentError(f"{failure} Rolled back: {previous} serves again.", "InService")
 
     def wait(self, config_name: str, previous: str | None) -> dict[str, Any]:
         """Poll until the endpoint settles; raise ``DeploymentError`` unless it serves the new config."""
@@ -291,7 +312,8 @@ class SageMakerDeployer:
                 raise DeploymentError(
                     f"Endpoint {endpoint} still {status} after {self.config.wait_timeout_seconds:g}"
                     f" s waiting for {config_name}; {serving} until SageMaker finishes or rolls"
-                    " back (blue/green)."
+                    " back (blue/green).",
+                    status,
                 )
             self._sleep(self.config.poll_seconds)
         serving_config = described.get("EndpointConfigName")
@@ -301,11 +323,11 @@ class SageMakerDeployer:
         if previous and status == "InService":
             raise DeploymentError(
                 f"Update of endpoint {endpoint} to {config_name} failed ({reason}); SageMaker"
-                f" rolled back and {serving_config} keeps serving."
+                f" rolled back and {serving_config} keeps serving.",
+                status,
             )
         raise DeploymentError(
-            f"Endpoint {endpoint} is {status} instead of serving {config_name}: {reason}."
-            + (f" The previous config was {previous}." if previous else "")
+            f"Endpoint {endpoint} is {status} instead of serving {config_name}: {reason}.", status
         )
 
     # ------------------------------------------------------------------ all steps
