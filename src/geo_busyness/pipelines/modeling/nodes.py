@@ -171,6 +171,10 @@ def select_regressor(
     if best is None:
         raise ValueError(f"No model candidate gave sane validation predictions: {report}")
     report["chosen"] = best
+    baseline = seasonal_naive_baseline(model_input_train, model_input_validation)
+    report["seasonal_naive_baseline_validation"] = regression_metrics(
+        baseline[TARGET], baseline[BASELINE]
+    )
     logger.info("Chose %s by validation %s", best, metric)
     return candidates[best], report
 
