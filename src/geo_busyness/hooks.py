@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import IO, Any
 
@@ -88,7 +89,8 @@ def explain_storage_failure(error: BaseException, catalog: Any) -> str | None:
     dataset_error = next((e for e in chain if isinstance(e, DatasetError)), None)
     if dataset_error is None:
         return None
-    action = "save to" if "saving" in str(dataset_error) else "load"
+    saving = re.search(r"\bsav(e|ed|ing)\b", str(dataset_error), re.IGNORECASE) is not None
+    action = "save to" if saving else "load"
     found = _find_dataset(str(dataset_error), catalog)
     if found is None:
         return None
@@ -114,7 +116,7 @@ def explain_storage_failure(error: BaseException, catalog: Any) -> str | None:
         not_found and bucket and _bucket_missing(catalog.get(name), bucket)
     ):
         why = f"the bucket '{bucket}' does not exist (check data_root in conf/<env>/globals.yml)"
-    elif not_found:
+    elif not_found and not saving:
         why = (
             "nothing is stored there: run the pipeline that writes it first "
             "(README, Pipelines), or point the catalog at your file"

@@ -87,14 +87,17 @@ def test_training_on_s3_registers_on_the_team_server(
         "07_model_output/test_predictions.parquet",
     ):
         assert f"{prefix}/{key}" in keys, f"{key} missing: {sorted(keys)}"
-    versioned = [k for k in keys if "/08_reporting/evaluation_report.json/" in k]
-    assert len(versioned) == 1, "the evaluation report is versioned in the cloud"
+    versioned = [k for k in keys if "/06_models/busyness_model.pkl/" in k]
+    assert len(versioned) == 1, "the model pickle is versioned in the cloud"
     assert not list((project / "data").rglob("*.parquet")), "a dataset was written locally"
     assert not (project / "mlflow.db").exists(), "runs went to a local store"
 
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     version = client.get_model_version_by_alias("geo-busyness", "challenger")
-    assert object_keys(cloud_env, f"{ARTIFACTS_PREFIX}/"), "no MLflow artifact reached S3"
+    artifacts = object_keys(cloud_env, f"{ARTIFACTS_PREFIX}/")
+    # The report and plots are MLflow artifacts, stored by the server on S3.
+    assert any(key.endswith("reporting/evaluation_report.json") for key in artifacts), artifacts
+    assert any(key.endswith("plots/predicted_vs_actual.png") for key in artifacts), artifacts
 
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.sklearn.load_model(f"models:/geo-busyness/{version.version}")
