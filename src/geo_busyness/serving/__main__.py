@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES),
     )
     parser.add_argument("--load-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=256,
+        help="open requests per worker before new ones get 503 (bounds the queue under overload)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("GEO_BUSYNESS_LOG_LEVEL", "info"))
     return parser
 
@@ -94,6 +100,8 @@ def serve(argv: Sequence[str] | None = None) -> None:
         access_log=False,
         log_level=args.log_level.lower(),
         timeout_keep_alive=75,  # above the 60 s idle timeout of SageMaker's front end
+        timeout_graceful_shutdown=30,
+        limit_concurrency=args.max_concurrency,
     )
 
 
