@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import mlflow.pyfunc
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
@@ -20,13 +21,13 @@ from geo_busyness.pipelines.modeling.nodes import (
     select_regressor,
     tune_random_forest,
 )
-from tests.conftest import run_kedro
-from tests.pipelines.modeling.conftest import (
+from tests.conftest import (
     SMALL_TRAINING,
     TrainedProject,
     copy_project,
     project_mlflow,
     read_outputs,
+    run_kedro,
 )
 
 MODEL_NAME = "geo-busyness"
@@ -112,7 +113,12 @@ def test_registered_artifact_answers_raw_queries_like_the_pipeline(trained_proje
     order = rng.permutation(len(queries))
     with project_mlflow(trained_project.path):
         model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@challenger")
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@challenger")
     answers = predict_busyness(model, queries.iloc[order]).sort_index()
+    # The pyfunc flavour (what serving loads) gives the same answers through the same function.
+    pd.testing.assert_frame_equal(
+        predict_busyness(pyfunc, queries.iloc[order]).sort_index(), answers
+    )
     expected = trained_project.test_predictions
     assert answers["h3_cell"].tolist() == expected["h3_cell"].tolist()
     assert (answers["hour"].to_numpy() == expected["hour"].to_numpy()).all()
