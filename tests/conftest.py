@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from geo_busyness.scratch import make_project_copy
+from geo_busyness.scratch import make_project_copy, use_own_mlflow_store
 
 __all__ = ["make_project_copy"]  # re-exported for tests
 
@@ -65,3 +70,74 @@ def processed_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project_copy(tmp_path_factory.mktemp("project"))
     run_kedro(project, ["data_generation", "data_processing"], generation_params())
     return project
+
+
+#: Windows and a tiny grid that fit the 4-week sample and keep the run short.
+SMALL_TRAINING = {
+    "feature_engineering": {"validation_days": 5, "test_days": 5},
+    "modeling": {
+        "random_forest": {
+            "cv_splits": 2,
+            "fixed": {"n_estimators": 20},
+            "grid": {"max_depth": [8], "min_samples_leaf": [5, 20]},
+        },
+        "gradient_boosting": {"max_iter": 100, "learning_rate": 0.1},
+        "permutation_repeats": 1,
+        "leaky_reference_protocol": {"max_rows": 10_000},
+    },
+}
+
+
+@dataclass
+class TrainedProject:
+    """A project copy after one training run, with what the run wrote."""
+
+    path: Path
+    report: dict[str, Any]
+    test_predictions: pd.DataFrame
+    model_input_test: pd.DataFrame
+
+
+def read_outputs(project: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The evaluation report, test predictions and test model input a run saved."""
+    data = project / "data"
+    report = json.loads((data / "08_reporting" / "evaluation_report.json").read_text())
+    predictions = pd.read_parquet(data / "07_model_output" / "test_predictions.parquet")
+    model_input = pd.read_parquet(data / "05_model_input" / "model_input_test.parquet")
+    return report, predictions, model_input
+
+
+@contextmanager
+def project_mlflow(project: Path) -> Iterator[mlflow.MlflowClient]:
+    """An MLflow client on the project's SQLite store (from inside the project)."""
+    previous = mlflow.get_tracking_uri()
+    with inside(project):
+        mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+        try:
+            yield mlflow.MlflowClient()
+        finally:
+            mlflow.set_tracking_uri(previous)
+
+
+def copy_project(source: Path, dest: Path, *, with_mlflow: bool) -> Path:
+    """Copy a project with its own MLflow store, named by an absolute URI.
+
+    MLflow caches one store per tracking URI string in the process, so the relative
+    ``sqlite:///mlflow.db`` of conf/base would keep pointing at the first project's database.
+    """
+    ignore = None if with_mlflow else shutil.ignore_patterns("mlflow.db", "mlruns")
+    shutil.copytree(source, dest, ignore=ignore)
+    use_own_mlflow_store(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def trained_project(
+    processed_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> TrainedProject:
+    """feature_engineering + modeling on a copy of the processed sample (gate expected to pass)."""
+    project = copy_project(
+        processed_project, tmp_path_factory.mktemp("trained") / "project", with_mlflow=False
+    )
+    run_kedro(project, ["feature_engineering", "modeling"], SMALL_TRAINING)
+    return TrainedProject(project, *read_outputs(project))

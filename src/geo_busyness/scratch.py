@@ -5,6 +5,7 @@ Runs in a scratch copy write their data, MLflow store and logs there, never into
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -33,4 +34,20 @@ def make_project_copy(dest: Path, source: Path = PROJECT_ROOT) -> Path:
     (dest / "src").mkdir()  # bootstrap_project wants a source dir; the package is installed
     for layer in DATA_LAYERS:
         (dest / "data" / layer).mkdir(parents=True)
+    use_own_mlflow_store(dest)
     return dest
+
+
+def use_own_mlflow_store(project: Path) -> None:
+    """Point the copy's base MLflow tracking URI at its own SQLite file, by absolute path.
+
+    MLflow caches one store per tracking URI string in a process, so the relative
+    ``sqlite:///mlflow.db`` would keep every later copy on the first copy's database.
+    """
+    config = project / "conf" / "base" / "mlflow.yml"
+    text = re.sub(
+        r"(?m)^(\s*mlflow_tracking_uri:)\s*\S+",
+        lambda match: f"{match.group(1)} sqlite:///{project / 'mlflow.db'}",
+        config.read_text(),
+    )
+    config.write_text(text)

@@ -25,8 +25,7 @@ from tests.cloud.conftest import (
     wait_for,
 )
 from tests.cloud.test_cloud_env import fresh_root
-from tests.conftest import generation_params, make_project_copy, run_kedro
-from tests.pipelines.modeling.conftest import SMALL_TRAINING
+from tests.conftest import SMALL_TRAINING, generation_params, make_project_copy, run_kedro
 
 ARTIFACTS_PREFIX = "mlflow-artifacts"
 

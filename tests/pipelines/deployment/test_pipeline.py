@@ -20,6 +20,7 @@ from moto import mock_aws
 from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, select_model_version
 from geo_busyness.serving.model import answer, load_model
 from geo_busyness.serving.requests import parse_request
+from geo_busyness.serving.sagemaker import DeploymentError, SageMakerDeployer
 from tests.conftest import inside, make_project_copy, run_kedro
 from tests.serving.cases import GOOD_ROW, json_rows
 from tests.serving.model_fixture import fit_model, save_model
@@ -48,13 +49,14 @@ def _register(model_dir: Path, gate: str, alias: str | None) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A project copy whose registry holds v1 (gate passed, challenger) and v2 (gate failed)."""
+    """A project copy whose registry holds v1 (gate passed, challenger), v2 (gate failed), v3."""
     project = make_project_copy(tmp_path_factory.mktemp("deploy_project"))
     model_dir = save_model(fit_model(), tmp_path_factory.mktemp("saved") / "model")
     with inside(project):
         mlflow.set_tracking_uri("sqlite:///mlflow.db")
         assert _register(model_dir, "passed", "challenger") == "1"
         assert _register(model_dir, "failed", None) == "2"
+        assert _register(model_dir, "passed", None) == "3"
         mlflow.set_tracking_uri(None)
     return project
 
@@ -162,3 +164,47 @@ def test_sagemaker_target_through_the_pipeline(project, monkeypatch):
     assert record["endpoint"] == "geo-busyness"
     metrics = record["deployment"]["metrics_url"]
     assert metrics.endswith("/v1/evaluation.json")
+
+
+def test_a_failed_sagemaker_rollout_does_not_promote_or_record(project, monkeypatch):
+    """The endpoint update fails (SageMaker rolled back): no champion change, no new record."""
+
+    def failing_deploy(self, *args, **kwargs):
+        raise DeploymentError(
+            "Update of endpoint geo-busyness to geo-busyness-v3 failed (Health check failed);"
+            " SageMaker rolled back and geo-busyness-v1 keeps serving.",
+            "InService",
+        )
+
+    monkeypatch.setattr(SageMakerDeployer, "deploy", failing_deploy)
+    records = project / "data/08_reporting/deployment/deployment_record.json"
+    before = sorted(records.glob("*/*.json"))
+    with inside(project):
+        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        try:
+            champion = MlflowClient().get_model_version_by_alias(NAME, "champion").version
+        except Exception:  # no champion yet when run alone
+            champion = None
+        finally:
+            mlflow.set_tracking_uri(None)
+    params = {
+        "deployment": {
+            "target": "sagemaker",
+            "model_version": 3,
+            "smoke_test_query": None,
+            "sagemaker": {"bucket": "b", "role_arn": "arn:aws:iam::1:role/r", "image_uri": "i"},
+        }
+    }
+    with pytest.raises(DeploymentError, match="geo-busyness-v1 keeps serving"):
+        run_kedro(project, ["deployment"], params)
+    assert sorted(records.glob("*/*.json")) == before
+    with inside(project):
+        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        try:
+            aliases = MlflowClient().get_model_version(NAME, "3").aliases
+            if champion is not None:
+                now = MlflowClient().get_model_version_by_alias(NAME, "champion").version
+                assert str(now) == str(champion)
+        finally:
+            mlflow.set_tracking_uri(None)
+    assert "champion" not in aliases

@@ -1,0 +1,40 @@
+"""notebooks/exploration.ipynb runs top to bottom against a trained project, through Kedro's
+Jupyter integration (`%load_ext kedro.ipython`)."""
+
+from __future__ import annotations
+
+import nbformat
+from nbclient import NotebookClient
+
+from geo_busyness.scratch import PROJECT_ROOT
+from tests.conftest import TrainedProject
+
+NOTEBOOK = PROJECT_ROOT / "notebooks" / "exploration.ipynb"
+
+
+def test_exploration_notebook_runs_without_errors(trained_project: TrainedProject) -> None:
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=240,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(trained_project.path)}},
+    )
+    client.execute()  # raises CellExecutionError naming the failing cell
+
+    printed = "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "clean events" in printed and "quarantined" in printed
+    assert "share of zero-busyness cell-hours" in printed
+    images = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    ]
+    assert len(images) >= 2, "the hour-of-day and error plots did not render"
