@@ -192,7 +192,12 @@ def test_a_failed_sagemaker_rollout_does_not_promote_or_record(project, monkeypa
             "target": "sagemaker",
             "model_version": 3,
             "smoke_test_query": None,
-            "sagemaker": {"bucket": "b", "role_arn": "arn:aws:iam::1:role/r", "image_uri": "i"},
+            "sagemaker": {
+                "bucket": "b",
+                "region": "us-east-1",
+                "role_arn": "arn:aws:iam::1:role/r",
+                "image_uri": "i",
+            },
         }
     }
     with pytest.raises(DeploymentError, match="geo-busyness-v1 keeps serving"):
