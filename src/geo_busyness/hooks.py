@@ -89,7 +89,11 @@ def explain_storage_failure(error: BaseException, catalog: Any) -> str | None:
     dataset_error = next((e for e in chain if isinstance(e, DatasetError)), None)
     if dataset_error is None:
         return None
-    saving = re.search(r"\bsav(e|ed|ing)\b", str(dataset_error), re.IGNORECASE) is not None
+    messages = " ".join(str(e) for e in chain if isinstance(e, DatasetError))
+    saving = (
+        "while loading" not in messages
+        and re.search(r"while saving|cannot save|save path", messages, re.IGNORECASE) is not None
+    )
     action = "save to" if saving else "load"
     found = _find_dataset(str(dataset_error), catalog)
     if found is None:

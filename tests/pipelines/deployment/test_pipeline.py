@@ -47,13 +47,18 @@ def _register(model_dir: Path, gate: str, alias: str | None) -> str:
     return str(version.version)
 
 
+def tracking_uri(project: Path) -> str:
+    """The copy's own store, by the absolute URI its mlflow.yml names (see use_own_mlflow_store)."""
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A project copy whose registry holds v1 (gate passed, challenger), v2 (gate failed), v3."""
     project = make_project_copy(tmp_path_factory.mktemp("deploy_project"))
     model_dir = save_model(fit_model(), tmp_path_factory.mktemp("saved") / "model")
     with inside(project):
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        mlflow.set_tracking_uri(tracking_uri(project))
         assert _register(model_dir, "passed", "challenger") == "1"
         assert _register(model_dir, "failed", None) == "2"
         assert _register(model_dir, "passed", None) == "3"
@@ -75,7 +80,7 @@ def _params(**overrides) -> dict:
 
 def test_a_gate_failed_version_is_refused(project):
     with inside(project):
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        mlflow.set_tracking_uri(tracking_uri(project))
         try:
             with pytest.raises(
                 DeploymentRefused, match=r"version 2 .* did not pass the quality gate"
@@ -108,7 +113,7 @@ def test_local_deployment_serves_the_new_champion(project):
     served = answer(load_model(model_dir), parse_request(json_rows(GOOD_ROW)))
     assert served["predicted_busyness"].iloc[0] >= 0
     with inside(project):
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        mlflow.set_tracking_uri(tracking_uri(project))
         try:
             assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) == "1"
         finally:
@@ -119,7 +124,7 @@ def test_deploying_the_failed_version_through_kedro_fails_and_keeps_the_champion
     with pytest.raises(DeploymentRefused):
         run_kedro(project, ["deployment"], {"deployment": {"model_version": 2}})
     with inside(project):
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        mlflow.set_tracking_uri(tracking_uri(project))
         try:
             aliases = MlflowClient().get_model_version(NAME, "2").aliases
         finally:
@@ -180,7 +185,7 @@ def test_a_failed_sagemaker_rollout_does_not_promote_or_record(project, monkeypa
     records = project / "data/08_reporting/deployment/deployment_record.json"
     before = sorted(records.glob("*/*.json"))
     with inside(project):
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        mlflow.set_tracking_uri(tracking_uri(project))
         try:
             champion = MlflowClient().get_model_version_by_alias(NAME, "champion").version
         except Exception:  # no champion yet when run alone
@@ -204,7 +209,7 @@ def test_a_failed_sagemaker_rollout_does_not_promote_or_record(project, monkeypa
         run_kedro(project, ["deployment"], params)
     assert sorted(records.glob("*/*.json")) == before
     with inside(project):
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        mlflow.set_tracking_uri(tracking_uri(project))
         try:
             aliases = MlflowClient().get_model_version(NAME, "3").aliases
             if champion is not None:
