@@ -88,6 +88,7 @@ def test_training_on_s3_registers_on_the_team_server(
         assert f"{prefix}/{key}" in keys, f"{key} missing: {sorted(keys)}"
     versioned = [k for k in keys if "/06_models/busyness_model.pkl/" in k]
     assert len(versioned) == 1, "the model pickle is versioned in the cloud"
+    assert any("/08_reporting/modeling/test_metrics.json/" in k for k in keys), "reports too"
     assert not list((project / "data").rglob("*.parquet")), "a dataset was written locally"
     assert not (project / "mlflow.db").exists(), "runs went to a local store"
 
