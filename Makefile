@@ -8,8 +8,11 @@ export KEDRO_DISABLE_TELEMETRY := 1
 .PHONY: install run data test lint format viz
 
 install:  ## uv (via pip if missing) and the locked environment in .venv
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.9,<1" \
-		|| $(PYTHON) -m pip install --quiet --user "uv>=0.9,<1"
+	@# pip into the interpreter, else the user site; a distribution's Python (PEP 668) refuses
+	@# both, and uv alone then goes to the user site, leaving system packages untouched.
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.9,<1" 2>/dev/null \
+		|| $(PYTHON) -m pip install --quiet --user "uv>=0.9,<1" 2>/dev/null \
+		|| $(PYTHON) -m pip install --quiet --user --break-system-packages "uv>=0.9,<1"
 	$(UV) sync --frozen
 
 data: install  ## generate the synthetic city once, when no raw events exist
