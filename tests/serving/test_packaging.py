@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from geo_busyness.features import predict_busyness
+from geo_busyness.serving.packaging import unpack_package
 from geo_busyness.serving.requests import RequestError
 from tests.serving.cases import GOOD_ROW
 
@@ -93,3 +94,18 @@ def test_inside_the_sagemaker_toolkit_a_bad_request_keeps_its_4xx(unpacked_packa
         module.input_fn(b'[{"courier_lat": 91}]', "application/json")
     assert caught.value.status_code == 400
     assert "courier_location_timestamp" in orjson.loads(caught.value.phrase)["error"]
+
+
+@pytest.mark.parametrize("hide_filters", [False, True], ids=["this-python", "no-filters"])
+def test_unpacking_refuses_a_member_outside_the_package(tmp_path, monkeypatch, hide_filters):
+    """Python's extraction filter where it exists, and the check used where it does not."""
+    if hide_filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    evil = tmp_path / "evil.txt"
+    evil.write_text("x")
+    tarball = tmp_path / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(evil, arcname="../escaped.txt")
+    with pytest.raises((ValueError, tarfile.TarError)):
+        unpack_package(tarball, tmp_path / "out")
+    assert not (tmp_path / "escaped.txt").exists()

@@ -131,12 +131,27 @@ def build_package(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     }
 
 
+def _plain_members(tar: tarfile.TarFile, destination: Path) -> list[tarfile.TarInfo]:
+    """Regular files and folders that land inside ``destination``; refuse anything else."""
+    root = destination.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or not target.is_relative_to(root):
+            raise ValueError(
+                f"Refusing to unpack {member.name!r}: not a plain file inside the package."
+            )
+    return tar.getmembers()
+
+
 def unpack_package(tarball: str | Path, destination: str | Path) -> Path:
     """Unpack a model.tar.gz (as SageMaker does into /opt/ml/model); returns ``destination``."""
     destination = Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "r:gz") as tar:
-        tar.extractall(destination, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(destination, filter="data")
+        else:  # Python < 3.11.4 has no extraction filters: check the members ourselves
+            tar.extractall(destination, members=_plain_members(tar, destination))
     if not (destination / MLMODEL).is_file():
         raise FileNotFoundError(f"{tarball} holds no {MLMODEL} at its root.")
     return destination

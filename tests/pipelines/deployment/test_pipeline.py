@@ -30,6 +30,8 @@ NAME = "geo-busyness"
 
 def _register(model_dir: Path, gate: str, alias: str | None) -> str:
     """Register ``model_dir`` as a new version of NAME, tagged like modeling does."""
+    # An earlier Kedro session in this process may have left another store's experiment active.
+    mlflow.set_experiment("deployment-tests")
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(model_dir), artifact_path="model")
         mlflow.set_tags(
