@@ -13,7 +13,11 @@ from geo_busyness.features import (
     BusynessFeatures,
     cell_hour_queries,
     count_cell_hours,
+    distinct_pairs,
+    hour_fields,
     predict_busyness,
+    to_utc_hours,
+    utc_hour_ns,
 )
 from geo_busyness.geo import cell_centres, cell_names, h3_cells, venue_id
 
@@ -219,3 +223,44 @@ def test_sources_without_restaurants_fall_back_to_event_locations(events):
     assert np.isnan(out["dist_to_restaurant"].iloc[0])
     assert out["restaurants_per_index"].iloc[0] == 0
     assert np.isfinite(out["avg_Hdist_to_restaurants"].iloc[0])
+
+
+def test_utc_hour_ns_floors_like_to_utc_hours():
+    values = pd.Series(
+        ["2026-01-13T12:30:00Z", "2026-01-13T06:59:59-06:00", "1969-12-31T23:30:00", "2026-01-11"]
+    )
+    expected = to_utc_hours(values)
+    np.testing.assert_array_equal(utc_hour_ns(values), expected.array.asi8)
+    hour, day_of_week = hour_fields(utc_hour_ns(values))
+    np.testing.assert_array_equal(hour, expected.dt.hour)
+    np.testing.assert_array_equal(day_of_week, expected.dt.day_of_week)
+    with pytest.raises(ValueError, match="unparsable"):
+        utc_hour_ns(pd.Series(["2026-01-13T12:30:00Z", None]))
+
+
+def test_distinct_pairs_index_every_pair_once():
+    cells = np.array([5, 3, 5, 5, 3], dtype=np.uint64)
+    hours = np.array([10, 10, 10, 20, 10], dtype=np.int64)
+    first, inverse = distinct_pairs(cells, hours)
+    assert len(first) == 3
+    np.testing.assert_array_equal(cells[first][inverse], cells)
+    np.testing.assert_array_equal(hours[first][inverse], hours)
+
+
+def test_feature_columns_skip_excluded_features_and_match_transform(events, fitted):
+    lean = BusynessFeatures(
+        n_clusters=2,
+        horizon_hours=24,
+        exclude_features=("date_day_number", "cell_hour_of_week_mean", "lag_24h"),
+    ).fit(events, window_start=START, window_end=END)
+    rows = pd.concat(
+        [queries_at(*VENUES[1], "2026-01-13T12:30"), queries_at(*FAR_POINT, "2026-01-20T03:00")],
+        ignore_index=True,
+    )
+    out = lean.transform(rows)
+    assert list(out.columns) == list(lean.get_feature_names_out())
+    pd.testing.assert_frame_equal(out, fitted.transform(rows)[list(out.columns)])
+    # A transformer pickled before the centre features were stored computes them on the fly.
+    older = BusynessFeatures(**lean.get_params()).fit(events, window_start=START, window_end=END)
+    del older.cell_avg_hdist_, older.cell_cluster_
+    pd.testing.assert_frame_equal(older.transform(rows), out)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from geo_busyness.geo import (
@@ -44,6 +45,10 @@ UNSEEN_CELL = -1
 HOURS_PER_WEEK = 168
 _HOUR = pd.Timedelta(hours=1)
 _DAY = pd.Timedelta(days=1)
+_HOUR_NS = _HOUR.value
+_DAY_NS = _DAY.value
+#: Day of the week of 1970-01-01 (a Thursday), 0 = Monday.
+_EPOCH_DAY_OF_WEEK = 3
 
 #: The reference notebook's features (the leaky reference protocol uses only these).
 REFERENCE_FEATURES = (
@@ -60,6 +65,8 @@ REFERENCE_FEATURES = (
 )
 #: Forecasting features added to the reference set; lag columns follow them.
 PROFILE_FEATURES = ("cell_hour_of_week_mean", "neighbours_hour_of_week_mean")
+#: Per-cell profile arrays of ``_cell_features`` -> the feature they give.
+_PROFILE_FEATURE = dict(zip(("profile", "neighbour_profile"), PROFILE_FEATURES, strict=True))
 
 
 def to_utc_hours(values: pd.Series) -> pd.Series:
@@ -68,6 +75,27 @@ def to_utc_hours(values: pd.Series) -> pd.Series:
     if parsed.isna().any():
         raise ValueError(f"{parsed.isna().sum()} query timestamp(s) are missing or unparsable.")
     return parsed.dt.as_unit("ns").dt.floor("h")
+
+
+def utc_hour_ns(values: pd.Series) -> np.ndarray:
+    """``to_utc_hours`` as int64 nanoseconds since the epoch (parsed once, floored in numpy)."""
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+    if parsed.isna().any():
+        raise ValueError(f"{parsed.isna().sum()} query timestamp(s) are missing or unparsable.")
+    ns = pd.DatetimeIndex(parsed).as_unit("ns").asi8
+    return ns - ns % _HOUR_NS
+
+
+def hours_array(hours_ns: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """UTC hour starts (int64 ns) as a pandas ``datetime64[ns, UTC]`` array."""
+    return pd.array(np.asarray(hours_ns, dtype=np.int64).view("M8[ns]")).tz_localize("UTC")
+
+
+def hour_fields(hours_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hour of the day (0-23) and day of the week (0 = Monday) of UTC times in int64 ns."""
+    hour = (hours_ns // _HOUR_NS) % 24
+    day_of_week = (hours_ns // _DAY_NS + _EPOCH_DAY_OF_WEEK) % 7
+    return hour, day_of_week
 
 
 def count_cell_hours(events: pd.DataFrame, resolution: int) -> pd.DataFrame:
@@ -174,6 +202,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         self.cells_ = np.unique(cells)
         self._fit_cell_statistics(events, cells)
         self._fit_anchors(events)
+        self.cell_avg_hdist_, self.cell_cluster_ = self._centre_features(self.cells_)
         counts = count_cell_hours(events, self.resolution)
         self._fit_profiles(counts)
         self.history_ = counts.set_index(["cell", HOUR])[TARGET]
@@ -221,6 +250,14 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
             n_clusters=k, init="k-means++", n_init=10, random_state=self.random_state
         ).fit(self.anchors_)
 
+    def _centre_features(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean Haversine distance to the anchors and KMeans cluster of each cell's centre."""
+        lat, lon = cell_centres(cells)
+        distance = mean_haversine_to(lat, lon, self.anchors_, self.chunk_size)
+        if not len(cells):
+            return distance, np.empty(0, dtype=np.int64)
+        return distance, self.kmeans_.predict(np.column_stack([lat, lon])).astype(np.int64)
+
     def _fit_profiles(self, counts: pd.DataFrame) -> None:
         """Mean busyness per train cell and hour of week (zeros included), own and of neighbours."""
         window_hours = pd.Series(
@@ -267,23 +304,34 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         missing = [col for col in QUERY_COLUMNS if col not in X.columns]
         if missing:
             raise KeyError(f"Query rows lack column(s) {missing}; expected {list(QUERY_COLUMNS)}.")
-        hours = to_utc_hours(X[EVENT_TIME]).reset_index(drop=True)
+        hours = utc_hour_ns(X[EVENT_TIME])
         cells = h3_cells(X[EVENT_LAT], X[EVENT_LON], self.resolution)
-        unique, inverse = np.unique(cells, return_inverse=True)
-        per_cell = self._cell_features(unique)
-        slot = hour_of_week(hours)
+        return pd.DataFrame(self.feature_columns(cells, hours), index=X.index)
+
+    def feature_columns(self, cells: np.ndarray, hours: np.ndarray) -> dict[str, np.ndarray]:
+        """The output features (``feature_names_``, in order) of H3 cells in UTC hours.
+
+        ``cells`` are uint64 H3 cells, ``hours`` the UTC hour starts as int64 nanoseconds since
+        the epoch (``utc_hour_ns``). Features left out by ``exclude_features`` are not computed.
+        """
+        wanted = set(self.feature_names_)
+        unique, inverse = np.unique(np.asarray(cells, dtype=np.uint64), return_inverse=True)
+        per_cell = self._cell_features(unique, wanted)
         features = {name: values[inverse] for name, values in per_cell.items() if values.ndim == 1}
-        features["date_hour_number"] = hours.dt.hour.to_numpy(dtype=np.int64)
-        features["day_of_week"] = hours.dt.day_of_week.to_numpy(dtype=np.int64)
-        features["is_weekend"] = (features["day_of_week"] >= 5).astype(np.int64)
-        features["date_day_number"] = ((hours - self.window_start_) // _DAY).to_numpy(
-            dtype=np.int64
-        )
-        features["cell_hour_of_week_mean"] = per_cell["profile"][inverse, slot]
-        features["neighbours_hour_of_week_mean"] = per_cell["neighbour_profile"][inverse, slot]
+        hour, day_of_week = hour_fields(hours)
+        features["date_hour_number"] = hour
+        features["day_of_week"] = day_of_week
+        features["is_weekend"] = (day_of_week >= 5).astype(np.int64)
+        if "date_day_number" in wanted:
+            features["date_day_number"] = (hours - self.window_start_.value) // _DAY_NS
+        slot = day_of_week * 24 + hour
+        for name in ("profile", "neighbour_profile"):
+            if name in per_cell:
+                features[_PROFILE_FEATURE[name]] = per_cell[name][inverse, slot]
         for lag in self.lags_:
-            features[f"lag_{lag}h"] = self._lag(cells, hours, lag)
-        return pd.DataFrame({name: features[name] for name in self.feature_names_}, index=X.index)
+            if f"lag_{lag}h" in wanted:
+                features[f"lag_{lag}h"] = self._lag(cells, hours, lag)
+        return {name: features[name] for name in self.feature_names_}
 
     def _codes(self, cells: np.ndarray) -> np.ndarray:
         """Index of each cell among the train cells, ``UNSEEN_CELL`` for others."""
@@ -291,39 +339,53 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         pos = np.searchsorted(self.cells_, cells).clip(0, max(len(self.cells_) - 1, 0))
         return np.where(self.cells_[pos] == cells, pos, UNSEEN_CELL).astype(np.int64)
 
-    def _cell_features(self, unique: np.ndarray) -> dict[str, np.ndarray]:
-        """Features of distinct cells: encodings, train statistics, centre-based and profiles."""
+    def _cell_features(self, unique: np.ndarray, wanted: set[str]) -> dict[str, np.ndarray]:
+        """Features of distinct cells: encodings, train statistics, centre-based and profiles.
+
+        Centre-based features of train cells come from the fit (``cell_avg_hdist_``,
+        ``cell_cluster_``); only unseen cells are computed here. Profiles only when ``wanted``.
+        """
         codes = self._codes(unique)
         seen = codes >= 0
-        lat, lon = cell_centres(unique)
-        profile = np.zeros((len(unique), HOURS_PER_WEEK))
-        profile[seen] = self.profile_[codes[seen]]
-        neighbour_profile = np.empty((len(unique), HOURS_PER_WEEK))
-        neighbour_profile[seen] = self.neighbour_profile_[codes[seen]]
-        if (~seen).any():
-            neighbour_profile[~seen] = self._neighbour_profile(unique[~seen])
-        centres = np.column_stack([lat, lon])
-        return {
+        known = np.maximum(codes, 0)
+        features = {
             "h3_index": codes,
-            "dist_to_restaurant": np.where(seen, self.cell_dist_[np.maximum(codes, 0)], np.nan),
-            "Hdist_to_restaurant": np.where(seen, self.cell_hdist_[np.maximum(codes, 0)], np.nan),
-            "restaurants_per_index": np.where(
-                seen, self.cell_restaurants_[np.maximum(codes, 0)], 0.0
-            ),
-            "avg_Hdist_to_restaurants": mean_haversine_to(lat, lon, self.anchors_, self.chunk_size),
-            "Five_Clusters_embedding": self.kmeans_.predict(centres).astype(np.int64)
-            if len(unique)
-            else np.empty(0, dtype=np.int64),
-            "profile": profile,
-            "neighbour_profile": neighbour_profile,
+            "dist_to_restaurant": np.where(seen, self.cell_dist_[known], np.nan),
+            "Hdist_to_restaurant": np.where(seen, self.cell_hdist_[known], np.nan),
+            "restaurants_per_index": np.where(seen, self.cell_restaurants_[known], 0.0),
         }
+        distance, cluster = self._seen_centre_features()
+        features["avg_Hdist_to_restaurants"] = distance[known]  # copies: filled in below
+        features["Five_Clusters_embedding"] = cluster[known]
+        if (~seen).any():
+            unseen_distance, unseen_cluster = self._centre_features(unique[~seen])
+            features["avg_Hdist_to_restaurants"][~seen] = unseen_distance
+            features["Five_Clusters_embedding"][~seen] = unseen_cluster
+        if _PROFILE_FEATURE["profile"] in wanted:
+            profile = np.zeros((len(unique), HOURS_PER_WEEK))
+            profile[seen] = self.profile_[codes[seen]]
+            features["profile"] = profile
+        if _PROFILE_FEATURE["neighbour_profile"] in wanted:
+            neighbour_profile = np.empty((len(unique), HOURS_PER_WEEK))
+            neighbour_profile[seen] = self.neighbour_profile_[codes[seen]]
+            if (~seen).any():
+                neighbour_profile[~seen] = self._neighbour_profile(unique[~seen])
+            features["neighbour_profile"] = neighbour_profile
+        return features
 
-    def _lag(self, cells: np.ndarray, hours: pd.Series, lag: int) -> np.ndarray:
+    def _seen_centre_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centre-based features of the train cells (computed now for transformers fitted before
+        ``cell_avg_hdist_``/``cell_cluster_`` existed)."""
+        if hasattr(self, "cell_cluster_"):
+            return self.cell_avg_hdist_, self.cell_cluster_
+        return self._centre_features(self.cells_)
+
+    def _lag(self, cells: np.ndarray, hours: np.ndarray, lag: int) -> np.ndarray:
         """Known count of the same cell ``lag`` hours earlier; NaN outside the known history."""
-        source = hours - pd.Timedelta(hours=lag)
-        keys = pd.MultiIndex.from_arrays([cells, source.array], names=["cell", HOUR])
+        source = hours - lag * _HOUR_NS
+        keys = pd.MultiIndex.from_arrays([cells, hours_array(source)], names=["cell", HOUR])
         values = self.history_.reindex(keys).to_numpy(dtype=float)
-        known = ((source >= self.history_start_) & (source < self.history_end_)).to_numpy()
+        known = (source >= self.history_start_.value) & (source < self.history_end_.value)
         return np.where(known, np.nan_to_num(values, nan=0.0), np.nan)
 
 
@@ -364,25 +426,49 @@ def predict_busyness(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
     (cell, hour) is predicted once, from the cell centre.
     """
     pipeline = _as_sklearn(model)
-    resolution = pipeline.named_steps["features"].resolution
+    features = pipeline.named_steps["features"]
     missing = [col for col in QUERY_COLUMNS if col not in queries.columns]
     if missing:
         raise KeyError(f"Query rows lack column(s) {missing}; expected {list(QUERY_COLUMNS)}.")
-    keys = pd.DataFrame(
-        {
-            "cell": h3_cells(queries[EVENT_LAT], queries[EVENT_LON], resolution),
-            HOUR: to_utc_hours(queries[EVENT_TIME]).array,
-        }
-    )
-    distinct = keys.drop_duplicates(ignore_index=True)
-    rows = cell_hour_queries(distinct["cell"].to_numpy(), distinct[HOUR])
-    distinct[PREDICTION] = np.clip(pipeline.predict(rows), 0.0, None) if len(rows) else []
-    answers = keys.merge(distinct, on=["cell", HOUR], how="left")
+    cells = h3_cells(queries[EVENT_LAT], queries[EVENT_LON], features.resolution)
+    hours = utc_hour_ns(queries[EVENT_TIME])
+    distinct, inverse = distinct_pairs(cells, hours)
+    predictions = np.empty(0)
+    if len(distinct):
+        predictions = np.clip(_predict_pairs(pipeline, cells[distinct], hours[distinct]), 0.0, None)
+    unique_cells, cell_index = np.unique(cells, return_inverse=True)
     return pd.DataFrame(
         {
-            H3_CELL: cell_names(answers["cell"].to_numpy()),
-            HOUR: answers[HOUR].array,
-            PREDICTION: answers[PREDICTION].to_numpy(dtype=float),
+            H3_CELL: cell_names(unique_cells)[cell_index],
+            HOUR: hours_array(hours),
+            PREDICTION: predictions[inverse].astype(float, copy=False),
         },
         index=queries.index,
     )
+
+
+def distinct_pairs(cells: np.ndarray, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the distinct (cell, hour) pairs, and each pair's index among them."""
+    _, cell_code = np.unique(cells, return_inverse=True)
+    hour_values, hour_code = np.unique(hours, return_inverse=True)
+    pair = cell_code.astype(np.int64) * len(hour_values) + hour_code
+    _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+def _predict_pairs(pipeline: Any, cells: np.ndarray, hours: np.ndarray) -> np.ndarray:
+    """The model's prediction for (cell, UTC hour in int64 ns) pairs, from the cell centres.
+
+    A ``Pipeline([("features", BusynessFeatures), (name, regressor)])`` gets the features
+    straight from ``feature_columns`` (same numbers as ``transform`` of the centre queries).
+    Any other model predicts on ``cell_hour_queries`` rows.
+    """
+    steps = pipeline.steps if isinstance(pipeline, Pipeline) else []
+    if (
+        len(steps) != 2
+        or steps[0][0] != "features"
+        or not isinstance(steps[0][1], BusynessFeatures)
+    ):
+        return np.asarray(pipeline.predict(cell_hour_queries(cells, hours_array(hours))))
+    columns = steps[0][1].feature_columns(cells, hours)
+    return np.asarray(steps[1][1].predict(pd.DataFrame(columns)))
