@@ -11,13 +11,15 @@ serving and the evaluation all call.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
@@ -460,8 +462,10 @@ def _predict_pairs(pipeline: Any, cells: np.ndarray, hours: np.ndarray) -> np.nd
     """The model's prediction for (cell, UTC hour in int64 ns) pairs, from the cell centres.
 
     A ``Pipeline([("features", BusynessFeatures), (name, regressor)])`` gets the features
-    straight from ``feature_columns`` (same numbers as ``transform`` of the centre queries).
-    Any other model predicts on ``cell_hour_queries`` rows.
+    straight from ``feature_columns`` (same numbers as ``transform`` of the centre queries);
+    a plain HistGradientBoostingRegressor is then evaluated by ``predict_ensemble`` for small
+    inputs, where scikit-learn's per-tree call overhead dominates (same sums in the same
+    order: identical numbers). Any other model predicts on ``cell_hour_queries`` rows.
     """
     steps = pipeline.steps if isinstance(pipeline, Pipeline) else []
     if (
@@ -471,4 +475,90 @@ def _predict_pairs(pipeline: Any, cells: np.ndarray, hours: np.ndarray) -> np.nd
     ):
         return np.asarray(pipeline.predict(cell_hour_queries(cells, hours_array(hours))))
     columns = steps[0][1].feature_columns(cells, hours)
-    return np.asarray(steps[1][1].predict(pd.DataFrame(columns)))
+    regressor = steps[1][1]
+    ensemble = tree_ensemble(regressor)
+    if ensemble is None:
+        return np.asarray(regressor.predict(pd.DataFrame(columns)))
+    matrix = np.column_stack([np.asarray(values, dtype=float) for values in columns.values()])
+    if len(matrix) > _SMALL_INPUT_ROWS:
+        return regressor.predict(pd.DataFrame(matrix, columns=list(columns), copy=False))
+    return ensemble.link_inverse(predict_ensemble(ensemble, matrix))
+
+
+# ---------------------------------------------------------------- small-input tree evaluation
+#: Inputs up to this many rows go through ``predict_ensemble`` (numpy over all trees at once);
+#: larger ones through scikit-learn, whose per-row cost is lower but per-tree cost higher.
+_SMALL_INPUT_ROWS = 32
+
+
+class TreeEnsemble(NamedTuple):
+    """The trees of a fitted HistGradientBoostingRegressor, flattened into node arrays.
+
+    Leaves point to themselves, so walking ``depth`` steps from the roots ends on every leaf.
+    """
+
+    roots: np.ndarray  # first node of each tree, in boosting order
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+    depth: int
+    baseline: float
+    link_inverse: Any
+
+
+_ENSEMBLES: weakref.WeakKeyDictionary[Any, tuple[Any, TreeEnsemble]] = weakref.WeakKeyDictionary()
+
+
+def tree_ensemble(regressor: Any) -> TreeEnsemble | None:
+    """The flattened trees of a single-output, numeric-only HistGradientBoostingRegressor
+    (cached per fitted regressor), or None for any other estimator."""
+    predictors = getattr(regressor, "_predictors", None)
+    if type(regressor) is not HistGradientBoostingRegressor or not predictors:
+        return None
+    cached = _ENSEMBLES.get(regressor)
+    if cached is not None and cached[0] is predictors:
+        return cached[1]
+    if regressor.n_trees_per_iteration_ != 1 or regressor.is_categorical_ is not None:
+        return None
+    trees = [tree.nodes for (tree,) in predictors]
+    sizes = np.array([len(nodes) for nodes in trees])
+    nodes = np.concatenate(trees)
+    offset = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    leaf = nodes["is_leaf"].astype(bool)
+    own = np.arange(len(nodes))
+    ensemble = TreeEnsemble(
+        roots=np.cumsum(sizes) - sizes,
+        feature=np.where(leaf, 0, nodes["feature_idx"]),
+        threshold=nodes["num_threshold"],
+        missing_left=nodes["missing_go_to_left"].astype(bool),
+        left=np.where(leaf, own, nodes["left"] + offset),
+        right=np.where(leaf, own, nodes["right"] + offset),
+        value=nodes["value"],
+        depth=int(nodes["depth"].max()),
+        baseline=float(np.ravel(regressor._baseline_prediction)[0]),
+        link_inverse=regressor._loss.link.inverse,
+    )
+    _ENSEMBLES[regressor] = (predictors, ensemble)
+    return ensemble
+
+
+def predict_ensemble(ensemble: TreeEnsemble, X: np.ndarray) -> np.ndarray:
+    """Raw predictions (baseline + leaf values, added tree by tree) of float64 rows ``X``.
+
+    Follows scikit-learn's raw-data predictor: NaN goes to the node's missing side, otherwise
+    left when ``x <= threshold``. A cumulative sum adds the leaves in boosting order, as
+    scikit-learn does, so the result is bit-for-bit the same.
+    """
+    rows = np.arange(len(X))[:, None]
+    node = np.broadcast_to(ensemble.roots, (len(X), len(ensemble.roots)))
+    for _ in range(ensemble.depth):
+        x = X[rows, ensemble.feature[node]]
+        go_left = np.where(np.isnan(x), ensemble.missing_left[node], x <= ensemble.threshold[node])
+        node = np.where(go_left, ensemble.left[node], ensemble.right[node])
+    terms = np.empty((len(X), len(ensemble.roots) + 1))
+    terms[:, 0] = ensemble.baseline
+    terms[:, 1:] = ensemble.value[node]
+    return np.cumsum(terms, axis=1)[:, -1]
