@@ -237,8 +237,13 @@ def test_utc_hour_ns_floors_like_to_utc_hours():
     hour, day_of_week = hour_fields(utc_hour_ns(values))
     np.testing.assert_array_equal(hour, expected.dt.hour)
     np.testing.assert_array_equal(day_of_week, expected.dt.day_of_week)
+    aware = pd.Series(pd.to_datetime(values.iloc[:2], utc=True))
+    for zoned in (aware, aware.dt.tz_convert("Asia/Kathmandu"), aware.dt.as_unit("s")):
+        np.testing.assert_array_equal(utc_hour_ns(zoned), to_utc_hours(zoned).array.asi8)
     with pytest.raises(ValueError, match="unparsable"):
         utc_hour_ns(pd.Series(["2026-01-13T12:30:00Z", None]))
+    with pytest.raises(ValueError, match="1 query timestamp"):
+        utc_hour_ns(pd.Series([aware.iloc[0], pd.NaT], dtype=aware.dtype))
 
 
 def test_distinct_pairs_index_every_pair_once():

@@ -80,11 +80,19 @@ def to_utc_hours(values: pd.Series) -> pd.Series:
 
 
 def utc_hour_ns(values: pd.Series) -> np.ndarray:
-    """``to_utc_hours`` as int64 nanoseconds since the epoch (parsed once, floored in numpy)."""
-    parsed = pd.to_datetime(values, utc=True, format="ISO8601")
-    if parsed.isna().any():
-        raise ValueError(f"{parsed.isna().sum()} query timestamp(s) are missing or unparsable.")
-    ns = pd.DatetimeIndex(parsed).as_unit("ns").asi8
+    """``to_utc_hours`` as int64 nanoseconds since the epoch (parsed once, floored in numpy).
+
+    Aware timestamps (what the server's request parser gives) are used as they are: their
+    int64 values already count from the UTC epoch, so only other inputs go through parsing.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = pd.array(values)
+    else:
+        parsed = pd.array(pd.to_datetime(values, utc=True, format="ISO8601"))
+    missing = parsed.isna()
+    if missing.any():
+        raise ValueError(f"{missing.sum()} query timestamp(s) are missing or unparsable.")
+    ns = parsed.as_unit("ns").asi8
     return ns - ns % _HOUR_NS
 
 
