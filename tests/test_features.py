@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -301,3 +303,24 @@ def test_predict_busyness_small_and_large_inputs_match_the_pipeline(fitted):
     for asked in (queries.iloc[:3], queries.iloc[::7], pd.concat([far, queries.iloc[:40]])):
         expected = np.clip(model.predict(asked), 0, None)
         np.testing.assert_array_equal(predict_busyness(model, asked)[PREDICTION], expected)
+
+
+def test_lags_from_the_lookup_arrays_equal_the_history_reindex(fitted, events):
+    later = events.assign(
+        courier_location_timestamp=events["courier_location_timestamp"] + pd.Timedelta(weeks=2)
+    )
+    extended = fitted.with_history(later, END + pd.Timedelta(days=3))
+    hours = pd.date_range(START - pd.Timedelta(days=1), END + pd.Timedelta(days=4), freq="5h")
+    rows = pd.concat(
+        [queries_at(lat, lon, *hours.astype(str)) for lat, lon in (*VENUES, FAR_POINT)],
+        ignore_index=True,
+    )
+    for features in (fitted, extended):
+        older = copy.deepcopy(features)  # as pickled before the lookup arrays existed
+        del older.history_cells_, older.history_keys_, older.history_counts_
+        lags = ["lag_24h", "lag_168h"]
+        pd.testing.assert_frame_equal(features.transform(rows)[lags], older.transform(rows)[lags])
+    assert (
+        extended.transform(rows)["lag_24h"].notna().sum()
+        > fitted.transform(rows)["lag_24h"].notna().sum()
+    )

@@ -217,6 +217,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         self._fit_profiles(counts)
         self.history_ = counts.set_index(["cell", HOUR])[TARGET]
         self.history_start_, self.history_end_ = start, end
+        self._fit_history_lookup()
         return self
 
     def _fit_cell_statistics(self, events: pd.DataFrame, cells: np.ndarray) -> None:
@@ -300,6 +301,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         extended = copy.deepcopy(self)
         extended.history_ = pd.concat([self.history_, counts.set_index(["cell", HOUR])[TARGET]])
         extended.history_end_ = max(end, self.history_end_)
+        extended._fit_history_lookup()
         return extended
 
     # ---------------------------------------------------------------- transform
@@ -390,13 +392,40 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
             return self.cell_avg_hdist_, self.cell_cluster_
         return self._centre_features(self.cells_)
 
+    def _fit_history_lookup(self) -> None:
+        """Sorted int64 keys of the known (cell, hour) counts (``history_``), for ``_lag``."""
+        index = self.history_.index
+        cells = index.get_level_values("cell").to_numpy(dtype=np.uint64)
+        self.history_cells_ = np.unique(cells)
+        keys = self._history_keys(cells, pd.DatetimeIndex(index.get_level_values(HOUR)).asi8)
+        order = np.argsort(keys, kind="stable")
+        self.history_keys_ = keys[order]
+        self.history_counts_ = self.history_.to_numpy(dtype=float)[order]
+
+    def _history_keys(self, cells: np.ndarray, hours: np.ndarray) -> np.ndarray:
+        """Key of (history cell, hour in [history start, end)) pairs: cell rank x hours + hour."""
+        span = (self.history_end_.value - self.history_start_.value) // _HOUR_NS
+        rank = np.searchsorted(self.history_cells_, cells).astype(np.int64)
+        return rank * span + (hours - self.history_start_.value) // _HOUR_NS
+
     def _lag(self, cells: np.ndarray, hours: np.ndarray, lag: int) -> np.ndarray:
         """Known count of the same cell ``lag`` hours earlier; NaN outside the known history."""
         source = hours - lag * _HOUR_NS
-        keys = pd.MultiIndex.from_arrays([cells, hours_array(source)], names=["cell", HOUR])
-        values = self.history_.reindex(keys).to_numpy(dtype=float)
         known = (source >= self.history_start_.value) & (source < self.history_end_.value)
-        return np.where(known, np.nan_to_num(values, nan=0.0), np.nan)
+        if not hasattr(self, "history_keys_"):  # fitted before the lookup arrays existed
+            keys = pd.MultiIndex.from_arrays([cells, hours_array(source)], names=["cell", HOUR])
+            values = self.history_.reindex(keys).to_numpy(dtype=float)
+            return np.where(known, np.nan_to_num(values, nan=0.0), np.nan)
+        if not len(self.history_keys_):
+            return np.where(known, 0.0, np.nan)
+        cells = np.asarray(cells, dtype=np.uint64)
+        rank = np.searchsorted(self.history_cells_, cells)
+        in_history = self.history_cells_[rank.clip(0, len(self.history_cells_) - 1)] == cells
+        keys = self._history_keys(cells, np.where(known, source, self.history_start_.value))
+        pos = np.searchsorted(self.history_keys_, keys).clip(0, len(self.history_keys_) - 1)
+        found = known & in_history & (self.history_keys_[pos] == keys)
+        counts = np.where(found, self.history_counts_[pos], 0.0)
+        return np.where(known, counts, np.nan)
 
 
 def _as_utc_hour(moment: pd.Timestamp) -> pd.Timestamp:
