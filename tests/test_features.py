@@ -289,6 +289,10 @@ def test_predict_ensemble_equals_scikit_learn_bit_for_bit():
     np.testing.assert_array_equal(raw, regressor._raw_predict(X[:50]).ravel())
     np.testing.assert_array_equal(ensemble.link_inverse(raw), regressor.predict(X[:50]))
     assert tree_ensemble(DecisionTreeRegressor().fit(X[:, :1].clip(0), y)) is None
+    regressor.set_params(max_iter=60, warm_start=True).fit(X, y)  # more trees, same list
+    np.testing.assert_array_equal(
+        predict_ensemble(tree_ensemble(regressor), X[:50]), regressor._raw_predict(X[:50]).ravel()
+    )
 
 
 def test_predict_busyness_small_and_large_inputs_match_the_pipeline(fitted):

@@ -546,7 +546,11 @@ class TreeEnsemble(NamedTuple):
     link_inverse: Any
 
 
-_ENSEMBLES: weakref.WeakKeyDictionary[Any, tuple[Any, TreeEnsemble]] = weakref.WeakKeyDictionary()
+#: Regressor -> (its ``_predictors`` list, their count, the flattened trees). A warm-started fit
+#: appends to the same list, so the count is checked too.
+_ENSEMBLES: weakref.WeakKeyDictionary[Any, tuple[Any, int, TreeEnsemble]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def tree_ensemble(regressor: Any) -> TreeEnsemble | None:
@@ -556,8 +560,8 @@ def tree_ensemble(regressor: Any) -> TreeEnsemble | None:
     if type(regressor) is not HistGradientBoostingRegressor or not predictors:
         return None
     cached = _ENSEMBLES.get(regressor)
-    if cached is not None and cached[0] is predictors:
-        return cached[1]
+    if cached is not None and cached[0] is predictors and cached[1] == len(predictors):
+        return cached[2]
     if regressor.n_trees_per_iteration_ != 1 or regressor.is_categorical_ is not None:
         return None
     trees = [tree.nodes for (tree,) in predictors]
@@ -578,7 +582,7 @@ def tree_ensemble(regressor: Any) -> TreeEnsemble | None:
         baseline=float(np.ravel(regressor._baseline_prediction)[0]),
         link_inverse=regressor._loss.link.inverse,
     )
-    _ENSEMBLES[regressor] = (predictors, ensemble)
+    _ENSEMBLES[regressor] = (predictors, len(predictors), ensemble)
     return ensemble
 
 
