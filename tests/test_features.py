@@ -19,9 +19,7 @@ from geo_busyness.features import (
     distinct_pairs,
     hour_fields,
     predict_busyness,
-    predict_ensemble,
     to_utc_hours,
-    tree_ensemble,
     utc_hour_ns,
 )
 from geo_busyness.geo import cell_centres, cell_names, h3_cells, venue_id
@@ -274,25 +272,6 @@ def test_feature_columns_skip_excluded_features_and_match_transform(events, fitt
     older = BusynessFeatures(**lean.get_params()).fit(events, window_start=START, window_end=END)
     del older.cell_avg_hdist_, older.cell_cluster_
     pd.testing.assert_frame_equal(older.transform(rows), out)
-
-
-def test_predict_ensemble_equals_scikit_learn_bit_for_bit():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(400, 4))
-    X[rng.random(X.shape) < 0.1] = np.nan
-    y = rng.poisson(np.exp(np.nan_to_num(X[:, 0]).clip(-2, 2)))
-    regressor = HistGradientBoostingRegressor(loss="poisson", max_iter=40, random_state=0)
-    regressor.fit(X, y)
-    ensemble = tree_ensemble(regressor)
-    assert ensemble is not None and tree_ensemble(regressor) is ensemble  # cached
-    raw = predict_ensemble(ensemble, X[:50])
-    np.testing.assert_array_equal(raw, regressor._raw_predict(X[:50]).ravel())
-    np.testing.assert_array_equal(ensemble.link_inverse(raw), regressor.predict(X[:50]))
-    assert tree_ensemble(DecisionTreeRegressor().fit(X[:, :1].clip(0), y)) is None
-    regressor.set_params(max_iter=60, warm_start=True).fit(X, y)  # more trees, same list
-    np.testing.assert_array_equal(
-        predict_ensemble(tree_ensemble(regressor), X[:50]), regressor._raw_predict(X[:50]).ravel()
-    )
 
 
 def test_predict_busyness_small_and_large_inputs_match_the_pipeline(fitted):
