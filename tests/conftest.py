@@ -17,7 +17,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from geo_busyness.scratch import make_project_copy, use_own_mlflow_store
+from geo_busyness.scratch import make_project_copy, tracking_uri, use_own_mlflow_store
 
 __all__ = ["make_project_copy"]  # re-exported for tests
 
@@ -112,7 +112,7 @@ def project_mlflow(project: Path) -> Iterator[mlflow.MlflowClient]:
     """An MLflow client on the project's SQLite store (from inside the project)."""
     previous = mlflow.get_tracking_uri()
     with inside(project):
-        mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+        mlflow.set_tracking_uri(tracking_uri(project))
         try:
             yield mlflow.MlflowClient()
         finally:

@@ -38,6 +38,11 @@ def make_project_copy(dest: Path, source: Path = PROJECT_ROOT) -> Path:
     return dest
 
 
+def tracking_uri(project: Path) -> str:
+    """The absolute SQLite tracking URI of a project copy's own MLflow store."""
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
 def use_own_mlflow_store(project: Path) -> None:
     """Point the copy's base MLflow tracking URI at its own SQLite file, by absolute path.
 
@@ -47,7 +52,7 @@ def use_own_mlflow_store(project: Path) -> None:
     config = project / "conf" / "base" / "mlflow.yml"
     text = re.sub(
         r"(?m)^(\s*mlflow_tracking_uri:)\s*\S+",
-        lambda match: f"{match.group(1)} sqlite:///{project / 'mlflow.db'}",
+        lambda match: f"{match.group(1)} {tracking_uri(project)}",
         config.read_text(),
     )
     config.write_text(text)

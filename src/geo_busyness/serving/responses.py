@@ -6,11 +6,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from geo_busyness.features import H3_CELL, HOUR, PREDICTION
 from geo_busyness.serving.requests import CSV, JSON, RequestError
 
-H3_CELL = "h3_cell"
-HOUR = "hour"
-PREDICTION = "predicted_busyness"
 ANSWER_COLUMNS = (H3_CELL, HOUR, PREDICTION)
 
 

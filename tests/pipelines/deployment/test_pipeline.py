@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from moto import mock_aws
 
 from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, select_model_version
+from geo_busyness.scratch import tracking_uri
 from geo_busyness.serving.model import answer, load_model
 from geo_busyness.serving.requests import parse_request
 from geo_busyness.serving.sagemaker import DeploymentError, SageMakerDeployer
@@ -47,11 +48,6 @@ def _register(model_dir: Path, gate: str, alias: str | None) -> str:
     if alias:
         client.set_registered_model_alias(NAME, alias, version.version)
     return str(version.version)
-
-
-def tracking_uri(project: Path) -> str:
-    """The copy's own store, by the absolute URI its mlflow.yml names (see use_own_mlflow_store)."""
-    return f"sqlite:///{project / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")

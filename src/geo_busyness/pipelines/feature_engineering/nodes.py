@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from geo_busyness.features import (
+    H3_CELL,
     HOUR,
     TARGET,
     BusynessFeatures,
@@ -25,7 +26,6 @@ from geo_busyness.schemas import EVENT_TIME
 logger = logging.getLogger(__name__)
 
 WINDOWS = ("train", "validation", "test")
-H3_CELL = "h3_cell"
 
 
 def define_time_windows(clean_events: pd.DataFrame, params: dict[str, Any]) -> dict[str, str]:
