@@ -5,13 +5,14 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-#: Pipelines left out of the default run: data generation writes the inputs, and deployment
-#: pushes a model somewhere, which a plain `kedro run` should never do.
-NOT_IN_DEFAULT = ("data_generation", "deployment")
+#: Pipelines left out of the default run (the training job): data generation writes the inputs,
+#: deployment pushes a model somewhere, which a plain `kedro run` should never do, and inference
+#: and monitoring are scheduled jobs that read the registry, not this run's outputs.
+NOT_IN_DEFAULT = ("data_generation", "deployment", "inference", "monitoring")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Every pipeline under ``pipelines/`` by its folder name; the default runs all but data generation."""
+    """Every pipeline under ``pipelines/`` by its folder name; the default is the training job."""
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(
         (pipe for name, pipe in pipelines.items() if name not in NOT_IN_DEFAULT), Pipeline([])

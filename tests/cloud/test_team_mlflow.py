@@ -95,9 +95,9 @@ def test_training_on_s3_registers_on_the_team_server(
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     version = client.get_model_version_by_alias("geo-busyness", "challenger")
     artifacts = object_keys(cloud_env, f"{ARTIFACTS_PREFIX}/")
-    # The report and plots are MLflow artifacts, stored by the server on S3.
+    # The report and the model card are MLflow artifacts, stored by the server on S3.
     assert any(key.endswith("reporting/evaluation_report.json") for key in artifacts), artifacts
-    assert any(key.endswith("plots/predicted_vs_actual.png") for key in artifacts), artifacts
+    assert any(key.endswith("model_card/model_card.md") for key in artifacts), artifacts
 
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.sklearn.load_model(f"models:/geo-busyness/{version.version}")

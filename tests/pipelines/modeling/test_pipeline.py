@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import mlflow.sklearn
 import numpy as np
@@ -55,7 +56,6 @@ def test_passing_gate_registers_a_challenger_with_tags(trained_project):
     with project_mlflow(trained_project.path) as client:
         version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
         run = client.get_run(registration["run_id"])
-        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         reports = {a.path for a in client.list_artifacts(run.info.run_id, "reporting")}
     assert str(version.version) == registration["version"]
     assert float(version.tags["test_r2"]) == pytest.approx(report["test"]["model"]["r2"])
@@ -71,12 +71,37 @@ def test_passing_gate_registers_a_challenger_with_tags(trained_project):
         report["test"]["model"]["r2"]
     )
     assert "evaluation_metrics.leaky_reference_protocol_r2" in run.data.metrics
-    assert {
-        "plots/predicted_vs_actual.png",
-        "plots/feature_importance.png",
-        "plots/error_by_hour.png",
-    } <= artifacts
     assert "reporting/evaluation_report.json" in reports
+
+
+def test_registered_version_has_a_model_card(trained_project):
+    """The card (JSON + markdown) is a run artifact and the version's description in the UI."""
+    report = trained_project.report
+    version_number = report["registration"]["version"]
+    with project_mlflow(trained_project.path) as client:
+        run_id = report["registration"]["run_id"]
+        card_files = {a.path for a in client.list_artifacts(run_id, "model_card")}
+        card = mlflow.artifacts.load_dict(f"runs:/{run_id}/model_card/model_card.json")
+        description = client.get_model_version(MODEL_NAME, version_number).description
+    assert card_files == {"model_card/model_card.json", "model_card/model_card.md"}
+    assert card["model"]["version"] == version_number
+    assert card["data_windows"] == report["time_windows"]
+    assert card["metrics_test_window"]["model"] == report["test"]["model"]
+    assert card["metrics_test_window"]["seasonal_naive_baseline"]["mae"] == pytest.approx(
+        report["test"]["seasonal_naive_baseline"]["mae"]
+    )
+    assert card["gate"]["passed"] is True and card["limits"] and card["intended_use"]
+    assert f"version {version_number}" in description
+    assert "seasonal-naive baseline" in description
+
+
+def test_feature_importance_covers_every_model_feature(trained_project):
+    data = trained_project.path / "data"
+    table = pd.read_parquet(data / "08_reporting" / "modeling" / "feature_importance.parquet")
+    features = pd.read_pickle(data / "06_models" / "busyness_features.pkl")
+    assert len(table) > 0
+    assert set(table["feature"]) == set(features.get_feature_names_out())
+    assert table["importance_mean"].is_monotonic_decreasing
 
 
 def test_leaky_reference_protocol_is_reported_beside_the_honest_score(trained_project):

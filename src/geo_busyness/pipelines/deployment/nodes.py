@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from geo_busyness.registry import resolve_version
 from geo_busyness.serving.packaging import build_package, unpack_package
 
 logger = logging.getLogger(__name__)
@@ -41,35 +42,27 @@ def select_model_version(params: dict[str, Any]) -> dict[str, Any]:
     """The registered version to deploy (``model_version`` or the ``source_alias``), gate-checked."""
     if params["target"] not in TARGETS:
         raise ValueError(f"deployment.target must be one of {TARGETS}, got {params['target']!r}.")
-    client = _client()
-    name = params["registered_model_name"]
-    if params.get("model_version") not in (None, ""):
-        version = client.get_model_version(name, str(params["model_version"]))
-        chosen_by = f"version {version.version}"
-    else:
-        version = client.get_model_version_by_alias(name, params["source_alias"])
-        chosen_by = f"alias {params['source_alias']}"
-    tags = dict(version.tags or {})
-    gate = tags.get(params["gate_tag"])
+    candidate = resolve_version(
+        params["registered_model_name"],
+        version=params.get("model_version"),
+        aliases=[params["source_alias"]],
+    )
+    name, version = candidate["model_name"], candidate["version"]
+    gate = candidate["tags"].get(params["gate_tag"])
     if gate != params["gate_passed_value"]:
         run_reasons = ""
-        if version.run_id:
-            run_tags = client.get_run(version.run_id).data.tags
+        if candidate["run_id"]:
+            run_tags = _client().get_run(candidate["run_id"]).data.tags
             run_reasons = f" The run says: gate={run_tags.get('gate', '-')}, reasons: {run_tags.get('gate_reasons', '-')}."
         raise DeploymentRefused(
-            f"Refusing to deploy {name} version {version.version} ({chosen_by}): it did not pass"
-            f" the quality gate (model version tag {params['gate_tag']}={gate!r}, expected"
+            f"Refusing to deploy {name} version {version} ({candidate['chosen_by']}): it did not"
+            f" pass the quality gate (model version tag {params['gate_tag']}={gate!r}, expected"
             f" {params['gate_passed_value']!r}).{run_reasons}"
         )
-    logger.info("Deploying %s version %s (%s), gate %s", name, version.version, chosen_by, gate)
-    return {
-        "model_name": name,
-        "version": str(version.version),
-        "chosen_by": chosen_by,
-        "run_id": version.run_id,
-        "model_uri": f"models:/{name}/{version.version}",
-        "tags": tags,
-    }
+    logger.info(
+        "Deploying %s version %s (%s), gate %s", name, version, candidate["chosen_by"], gate
+    )
+    return candidate
 
 
 def evaluation_metrics(candidate: dict[str, Any]) -> dict[str, Any]:

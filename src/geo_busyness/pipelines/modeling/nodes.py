@@ -6,35 +6,18 @@ both steps are fitted before they are composed, so the transformer is never refi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
-import subprocess
-import tempfile
-from importlib.metadata import version as installed_version
-from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.inspection import permutation_importance
-from sklearn.metrics import (
-    mean_absolute_error,
-    mean_poisson_deviance,
-    r2_score,
-    root_mean_squared_error,
-)
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, train_test_split
 from sklearn.pipeline import Pipeline
 
-import geo_busyness
 from geo_busyness.features import (
     H3_CELL,
     HOUR,
@@ -49,30 +32,21 @@ from geo_busyness.features import (
     to_utc_hours,
 )
 from geo_busyness.geo import h3_cells
+from geo_busyness.metrics import LOWER_IS_BETTER, regression_metrics
 from geo_busyness.pipelines.feature_engineering.nodes import feature_params
+from geo_busyness.registry import (
+    git_revision,
+    log_model_card,
+    model_card,
+    params_digest,
+    register_model,
+    tag_version,
+)
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME
 
 logger = logging.getLogger(__name__)
 
 BASELINE = "baseline_busyness"
-#: Metrics where lower is better (the rest, R², higher is better).
-LOWER_IS_BETTER = ("mae", "rmse", "mean_poisson_deviance")
-#: What unpickling the model needs: bundled with it (code_paths) so it loads without the project.
-ARTIFACT_MODULES = ("__init__.py", "features.py", "geo.py", "schemas.py")
-ARTIFACT_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "pyarrow", "h3", "h3ronpy", "pandera")
-
-
-def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """R², MAE, RMSE and mean Poisson deviance (predictions clipped to >= 1e-6 for the latter)."""
-    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
-    return {
-        "r2": float(r2_score(actual, predicted)),
-        "mae": float(mean_absolute_error(actual, predicted)),
-        "rmse": float(root_mean_squared_error(actual, predicted)),
-        "mean_poisson_deviance": float(
-            mean_poisson_deviance(actual, np.clip(predicted, 1e-6, None))
-        ),
-    }
 
 
 def _xy(model_input: pd.DataFrame, features: BusynessFeatures) -> tuple[pd.DataFrame, np.ndarray]:
@@ -330,29 +304,6 @@ def build_evaluation_report(
     return report, {name: {"value": float(value), "step": 0} for name, value in flat.items()}
 
 
-def git_revision() -> str:
-    """The current commit (``git rev-parse HEAD``), or "unknown" outside a git checkout."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
-
-
-def params_digest(
-    feature_engineering_params: dict[str, Any], modeling_params: dict[str, Any]
-) -> str:
-    """sha256 of the feature_engineering and modeling parameters (canonical JSON)."""
-    text = json.dumps(
-        {"feature_engineering": feature_engineering_params, "modeling": modeling_params},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def gate_and_register(
     model: Pipeline,
     report: dict[str, Any],
@@ -395,43 +346,26 @@ def _register(
     feature_engineering_params: dict[str, Any],
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """Log and register the model, set alias ``challenger`` and tag the version."""
+    """Register the model (alias ``challenger``), tag the version, log its model card."""
     name, alias = params["registered_model_name"], params["registry_alias"]
     # MLflow schemas hold naive datetimes only; naive query timestamps are read as UTC.
     example = model_input_test[list(QUERY_COLUMNS)].head(5).reset_index(drop=True)
     example[EVENT_TIME] = example[EVENT_TIME].dt.tz_convert("UTC").dt.tz_localize(None)
-    with tempfile.TemporaryDirectory() as code_dir:
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            registered_model_name=name,
-            signature=infer_signature(example, model.predict(example)),
-            input_example=example,
-            pip_requirements=[
-                f"{dist}=={installed_version(dist)}" for dist in ARTIFACT_REQUIREMENTS
-            ],
-            code_paths=[str(_bundle_code(Path(code_dir)))],
-            # skops cannot hold the transformer's pandas state; classes pickle by reference and
-            # their modules travel in code_paths.
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
-        )
-    version = str(info.registered_model_version)
-    client = MlflowClient()
-    client.set_registered_model_alias(name, alias, version)
+    version = register_model(model, example, name, alias)
     tags = {f"test_{k}": v for k, v in report["test"]["model"].items()}
     tags |= {f"baseline_{k}": v for k, v in report["test"]["seasonal_naive_baseline"].items()}
     tags |= {f"window_{k}": v for k, v in report["time_windows"].items()}
     tags |= {
         "model_type": report["model_selection"]["chosen"],
         "git_revision": git_revision(),
-        "params_sha256": params_digest(feature_engineering_params, params),
+        "params_sha256": params_digest(
+            feature_engineering=feature_engineering_params, modeling=params
+        ),
         "gate": "passed",
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
+    tag_version(name, version, tags)
     mlflow.set_tag("registered_model_version", version)
-    logger.info("Registered %s version %s with alias %s", name, version, alias)
-    return {
+    registration = {
         "registered": True,
         "model_name": name,
         "version": version,
@@ -439,36 +373,15 @@ def _register(
         "model_uri": f"models:/{name}@{alias}",
         "tags": {k: str(v) for k, v in tags.items()},
     }
+    log_model_card(model_card(report, registration))
+    logger.info("Registered %s version %s with alias %s (model card logged)", name, version, alias)
+    return registration
 
 
-def _bundle_code(dest: Path) -> Path:
-    """A minimal ``geo_busyness`` package (the modules the pickled model refers to) under dest."""
-    package = dest / "geo_busyness"
-    package.mkdir()
-    for module in ARTIFACT_MODULES:
-        shutil.copy(Path(geo_busyness.__file__).parent / module, package / module)
-    return package
-
-
-def plot_evaluation(
-    test_predictions: pd.DataFrame,
-    model: Pipeline,
-    model_input_test: pd.DataFrame,
-    params: dict[str, Any],
-) -> tuple[Figure, Figure, Figure]:
-    """Predicted vs actual, permutation feature importance (test window) and MAE by hour of day."""
-    actual, predicted = test_predictions[TARGET].to_numpy(), test_predictions[PREDICTION].to_numpy()
-    scatter = Figure(figsize=(6, 6))
-    ax = scatter.subplots()
-    ax.scatter(actual, predicted, s=4, alpha=0.3)
-    top = max(actual.max(initial=1.0), predicted.max(initial=1.0))
-    ax.plot([0, top], [0, top], color="black", linewidth=1)
-    ax.set(
-        xlabel="actual busyness (events per cell-hour)",
-        ylabel="predicted",
-        title="Test window: predicted vs actual",
-    )
-
+def permutation_feature_importance(
+    model: Pipeline, model_input_test: pd.DataFrame, params: dict[str, Any]
+) -> pd.DataFrame:
+    """MAE increase when each feature is permuted on the test window, largest first."""
     features = model.named_steps["features"]
     x, y = _xy(model_input_test, features)
     importance = permutation_importance(
@@ -480,29 +393,11 @@ def plot_evaluation(
         random_state=params["random_state"],
         n_jobs=1,
     )
-    order = np.argsort(importance.importances_mean)
-    bars = Figure(figsize=(7, 5), layout="constrained")
-    ax = bars.subplots()
-    ax.barh(
-        np.asarray(x.columns)[order],
-        importance.importances_mean[order],
-        xerr=importance.importances_std[order],
+    table = pd.DataFrame(
+        {
+            "feature": np.asarray(x.columns),
+            "importance_mean": importance.importances_mean,
+            "importance_std": importance.importances_std,
+        }
     )
-    ax.set(
-        xlabel="MAE increase when permuted (test window)", title="Permutation feature importance"
-    )
-
-    by_hour = (
-        pd.DataFrame({"hour": test_predictions[HOUR].dt.hour, "error": np.abs(predicted - actual)})
-        .groupby("hour")["error"]
-        .mean()
-    )
-    errors = Figure(figsize=(7, 4), layout="constrained")
-    ax = errors.subplots()
-    ax.bar(by_hour.index, by_hour.to_numpy())
-    ax.set(
-        xlabel="hour of day (UTC)",
-        ylabel="mean absolute error",
-        title="Test window: error by hour of day",
-    )
-    return scatter, bars, errors
+    return table.sort_values("importance_mean", ascending=False, ignore_index=True)

@@ -9,7 +9,7 @@ from .nodes import (
     evaluate_test_window,
     fit_gradient_boosting,
     gate_and_register,
-    plot_evaluation,
+    permutation_feature_importance,
     predict_test_window,
     seasonal_naive_baseline,
     select_regressor,
@@ -96,7 +96,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="build_evaluation_report",
             ),
             Node(
-                plot_evaluation,
+                permutation_feature_importance,
                 ["test_predictions", "busyness_model", "model_input_test", "params:modeling"],
                 [
                     "predicted_vs_actual_plot",
