@@ -97,13 +97,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 permutation_feature_importance,
-                ["test_predictions", "busyness_model", "model_input_test", "params:modeling"],
-                [
-                    "predicted_vs_actual_plot",
-                    "feature_importance_plot",
-                    "error_by_hour_plot",
-                ],
-                name="plot_evaluation",
+                ["busyness_model", "model_input_test", "params:modeling"],
+                "feature_importance",
+                name="permutation_feature_importance",
             ),
             Node(
                 gate_and_register,
