@@ -6,8 +6,10 @@ both steps are fitted before they are composed, so the transformer is never refi
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import mlflow
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.inspection import permutation_importance
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, train_test_split
 from sklearn.pipeline import Pipeline
 
@@ -61,13 +64,16 @@ def tune_random_forest(
     ordered = model_input_train.sort_values([EVENT_TIME, H3_CELL], kind="stable")
     x, y = _xy(ordered, features)
     forest = params["random_forest"]
+    grid = {name: list(values) for name, values in forest["grid"].items()}
+    fits = int(np.prod([len(values) for values in grid.values()])) * forest["cv_splits"]
+    logger.info("Random forest grid search: %d fits on %d panel rows", fits, len(x))
     search = GridSearchCV(
         RandomForestRegressor(
             random_state=params["random_state"], n_jobs=params["n_jobs"], **forest["fixed"]
         ),
-        param_grid={name: list(values) for name, values in forest["grid"].items()},
+        param_grid=grid,
         cv=TimeSeriesSplit(n_splits=forest["cv_splits"]),
-        scoring=forest["scoring"],
+        scoring=_progress_scorer(forest["scoring"], list(grid), fits),
         refit=True,
     ).fit(x, y)
     summary = {
@@ -91,6 +97,19 @@ def tune_random_forest(
     # Threaded prediction sums the trees in completion order: single-threaded answers are exact
     # and repeatable (the same query gives the same bits, run after run).
     return search.best_estimator_.set_params(n_jobs=1), summary
+
+
+def _progress_scorer(scoring: str, grid_names: list[str], fits: int) -> Callable[..., float]:
+    """The named scorer, logging a line per scored fold: long searches show progress in logs."""
+    scorer, done = get_scorer(scoring), itertools.count(1)
+
+    def score(estimator: Any, x: pd.DataFrame, y: np.ndarray) -> float:
+        value = scorer(estimator, x, y)
+        chosen = {name: estimator.get_params()[name] for name in grid_names}
+        logger.info("Grid search fit %d/%d %s: %s %.4f", next(done), fits, chosen, scoring, value)
+        return value
+
+    return score
 
 
 def fit_gradient_boosting(
