@@ -7,6 +7,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from geo_busyness.serving import requests
 from geo_busyness.serving.requests import RequestError, parse_request
 from tests.serving.cases import BAD_REQUESTS, GOOD_ROW, TS, json_rows
 
@@ -93,3 +94,39 @@ def test_error_names_the_first_rows_and_counts_the_rest():
 
 def test_missing_content_type_means_json():
     assert len(parse_request(json_rows(GOOD_ROW), None)) == 1
+
+
+_SMALL_REQUESTS = [
+    [GOOD_ROW],
+    [
+        {TS: "2026-03-02 12:59:59.123456+05:30", "courier_lat": -90, "courier_lon": 180},
+        {TS: "2026-03-02T12:00", "courier_lat": 0, "courier_lon": -0.5},
+        {TS: "2026-12-31T23:59:59-09:30", "courier_lat": 89.999999, "courier_lon": -179.5},
+    ],
+]
+
+
+@pytest.mark.parametrize("rows", _SMALL_REQUESTS, ids=["one-row", "offsets-and-bounds"])
+def test_small_clean_requests_take_the_fast_path_with_identical_rows(rows, monkeypatch):
+    """The fast path (small, plainly valid JSON) types rows exactly as the general path does."""
+    assert requests._small_clean_queries(rows) is not None
+    fast = parse_request(orjson.dumps(rows))
+    monkeypatch.setattr(requests, "_small_clean_queries", lambda document: None)
+    general = parse_request(orjson.dumps(rows))
+    pd.testing.assert_frame_equal(fast, general)
+
+
+@pytest.mark.parametrize(
+    ("row", "words"),
+    [
+        ({**GOOD_ROW, "courier_lat": 91.0}, "out of range"),
+        ({**GOOD_ROW, "courier_lat": True}, "Wrong type"),
+        ({**GOOD_ROW, "courier_lon": None}, "Missing value"),
+        ({**GOOD_ROW, TS: "2026-13-40T12:00:00Z"}, "Unparsable timestamp"),
+        ({TS: GOOD_ROW[TS], "courier_lat": 50.0}, "Missing column"),
+    ],
+)
+def test_small_bad_requests_get_the_general_paths_errors(row, words):
+    with pytest.raises(RequestError) as caught:
+        parse_request(orjson.dumps([row]))
+    assert caught.value.status == 400 and words in caught.value.message

@@ -10,7 +10,9 @@ fix its request. All checks are vectorised over the columns; no Python loop runs
 from __future__ import annotations
 
 import io
+import re
 import warnings
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,16 @@ OPTIONAL_QUERY_COLUMNS = (VENUE_LAT, VENUE_LON)
 #: How many offending rows a message lists.
 _SHOW_ROWS = 5
 _RANGES = {EVENT_LAT: 90.0, VENUE_LAT: 90.0, EVENT_LON: 180.0, VENUE_LON: 180.0}
+#: Requests up to this many rows, all plainly valid, skip pandas' parsing (see _small_clean_queries).
+_FAST_PATH_ROWS = 8
+_FAST_PATH_KEYS = frozenset(REQUIRED_COLUMNS)
+#: The ISO 8601 forms the fast path parses itself: date, time to at most microseconds, Z/offset.
+_PLAIN_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
 class RequestError(Exception):
@@ -85,12 +97,20 @@ def parse_request(
         )
     if not body.strip():
         raise RequestError(400, "Empty request body: send at least one query row.")
-    frame = read_json(body) if kind == JSON else read_csv(body)
-    return validate_queries(frame)
+    if kind == CSV:
+        return validate_queries(read_csv(body))
+    document = json_rows(body)
+    fast = _small_clean_queries(document)
+    return fast if fast is not None else validate_queries(json_frame(document))
 
 
 def read_json(body: bytes) -> pd.DataFrame:
     """A JSON body (list of objects, ``{"instances": [...]}`` or one object) as a raw frame."""
+    return json_frame(json_rows(body))
+
+
+def json_rows(body: bytes) -> list[Any]:
+    """The non-empty list of query rows of a JSON body (a list, instances or one object)."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -108,6 +128,11 @@ def read_json(body: bytes) -> pd.DataFrame:
         )
     if not document:
         raise RequestError(400, "No query rows: the list of instances is empty.")
+    return document
+
+
+def json_frame(document: list[Any]) -> pd.DataFrame:
+    """JSON query rows as a raw frame; refuses rows that are not objects."""
     try:
         frame = pd.DataFrame(document)
     except (TypeError, ValueError):
@@ -119,6 +144,47 @@ def read_json(body: bytes) -> pd.DataFrame:
             400, f"Each query must be a JSON object with fields {list(REQUIRED_COLUMNS)}."
         )
     return frame
+
+
+def _small_clean_queries(document: list[Any]) -> pd.DataFrame | None:
+    """Typed query rows of a small request whose values are all plainly valid, else None.
+
+    Building and parsing a pandas frame costs about a millisecond, most of a single-row
+    request's time. Up to ``_FAST_PATH_ROWS`` rows of exactly the required fields, ISO text
+    times and numeric in-range coordinates are typed here (a loop over at most 8 rows); anything
+    else takes the general path, which also words the errors. Both give identical frames.
+    """
+    if len(document) > _FAST_PATH_ROWS or not all(
+        type(row) is dict and row.keys() == _FAST_PATH_KEYS for row in document
+    ):
+        return None
+    times = [row[EVENT_TIME] for row in document]
+    coordinates = {name: [row[name] for row in document] for name in (EVENT_LAT, EVENT_LON)}
+    numbers_only = all(
+        type(value) in (int, float) for values in coordinates.values() for value in values
+    )
+    if not numbers_only or not all(
+        type(text) is str and _PLAIN_ISO_TIME.fullmatch(text) for text in times
+    ):
+        return None
+    columns: dict[str, Any] = {}
+    for name, values in coordinates.items():
+        numbers = np.asarray(values, dtype=float)
+        if not (np.abs(numbers) <= _RANGES[name]).all():  # NaN fails too
+            return None
+        columns[name] = numbers
+    try:
+        moments = [datetime.fromisoformat(text) for text in times]
+    except ValueError:  # e.g. month 13: the general path words the error
+        return None
+    micros = [
+        ((m if m.tzinfo else m.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND for m in moments
+    ]
+    stamps = np.asarray(micros, dtype="datetime64[us]").astype("datetime64[ns]")
+    return pd.DataFrame(
+        {EVENT_TIME: pd.DatetimeIndex(stamps, dtype=_UTC_NS), **columns},
+        index=pd.RangeIndex(len(document)),
+    )
 
 
 def read_csv(body: bytes) -> pd.DataFrame:

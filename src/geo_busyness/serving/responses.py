@@ -27,7 +27,9 @@ def response_type(accept: str | None) -> str:
 
 def iso_hours(hours: pd.Series) -> list[str]:
     """UTC hour starts as ISO 8601 text ('2026-01-05T12:00:00Z'), vectorised through numpy."""
-    values = pd.to_datetime(hours, utc=True).dt.tz_convert(None).to_numpy("datetime64[s]")
+    index = pd.DatetimeIndex(hours)
+    # asi8 counts from the epoch in UTC for aware values; naive values are UTC by convention.
+    values = index.asi8.astype(f"datetime64[{index.unit}]").astype("datetime64[s]")
     return np.datetime_as_string(values, unit="s", timezone="UTC").tolist()
 
 
