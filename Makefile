@@ -18,8 +18,9 @@ install:  ## uv (via pip if missing) and the locked environment in .venv
 data: install  ## generate the synthetic city once, when no raw events exist
 	@test -f $(RAW_EVENTS) || $(UV) run --frozen kedro run --pipelines data_generation
 
-run: data  ## the default pipeline end to end: raw events -> registered (or rejected) model
+run: data  ## train (the default pipeline), then forecast and monitor with the registered model
 	$(UV) run --frozen kedro run
+	$(UV) run --frozen kedro run --pipelines inference,monitoring
 
 test: install lint  ## ruff, then the test suite
 	$(UV) run --frozen pytest

@@ -36,6 +36,7 @@ PACKAGE_MODULES = (
     "serving/model.py",
     "serving/requests.py",
     "serving/responses.py",
+    "serving/validation.py",
 )
 #: Always-overwritten modules: the serving code of this package version.
 SERVING_MODULES = tuple(module for module in PACKAGE_MODULES if module.startswith("serving/"))

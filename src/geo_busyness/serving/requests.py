@@ -4,7 +4,7 @@ A query asks how busy the H3 cell of a point is during the hour of a timestamp. 
 JSON (a list of query objects, ``{"instances": [...]}`` or one query object) or CSV with a
 header row. Every problem becomes a ``RequestError`` with the HTTP status to answer and a
 message naming the column, the rule and the first offending rows (0-based), so a client can
-fix its request. All checks are vectorised over the columns; no Python loop runs per row.
+fix its request; the row checks live in ``validation``.
 """
 
 from __future__ import annotations
@@ -18,16 +18,23 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from pandas.api.types import infer_dtype
 
-from geo_busyness.schemas import (
-    EVENT_LAT,
-    EVENT_LON,
-    EVENT_TIME,
-    REQUIRED_COLUMNS,
-    VENUE_LAT,
-    VENUE_LON,
+from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, REQUIRED_COLUMNS
+from geo_busyness.serving.validation import (
+    OPTIONAL_QUERY_COLUMNS,
+    RANGES,
+    RequestError,
+    validate_queries,
 )
+
+__all__ = [
+    "OPTIONAL_QUERY_COLUMNS",
+    "RequestError",
+    "parse_request",
+    "read_csv",
+    "read_json",
+    "validate_queries",
+]
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -35,11 +42,6 @@ CSV = "text/csv"
 SUPPORTED_CONTENT_TYPES = {JSON: JSON, CSV: CSV, "application/csv": CSV}
 #: SageMaker real-time endpoints cap a request at 6 MB; the project's server uses the same default.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
-#: Optional query columns that are kept (as numbers); any other extra column is ignored.
-OPTIONAL_QUERY_COLUMNS = (VENUE_LAT, VENUE_LON)
-#: How many offending rows a message lists.
-_SHOW_ROWS = 5
-_RANGES = {EVENT_LAT: 90.0, VENUE_LAT: 90.0, EVENT_LON: 180.0, VENUE_LON: 180.0}
 #: Requests up to this many rows, all plainly valid, skip pandas' parsing (see _small_clean_queries).
 _FAST_PATH_ROWS = 8
 _FAST_PATH_KEYS = frozenset(REQUIRED_COLUMNS)
@@ -50,18 +52,6 @@ _PLAIN_ISO_TIME = re.compile(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
-
-
-class RequestError(Exception):
-    """A request the server must refuse: ``status`` is the HTTP status (4xx), ``message`` why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"RequestError({self.status}, {self.message!r})"
 
 
 def media_type(content_type: str | None) -> str:
@@ -170,7 +160,7 @@ def _small_clean_queries(document: list[Any]) -> pd.DataFrame | None:
     columns: dict[str, Any] = {}
     for name, values in coordinates.items():
         numbers = np.asarray(values, dtype=float)
-        if not (np.abs(numbers) <= _RANGES[name]).all():  # NaN fails too
+        if not (np.abs(numbers) <= RANGES[name]).all():  # NaN fails too
             return None
         columns[name] = numbers
     try:
@@ -200,101 +190,3 @@ def read_csv(body: bytes) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RequestError(400, f"Malformed CSV: {message}.") from None
-
-
-def validate_queries(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check and type raw query rows; raises ``RequestError`` (400) naming the first problem."""
-    missing = [col for col in REQUIRED_COLUMNS if col not in frame.columns]
-    if missing:
-        raise RequestError(
-            400,
-            f"Missing column(s) {missing}: every query needs {list(REQUIRED_COLUMNS)}"
-            " (CSV bodies need a header row).",
-        )
-    if frame.empty:
-        raise RequestError(400, "No query rows: the body holds a header or an empty list only.")
-    # Checks run on numpy arrays: pandas' per-call overhead would dominate small requests.
-    columns: dict[str, Any] = {EVENT_TIME: _timestamps(frame[EVENT_TIME])}
-    for name in (EVENT_LAT, EVENT_LON):
-        columns[name] = _coordinates(frame[name], name, required=True)
-    for name in OPTIONAL_QUERY_COLUMNS:
-        if name in frame.columns:
-            columns[name] = _coordinates(frame[name], name, required=False)
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)
-
-
-def _rows(mask: np.ndarray | pd.Series) -> str:
-    """'rows 3, 7, ...' for the first offending row numbers of a boolean mask."""
-    rows = np.flatnonzero(np.asarray(mask))
-    shown = ", ".join(str(row) for row in rows[:_SHOW_ROWS])
-    more = f" and {len(rows) - _SHOW_ROWS} more" if len(rows) > _SHOW_ROWS else ""
-    return f"{len(rows)} row(s): {shown}{more}"
-
-
-def _is_number_dtype(values: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-
-
-def _coordinates(values: pd.Series, name: str, required: bool) -> np.ndarray:
-    """A coordinate column as float degrees: numbers (or numeric text), finite and in range."""
-    if _is_number_dtype(values):
-        numbers = values.to_numpy(dtype=float, na_value=np.nan)
-        missing = np.isnan(numbers)
-    else:
-        raw = values.to_numpy(dtype=object)
-        missing = pd.isna(raw)
-        kind = infer_dtype(raw, skipna=True)
-        if kind in ("boolean", "mixed"):
-            # JSON true/false must not pass as 1/0: blank them before the numeric conversion.
-            booleans = np.isin(raw.astype(str), ["True", "False"]) & ~missing
-            raw = np.where(booleans, "not a number", raw)
-        numbers = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(
-            dtype=float, na_value=np.nan
-        )
-        wrong = np.isnan(numbers) & ~missing
-        if wrong.any():
-            raise RequestError(
-                400, f"Wrong type in {name!r}: expected numbers (degrees) in {_rows(wrong)}."
-            )
-    if required and missing.any():
-        raise RequestError(400, f"Missing value in {name!r} in {_rows(missing)}.")
-    limit = _RANGES[name]
-    with np.errstate(invalid="ignore"):
-        outside = ~missing & ~((numbers >= -limit) & (numbers <= limit))
-    if outside.any():
-        raise RequestError(
-            400, f"{name!r} out of range [-{limit:g}, {limit:g}] in {_rows(outside)}."
-        )
-    return numbers
-
-
-def _timestamps(values: pd.Series) -> pd.DatetimeIndex:
-    """Query times as UTC: ISO 8601 text (naive = UTC, offsets converted) or Unix seconds."""
-    missing = values.isna().to_numpy()
-    if missing.any():
-        raise RequestError(400, f"Missing value in {EVENT_TIME!r} in {_rows(missing)}.")
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    elif _is_number_dtype(values):
-        seconds = values.to_numpy(dtype=float)
-        parsed = pd.to_datetime(seconds, unit="s", utc=True, errors="coerce")
-    else:
-        raw = values.to_numpy(dtype=object)
-        kind = infer_dtype(raw, skipna=True)
-        if kind != "string":
-            mixed = kind in ("mixed", "mixed-integer")
-            text = values.str.startswith("", na=False) if mixed else np.zeros(len(raw), bool)
-            raise RequestError(
-                400,
-                f"Wrong type in {EVENT_TIME!r}: expected ISO 8601 text or Unix seconds, got"
-                f" {kind} values in {_rows(~np.asarray(text))}.",
-            )
-        parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
-    bad = np.asarray(parsed.isna())
-    if bad.any():
-        raise RequestError(
-            400,
-            f"Unparsable timestamp in {EVENT_TIME!r} in {_rows(bad)}: expected ISO 8601 "
-            "(e.g. 2026-01-05T12:30:00Z; naive times are UTC) or Unix seconds.",
-        )
-    return parsed.as_unit("ns")

@@ -1,0 +1,232 @@
+"""Batch inference nodes: pick a registered version, forecast its known cells, score query rows.
+
+The model is the artifact the server loads (``geo_busyness.serving.model.load_model``) and every
+prediction goes through ``predict_busyness``. Query rows are judged by the server's own
+checks (``serving.validation``), so a row quarantined here is one the endpoint would refuse,
+with the same words.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geo_busyness.features import (
+    H3_CELL,
+    HOUR,
+    PREDICTION,
+    QUERY_COLUMNS,
+    _as_sklearn,
+    cell_hour_queries,
+    predict_busyness,
+    to_utc_hours,
+)
+from geo_busyness.registry import ModelNotFound, resolve_version
+from geo_busyness.schemas import EVENT_TIME, REJECT_REASON, SOURCE_ROW
+from geo_busyness.serving.model import fetch_model, load_model
+from geo_busyness.serving.validation import REJECT_COLUMN, REJECT_MESSAGE, split_queries
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+_PROBLEM_COLUMNS = (REJECT_REASON, REJECT_COLUMN, REJECT_MESSAGE)
+_HOUR = pd.Timedelta(hours=1)
+
+
+# ---------------------------------------------------------------- the model
+def resolve_inference_model(params: dict[str, Any]) -> dict[str, Any]:
+    """The registered version to use: ``model_version`` if set, else the first alias that exists."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 - heavy; the session has it
+
+    name, version = params["registered_model_name"], params.get("model_version")
+    try:
+        chosen = resolve_version(name, version=version, aliases=params["aliases"])
+    except MlflowException as error:  # aliases fall through to ModelNotFound; a version does not
+        raise ModelNotFound(
+            f"Registered model {name!r} has no version {version!r} (inference.model_version):"
+            f" {error.message}"
+        ) from error
+    logger.info(
+        "Batch inference with %s version %s (%s)", name, chosen["version"], chosen["chosen_by"]
+    )
+    return chosen
+
+
+def load_inference_model(model_version: dict[str, Any]) -> Any:
+    """The version's artifact, loaded as the server loads it (held in memory, never re-saved)."""
+    uri = model_version["model_uri"]
+    with tempfile.TemporaryDirectory(prefix="geo-busyness-inference-") as download:
+        try:
+            model = load_model(fetch_model(uri, download))
+        except FileNotFoundError as error:  # MLflow downloads nothing from a vanished store
+            raise FileNotFoundError(
+                f"Cannot load {uri} ({model_version['chosen_by']}): {error} Its artifacts were"
+                " moved or deleted; re-register the model (run the modeling pipeline)."
+            ) from error
+    _as_sklearn(model)  # fail here, not mid-forecast, if it is not the busyness pipeline
+    return model
+
+
+# ---------------------------------------------------------------- the forecast
+def plan_forecast_window(clean_events: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """First forecast hour (``start``, else the hour after the last clean event) and the horizon."""
+    horizon = params["horizon_hours"]
+    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+        raise ValueError(f"inference.horizon_hours must be a whole number >= 1, got {horizon!r}.")
+    last_event = clean_events[EVENT_TIME].max() if len(clean_events) else None
+    if params.get("start"):
+        try:
+            start = to_utc_hours(pd.Series([str(params["start"])])).iloc[0]
+        except ValueError:
+            raise ValueError(
+                "inference.start must be an ISO 8601 time (e.g. 2026-03-02T12:00:00Z; naive"
+                f" times are UTC), got {params['start']!r}."
+            ) from None
+        start_from = "parameter inference.start"
+    elif last_event is not None:
+        start = to_utc_hours(pd.Series([last_event])).iloc[0] + _HOUR
+        start_from = "the hour after the last clean event"
+    else:
+        raise ValueError("clean_events has no rows: set inference.start to forecast from a time.")
+    return {
+        "start": start,
+        "horizon_hours": horizon,
+        "start_from": start_from,
+        "last_clean_event": last_event,
+    }
+
+
+def forecast_known_cells(
+    model: Any, model_version: dict[str, Any], window: dict[str, Any]
+) -> pd.DataFrame:
+    """Predicted busyness of every cell of the model's train window in each forecast hour."""
+    cells = _as_sklearn(model).named_steps["features"].cells_
+    hours = pd.date_range(window["start"], periods=window["horizon_hours"], freq="h")
+    queries = cell_hour_queries(np.tile(cells, len(hours)), pd.Series(hours.repeat(len(cells))))
+    forecast = predict_busyness(model, queries).reset_index(drop=True)
+    forecast[MODEL_NAME] = model_version["model_name"]
+    forecast[MODEL_VERSION] = model_version["version"]
+    logger.info("Forecast %d cells x %d hours from %s", len(cells), len(hours), hours[0])
+    return forecast
+
+
+# ---------------------------------------------------------------- query rows
+def split_inference_queries(
+    queries: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Rows the server would accept (typed, with ``source_row``), the others quarantined.
+
+    The server's own checks (``split_queries``) name each refused row's first broken rule and
+    column, with the message the server answers for that row sent alone; the quarantine keeps
+    the row's raw values beside them.
+    """
+    missing = [col for col in QUERY_COLUMNS if col not in queries.columns]
+    if missing:
+        raise ValueError(
+            f"inference_queries lacks column(s) {missing}; every query needs {list(QUERY_COLUMNS)}."
+        )
+    if queries.empty:
+        valid, problems = _no_queries(), pd.DataFrame(columns=[SOURCE_ROW, *_PROBLEM_COLUMNS])
+    else:
+        valid, problems = split_queries(queries)
+    rejected = queries.iloc[problems[SOURCE_ROW].to_numpy(dtype=np.int64)].reset_index(drop=True)
+    mixed = rejected.select_dtypes(include="object").columns
+    rejected[mixed] = rejected[mixed].astype("string")  # raw values of any type, as text
+    rejected.insert(0, SOURCE_ROW, problems[SOURCE_ROW].to_numpy(dtype=np.int64))
+    rejected[list(_PROBLEM_COLUMNS)] = problems[list(_PROBLEM_COLUMNS)].to_numpy()
+    by_reason = rejected.groupby([REJECT_REASON, REJECT_COLUMN]).size().sort_values(ascending=False)
+    validation = {
+        "rows": len(queries),
+        "rows_valid": len(valid),
+        "rows_rejected": len(rejected),
+        "max_rejected_fraction": params["max_rejected_fraction"],
+        "rejected_by_reason_and_column": [
+            {"reason": reason, "column": column, "rows": int(rows)}
+            for (reason, column), rows in by_reason.items()
+        ],
+    }
+    return valid, rejected, validation
+
+
+def _no_queries() -> pd.DataFrame:
+    """An empty table typed like ``split_queries``' valid rows."""
+    return pd.DataFrame(
+        {
+            SOURCE_ROW: pd.Series([], dtype=np.int64),
+            EVENT_TIME: pd.Series([], dtype=pd.DatetimeTZDtype(unit="ns", tz="UTC")),
+            **{col: pd.Series([], dtype=float) for col in QUERY_COLUMNS[1:]},
+        }
+    )
+
+
+class QueryRejectionError(ValueError):
+    """Too many query rows were invalid to score the batch."""
+
+
+def accept_inference_queries(valid: pd.DataFrame, validation: dict[str, Any]) -> pd.DataFrame:
+    """Pass the valid rows on, or fail when too large a share was rejected (quarantine saved)."""
+    rows, rejected = validation["rows"], validation["rows_rejected"]
+    limit = validation["max_rejected_fraction"]
+    if rows and rejected / rows > limit:
+        raise QueryRejectionError(
+            f"{rejected:,} of {rows:,} query rows are invalid, above"
+            f" inference.max_rejected_fraction={limit:.1%}; nothing was scored. The rejected rows"
+            " found, with the server's message for each, are in 'rejected_inference_queries'."
+        )
+    return valid
+
+
+def score_inference_queries(
+    model: Any, model_version: dict[str, Any], queries: pd.DataFrame
+) -> pd.DataFrame:
+    """Each valid query row with its cell, hour and predicted busyness, as the server answers."""
+    answers = predict_busyness(model, queries[list(QUERY_COLUMNS)])
+    scored = pd.concat([queries[[SOURCE_ROW, *QUERY_COLUMNS]], answers], axis=1)
+    scored[MODEL_VERSION] = model_version["version"]
+    return scored.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the report
+def report_inference(
+    model_version: dict[str, Any],
+    window: dict[str, Any],
+    forecast: pd.DataFrame,
+    scored: pd.DataFrame,
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    """Which model (and how it was chosen), the forecast window and the counts of every output."""
+    end = window["start"] + window["horizon_hours"] * _HOUR
+    tags = model_version["tags"]
+    return {
+        "model": {
+            key: model_version[key]
+            for key in ("model_name", "version", "chosen_by", "model_uri", "run_id")
+        }
+        | {"data_windows": {key: tags[key] for key in sorted(tags) if key.startswith("window_")}},
+        "forecast": {
+            "start_utc": window["start"].isoformat(),
+            "end_utc_exclusive": end.isoformat(),
+            "start_from": window["start_from"],
+            "last_clean_event_utc": _iso(window["last_clean_event"]),
+            "horizon_hours": window["horizon_hours"],
+            "cells": int(forecast[H3_CELL].nunique()),
+            "hours": int(forecast[HOUR].nunique()),
+            "rows": len(forecast),
+            "predicted_busyness_total": float(forecast[PREDICTION].sum()),
+        },
+        "queries": {
+            "rows": validation["rows"],
+            "scored": len(scored),
+            "rejected": validation["rows_rejected"],
+            "rejected_by_reason_and_column": validation["rejected_by_reason_and_column"],
+        },
+    }
+
+
+def _iso(moment: Any) -> str | None:
+    return None if moment is None or pd.isna(moment) else pd.Timestamp(moment).isoformat()

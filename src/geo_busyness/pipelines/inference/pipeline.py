@@ -1,0 +1,77 @@
+"""Registry version -> loaded model -> cell x hour forecast, scored queries (+ quarantine), report."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import (
+    accept_inference_queries,
+    forecast_known_cells,
+    load_inference_model,
+    plan_forecast_window,
+    report_inference,
+    resolve_inference_model,
+    score_inference_queries,
+    split_inference_queries,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Not in the default run: ``kedro run --pipelines inference``."""
+    return Pipeline(
+        [
+            Node(
+                resolve_inference_model,
+                "params:inference",
+                "inference_model_version",
+                name="resolve_inference_model",
+            ),
+            Node(
+                load_inference_model,
+                "inference_model_version",
+                "inference_model",
+                name="load_inference_model",
+            ),
+            Node(
+                plan_forecast_window,
+                ["clean_events", "params:inference"],
+                "forecast_window",
+                name="plan_forecast_window",
+            ),
+            Node(
+                forecast_known_cells,
+                ["inference_model", "inference_model_version", "forecast_window"],
+                "busyness_forecast",
+                name="forecast_known_cells",
+            ),
+            Node(
+                split_inference_queries,
+                ["inference_queries", "params:inference"],
+                ["valid_inference_queries", "rejected_inference_queries", "query_validation"],
+                name="split_inference_queries",
+            ),
+            Node(
+                accept_inference_queries,
+                ["valid_inference_queries", "query_validation"],
+                "accepted_inference_queries",
+                name="accept_inference_queries",
+            ),
+            Node(
+                score_inference_queries,
+                ["inference_model", "inference_model_version", "accepted_inference_queries"],
+                "scored_queries",
+                name="score_inference_queries",
+            ),
+            Node(
+                report_inference,
+                [
+                    "inference_model_version",
+                    "forecast_window",
+                    "busyness_forecast",
+                    "scored_queries",
+                    "query_validation",
+                ],
+                "inference_report",
+                name="report_inference",
+            ),
+        ],
+        tags="inference",
+    )

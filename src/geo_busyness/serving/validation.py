@@ -1,0 +1,225 @@
+"""Query rows -> typed rows, or the rules they break: one set of checks for every entry point.
+
+The server refuses a request at its first broken rule (``validate_queries``: a 400 naming the
+column, the rule and the first offending rows); batch inference keeps the good rows and
+quarantines the others, each with the first rule it breaks (``split_queries``). Both read the
+same checks, so a quarantined row is exactly one the endpoint would refuse, in the same words.
+All checks are vectorised over the columns; no Python loop runs per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import infer_dtype
+
+from geo_busyness.schemas import (
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    REJECT_REASON,
+    REQUIRED_COLUMNS,
+    SOURCE_ROW,
+    VENUE_LAT,
+    VENUE_LON,
+)
+
+#: Optional query columns that are kept (as numbers); any other extra column is ignored.
+OPTIONAL_QUERY_COLUMNS = (VENUE_LAT, VENUE_LON)
+RANGES = {EVENT_LAT: 90.0, VENUE_LAT: 90.0, EVENT_LON: 180.0, VENUE_LON: 180.0}
+#: Rule names (data_processing's where they overlap).
+MISSING_VALUE = "missing_value"
+WRONG_TYPE = "wrong_type"
+UNPARSABLE_TIMESTAMP = "unparsable_timestamp"
+OUT_OF_RANGE = "coordinates_out_of_range"
+REJECT_COLUMN = "reject_column"
+#: The server's answer to the row sent alone as a request.
+REJECT_MESSAGE = "reject_message"
+#: How many offending rows a message lists.
+_SHOW_ROWS = 5
+_ROWS = "{rows}"
+
+
+class RequestError(Exception):
+    """A request the server must refuse: ``status`` is the HTTP status (4xx), ``message`` why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"RequestError({self.status}, {self.message!r})"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule on one column: the rows breaking it, and its message (``{rows}`` to fill in)."""
+
+    column: str
+    rule: str
+    broken: np.ndarray
+    template: str
+
+    def message(self, rows: str) -> str:
+        return self.template.replace(_ROWS, rows)
+
+
+def validate_queries(frame: pd.DataFrame) -> pd.DataFrame:
+    """Check and type raw query rows; raises ``RequestError`` (400) naming the first problem.
+
+    Returns ``courier_location_timestamp`` (UTC), ``courier_lat`` and ``courier_lon`` (float),
+    plus ``restaurant_lat``/``restaurant_lon`` when present, with a fresh 0-based index (the
+    row numbers used in messages).
+    """
+    columns, checks = _check(frame)
+    for check in checks:
+        if check.broken.any():
+            raise RequestError(400, check.message(_rows(check.broken)))
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)
+
+
+def split_queries(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Typed valid rows (with ``source_row``) and the refused rows' positions, rule and column.
+
+    Each refused row is named once, by the first rule it breaks in the server's order, with
+    the message the server answers when that row is sent alone.
+    """
+    columns, checks = _check(frame)
+    first = np.full(len(frame), -1)
+    for position, check in reversed(list(enumerate(checks))):  # loops over rules, not rows
+        first[check.broken] = position
+    refused = first >= 0
+    chosen = first[refused]
+    problems = pd.DataFrame(
+        {
+            SOURCE_ROW: np.flatnonzero(refused),
+            REJECT_REASON: np.asarray([c.rule for c in checks], dtype=object)[chosen],
+            REJECT_COLUMN: np.asarray([c.column for c in checks], dtype=object)[chosen],
+            REJECT_MESSAGE: np.asarray([c.message(_rows([True])) for c in checks], object)[chosen],
+        }
+    )
+    good = np.flatnonzero(~refused)
+    valid = pd.DataFrame(columns, copy=False).iloc[good].reset_index(drop=True)
+    valid.insert(0, SOURCE_ROW, good)
+    return valid, problems
+
+
+def _check(frame: pd.DataFrame) -> tuple[dict[str, Any], list[Check]]:
+    """Typed columns (NaN/NaT where broken) and every check, in the order the server applies."""
+    missing = [col for col in REQUIRED_COLUMNS if col not in frame.columns]
+    if missing:
+        raise RequestError(
+            400,
+            f"Missing column(s) {missing}: every query needs {list(REQUIRED_COLUMNS)}"
+            " (CSV bodies need a header row).",
+        )
+    if frame.empty:
+        raise RequestError(400, "No query rows: the body holds a header or an empty list only.")
+    # Checks run on numpy arrays: pandas' per-call overhead would dominate small requests.
+    times, checks = _timestamps(frame[EVENT_TIME])
+    columns: dict[str, Any] = {EVENT_TIME: times}
+    for name in (EVENT_LAT, EVENT_LON, *OPTIONAL_QUERY_COLUMNS):
+        if name in frame.columns:
+            columns[name], found = _coordinates(
+                frame[name], name, name not in OPTIONAL_QUERY_COLUMNS
+            )
+            checks += found
+    return columns, checks
+
+
+def _rows(mask: np.ndarray | pd.Series | list[bool]) -> str:
+    """'3 row(s): 3, 7, ...' for the first offending row numbers of a boolean mask."""
+    rows = np.flatnonzero(np.asarray(mask))
+    shown = ", ".join(str(row) for row in rows[:_SHOW_ROWS])
+    more = f" and {len(rows) - _SHOW_ROWS} more" if len(rows) > _SHOW_ROWS else ""
+    return f"{len(rows)} row(s): {shown}{more}"
+
+
+def is_number_dtype(values: pd.Series) -> bool:
+    """Numbers, not booleans (JSON true/false must not pass as 1/0)."""
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _coordinates(values: pd.Series, name: str, required: bool) -> tuple[np.ndarray, list[Check]]:
+    """A coordinate column as float degrees, and its checks: numeric, present, in range."""
+    if is_number_dtype(values):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        missing = np.isnan(numbers)
+        wrong = np.zeros(len(values), dtype=bool)
+    else:
+        raw = values.to_numpy(dtype=object)
+        missing = pd.isna(raw)
+        if infer_dtype(raw, skipna=True) in ("boolean", "mixed"):
+            # JSON true/false must not pass as 1/0: blank them before the numeric conversion.
+            booleans = np.isin(raw.astype(str), ["True", "False"]) & ~missing
+            raw = np.where(booleans, "not a number", raw)
+        numbers = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(
+            dtype=float, na_value=np.nan
+        )
+        wrong = np.isnan(numbers) & ~missing
+    limit = RANGES[name]
+    with np.errstate(invalid="ignore"):
+        outside = ~np.isnan(numbers) & ~((numbers >= -limit) & (numbers <= limit))
+    checks = [
+        Check(
+            name,
+            WRONG_TYPE,
+            wrong,
+            f"Wrong type in {name!r}: expected numbers (degrees) in {_ROWS}.",
+        )
+    ]
+    if required:
+        checks.append(Check(name, MISSING_VALUE, missing, f"Missing value in {name!r} in {_ROWS}."))
+    checks.append(
+        Check(
+            name,
+            OUT_OF_RANGE,
+            outside,
+            f"{name!r} out of range [-{limit:g}, {limit:g}] in {_ROWS}.",
+        )
+    )
+    return np.where(wrong | outside, np.nan, numbers), checks
+
+
+def _timestamps(values: pd.Series) -> tuple[pd.DatetimeIndex, list[Check]]:
+    """Query times as UTC (ISO 8601 text, naive = UTC, offsets converted; or Unix seconds)."""
+    missing = values.isna().to_numpy()
+    wrong = np.zeros(len(values), dtype=bool)
+    kind = "datetime"
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    elif is_number_dtype(values):
+        seconds = values.to_numpy(dtype=float)
+        parsed = pd.DatetimeIndex(pd.to_datetime(seconds, unit="s", utc=True, errors="coerce"))
+    else:
+        raw = values.to_numpy(dtype=object)
+        kind = infer_dtype(raw, skipna=True)
+        if kind != "string":
+            mixed = kind in ("mixed", "mixed-integer")
+            text = values.str.startswith("", na=False).to_numpy() if mixed else False
+            wrong = ~np.asarray(text) & ~missing
+            raw = np.where(wrong, None, raw)
+        parsed = pd.DatetimeIndex(pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601"))
+    unparsable = np.asarray(parsed.isna()) & ~missing & ~wrong
+    checks = [
+        Check(EVENT_TIME, MISSING_VALUE, missing, f"Missing value in {EVENT_TIME!r} in {_ROWS}."),
+        Check(
+            EVENT_TIME,
+            WRONG_TYPE,
+            wrong,
+            f"Wrong type in {EVENT_TIME!r}: expected ISO 8601 text or Unix seconds, got"
+            f" {kind} values in {_ROWS}.",
+        ),
+        Check(
+            EVENT_TIME,
+            UNPARSABLE_TIMESTAMP,
+            unparsable,
+            f"Unparsable timestamp in {EVENT_TIME!r} in {_ROWS}: expected ISO 8601 "
+            "(e.g. 2026-01-05T12:30:00Z; naive times are UTC) or Unix seconds.",
+        ),
+    ]
+    return parsed.as_unit("ns"), checks

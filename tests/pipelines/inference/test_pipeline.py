@@ -1,0 +1,247 @@
+"""The inference pipeline in copies of the trained project: real registry, real server.
+
+One run on the challenger serves most tests; its outputs are compared with the project's HTTP
+server answering the same rows from the same registered version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo_busyness.features import H3_CELL, HOUR, PREDICTION, QUERY_COLUMNS
+from geo_busyness.geo import cell_centres, cell_ids, cell_names
+from geo_busyness.pipelines.inference.nodes import resolve_inference_model
+from geo_busyness.registry import ModelNotFound
+from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, SOURCE_ROW
+from geo_busyness.serving.local import running_server
+from geo_busyness.serving.model import fetch_model, load_model
+from tests.conftest import TrainedProject, copy_project, project_mlflow, run_kedro
+
+NAME = "geo-busyness"
+HORIZON = 6
+GOOD_ROWS = 120
+#: Bad rows appended after the good ones: (column, value, reason).
+BAD_ROWS = [
+    (EVENT_LAT, 200.0, "coordinates_out_of_range"),
+    (EVENT_TIME, "next tuesday", "unparsable_timestamp"),
+    (EVENT_LON, None, "missing_value"),
+]
+
+
+@dataclass
+class Outputs:
+    forecast: pd.DataFrame
+    scored: pd.DataFrame
+    rejected: pd.DataFrame
+    report: dict
+
+
+def read_outputs(project: Path) -> Outputs:
+    data = project / "data"
+    return Outputs(
+        pd.read_parquet(data / "07_model_output" / "busyness_forecast.parquet"),
+        pd.read_parquet(data / "07_model_output" / "scored_queries.parquet"),
+        pd.read_parquet(
+            data / "02_intermediate" / "quarantine" / "rejected_inference_queries.parquet"
+        ),
+        json.loads((data / "08_reporting" / "inference" / "inference_report.json").read_text()),
+    )
+
+
+def last_clean_event(project: Path) -> pd.Timestamp:
+    events = pd.read_parquet(project / "data" / "03_primary" / "clean_events.parquet")
+    return events[EVENT_TIME].max()
+
+
+def write_queries(project: Path) -> None:
+    """Query rows in the days after the data (places from the events, text times with and
+    without offsets), then one bad row per rule; written where the catalog reads them."""
+    events = pd.read_parquet(project / "data" / "03_primary" / "clean_events.parquet")
+    sample = events.sample(GOOD_ROWS, random_state=3).reset_index(drop=True)
+    minutes = np.random.default_rng(3).integers(1, 48 * 60, GOOD_ROWS)
+    offsets = pd.Series(pd.to_timedelta(minutes, "min"))
+    times = (last_clean_event(project) + offsets).dt.tz_convert("America/Regina")
+    text = times.dt.strftime("%Y-%m-%dT%H:%M:%S%z").where(
+        np.arange(GOOD_ROWS) % 2 == 0, times.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S")
+    )
+    queries = pd.DataFrame(
+        {EVENT_TIME: text, EVENT_LAT: sample[EVENT_LAT], EVENT_LON: sample[EVENT_LON]}
+    ).astype({EVENT_LAT: object, EVENT_LON: object})
+    bad = pd.DataFrame([queries.iloc[0].to_dict() | {col: value} for col, value, _ in BAD_ROWS])
+    queries = pd.concat([queries, bad], ignore_index=True)
+    queries.to_csv(project / "data" / "01_raw" / "inference_queries.csv", index=False)
+
+
+def fresh_copy(trained: TrainedProject, tmp_path_factory, name: str, **kwargs) -> Path:
+    project = copy_project(trained.path, tmp_path_factory.mktemp(name) / "project", **kwargs)
+    write_queries(project)
+    return project
+
+
+@pytest.fixture(scope="module")
+def challenger_run(trained_project, tmp_path_factory):
+    """One inference run on a copy whose registry has only the challenger."""
+    project = fresh_copy(trained_project, tmp_path_factory, "inference", with_mlflow=True)
+    run_kedro(project, ["inference"], {"inference": {"horizon_hours": HORIZON}})
+    with project_mlflow(project) as client:
+        version = str(client.get_model_version_by_alias(NAME, "challenger").version)
+    return project, version, read_outputs(project)
+
+
+@pytest.fixture(scope="module")
+def server(challenger_run, tmp_path_factory):
+    """The project's HTTP server on the challenger's registered artifact."""
+    project, version, _ = challenger_run
+    with project_mlflow(project):
+        model_dir = fetch_model(f"models:/{NAME}/{version}", tmp_path_factory.mktemp("served"))
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(model_dir, log=log) as url:
+        yield url
+
+
+def post_csv(url: str, rows: pd.DataFrame) -> httpx.Response:
+    body = rows.to_csv(index=False).encode()
+    return httpx.post(
+        f"{url}/invocations", content=body, headers={"content-type": "text/csv"}, timeout=60
+    )
+
+
+def served(url: str, rows: pd.DataFrame) -> pd.DataFrame:
+    answer = post_csv(url, rows)
+    assert answer.status_code == 200, answer.text
+    frame = pd.DataFrame(answer.json()["predictions"])
+    return frame.assign(**{HOUR: pd.to_datetime(frame[HOUR], utc=True)})
+
+
+def test_forecast_covers_every_known_cell_for_each_hour(challenger_run):
+    project, version, outputs = challenger_run
+    with project_mlflow(project):
+        model = load_model(f"models:/{NAME}/{version}")
+    cells = set(cell_names(model.named_steps["features"].cells_))
+    start = last_clean_event(project).floor("h") + pd.Timedelta(hours=1)
+    hours = pd.date_range(start, periods=HORIZON, freq="h")
+    forecast = outputs.forecast
+    assert len(cells) > 5
+    assert len(forecast) == len(cells) * HORIZON
+    assert not forecast.duplicated([H3_CELL, HOUR]).any()
+    assert set(forecast[H3_CELL]) == cells
+    assert sorted(forecast[HOUR].unique()) == list(hours)
+    assert (forecast.groupby(HOUR)[H3_CELL].nunique() == len(cells)).all()
+    assert (forecast["model_version"] == version).all()
+    assert (forecast["model_name"] == NAME).all()
+    assert (forecast[PREDICTION] >= 0).all() and forecast[PREDICTION].nunique() > 5
+    report = outputs.report
+    assert report["model"]["version"] == version
+    assert report["model"]["chosen_by"] == "alias challenger"  # no champion yet
+    assert report["forecast"]["start_utc"] == start.isoformat()
+    assert report["forecast"]["start_from"] == "the hour after the last clean event"
+    assert (report["forecast"]["cells"], report["forecast"]["hours"]) == (len(cells), HORIZON)
+
+
+def test_scored_queries_equal_the_servers_answers(challenger_run, server):
+    project, version, outputs = challenger_run
+    queries = pd.read_csv(project / "data" / "01_raw" / "inference_queries.csv")
+    scored = outputs.scored.sort_values(SOURCE_ROW)
+    assert scored[SOURCE_ROW].tolist() == list(range(GOOD_ROWS))
+    answers = served(server, queries.iloc[scored[SOURCE_ROW]])
+    assert answers[H3_CELL].tolist() == scored[H3_CELL].tolist()
+    assert (pd.DatetimeIndex(answers[HOUR]) == pd.DatetimeIndex(scored[HOUR])).all()
+    np.testing.assert_allclose(
+        answers[PREDICTION].to_numpy(), scored[PREDICTION].to_numpy(), rtol=0, atol=1e-9
+    )
+    assert (scored["model_version"] == version).all()
+    assert list(scored.columns[:4]) == [SOURCE_ROW, *QUERY_COLUMNS]
+    assert str(scored[EVENT_TIME].dtype) == "datetime64[ns, UTC]"
+
+
+def test_forecast_equals_the_servers_answers_for_cell_centres(challenger_run, server):
+    _, _, outputs = challenger_run
+    forecast = outputs.forecast.sample(60, random_state=0)
+    lat, lon = cell_centres(cell_ids(forecast[H3_CELL]))
+    rows = pd.DataFrame(
+        {
+            EVENT_TIME: forecast[HOUR].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(),
+            EVENT_LAT: lat,
+            EVENT_LON: lon,
+        }
+    )
+    answers = served(server, rows)
+    assert answers[H3_CELL].tolist() == forecast[H3_CELL].tolist()
+    np.testing.assert_allclose(
+        answers[PREDICTION].to_numpy(), forecast[PREDICTION].to_numpy(), rtol=0, atol=1e-9
+    )
+
+
+def test_bad_rows_are_quarantined_with_the_servers_words(challenger_run, server):
+    project, _, outputs = challenger_run
+    queries = pd.read_csv(project / "data" / "01_raw" / "inference_queries.csv")
+    rejected = outputs.rejected.sort_values(SOURCE_ROW)
+    assert rejected[SOURCE_ROW].tolist() == list(range(GOOD_ROWS, GOOD_ROWS + len(BAD_ROWS)))
+    assert rejected["reject_reason"].tolist() == [reason for _, _, reason in BAD_ROWS]
+    assert rejected["reject_column"].tolist() == [column for column, _, _ in BAD_ROWS]
+    for row, message in zip(rejected[SOURCE_ROW], rejected["reject_message"], strict=True):
+        answer = post_csv(server, queries.iloc[[row]])
+        assert answer.status_code == 400
+        assert answer.json()["error"] == message
+    assert rejected[EVENT_TIME].tolist()[1] == "next tuesday"  # raw values kept
+    # Every input row is scored or quarantined, never both.
+    assert len(outputs.scored) + len(rejected) == len(queries)
+    counts = outputs.report["queries"]
+    assert (counts["rows"], counts["scored"], counts["rejected"]) == (
+        len(queries),
+        GOOD_ROWS,
+        len(BAD_ROWS),
+    )
+    assert {(r["reason"], r["column"]) for r in counts["rejected_by_reason_and_column"]} == {
+        (reason, column) for column, _, reason in BAD_ROWS
+    }
+
+
+@pytest.fixture(scope="module")
+def two_versions(trained_project, tmp_path_factory):
+    """A copy whose registry holds the challenger (v1) and a second version aliased champion."""
+    project = fresh_copy(trained_project, tmp_path_factory, "champion", with_mlflow=True)
+    with project_mlflow(project) as client:
+        challenger = client.get_model_version_by_alias(NAME, "challenger")
+        champion = client.create_model_version(NAME, challenger.source, challenger.run_id)
+        client.set_registered_model_alias(NAME, "champion", champion.version)
+    return project, str(challenger.version), str(champion.version)
+
+
+def test_champion_is_preferred_over_challenger(two_versions):
+    project, _, champion = two_versions
+    run_kedro(project, ["inference"], {"inference": {"horizon_hours": 2}})
+    outputs = read_outputs(project)
+    assert (outputs.forecast["model_version"] == champion).all()
+    assert (outputs.scored["model_version"] == champion).all()
+    assert outputs.report["model"]["chosen_by"] == "alias champion"
+
+
+def test_an_explicit_version_wins_over_the_aliases(two_versions):
+    project, challenger, _ = two_versions
+    params = {"inference": {"horizon_hours": 2, "model_version": int(challenger)}}
+    run_kedro(project, ["inference"], params)
+    outputs = read_outputs(project)
+    assert (outputs.forecast["model_version"] == challenger).all()
+    assert outputs.report["model"]["chosen_by"] == f"version {challenger}"
+
+
+def test_an_unknown_version_is_named(two_versions):
+    project, _, _ = two_versions
+    params = {"registered_model_name": NAME, "model_version": 99, "aliases": ["champion"]}
+    with project_mlflow(project), pytest.raises(ModelNotFound, match="has no version 99"):
+        resolve_inference_model(params)
+
+
+def test_without_a_registered_model_the_run_fails_naming_it(trained_project, tmp_path_factory):
+    project = fresh_copy(trained_project, tmp_path_factory, "no_model", with_mlflow=False)
+    with pytest.raises(ModelNotFound, match=f"No version of registered model '{NAME}'"):
+        run_kedro(project, ["inference"])
+    assert not (project / "data" / "07_model_output" / "busyness_forecast.parquet").exists()
