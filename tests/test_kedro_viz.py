@@ -1,16 +1,16 @@
-"""kedro-viz: the static build of the project's pipelines renders in a real headless browser."""
+"""kedro-viz: the static build of the project's pipelines renders in a real headless browser,
+left to right, with every pipeline's nodes and the layers in order."""
 
 from __future__ import annotations
 
-import functools
-import os
+import importlib.util
+import json
+import re
 import shutil
 import subprocess
-import sys
-import threading
 import warnings
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from kedro.framework.project import configure_project
 from matplotlib import image
 
 from geo_busyness.pipeline_registry import register_pipelines
-from geo_busyness.scratch import make_project_copy
+from geo_busyness.scratch import PROJECT_ROOT, make_project_copy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Flags that keep Chromium off the network (this machine has none) and quiet as root.
@@ -34,11 +34,45 @@ CHROMIUM_FLAGS = (
     "--window-size=1600,1000",
     "--virtual-time-budget=20000",
 )
+#: The layers in the order data flows through them (catalog `metadata.kedro-viz.layer`).
+LAYERS = [
+    "raw",
+    "intermediate",
+    "primary",
+    "feature",
+    "model_input",
+    "models",
+    "model_output",
+    "reporting",
+]
+_NODE = re.compile(
+    r'<g[^>]*class="pipeline-node[^"]*"[^>]*transform="translate\(([-\d.]+),\s*([-\d.]+)\)"'
+    r'[^>]*data-node-fullname="([^"]+)"'
+)
+
+
+def _load_graph_script():
+    """docs/make_pipeline_graph.py: the build (left to right by default) and the picture."""
+    spec = importlib.util.spec_from_file_location(
+        "make_pipeline_graph", PROJECT_ROOT / "docs" / "make_pipeline_graph.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GRAPH_SCRIPT = _load_graph_script()
+
+
+@dataclass
+class VizSite:
+    url: str
+    build: Path
 
 
 @pytest.fixture(scope="module")
-def viz_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`kedro viz build` in a project copy, served over HTTP on a free loopback port."""
+def viz_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizSite]:
+    """The project's static kedro-viz build in a project copy, served on a loopback port."""
     if CHROMIUM is None:
         message = (
             "CHROMIUM IS NOT INSTALLED: the kedro-viz browser check did not run. "
@@ -47,18 +81,15 @@ def viz_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         warnings.warn(message, stacklevel=1)
         pytest.skip(message)
     project = make_project_copy(tmp_path_factory.mktemp("viz"))
-    kedro = str(Path(sys.executable).with_name("kedro"))
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
-    subprocess.run(
-        [kedro, "viz", "build"], cwd=project, env=env, check=True, capture_output=True, timeout=300
-    )
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(project / "build"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
+    build = GRAPH_SCRIPT.build_site(project)
+    with GRAPH_SCRIPT.serve(build) as url:
+        yield VizSite(url, build)
+
+
+@pytest.fixture(scope="module")
+def dom(viz_site: VizSite, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The page as the browser rendered it."""
+    return _chromium(["--dump-dom", viz_site.url], tmp_path_factory.mktemp("profile"))
 
 
 def _chromium(args: list[str], profile: Path) -> str:
@@ -72,8 +103,11 @@ def _chromium(args: list[str], profile: Path) -> str:
     return done.stdout
 
 
-def test_static_build_renders_every_pipeline_node(viz_site: str, tmp_path: Path) -> None:
-    dom = _chromium(["--dump-dom", viz_site], tmp_path / "profile")
+def _drawn_nodes(dom: str) -> dict[str, tuple[float, float]]:
+    return {name: (float(x), float(y)) for x, y, name in _NODE.findall(dom)}
+
+
+def test_static_build_renders_every_pipeline_node(dom: str) -> None:
     assert "pipeline-graph" in dom or "<svg" in dom, "no graph in the rendered page"
     configure_project("geo_busyness")
     node_names = {node.name for node in register_pipelines()["__default__"].nodes}
@@ -81,9 +115,43 @@ def test_static_build_renders_every_pipeline_node(viz_site: str, tmp_path: Path)
     assert not missing, f"nodes absent from the rendered graph: {missing}"
 
 
-def test_screenshot_is_not_blank(viz_site: str, tmp_path: Path) -> None:
+def test_reporting_nodes_and_figures_are_drawn(dom: str) -> None:
+    configure_project("geo_busyness")
+    reporting = register_pipelines()["reporting"]
+    expected = {node.name for node in reporting.nodes} | {
+        name for name in reporting.all_outputs() if not name.startswith("params:")
+    }
+    drawn = set(_drawn_nodes(dom))
+    assert not expected - drawn, f"reporting nodes not drawn: {sorted(expected - drawn)}"
+
+
+def test_graph_runs_left_to_right_by_default(dom: str) -> None:
+    positions = _drawn_nodes(dom)
+    xs, ys = np.array(list(positions.values())).T
+    assert np.ptp(xs) > 2 * np.ptp(ys), "the graph is laid out top to bottom"
+    flow = ["raw_events", "clean_events", "model_input_train", "test_predictions"]
+    assert [positions[name][0] for name in flow] == sorted(positions[name][0] for name in flow)
+
+
+def test_every_layer_is_shown_in_data_flow_order(viz_site: VizSite) -> None:
+    # kedro-viz drops all layer bands when the layers cannot be ordered (a cycle between them).
+    main = json.loads((viz_site.build / "api" / "main").read_text())
+    assert main["layers"] == LAYERS
+    unlayered = [n["name"] for n in main["nodes"] if n["type"] == "data" and not n.get("layer")]
+    assert not unlayered, f"datasets without a kedro-viz layer: {unlayered}"
+
+
+def test_screenshot_is_not_blank(viz_site: VizSite, tmp_path: Path) -> None:
     shot = tmp_path / "viz.png"
-    _chromium([f"--screenshot={shot}", viz_site], tmp_path / "profile")
+    _chromium([f"--screenshot={shot}", viz_site.url], tmp_path / "profile")
     pixels = image.imread(shot)[..., :3].reshape(-1, 3)
     distinct_colours = len(np.unique(np.round(pixels * 255).astype(np.uint8), axis=0))
     assert pixels.std() > 0.02 and distinct_colours > 50, "the kedro-viz page rendered blank"
+
+
+def test_pipeline_picture_script_draws_the_graph(viz_site: VizSite, tmp_path: Path) -> None:
+    picture = GRAPH_SCRIPT.screenshot(
+        viz_site.build, tmp_path / "graph.png", "reporting", (1200, 900)
+    )
+    height, width = image.imread(picture).shape[:2]
+    assert 100 < width < 1200 and 100 < height < 900  # cropped to the graph, not blank

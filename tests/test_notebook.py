@@ -1,5 +1,5 @@
 """notebooks/exploration.ipynb runs top to bottom against a trained project, through Kedro's
-Jupyter integration (`%load_ext kedro.ipython`)."""
+Jupyter integration (`%load_ext kedro.ipython`), and draws its matplotlib and plotly figures."""
 
 from __future__ import annotations
 
@@ -38,3 +38,15 @@ def test_exploration_notebook_runs_without_errors(trained_project: TrainedProjec
         if "image/png" in output.get("data", {})
     ]
     assert len(images) >= 2, "the hour-of-day and error plots did not render"
+    plotly_figures = [
+        output["data"]["application/vnd.plotly.v1+json"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "application/vnd.plotly.v1+json" in output.get("data", {})
+    ]
+    assert len(plotly_figures) == 2, "the forecast timeline and the busyness map did not render"
+    assert "Busyness per H3 cell" in printed
+    n_cells = trained_project.test_predictions["h3_cell"].nunique()
+    polygons = [t for t in plotly_figures[1]["data"] if t.get("fill") == "toself"]
+    assert len(polygons) == 2 * n_cells  # actual and predicted, every cell of the hour

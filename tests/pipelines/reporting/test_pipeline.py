@@ -1,0 +1,92 @@
+"""The reporting pipeline run by Kedro on a trained project: figures, the offline map, MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import plotly.io as pio
+import pytest
+from kedro.framework.project import configure_project
+
+from geo_busyness.pipeline_registry import register_pipelines
+from geo_busyness.pipelines.reporting.maps import polygon_traces
+from geo_busyness.pipelines.reporting.pipeline import FIGURES
+from tests.conftest import TrainedProject, copy_project, project_mlflow, run_kedro
+from tests.pipelines.reporting.plotly_html import figures_in, parse_html
+
+REPORTING = Path("data") / "08_reporting" / "reporting"
+#: Traces each figure draws (error_by_cell: one polygon per cell plus the colour-bar trace).
+TRACE_TYPES = {
+    "predicted_vs_actual": ["scatter"] * 3,
+    "forecast_timeline": ["scatter"] * 3,
+    "error_by_hour": ["bar"] * 2,
+    "feature_importance": ["bar"],
+    "busyness_by_hour_of_week": ["scatter"] * 3,
+}
+
+
+@pytest.fixture(scope="module")
+def reported(trained_project: TrainedProject, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`kedro run --pipelines reporting` on a copy of the trained project."""
+    project = copy_project(
+        trained_project.path, tmp_path_factory.mktemp("reported") / "project", with_mlflow=True
+    )
+    run_kedro(project, ["reporting"])
+    return project
+
+
+def test_reporting_is_in_the_default_run_and_tagged() -> None:
+    configure_project("geo_busyness")
+    pipelines = register_pipelines()
+    reporting = {node.name for node in pipelines["reporting"].nodes}
+    assert reporting <= {node.name for node in pipelines["__default__"].nodes}
+    assert all("reporting" in node.tags for node in pipelines["reporting"].nodes)
+
+
+def test_figures_are_valid_plotly_json(reported: Path, trained_project: TrainedProject) -> None:
+    for name, types in TRACE_TYPES.items():
+        figure = pio.from_json((reported / REPORTING / f"{name}.json").read_text())
+        assert [trace.type for trace in figure.data] == types, name
+    cells = pio.from_json((reported / REPORTING / "error_by_cell.json").read_text())
+    n_cells = trained_project.test_predictions["h3_cell"].nunique()
+    assert len(polygon_traces(cells)) == n_cells
+    importance = pio.from_json((reported / REPORTING / "feature_importance.json").read_text())
+    table = pd.read_parquet(reported / "data/08_reporting/modeling/feature_importance.parquet")
+    assert set(importance.data[0].y) == set(table["feature"])
+
+
+def test_busyness_map_is_one_offline_html_file(
+    reported: Path, trained_project: TrainedProject
+) -> None:
+    page = (reported / REPORTING / "busyness_map.html").read_text()
+    parsed = parse_html(page)
+    external = [s for s in parsed.sources if s.startswith(("http://", "https://", "//"))]
+    assert not external, f"the map fetches {external}"
+    (figure,) = figures_in(page)
+    assert {trace.type for trace in figure.data} == {"scatter"}  # no geo/map traces
+    predictions = trained_project.test_predictions
+    busiest = predictions.groupby("hour")["busyness"].sum().idxmax()
+    cells = sorted(predictions.loc[predictions["hour"] == busiest, "h3_cell"])
+    assert f"{busiest:%Y-%m-%d %H:00} UTC" in figure.layout.title.text
+    for axis in ("x", "x2"):  # actual, predicted
+        assert sorted(t.name for t in polygon_traces(figure) if t.xaxis == axis) == cells
+
+
+def test_map_and_report_page_are_logged_to_mlflow(reported: Path) -> None:
+    report_page = (reported / REPORTING / "report.html").read_text()
+    assert len(figures_in(report_page)) == len(FIGURES)
+    with project_mlflow(reported) as client:
+        experiment = client.get_experiment_by_name("geo-busyness")
+        (run,) = client.search_runs(
+            [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+        )
+        logged = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "reporting")}
+        assert {"reporting/busyness_map.html", "reporting/report.html"} <= logged
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id,
+            artifact_path="reporting/busyness_map.html",
+            dst_path=str(reported / "downloaded"),
+        )
+    assert Path(local).read_text() == (reported / REPORTING / "busyness_map.html").read_text()
