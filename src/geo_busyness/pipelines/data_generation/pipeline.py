@@ -1,12 +1,13 @@
-"""Writes synthetic raw events (and the labels of the faults injected into them)."""
+"""Writes synthetic raw events (and the labels of the faults injected into them), and a recent
+window after them with query rows for batch inference."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import generate_events
+from .nodes import generate_events, generate_recent_events
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """One node: parameters in, raw events, fault labels and a summary out."""
+    """The history (raw events, fault labels, summary); the recent window and its queries."""
     return Pipeline(
         [
             Node(
@@ -14,7 +15,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="params:data_generation",
                 outputs=["raw_events", "raw_fault_labels", "raw_generation_summary"],
                 name="generate_events",
-            )
+            ),
+            Node(
+                func=generate_recent_events,
+                inputs=["params:data_generation", "params:data_processing.source_timezone"],
+                outputs=["recent_raw_events", "inference_queries"],
+                name="generate_recent_events",
+            ),
         ],
         tags="data_generation",
     )

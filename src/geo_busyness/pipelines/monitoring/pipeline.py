@@ -1,0 +1,144 @@
+"""recent_raw_events -> cleaned like the history -> compared with the model's train window."""
+
+from kedro.pipeline import Node, Pipeline, pipeline
+
+from geo_busyness.pipelines import data_processing
+
+from .decision import assemble_report
+from .nodes import (
+    compare_cell_hours,
+    compare_data_quality,
+    compare_event_features,
+    describe_events,
+    evaluate_recent_performance,
+    load_monitored_model,
+    score_recent_cell_hours,
+    score_reference_cell_hours,
+    select_model_version,
+    select_reference_events,
+)
+from .report_html import render_report_html
+
+#: The share gate's parameter in data_processing, and what the recent batch reads instead.
+_GATE = "params:data_processing.max_rejected_fraction"
+_RECENT_GATE = "params:monitoring.recent_max_rejected_fraction"
+
+
+def clean_recent_events() -> Pipeline:
+    """The data_processing pipeline on ``recent_raw_events``, under the ``recent`` namespace.
+
+    It reads the history's cleaning parameters, except the share gate:
+    ``monitoring.recent_max_rejected_fraction`` (1.0 by default), since a bad recent batch is
+    what monitoring reports, not a reason to stop.
+    """
+    cleaning = data_processing.create_pipeline()
+    shared = {name: name for name in cleaning.inputs() if name.startswith("params:")}
+    return pipeline(
+        cleaning,
+        namespace="recent",
+        inputs={"raw_events": "recent_raw_events"},
+        outputs={
+            "clean_events": "recent_clean_events",
+            "data_quality_report": "recent_data_quality_report",
+        },
+        parameters=shared | {_GATE: _RECENT_GATE},
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Clean the recent batch; find the model and its reference; compare; report."""
+    compare = Pipeline(
+        [
+            Node(
+                select_model_version,
+                "params:monitoring",
+                "monitored_model_version",
+                name="select_model_version",
+            ),
+            Node(
+                load_monitored_model,
+                "monitored_model_version",
+                "monitored_model",
+                name="load_monitored_model",
+            ),
+            Node(
+                select_reference_events,
+                ["clean_events", "monitored_model_version"],
+                "reference_events",
+                name="select_reference_events",
+            ),
+            Node(
+                describe_events,
+                ["reference_events", "monitored_model"],
+                "reference_event_features",
+                name="describe_reference_events",
+            ),
+            Node(
+                describe_events,
+                ["recent_clean_events", "monitored_model"],
+                "recent_event_features",
+                name="describe_recent_events",
+            ),
+            Node(
+                compare_event_features,
+                [
+                    "reference_event_features",
+                    "recent_event_features",
+                    "monitored_model",
+                    "params:monitoring",
+                ],
+                "event_feature_drift",
+                name="compare_event_features",
+            ),
+            Node(
+                score_reference_cell_hours,
+                ["reference_events", "monitored_model", "monitored_model_version"],
+                "reference_cell_hours",
+                name="score_reference_cell_hours",
+            ),
+            Node(
+                score_recent_cell_hours,
+                ["recent_clean_events", "monitored_model"],
+                "recent_cell_hours",
+                name="score_recent_cell_hours",
+            ),
+            Node(
+                compare_cell_hours,
+                ["reference_cell_hours", "recent_cell_hours", "params:monitoring"],
+                "cell_hour_drift",
+                name="compare_cell_hours",
+            ),
+            Node(
+                evaluate_recent_performance,
+                ["recent_cell_hours", "monitored_model_version", "params:monitoring"],
+                "recent_performance",
+                name="evaluate_recent_performance",
+            ),
+            Node(
+                compare_data_quality,
+                ["data_quality_report", "recent_data_quality_report", "params:monitoring"],
+                "data_quality_drift",
+                name="compare_data_quality",
+            ),
+            Node(
+                assemble_report,
+                {
+                    "model_version": "monitored_model_version",
+                    "event_drift": "event_feature_drift",
+                    "cell_hour_drift": "cell_hour_drift",
+                    "performance": "recent_performance",
+                    "data_quality": "data_quality_drift",
+                    "params": "params:monitoring",
+                },
+                ["monitoring_report", "retrain_recommended", "monitoring_metrics"],
+                name="assemble_monitoring_report",
+            ),
+            Node(
+                render_report_html,
+                "monitoring_report",
+                "monitoring_report_html",
+                name="render_monitoring_report_html",
+            ),
+        ]
+    )
+    return Pipeline([clean_recent_events(), compare], tags="monitoring")

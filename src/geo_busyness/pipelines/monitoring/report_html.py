@@ -1,0 +1,186 @@
+"""The monitoring report as one self-contained HTML page: inline CSS and SVG, no script, no CDN."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+#: Bars per chart at most (the largest categories; a city can have hundreds of cells).
+MAX_BARS = 30
+_WIDTH, _HEIGHT, _PAD, _TOP = 680, 180, 60, 24  # plot bottom at _HEIGHT, labels below
+_COLOURS = {"reference": "#8da0cb", "recent": "#fc8d62"}
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:60rem;color:#222;line-height:1.4}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}
+th{background:#f4f4f4}.fired{background:#fde2e1}.ok{background:#e6f4ea}
+.verdict{padding:.75rem 1rem;border-radius:.4rem;font-weight:600}
+.legend span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 1rem}
+figure{margin:1rem 0}figcaption{font-size:.9rem;color:#555}
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _esc(value)
+
+
+def bar_chart(
+    labels: list[Any], reference: list[float], recent: list[float], shares: bool = True
+) -> str:
+    """Grouped bars (reference, recent) per bin, as an inline SVG: shares, or plain values."""
+    if len(labels) > MAX_BARS:
+        top = sorted(range(len(labels)), key=lambda i: -(reference[i] + recent[i]))[:MAX_BARS]
+        keep = sorted(top)
+        labels = [labels[i] for i in keep]
+        reference, recent = [reference[i] for i in keep], [recent[i] for i in keep]
+    peak = max([*reference, *recent, 1e-9])
+    axis = f"share (max {peak:.1%})" if shares else f"max {peak:.3g}"
+    slot = (_WIDTH - 2 * _PAD) / max(len(labels), 1)
+    bar = slot * 0.4
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT + 60}"'
+        f' role="img"><line x1="{_PAD}" y1="{_HEIGHT}" x2="{_WIDTH - _PAD}" y2="{_HEIGHT}"'
+        ' stroke="#999"/>'
+        f'<text x="2" y="{_TOP - 10}" font-size="10">{axis}</text>'
+    ]
+    for i, label in enumerate(labels):
+        x = _PAD + i * slot
+        for offset, (series, values) in enumerate((("reference", reference), ("recent", recent))):
+            height = (_HEIGHT - _TOP) * values[i] / peak
+            value = f"{values[i]:.2%}" if shares else f"{values[i]:.3g}"
+            parts.append(
+                f'<rect x="{x + offset * bar:.1f}" y="{_HEIGHT - height:.1f}" width="{bar:.1f}"'
+                f' height="{height:.1f}" fill="{_COLOURS[series]}">'
+                f"<title>{_esc(label)} {series}: {value}</title></rect>"
+            )
+        parts.append(
+            f'<text x="{x + bar:.1f}" y="{_HEIGHT + 12}" font-size="9" text-anchor="end"'
+            f' transform="rotate(-45 {x + bar:.1f} {_HEIGHT + 12})">{_esc(label)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bin_labels(bins: dict[str, Any]) -> list[str]:
+    if "categories" in bins:
+        return [str(category) for category in bins["categories"]]
+    edges = [f"{edge:.5g}" for edge in bins["edges"]]
+    return [*(f"< {edge}" for edge in edges), f">= {edges[-1]}" if edges else "all"]
+
+
+def _distribution(title: str, result: dict[str, Any]) -> str:
+    if "bins" not in result:
+        return f"<h3>{_esc(title)}</h3><p>{_esc(result.get('skipped', 'not compared'))}</p>"
+    stats = [f"PSI {result['psi']:.3f} (threshold {result['psi_threshold']})"]
+    if "ks_d" in result:
+        stats.append(f"KS D {result['ks_d']:.3f} (p = {result['ks_p_value']:.2g})")
+    if "chi2" in result:
+        stats.append(f"chi-square {result['chi2']:.1f} (p = {result['chi2_p_value']:.2g})")
+    verdict = "drift" if result["drifted"] else "stable"
+    bins = result["bins"]
+    chart = bar_chart(_bin_labels(bins), bins["reference"], bins["recent"])
+    return (
+        f"<figure><figcaption><b>{_esc(title)}</b>: {verdict}; {'; '.join(stats)};"
+        f" {result['reference_rows']:,} reference vs {result['recent_rows']:,} recent rows"
+        f"</figcaption>{chart}</figure>"
+    )
+
+
+def _checks_table(checks: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f'<tr class="{"fired" if check["fired"] else "ok"}"><td>{_esc(check["check"])}</td>'
+        f"<td>{_esc(check['name'])}</td><td>{_number(check['figure'])}</td>"
+        f"<td>{_number(check['threshold'])}</td><td>{'yes' if check['fired'] else 'no'}</td></tr>"
+        for check in checks
+    )
+    return (
+        "<table><tr><th>check</th><th>name</th><th>figure</th><th>threshold</th>"
+        f"<th>fired</th></tr>{rows}</table>"
+    )
+
+
+def _performance(performance: dict[str, Any]) -> str:
+    recent, test = performance["recent"], performance["test_window"]
+    by_hour = performance["by_hour_of_day"]
+    chart = bar_chart(
+        by_hour["hour"], by_hour["mean_actual"], by_hour["mean_predicted"], shares=False
+    )
+    return (
+        f"<p>{performance['rows']:,} cell-hours (the model's cells x recent hours, zero-filled);"
+        f" mean busyness {performance['recent_mean_actual']:.3f}, mean prediction"
+        f" {performance['recent_mean_predicted']:.3f}.</p><table><tr><th></th><th>MAE</th><th>R²</th></tr>"
+        f"<tr><td>recent window</td><td>{recent['mae']:.3f}</td><td>{recent['r2']:.3f}</td></tr>"
+        f"<tr><td>test window (at registration)</td><td>{test['mae']:.3f}</td>"
+        f"<td>{test['r2']:.3f}</td></tr></table>"
+        "<figure><figcaption>Mean busyness per cell by UTC hour of day: actual (blue) vs"
+        " predicted (orange)</figcaption>"
+        f"{chart}</figure>"
+    )
+
+
+def _quality(data_quality: dict[str, Any]) -> str:
+    rows = "".join(
+        f'<tr class="{"fired" if shares["drifted"] else "ok"}"><td>{_esc(reason)}</td>'
+        f"<td>{shares['reference_share']:.2%}</td><td>{shares['recent_share']:.2%}</td>"
+        f"<td>{shares['increase_pp']:+.2f}</td></tr>"
+        for reason, shares in data_quality["by_reason"].items()
+    )
+    return (
+        f"<p>Rejected: {data_quality['reference_rejected_fraction']:.2%} of"
+        f" {data_quality['reference_rows']:,} reference rows,"
+        f" {data_quality['recent_rejected_fraction']:.2%} of {data_quality['recent_rows']:,}"
+        " recent rows.</p><table><tr><th>reason</th><th>reference</th><th>recent</th>"
+        f"<th>change (pp)</th></tr>{rows}</table>"
+    )
+
+
+def render_report_html(report: dict[str, Any]) -> str:
+    """The whole report page."""
+    model = report["model"]
+    retrain = report["retrain_recommended"]
+    reasons = "".join(f"<li>{_esc(reason)}</li>" for reason in report["reasons"])
+    verdict = (
+        f'<p class="verdict fired">Retraining recommended</p><ul>{reasons}</ul>'
+        if retrain
+        else '<p class="verdict ok">No retraining needed: every check is within its threshold.</p>'
+    )
+    features = "".join(
+        _distribution(name, result)
+        for name, result in report["event_features"].items()
+        if name != "unseen_cells"
+    )
+    unseen = report["event_features"]["unseen_cells"]
+    cell_hours = report["cell_hours"]
+    legend = "".join(
+        f'<span style="background:{colour}"></span>{series}' for series, colour in _COLOURS.items()
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Monitoring: {_esc(model['model_name'])} v{_esc(model['version'])}</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f"<h1>Monitoring report: {_esc(model['model_name'])} version {_esc(model['version'])}</h1>"
+        f"<p>Chosen by {_esc(model['chosen_by'])}; reference = its train window"
+        f" {_esc(report['reference_window']['start'])} .. {_esc(report['reference_window']['end'])};"
+        f" generated {_esc(report['generated_at_utc'])}.</p>{verdict}"
+        f"<h2>Checks</h2>{_checks_table(report['checks'])}"
+        f'<h2>Event features</h2><p class="legend">{legend}</p>'
+        f"<p>Recent events in cells the model never saw: {unseen['recent_event_share']:.2%}"
+        f" ({unseen['recent_unseen_events']:,} events; threshold {unseen['threshold']:.1%}).</p>"
+        f"{features}<h2>Cell-hours</h2>"
+        f"<p>{cell_hours['reference_hours']:,} reference hours, {cell_hours['recent_hours']:,}"
+        f" recent hours; {cell_hours['recent_unseen_cells']} new cell(s) in the recent window.</p>"
+        f"{_distribution('busyness per cell-hour (model cells)', cell_hours['busyness'])}"
+        f"{_distribution('predicted busyness', cell_hours['predictions'])}"
+        f"<h2>Performance</h2>{_performance(report['performance'])}"
+        f"<h2>Data quality</h2>{_quality(report['data_quality'])}"
+        "<p><small>PSI on reference-quantile bins; decisions on effect sizes (PSI, KS D),"
+        " p-values shown only.</small></p></body></html>"
+    )

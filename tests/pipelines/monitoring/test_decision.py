@@ -1,0 +1,60 @@
+"""Checks -> reasons: each reason names the check, the figure and the threshold."""
+
+from __future__ import annotations
+
+from geo_busyness.pipelines.monitoring.decision import performance_checks, quality_checks
+from geo_busyness.pipelines.monitoring.nodes import compare_data_quality
+
+PARAMS = {"thresholds": {"reject_share_increase_pp": 2.0}}
+
+
+def quality_report(rows: int, **rejected: int) -> dict:
+    return {
+        "rows_in": rows,
+        "rejected_by_reason": rejected,
+        "rejected_fraction": sum(rejected.values()) / rows,
+    }
+
+
+def test_a_reject_reason_rising_past_the_threshold_is_a_reason():
+    reference = quality_report(10_000, coordinates_out_of_range=30, missing_value=20)
+    recent = quality_report(1_000, coordinates_out_of_range=53, missing_value=2)
+    drift = compare_data_quality(reference, recent, PARAMS)
+    assert drift["by_reason"]["coordinates_out_of_range"]["increase_pp"] == 5.0
+    checks = {check["name"]: check for check in quality_checks(drift)}
+    fired = checks["coordinates_out_of_range"]
+    assert fired["fired"]
+    assert fired["reason"] == (
+        "reject share coordinates_out_of_range 5.3% vs 0.3% in reference (+5.0 pp > 2.0 pp)"
+    )
+    assert not checks["missing_value"]["fired"]
+    assert "<= 2.0 pp" in checks["missing_value"]["reason"]
+
+
+def test_a_reason_seen_only_in_the_recent_batch_is_compared_with_zero():
+    drift = compare_data_quality(
+        quality_report(10_000), quality_report(100, future_timestamp=3), PARAMS
+    )
+    shares = drift["by_reason"]["future_timestamp"]
+    assert shares["reference_share"] == 0
+    assert shares["increase_pp"] == 3.0
+    assert shares["drifted"]
+
+
+def test_performance_checks_state_figures_against_thresholds():
+    performance = {
+        "recent": {"mae": 6.0, "r2": 0.70},
+        "test_window": {"mae": 3.0, "r2": 0.90},
+        "mae_increase": 1.0 + 1e-9,
+        "mae_increase_threshold": 1.0,
+        "r2_drop": 0.20,
+        "r2_drop_threshold": 0.15,
+    }
+    mae, r2 = performance_checks(performance)
+    assert mae["fired"] and r2["fired"]
+    assert mae["reason"] == (
+        "performance: MAE 6.000 on recent cell-hours vs 3.000 in the test window (+100.0% > +100%)"
+    )
+    assert r2["reason"] == (
+        "performance: R² 0.700 on recent cell-hours vs 0.900 in the test window (drop 0.200 > 0.15)"
+    )
