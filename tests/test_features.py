@@ -16,6 +16,7 @@ from geo_busyness.features import (
     BusynessFeatures,
     cell_hour_queries,
     count_cell_hours,
+    count_pairs,
     distinct_pairs,
     hour_fields,
     predict_busyness,
@@ -307,3 +308,38 @@ def test_lags_from_the_lookup_arrays_equal_the_history_reindex(fitted, events):
         extended.transform(rows)["lag_24h"].notna().sum()
         > fitted.transform(rows)["lag_24h"].notna().sum()
     )
+
+
+def _groupby_counts(cells: np.ndarray, hours: np.ndarray) -> pd.DataFrame:
+    """The obvious (slow) reference: pandas groupby, sorted by cell then hour."""
+    frame = pd.DataFrame({"cell": cells, "hour": hours})
+    return frame.groupby(["cell", "hour"]).size().reset_index(name="n")
+
+
+@pytest.mark.parametrize("dense_limit", [None, 1], ids=["dense grid", "sorted keys"])
+def test_count_pairs_matches_a_groupby(dense_limit, monkeypatch):
+    if dense_limit:  # the path for cell x hour grids too large to count into directly
+        monkeypatch.setattr("geo_busyness.features._MAX_DENSE_BINS", dense_limit)
+    rng = np.random.default_rng(7)
+    cells = rng.choice(np.array([2**63 + 5, 17, 2**40, 9], dtype=np.uint64), 5000)
+    hours = START.value + rng.integers(0, 400, 5000) * 3_600_000_000_000
+    cell, hour, count = count_pairs(cells, hours)
+    expected = _groupby_counts(cells, hours)
+    np.testing.assert_array_equal(cell, expected["cell"].to_numpy(dtype=np.uint64))
+    np.testing.assert_array_equal(hour, expected["hour"].to_numpy())
+    np.testing.assert_array_equal(count, expected["n"].to_numpy())
+    assert [a.dtype for a in (cell, hour, count)] == [np.uint64, np.int64, np.int64]
+
+
+def test_count_pairs_of_nothing_is_empty():
+    assert [len(a) for a in count_pairs(np.empty(0, np.uint64), np.empty(0, np.int64))] == [0] * 3
+
+
+def test_count_cell_hours_reuses_given_cells(events):
+    cells = h3_cells(events["courier_lat"], events["courier_lon"], 7)
+    pd.testing.assert_frame_equal(
+        count_cell_hours(events, 7, cells=cells), count_cell_hours(events, 7)
+    )
+    counts = count_cell_hours(events, 7)
+    assert str(counts["hour"].dtype) == "datetime64[ns, UTC]"
+    assert counts.equals(counts.sort_values(["cell", "hour"], ignore_index=True))

@@ -107,16 +107,50 @@ def hour_fields(hours_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hour, day_of_week
 
 
-def count_cell_hours(events: pd.DataFrame, resolution: int) -> pd.DataFrame:
-    """Events per (H3 cell, UTC hour): columns ``cell`` (uint64), ``hour`` and ``busyness``."""
-    keys = pd.DataFrame(
-        {
-            "cell": h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution),
-            HOUR: to_utc_hours(events[EVENT_TIME]).array,
-        }
+def count_cell_hours(
+    events: pd.DataFrame, resolution: int, *, cells: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Events per (H3 cell, UTC hour): columns ``cell`` (uint64), ``hour`` and ``busyness``.
+
+    Rows are sorted by cell, then hour. ``cells`` may pass the events' H3 cells at
+    ``resolution`` when the caller has them already (H3 indexing is the costly part).
+    """
+    if cells is None:
+        cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution)
+    cell, hour, count = count_pairs(
+        np.asarray(cells, dtype=np.uint64), utc_hour_ns(events[EVENT_TIME])
     )
-    counts = keys.groupby(["cell", HOUR], sort=True).size().rename(TARGET).reset_index()
-    return counts.astype({"cell": np.uint64, TARGET: np.int64})
+    return pd.DataFrame({"cell": cell, HOUR: hours_array(hour), TARGET: count})
+
+
+#: Largest dense (cell x hour) grid ``count_pairs`` counts into directly, in bins.
+_MAX_DENSE_BINS = 50_000_000
+
+
+def count_pairs(
+    cells: np.ndarray, hours_ns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (cell, hour) pairs, sorted by cell then hour, and how often each occurs.
+
+    Linear in the number of events: cells are hashed (``pd.factorize``), not sorted, and pairs
+    are counted into a dense cell x hour grid with ``np.bincount`` (a sort of the pair keys
+    only when that grid would be huge).
+    """
+    if not len(cells):
+        return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64)
+    codes, distinct = pd.factorize(cells, sort=True)
+    first = hours_ns.min()
+    hour_index = (hours_ns - first) // _HOUR_NS
+    span = int(hour_index.max()) + 1
+    keys = codes.astype(np.int64) * span + hour_index
+    if len(distinct) * span <= max(_MAX_DENSE_BINS, 4 * len(keys)):
+        counts = np.bincount(keys, minlength=len(distinct) * span)
+        keys = np.flatnonzero(counts)
+        counts = counts[keys]
+    else:
+        keys, counts = np.unique(keys, return_counts=True)
+    cell = np.asarray(distinct, dtype=np.uint64)[keys // span]
+    return cell, first + (keys % span) * _HOUR_NS, counts.astype(np.int64)
 
 
 def hour_of_week(hours: pd.Series) -> np.ndarray:
@@ -196,7 +230,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         end = pd.Timestamp(window_end) if window_end is not None else hours.max() + _HOUR
         start, end = _as_utc_hour(start), _as_utc_hour(end)
         inside = ((hours >= start) & (hours < end)).to_numpy()
-        events = X.loc[inside]
+        events = X if inside.all() else X.loc[inside]  # windowed events need no copy
         self.window_start_, self.window_end_ = start, end
         self.lags_ = tuple(sorted(int(lag) for lag in self.lags_hours if lag >= self.horizon_hours))
         names = (*REFERENCE_FEATURES, *PROFILE_FEATURES, *(f"lag_{lag}h" for lag in self.lags_))
@@ -208,11 +242,11 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         self.feature_names_ = tuple(name for name in names if name not in self.exclude_features)
 
         cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], self.resolution)
-        self.cells_ = np.unique(cells)
+        self.cells_ = np.sort(pd.unique(cells))  # hashing, not sorting, millions of events
         self._fit_cell_statistics(events, cells)
         self._fit_anchors(events)
         self.cell_avg_hdist_, self.cell_cluster_ = self._centre_features(self.cells_)
-        counts = count_cell_hours(events, self.resolution)
+        counts = count_cell_hours(events, self.resolution, cells=cells)
         self._fit_profiles(counts)
         self.history_ = counts.set_index(["cell", HOUR])[TARGET]
         self.history_start_, self.history_end_ = start, end

@@ -3,9 +3,11 @@ from the Kedro defaults. For further information, including these default values
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
 from geo_busyness.hooks import StorageErrorHook, TrackingServerHook
+from geo_busyness.memory_budget import MemoryBudgetHook
 
 # Hooks are executed in a Last-In-First-Out (LIFO) order; these two also set tryfirst/trylast.
-HOOKS = (TrackingServerHook(), StorageErrorHook())
+# MemoryBudgetHook refuses a raw file too large for memory before anything reads it.
+HOOKS = (TrackingServerHook(), StorageErrorHook(), MemoryBudgetHook())
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

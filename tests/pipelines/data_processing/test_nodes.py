@@ -13,6 +13,7 @@ from geo_busyness.pipelines.data_processing.nodes import (
     REJECT_REASONS,
     DataQualityError,
     EventMappingError,
+    _parse_timestamps,
     enforce_rejected_share,
     map_to_canonical,
     split_clean_and_rejected,
@@ -506,3 +507,64 @@ def test_ride_pickups_still_get_rejected_for_what_they_can_get_wrong(ride_table)
     assert rejection(rejected, 5) == ("coordinates_out_of_range", "courier_lat")
     assert rejection(rejected, 7) == ("missing_value", "courier_lon")
     assert rejection(rejected, 9) == ("ambiguous_local_time", "courier_location_timestamp")
+
+
+# ---------- the Arrow fast path for ISO timestamps gives exactly what pandas gives ----------
+
+TRICKY_STAMPS = [
+    "2026-01-05T10:30:00",
+    "2026-01-05 10:30:00",  # space, not T: pandas' path
+    "2026-01-05T10:30:00.5",
+    "2026-1-5T10:30:00",  # not zero-padded
+    "  2026-01-05T10:30:00",
+    "2026-01-05T10:30:00 ",
+    "2026-01-05",
+    "20260105T103000",
+    "2026-02-30 12:00:00",  # impossible dates stay unparsable
+    "2026-01-05T24:00:00",
+    "yesterday",
+    None,
+]
+
+
+def _pandas_reference(values: pd.Series) -> pd.Series:
+    parsed = pd.to_datetime(values.astype("string"), format="ISO8601", errors="coerce")
+    return parsed.dt.tz_localize("America/Regina").dt.tz_convert("UTC").dt.as_unit("ns")
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["2026-02-30T12:00:00", "2026-01-05T10:30:60"]],  # Arrow's strptime would roll these over
+    ids=["usual", "rolled-over"],
+)
+def test_iso_timestamps_parse_as_pandas_parses_them(dtype, extra):
+    values = pd.Series(TRICKY_STAMPS + extra, dtype=dtype)
+    parsed, ambiguous = _parse_timestamps(values, "ISO8601", "America/Regina")
+    pd.testing.assert_series_equal(parsed, _pandas_reference(values), check_names=False)
+    assert not ambiguous.any()
+    if extra:
+        assert parsed.iloc[-2:].isna().all()
+
+
+def test_iso_timestamps_with_offsets_fall_back_to_pandas_whole():
+    values = pd.Series(["2026-01-05T10:30:00Z", "2026-01-05T11:30:00Z", "nope"])
+    parsed, _ = _parse_timestamps(values, "ISO8601", "America/Regina")
+    assert list(parsed.iloc[:2]) == list(pd.to_datetime(values.iloc[:2], format="ISO8601"))
+    assert pd.isna(parsed.iloc[2])
+
+
+def test_cleaning_a_large_table_matches_row_by_row_expectations():
+    """Clean rows keep the column order and the parsed (UTC) timestamps; the text is gone."""
+    rows = [event(order_number=i) for i in range(1000)] + [
+        event(courier_location_timestamp="2026-02-30T12:00:00", order_number=5000)
+    ]
+    clean, rejected = split(*rows)
+    assert list(clean.columns) == [
+        *map_to_canonical(raw_table(event()), IDENTITY).columns,
+        "restaurant_id",
+    ]
+    assert len(clean) == 1000 and clean.index.equals(pd.RangeIndex(1000))
+    assert (clean["courier_location_timestamp"] == pd.Timestamp("2026-01-05T16:30:00Z")).all()
+    assert rejection(rejected, 1000) == ("unparsable_timestamp", "courier_location_timestamp")
+    CleanEvents.validate(clean)

@@ -17,6 +17,7 @@ from geo_busyness.pipelines.feature_engineering.nodes import (
     fit_busyness_features,
     make_model_input,
     split_events_by_window,
+    window_and_count_events,
 )
 
 PARAMS = {
@@ -146,3 +147,31 @@ def test_model_input_tables_are_query_rows_features_and_target(original):
     # The test window's lag_168h is known throughout: the history includes the validation window.
     assert table["lag_168h"].notna().all()
     assert original["model_input_train"]["lag_168h"].isna().any()  # the first train week
+
+
+def test_counts_are_labelled_with_their_window_and_none_outside(clean_events):
+    windows = define_time_windows(clean_events, PARAMS)
+    early = pd.Timestamp(windows["validation_start"])
+    inside = clean_events[clean_events["courier_location_timestamp"] < early]
+    # An end before the data's end leaves later events outside every window.
+    cut = define_time_windows(inside, PARAMS)
+    counts = count_events_per_cell_hour(clean_events, cut, PARAMS["h3_resolution"])
+    for name in ("train", "validation", "test"):
+        start, end = pd.Timestamp(cut[f"{name}_start"]), pd.Timestamp(cut[f"{name}_end"])
+        in_window = (counts["hour"] >= start) & (counts["hour"] < end)
+        assert (counts.loc[in_window, "window"] == name).all()
+    after = counts["hour"] >= pd.Timestamp(cut["test_end"])
+    assert after.any() and counts.loc[after, "window"].isna().all()
+    assert list(counts["window"].cat.categories) == ["train", "validation", "test"]
+
+
+def test_the_fused_node_gives_what_the_separate_steps_give(clean_events):
+    windows, train, validation, test, counts = window_and_count_events(clean_events, PARAMS)
+    assert windows == define_time_windows(clean_events, PARAMS)
+    for got, expected in zip(
+        (train, validation, test), split_events_by_window(clean_events, windows), strict=True
+    ):
+        pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(
+        counts, count_events_per_cell_hour(clean_events, windows, PARAMS["h3_resolution"])
+    )

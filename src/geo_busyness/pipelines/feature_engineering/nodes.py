@@ -72,6 +72,19 @@ def split_events_by_window(
     return tuple(parts)
 
 
+def window_and_count_events(
+    clean_events: pd.DataFrame, params: dict[str, Any]
+) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Time windows, the events of each window and the cell-hour counts of all events.
+
+    One node, so the largest table (clean_events) is read from storage once, not once per use.
+    """
+    windows = define_time_windows(clean_events, params)
+    train, validation, test = split_events_by_window(clean_events, windows)
+    counts = count_events_per_cell_hour(clean_events, windows, params["h3_resolution"])
+    return windows, train, validation, test, counts
+
+
 def feature_params(params: dict[str, Any]) -> dict[str, Any]:
     """Constructor arguments of ``BusynessFeatures`` from the feature_engineering parameters."""
     horizon = params.get("horizon_hours") or 24 * max(
@@ -110,10 +123,12 @@ def count_events_per_cell_hour(
     """Events per H3 cell and UTC hour, labelled with their window."""
     counts = count_cell_hours(clean_events, resolution)
     counts.insert(0, H3_CELL, cell_names(counts["cell"].to_numpy()))
-    counts["window"] = pd.Categorical([None] * len(counts), categories=list(WINDOWS))
-    for name in WINDOWS:
+    hours = counts[HOUR].array.asi8
+    window_code = np.full(len(counts), -1, dtype=np.int8)  # -1: outside every window
+    for code, name in enumerate(WINDOWS):
         start, end = window_bounds(windows, name)
-        counts.loc[(counts[HOUR] >= start) & (counts[HOUR] < end), "window"] = name
+        window_code[(hours >= start.value) & (hours < end.value)] = code
+    counts["window"] = pd.Categorical.from_codes(window_code, categories=list(WINDOWS))
     return counts
 
 

@@ -4,36 +4,28 @@ from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
     build_panels,
-    count_events_per_cell_hour,
-    define_time_windows,
     extend_known_history,
     fit_busyness_features,
     make_model_input,
-    split_events_by_window,
+    window_and_count_events,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Windows, counts, fit on train, panels, then features for each window."""
+    """Windows and counts (one read of clean_events), fit on train, panels, then features."""
     return Pipeline(
         [
             Node(
-                define_time_windows,
+                window_and_count_events,
                 ["clean_events", "params:feature_engineering"],
-                "time_windows",
-                name="define_time_windows",
-            ),
-            Node(
-                split_events_by_window,
-                ["clean_events", "time_windows"],
-                ["train_events", "validation_events", "test_events"],
-                name="split_events_by_window",
-            ),
-            Node(
-                count_events_per_cell_hour,
-                ["clean_events", "time_windows", "params:feature_engineering.h3_resolution"],
-                "cell_hour_counts",
-                name="count_events_per_cell_hour",
+                [
+                    "time_windows",
+                    "train_events",
+                    "validation_events",
+                    "test_events",
+                    "cell_hour_counts",
+                ],
+                name="window_and_count_events",
             ),
             Node(
                 fit_busyness_features,
