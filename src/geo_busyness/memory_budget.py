@@ -10,6 +10,7 @@ the parameter to change.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from kedro.framework.hooks import hook_impl
 from kedro.io.core import get_filepath_str
+
+logger = logging.getLogger(__name__)
 
 #: Catalog entries checked, when a pipeline reads them.
 CHECKED_INPUTS = ("raw_events", "recent_raw_events")
@@ -111,7 +114,8 @@ def _file_of(dataset: Any) -> tuple[Any, str] | None:
 class MemoryBudgetHook:
     """Check the raw inputs of a run against the memory budget before anything is loaded."""
 
-    @hook_impl
+    # tryfirst: refuse before other hooks act (kedro-mlflow would otherwise open a run first).
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Raise ``MemoryBudgetError`` before the run when a raw input would not fit."""
         wanted = [name for name in CHECKED_INPUTS if name in pipeline.inputs() and name in catalog]
@@ -125,9 +129,13 @@ class MemoryBudgetHook:
             if located is None:
                 continue
             fs, path = located
-            if not fs.exists(path):
-                continue  # the load itself will say the file is missing
-            file_bytes = fs.size(path)
-            with fs.open(path, "rb") as handle:
-                memory_bytes = in_memory_bytes(path, file_bytes, handle)
+            try:
+                if not fs.exists(path):
+                    continue  # the load itself will say the file is missing
+                file_bytes = fs.size(path)
+                with fs.open(path, "rb") as handle:
+                    memory_bytes = in_memory_bytes(path, file_bytes, handle)
+            except Exception as error:  # noqa: BLE001 - storage faults are the load's to report
+                logger.debug("Memory budget of %s not checked: %s", name, error)
+                continue
             check_memory_budget(name, path, file_bytes, memory_bytes, params.get("memory_limit_mb"))
