@@ -2,19 +2,22 @@
 
 kedro-datasets' file datasets open the final path and serialise into it, so a save that fails
 midway (a column Parquet cannot hold, a full disk, a dropped connection) leaves an empty or
-truncated file where the last good output was. These subclasses serialise into memory first,
-then write the finished bytes in one step: one PUT on S3 (or a multipart upload that only
-completes at the end), and on a local disk a sibling temporary file renamed over the target.
+truncated file where the last good output was. These subclasses never write the final path
+directly: on a local disk they serialise into a sibling temporary file renamed over the target
+once complete (nothing is held in memory: a 10M-row Parquet file is hundreds of MB); elsewhere
+(S3) they serialise into memory and write the finished bytes in one PUT.
 Use them in the catalog as ``geo_busyness.datasets.ParquetDataset`` and so on.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 from kedro.io.core import get_filepath_str
 from kedro_datasets.json import JSONDataset as _JSONDataset
@@ -23,22 +26,6 @@ from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
 from kedro_datasets.pickle import PickleDataset as _PickleDataset
 
 _LOCAL = ("file", "local")
-
-
-def write_whole(fs: fsspec.AbstractFileSystem, protocol: str, path: str, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old content or the new, never part."""
-    if protocol in _LOCAL:
-        fs.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        staged = f"{path}.{uuid.uuid4().hex}.partial"
-        try:
-            with open(staged, "wb") as handle:
-                handle.write(payload)
-            os.replace(staged, path)  # atomic within one filesystem
-        finally:
-            if os.path.exists(staged):
-                os.remove(staged)
-    else:
-        fs.pipe_file(path, payload)
 
 
 class _StagingFileSystem(MemoryFileSystem):
@@ -52,30 +39,75 @@ class _StagingFileSystem(MemoryFileSystem):
         self.pseudo_dirs: list[str] = [""]
 
 
+def _first_missing(folder: str) -> str | None:
+    """The outermost folder of ``folder``'s path that does not exist yet, or None."""
+    missing = None
+    while folder and not os.path.exists(folder):
+        missing, folder = folder, os.path.dirname(folder)
+    return missing
+
+
+class _StagedLocalFileSystem(LocalFileSystem):
+    """The local filesystem, except that writing ``target`` writes ``staged`` instead."""
+
+    cachable = False
+
+    def __init__(self, target: str, staged: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target, self.staged = target, staged
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if "w" in mode and self._strip_protocol(path) == self._strip_protocol(self.target):
+            path = self.staged
+        return super().open(path, mode, **kwargs)
+
+
 class _AtomicSave:
-    """Mixin: run the parent's serialiser against an in-memory filesystem, then copy once."""
+    """Mixin: run the parent's serialiser into a staged file (or memory), then publish once."""
 
     _fs: fsspec.AbstractFileSystem
     _protocol: str
 
     def save(self, data: Any) -> None:
-        """Serialise in memory, then write the bytes to the real path in one step."""
-        parent = super().save  # type: ignore[misc]
-        serialise = getattr(parent, "__wrapped__", None)  # Kedro wraps save; we are wrapped too
+        """Serialise away from the real path, then put the finished file there in one step."""
         target = self._fs
-        staging = _StagingFileSystem()
-        self._fs = staging
-        try:
-            if serialise is not None:
-                serialise(self, data)
-            else:
-                parent(data)
-            path = get_filepath_str(self._get_save_path(), self._protocol)  # type: ignore[attr-defined]
-            payload = staging.cat_file(path)
-        finally:
-            self._fs = target
-        write_whole(target, self._protocol, path, payload)
+        path = get_filepath_str(self._get_save_path(), self._protocol)  # type: ignore[attr-defined]
+        if self._protocol in _LOCAL:
+            folder = os.path.dirname(path) or "."
+            created = _first_missing(folder)  # removed again if the save fails
+            os.makedirs(folder, exist_ok=True)
+            staged = f"{path}.{uuid.uuid4().hex}.partial"
+            self._fs = _StagedLocalFileSystem(path, staged)
+            try:
+                self._serialise(data)
+                os.replace(staged, path)  # atomic within one filesystem
+            except BaseException:
+                if created:  # e.g. a version folder: no trace of a failed save
+                    shutil.rmtree(created, ignore_errors=True)
+                raise
+            finally:
+                self._fs = target
+                if os.path.exists(staged):
+                    os.remove(staged)
+        else:
+            staging = _StagingFileSystem()
+            self._fs = staging
+            try:
+                self._serialise(data)
+                payload = staging.cat_file(path)
+            finally:
+                self._fs = target
+            target.pipe_file(path, payload)  # one PUT: the object appears whole or not at all
         target.invalidate_cache(path)
+
+    def _serialise(self, data: Any) -> None:
+        """The parent dataset's own save, unwrapped (Kedro wraps save; we are wrapped too)."""
+        parent = super().save  # type: ignore[misc]
+        serialise = getattr(parent, "__wrapped__", None)
+        if serialise is not None:
+            serialise(self, data)
+        else:
+            parent(data)
 
 
 class ParquetDataset(_AtomicSave, _ParquetDataset):
