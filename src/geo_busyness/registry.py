@@ -43,9 +43,16 @@ def resolve_version(
     name: str, *, version: str | int | None = None, aliases: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The registered version to use: ``version`` if given, else the first alias that exists."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
     client = _client()
     if version not in (None, ""):
-        found, chosen_by = client.get_model_version(name, str(version)), f"version {version}"
+        try:
+            found, chosen_by = client.get_model_version(name, str(version)), f"version {version}"
+        except MlflowException as error:
+            raise ModelNotFound(
+                f"Registered model {name!r} has no version {version!r}: {error.message}"
+            ) from error
     else:
         found = chosen_by = None
         for alias in aliases:
@@ -68,6 +75,23 @@ def resolve_version(
         "model_uri": f"models:/{name}/{found.version}",
         "tags": dict(found.tags or {}),
     }
+
+
+def load_version(model_version: dict[str, Any]) -> Any:
+    """The version's model artifact (sklearn Pipeline), loaded as the server loads it."""
+    from geo_busyness.features import _as_sklearn  # noqa: PLC0415
+    from geo_busyness.serving.model import fetch_model, load_model  # noqa: PLC0415
+
+    uri = model_version["model_uri"]
+    with tempfile.TemporaryDirectory(prefix="geo-busyness-model-") as download:
+        try:
+            model = load_model(fetch_model(uri, download))
+        except FileNotFoundError as error:  # MLflow downloads nothing from a vanished store
+            raise FileNotFoundError(
+                f"Cannot load {uri} ({model_version['chosen_by']}): {error} Its artifacts were"
+                " moved or deleted; re-register the model (run the modeling pipeline)."
+            ) from error
+    return _as_sklearn(model)  # fails here, not mid-run, if it is not the busyness pipeline
 
 
 def git_revision() -> str:

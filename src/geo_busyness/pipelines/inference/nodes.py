@@ -9,7 +9,6 @@ with the same words.
 from __future__ import annotations
 
 import logging
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -20,14 +19,12 @@ from geo_busyness.features import (
     HOUR,
     PREDICTION,
     QUERY_COLUMNS,
-    _as_sklearn,
     cell_hour_queries,
     predict_busyness,
     to_utc_hours,
 )
-from geo_busyness.registry import ModelNotFound, resolve_version
+from geo_busyness.registry import resolve_version
 from geo_busyness.schemas import EVENT_TIME, REJECT_REASON, SOURCE_ROW
-from geo_busyness.serving.model import fetch_model, load_model
 from geo_busyness.serving.validation import REJECT_COLUMN, REJECT_MESSAGE, split_queries
 
 logger = logging.getLogger(__name__)
@@ -41,35 +38,18 @@ _HOUR = pd.Timedelta(hours=1)
 # ---------------------------------------------------------------- the model
 def resolve_inference_model(params: dict[str, Any]) -> dict[str, Any]:
     """The registered version to use: ``model_version`` if set, else the first alias that exists."""
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415 - heavy; the session has it
-
-    name, version = params["registered_model_name"], params.get("model_version")
-    try:
-        chosen = resolve_version(name, version=version, aliases=params["aliases"])
-    except MlflowException as error:  # aliases fall through to ModelNotFound; a version does not
-        raise ModelNotFound(
-            f"Registered model {name!r} has no version {version!r} (inference.model_version):"
-            f" {error.message}"
-        ) from error
+    chosen = resolve_version(
+        params["registered_model_name"],
+        version=params.get("model_version"),
+        aliases=params["aliases"],
+    )
     logger.info(
-        "Batch inference with %s version %s (%s)", name, chosen["version"], chosen["chosen_by"]
+        "Batch inference with %s version %s (%s)",
+        chosen["model_name"],
+        chosen["version"],
+        chosen["chosen_by"],
     )
     return chosen
-
-
-def load_inference_model(model_version: dict[str, Any]) -> Any:
-    """The version's artifact, loaded as the server loads it (held in memory, never re-saved)."""
-    uri = model_version["model_uri"]
-    with tempfile.TemporaryDirectory(prefix="geo-busyness-inference-") as download:
-        try:
-            model = load_model(fetch_model(uri, download))
-        except FileNotFoundError as error:  # MLflow downloads nothing from a vanished store
-            raise FileNotFoundError(
-                f"Cannot load {uri} ({model_version['chosen_by']}): {error} Its artifacts were"
-                " moved or deleted; re-register the model (run the modeling pipeline)."
-            ) from error
-    _as_sklearn(model)  # fail here, not mid-forecast, if it is not the busyness pipeline
-    return model
 
 
 # ---------------------------------------------------------------- the forecast
@@ -105,7 +85,7 @@ def forecast_known_cells(
     model: Any, model_version: dict[str, Any], window: dict[str, Any]
 ) -> pd.DataFrame:
     """Predicted busyness of every cell of the model's train window in each forecast hour."""
-    cells = _as_sklearn(model).named_steps["features"].cells_
+    cells = model.named_steps["features"].cells_
     hours = pd.date_range(window["start"], periods=window["horizon_hours"], freq="h")
     queries = cell_hour_queries(np.tile(cells, len(hours)), pd.Series(hours.repeat(len(cells))))
     forecast = predict_busyness(model, queries).reset_index(drop=True)

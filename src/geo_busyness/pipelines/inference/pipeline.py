@@ -2,10 +2,11 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from geo_busyness.registry import load_version
+
 from .nodes import (
     accept_inference_queries,
     forecast_known_cells,
-    load_inference_model,
     plan_forecast_window,
     report_inference,
     resolve_inference_model,
@@ -25,7 +26,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="resolve_inference_model",
             ),
             Node(
-                load_inference_model,
+                load_version,
                 "inference_model_version",
                 "inference_model",
                 name="load_inference_model",

@@ -26,7 +26,6 @@ from geo_busyness.metrics import regression_metrics
 from geo_busyness.pipelines.feature_engineering.nodes import build_panel
 from geo_busyness.registry import resolve_version
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, VENUE_LAT, VENUE_LON
-from geo_busyness.serving.model import load_model
 
 from .drift import categorical_drift, numeric_drift
 
@@ -60,11 +59,6 @@ def select_model_version(params: dict[str, Any]) -> dict[str, Any]:
         "Monitoring %s version %s (%s)", found["model_name"], found["version"], found["chosen_by"]
     )
     return found
-
-
-def load_monitored_model(model_version: dict[str, Any]) -> Any:
-    """The model artifact of the version (sklearn Pipeline)."""
-    return load_model(model_version["model_uri"])
 
 
 def select_reference_events(

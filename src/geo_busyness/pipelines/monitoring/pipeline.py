@@ -3,6 +3,7 @@
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from geo_busyness.pipelines import data_processing
+from geo_busyness.registry import load_version
 
 from .decision import assemble_report
 from .nodes import (
@@ -11,7 +12,6 @@ from .nodes import (
     compare_event_features,
     describe_events,
     evaluate_recent_performance,
-    load_monitored_model,
     score_recent_cell_hours,
     score_reference_cell_hours,
     select_model_version,
@@ -56,7 +56,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="select_model_version",
             ),
             Node(
-                load_monitored_model,
+                load_version,
                 "monitored_model_version",
                 "monitored_model",
                 name="load_monitored_model",
