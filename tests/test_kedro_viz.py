@@ -7,7 +7,6 @@ import importlib.util
 import json
 import re
 import shutil
-import subprocess
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,18 +21,6 @@ from geo_busyness.pipeline_registry import register_pipelines
 from geo_busyness.scratch import PROJECT_ROOT, make_project_copy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Flags that keep Chromium off the network (this machine has none) and quiet as root.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1600,1000",
-    "--virtual-time-budget=20000",
-)
 #: The layers in the order data flows through them (catalog `metadata.kedro-viz.layer`).
 LAYERS = [
     "raw",
@@ -87,20 +74,9 @@ def viz_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VizSite]:
 
 
 @pytest.fixture(scope="module")
-def dom(viz_site: VizSite, tmp_path_factory: pytest.TempPathFactory) -> str:
+def dom(viz_site: VizSite) -> str:
     """The page as the browser rendered it."""
-    return _chromium(["--dump-dom", viz_site.url], tmp_path_factory.mktemp("profile"))
-
-
-def _chromium(args: list[str], profile: Path) -> str:
-    done = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return done.stdout
+    return GRAPH_SCRIPT.chromium(["--dump-dom", viz_site.url])
 
 
 def _drawn_nodes(dom: str) -> dict[str, tuple[float, float]]:
@@ -143,7 +119,7 @@ def test_every_layer_is_shown_in_data_flow_order(viz_site: VizSite) -> None:
 
 def test_screenshot_is_not_blank(viz_site: VizSite, tmp_path: Path) -> None:
     shot = tmp_path / "viz.png"
-    _chromium([f"--screenshot={shot}", viz_site.url], tmp_path / "profile")
+    GRAPH_SCRIPT.chromium([f"--screenshot={shot}", viz_site.url])
     pixels = image.imread(shot)[..., :3].reshape(-1, 3)
     distinct_colours = len(np.unique(np.round(pixels * 255).astype(np.uint8), axis=0))
     assert pixels.std() > 0.02 and distinct_colours > 50, "the kedro-viz page rendered blank"
