@@ -23,6 +23,7 @@ ORDER_NUMBER = "order_number"
 SOURCE_ROW = "source_row"
 VENUE_ID = "restaurant_id"
 REJECT_REASON = "reject_reason"
+REJECT_COLUMN = "reject_column"
 
 #: Columns a source must provide: an event needs a time and a place.
 REQUIRED_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON)

@@ -20,6 +20,7 @@ from geo_busyness.schemas import (
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    REJECT_COLUMN,
     REJECT_REASON,
     REQUIRED_COLUMNS,
     SOURCE_ROW,
@@ -35,7 +36,6 @@ MISSING_VALUE = "missing_value"
 WRONG_TYPE = "wrong_type"
 UNPARSABLE_TIMESTAMP = "unparsable_timestamp"
 OUT_OF_RANGE = "coordinates_out_of_range"
-REJECT_COLUMN = "reject_column"
 #: The server's answer to the row sent alone as a request.
 REJECT_MESSAGE = "reject_message"
 #: How many offending rows a message lists.

@@ -19,6 +19,7 @@ from geo_busyness.schemas import (
     EVENT_TIME,
     ORDER_CREATED,
     ORDER_NUMBER,
+    REJECT_COLUMN,
     REJECT_REASON,
     REQUIRED_COLUMNS,
     SOURCE_ROW,
@@ -41,7 +42,6 @@ REJECT_REASONS = (
     "ping_before_order_creation",
     "duplicate_order",
 )
-REJECT_COLUMN = "reject_column"
 
 
 class EventMappingError(ValueError):

@@ -24,8 +24,8 @@ from geo_busyness.features import (
     to_utc_hours,
 )
 from geo_busyness.registry import resolve_version
-from geo_busyness.schemas import EVENT_TIME, REJECT_REASON, SOURCE_ROW
-from geo_busyness.serving.validation import REJECT_COLUMN, REJECT_MESSAGE, split_queries
+from geo_busyness.schemas import EVENT_TIME, REJECT_COLUMN, REJECT_REASON, SOURCE_ROW
+from geo_busyness.serving.validation import REJECT_MESSAGE, split_queries
 
 logger = logging.getLogger(__name__)
 
