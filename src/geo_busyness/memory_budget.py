@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from kedro.framework.hooks import hook_impl
 from kedro.io.core import get_filepath_str
 
@@ -47,6 +46,8 @@ def in_memory_bytes(path: str, file_bytes: int, open_file: Any = None) -> int:
     multiple of the text's size.
     """
     if path.endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq  # noqa: PLC0415 - settings import this module: keep it light
+
         metadata = pq.ParquetFile(open_file or path).metadata
         encoded = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
         return max(encoded, metadata.num_rows * metadata.num_columns * BYTES_PER_VALUE)
