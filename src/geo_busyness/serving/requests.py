@@ -32,7 +32,6 @@ __all__ = [
     "RequestError",
     "parse_request",
     "read_csv",
-    "read_json",
     "validate_queries",
 ]
 
@@ -92,11 +91,6 @@ def parse_request(
     document = json_rows(body)
     fast = _small_clean_queries(document)
     return fast if fast is not None else validate_queries(json_frame(document))
-
-
-def read_json(body: bytes) -> pd.DataFrame:
-    """A JSON body (list of objects, ``{"instances": [...]}`` or one object) as a raw frame."""
-    return json_frame(json_rows(body))
 
 
 def json_rows(body: bytes) -> list[Any]:
