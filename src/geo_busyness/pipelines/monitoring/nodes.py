@@ -40,7 +40,7 @@ KNOWN_CELL = "known_cell"
 
 
 # ---------------------------------------------------------------- the model and its reference
-def select_model_version(params: dict[str, Any]) -> dict[str, Any]:
+def select_monitored_version(params: dict[str, Any]) -> dict[str, Any]:
     """The registered version to monitor: ``model_version`` if set, else the first alias."""
     found = resolve_version(
         params["registered_model_name"],

@@ -14,7 +14,7 @@ from .nodes import (
     evaluate_recent_performance,
     score_recent_cell_hours,
     score_reference_cell_hours,
-    select_model_version,
+    select_monitored_version,
     select_reference_events,
 )
 from .report_html import render_report_html
@@ -50,10 +50,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     compare = Pipeline(
         [
             Node(
-                select_model_version,
+                select_monitored_version,
                 "params:monitoring",
                 "monitored_model_version",
-                name="select_model_version",
+                name="select_monitored_version",
             ),
             Node(
                 load_version,
