@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from geo_busyness import geo
 from geo_busyness.geo import (
     EARTH_RADIUS_KM,
     cell_centres,
@@ -141,6 +142,17 @@ def test_h3_cells_match_h3_point_by_point():
     expected = [h3.str_to_int(h3.latlng_to_cell(a, b, 7)) for a, b in zip(lat, lon, strict=True)]
     np.testing.assert_array_equal(cells, np.array(expected, dtype=np.uint64))
     assert h3_cells([], [], 7).shape == (0,)
+
+
+def test_h3_cells_in_threaded_blocks_match_one_block(monkeypatch):
+    rng = np.random.default_rng(3)
+    lat, lon = 50.45 + rng.normal(0, 0.05, 10_001), -104.6 + rng.normal(0, 0.05, 10_001)
+    whole = h3_cells(lat, lon, 8)  # 10k points: one block
+    monkeypatch.setattr(geo, "_H3_BLOCK", 1_000)
+    monkeypatch.setattr(geo, "_usable_cpus", lambda: 3)  # three uneven blocks, three threads
+    np.testing.assert_array_equal(h3_cells(pd.Series(lat), pd.Series(lon), 8), whole)
+    with pytest.raises(ValueError, match="latitude"):  # a worker's error reaches the caller
+        h3_cells(np.append(lat, np.nan), np.append(lon, 0.0), 8)
 
 
 def test_cell_centres_fall_in_their_own_cells():

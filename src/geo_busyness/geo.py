@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import h3
 import numpy as np
 import pandas as pd
@@ -46,13 +49,39 @@ def venue_id(lat: pd.Series, lon: pd.Series) -> pd.Series:
 # ---------- H3 cells (vectorised through h3ronpy; loops only ever run over unique cells) ----------
 
 
+#: Points per thread below which ``h3_cells`` indexes in the calling thread alone.
+_H3_BLOCK = 500_000
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def h3_cells(lat, lon, resolution: int) -> np.ndarray:
-    """H3 cell of each point as a uint64 array (lat/lon in degrees, array-like)."""
+    """H3 cell of each point as a uint64 array (lat/lon in degrees, array-like).
+
+    Millions of points are split into one block per usable CPU, indexed in threads: h3ronpy
+    releases the GIL, so two cores index 10M points in about half the time.
+    """
     lat = np.ascontiguousarray(lat, dtype=np.float64)
     lon = np.ascontiguousarray(lon, dtype=np.float64)
-    if lat.size == 0:
-        return np.empty(0, dtype=np.uint64)
-    return np.asarray(vector.coordinates_to_cells(lat, lon, int(resolution)), dtype=np.uint64)
+    workers = min(_usable_cpus(), lat.size // _H3_BLOCK)
+    if workers <= 1:
+        return np.asarray(vector.coordinates_to_cells(lat, lon, int(resolution)), dtype=np.uint64)
+    cells = np.empty(lat.size, dtype=np.uint64)
+
+    def index_block(block: slice) -> None:
+        block_cells = vector.coordinates_to_cells(lat[block], lon[block], int(resolution))
+        cells[block] = np.asarray(block_cells)  # zero-copy view; assigning Arrow is slower
+
+    edges = np.linspace(0, lat.size, workers + 1).astype(int)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(index_block, map(slice, edges[:-1], edges[1:])))  # list: raise errors
+    return cells
 
 
 def cell_centres(cells) -> tuple[np.ndarray, np.ndarray]:
