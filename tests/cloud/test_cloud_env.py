@@ -28,7 +28,6 @@ from tests.conftest import generation_params, inside, make_project_copy, run_ked
 PROCESSING_KEYS = (
     "01_raw/courier_events.csv",
     "01_raw/courier_events_fault_labels.parquet",
-    "02_intermediate/canonical_events.parquet",
     "02_intermediate/quarantine/rejected_events.parquet",
     "03_primary/clean_events.parquet",
 )

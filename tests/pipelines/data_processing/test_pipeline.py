@@ -14,7 +14,11 @@ from kedro.framework.startup import bootstrap_project
 from kedro.validation import DataValidationError
 
 from geo_busyness.pipelines.data_generation.nodes import FAULT_TO_REASON
-from geo_busyness.pipelines.data_processing.nodes import DataQualityError
+from geo_busyness.pipelines.data_processing.nodes import (
+    DataQualityError,
+    map_to_canonical,
+    split_clean_and_rejected,
+)
 from geo_busyness.schemas import CANONICAL_COLUMNS
 from tests.conftest import SMALL_GENERATION, inside, make_project_copy, run_kedro
 from tests.pipelines.data_processing.conftest import RIDE_PARAMS, RIDE_ROWS, make_ride_table
@@ -31,9 +35,10 @@ REPORT = Path("data/08_reporting/data_quality_report.json")
 # ---------- the generated sample, 2% dirty ----------
 
 
-def test_outputs_exist(processed_project):
-    for path in (CLEAN, QUARANTINE, REPORT, Path("data/02_intermediate/canonical_events.parquet")):
+def test_outputs_exist_and_the_canonical_table_stays_in_memory(processed_project):
+    for path in (CLEAN, QUARANTINE, REPORT):
         assert (processed_project / path).is_file(), path
+    assert not any((processed_project / "data/02_intermediate").glob("canonical_events*"))
 
 
 def test_quarantine_holds_exactly_the_injected_rows_with_the_right_reasons(processed_project):
@@ -204,6 +209,22 @@ def test_clean_events_validator_is_attached(catalog):
     assert not (project / CLEAN).exists()
     catalog.save("clean_events", valid_clean_events())
     assert len(pd.read_parquet(project / CLEAN)) == 2
+
+
+def test_clean_events_stay_in_memory_after_saving_and_equal_their_file(processed_project, catalog):
+    """A run of processing and features together takes clean_events from memory: it must be
+    exactly what a later run reads back from the file."""
+    catalog, project = catalog
+    params = catalog.load("params:data_processing")
+    raw = pd.read_csv(processed_project / RAW_CSV)
+    clean, _ = split_clean_and_rejected(map_to_canonical(raw, params["column_mapping"]), params)
+    catalog.save("clean_events", clean)
+    assert catalog.load("clean_events") is clean
+    pd.testing.assert_frame_equal(pd.read_parquet(project / CLEAN), clean)
+    catalog.release("clean_events")  # what the runner does after the last node that reads it
+    reloaded = catalog.load("clean_events")
+    assert reloaded is not clean
+    pd.testing.assert_frame_equal(reloaded, clean)
 
 
 def test_canonical_events_validator_is_attached(catalog):

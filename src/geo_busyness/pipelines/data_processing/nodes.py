@@ -272,19 +272,6 @@ def _take_clean(
     return body
 
 
-def map_and_clean(
-    raw: pd.DataFrame, params: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """``map_to_canonical`` then ``split_clean_and_rejected``, in one node.
-
-    The canonical table is still saved (and validated), but the cleaning works on the copy
-    in memory instead of reading the whole table back from storage.
-    """
-    canonical = map_to_canonical(raw, params["column_mapping"])
-    clean, rejected = split_clean_and_rejected(canonical, params)
-    return canonical, clean, rejected
-
-
 def enforce_rejected_share(
     clean: pd.DataFrame, rejected: pd.DataFrame, max_rejected_fraction: float
 ) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -2,19 +2,25 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import enforce_rejected_share, map_and_clean
+from .nodes import enforce_rejected_share, map_to_canonical, split_clean_and_rejected
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Map and clean (one read of the raw table), then gate on the rejected share (after the
-    quarantine is saved)."""
+    """Map onto the canonical schema (validated, held in memory), clean with a quarantine, then
+    gate on the rejected share (after the quarantine is saved)."""
     return Pipeline(
         [
             Node(
-                func=map_and_clean,
-                inputs=["raw_events", "params:data_processing"],
-                outputs=["canonical_events", "clean_event_candidates", "rejected_events"],
-                name="map_and_clean",
+                func=map_to_canonical,
+                inputs=["raw_events", "params:data_processing.column_mapping"],
+                outputs="canonical_events",
+                name="map_to_canonical",
+            ),
+            Node(
+                func=split_clean_and_rejected,
+                inputs=["canonical_events", "params:data_processing"],
+                outputs=["clean_event_candidates", "rejected_events"],
+                name="split_clean_and_rejected",
             ),
             Node(
                 func=enforce_rejected_share,
