@@ -19,6 +19,7 @@ from geo_busyness.pipelines.feature_engineering.nodes import (
     split_events_by_window,
     window_and_count_events,
 )
+from geo_busyness.pipelines.modeling.nodes import evaluate_leaky_reference_protocol
 
 PARAMS = {
     "h3_resolution": 7,
@@ -175,3 +176,21 @@ def test_the_fused_node_gives_what_the_separate_steps_give(clean_events):
     pd.testing.assert_frame_equal(
         counts, count_events_per_cell_hour(clean_events, windows, PARAMS["h3_resolution"])
     )
+
+
+def test_the_nodes_that_read_clean_events_leave_it_unchanged(clean_events):
+    """clean_events stays in memory for the whole run (a CachedDataset, no copies): a node that
+    changed it in place would change what every later node in that run reads."""
+    events = clean_events.copy(deep=True)
+    window_and_count_events(events, PARAMS)
+    evaluate_leaky_reference_protocol(
+        events,
+        PARAMS,
+        {"best_params": {"n_estimators": 5, "max_depth": 4}},
+        {
+            "leaky_reference_protocol": {"max_rows": 2_000, "test_size": 0.2},
+            "random_state": 0,
+            "n_jobs": 1,
+        },
+    )
+    pd.testing.assert_frame_equal(events, clean_events)
