@@ -21,6 +21,21 @@ from sklearn.cluster import KMeans
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from geo_busyness.cell_hours import (
+    DAY_NS,
+    H3_CELL,
+    HOUR,
+    HOUR_NS,
+    HOURS_PER_WEEK,
+    TARGET,
+    count_cell_hours,
+    distinct_pairs,
+    hour_fields,
+    hour_of_week,
+    hours_array,
+    to_utc_hours,
+    utc_hour_ns,
+)
 from geo_busyness.geo import (
     cell_centres,
     cell_names,
@@ -34,22 +49,11 @@ from geo_busyness.tree_ensemble import SMALL_INPUT_ROWS, predict_ensemble, tree_
 
 #: Columns a query row must have (extra columns are ignored).
 QUERY_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON)
-#: Output columns of ``predict_busyness``; also the key columns of panels.
-H3_CELL = "h3_cell"
-HOUR = "hour"
+#: Output column of ``predict_busyness`` (beside ``H3_CELL`` and ``HOUR``).
 PREDICTION = "predicted_busyness"
-#: Target: events in the cell during the hour.
-TARGET = "busyness"
 #: Code of a cell never seen in the train window.
 UNSEEN_CELL = -1
-
-HOURS_PER_WEEK = 168
 _HOUR = pd.Timedelta(hours=1)
-_DAY = pd.Timedelta(days=1)
-_HOUR_NS = _HOUR.value
-_DAY_NS = _DAY.value
-#: Day of the week of 1970-01-01 (a Thursday), 0 = Monday.
-_EPOCH_DAY_OF_WEEK = 3
 
 #: The reference notebook's features (the leaky reference protocol uses only these).
 REFERENCE_FEATURES = (
@@ -68,94 +72,6 @@ REFERENCE_FEATURES = (
 PROFILE_FEATURES = ("cell_hour_of_week_mean", "neighbours_hour_of_week_mean")
 #: Per-cell profile arrays of ``_cell_features`` -> the feature they give.
 _PROFILE_FEATURE = dict(zip(("profile", "neighbour_profile"), PROFILE_FEATURES, strict=True))
-
-
-def to_utc_hours(values: pd.Series) -> pd.Series:
-    """Floor timestamps (aware, naive = UTC, or ISO strings) to the start of their UTC hour."""
-    parsed = pd.to_datetime(values, utc=True, format="ISO8601")
-    if parsed.isna().any():
-        raise ValueError(f"{parsed.isna().sum()} query timestamp(s) are missing or unparsable.")
-    return parsed.dt.as_unit("ns").dt.floor("h")
-
-
-def utc_hour_ns(values: pd.Series) -> np.ndarray:
-    """``to_utc_hours`` as int64 nanoseconds since the epoch (parsed once, floored in numpy).
-
-    Aware timestamps (what the server's request parser gives) are used as they are: their
-    int64 values already count from the UTC epoch, so only other inputs go through parsing.
-    """
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        parsed = pd.array(values)
-    else:
-        parsed = pd.array(pd.to_datetime(values, utc=True, format="ISO8601"))
-    missing = parsed.isna()
-    if missing.any():
-        raise ValueError(f"{missing.sum()} query timestamp(s) are missing or unparsable.")
-    ns = parsed.as_unit("ns").asi8
-    return ns - ns % _HOUR_NS
-
-
-def hours_array(hours_ns: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """UTC hour starts (int64 ns) as a pandas ``datetime64[ns, UTC]`` array."""
-    return pd.array(np.asarray(hours_ns, dtype=np.int64).view("M8[ns]")).tz_localize("UTC")
-
-
-def hour_fields(hours_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hour of the day (0-23) and day of the week (0 = Monday) of UTC times in int64 ns."""
-    hour = (hours_ns // _HOUR_NS) % 24
-    day_of_week = (hours_ns // _DAY_NS + _EPOCH_DAY_OF_WEEK) % 7
-    return hour, day_of_week
-
-
-def count_cell_hours(
-    events: pd.DataFrame, resolution: int, *, cells: np.ndarray | None = None
-) -> pd.DataFrame:
-    """Events per (H3 cell, UTC hour): columns ``cell`` (uint64), ``hour`` and ``busyness``.
-
-    Rows are sorted by cell, then hour. ``cells`` may pass the events' H3 cells at
-    ``resolution`` when the caller has them already (H3 indexing is the costly part).
-    """
-    if cells is None:
-        cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution)
-    cell, hour, count = count_pairs(
-        np.asarray(cells, dtype=np.uint64), utc_hour_ns(events[EVENT_TIME])
-    )
-    return pd.DataFrame({"cell": cell, HOUR: hours_array(hour), TARGET: count})
-
-
-#: Largest dense (cell x hour) grid ``count_pairs`` counts into directly, in bins.
-_MAX_DENSE_BINS = 50_000_000
-
-
-def count_pairs(
-    cells: np.ndarray, hours_ns: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (cell, hour) pairs, sorted by cell then hour, and how often each occurs.
-
-    Linear in the number of events: cells are hashed (``pd.factorize``), not sorted, and pairs
-    are counted into a dense cell x hour grid with ``np.bincount`` (a sort of the pair keys
-    only when that grid would be huge).
-    """
-    if not len(cells):
-        return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64)
-    codes, distinct = pd.factorize(cells, sort=True)
-    first = hours_ns.min()
-    hour_index = (hours_ns - first) // _HOUR_NS
-    span = int(hour_index.max()) + 1
-    keys = codes.astype(np.int64) * span + hour_index
-    if len(distinct) * span <= max(_MAX_DENSE_BINS, 4 * len(keys)):
-        counts = np.bincount(keys, minlength=len(distinct) * span)
-        keys = np.flatnonzero(counts)
-        counts = counts[keys]
-    else:
-        keys, counts = np.unique(keys, return_counts=True)
-    cell = np.asarray(distinct, dtype=np.uint64)[keys // span]
-    return cell, first + (keys % span) * _HOUR_NS, counts.astype(np.int64)
-
-
-def hour_of_week(hours: pd.Series) -> np.ndarray:
-    """Hour of the week, 0 = Monday 00:00 UTC."""
-    return (hours.dt.day_of_week * 24 + hours.dt.hour).to_numpy(dtype=np.int64)
 
 
 def mean_haversine_to(
@@ -368,7 +284,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         features["day_of_week"] = day_of_week
         features["is_weekend"] = (day_of_week >= 5).astype(np.int64)
         if "date_day_number" in wanted:
-            features["date_day_number"] = (hours - self.window_start_.value) // _DAY_NS
+            features["date_day_number"] = (hours - self.window_start_.value) // DAY_NS
         slot = day_of_week * 24 + hour
         for name in ("profile", "neighbour_profile"):
             if name in per_cell:
@@ -437,13 +353,13 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
 
     def _history_keys(self, cells: np.ndarray, hours: np.ndarray) -> np.ndarray:
         """Key of (history cell, hour in [history start, end)) pairs: cell rank x hours + hour."""
-        span = (self.history_end_.value - self.history_start_.value) // _HOUR_NS
+        span = (self.history_end_.value - self.history_start_.value) // HOUR_NS
         rank = np.searchsorted(self.history_cells_, cells).astype(np.int64)
-        return rank * span + (hours - self.history_start_.value) // _HOUR_NS
+        return rank * span + (hours - self.history_start_.value) // HOUR_NS
 
     def _lag(self, cells: np.ndarray, hours: np.ndarray, lag: int) -> np.ndarray:
         """Known count of the same cell ``lag`` hours earlier; NaN outside the known history."""
-        source = hours - lag * _HOUR_NS
+        source = hours - lag * HOUR_NS
         known = (source >= self.history_start_.value) & (source < self.history_end_.value)
         if not hasattr(self, "history_keys_"):  # fitted before the lookup arrays existed
             keys = pd.MultiIndex.from_arrays([cells, hours_array(source)], names=["cell", HOUR])
@@ -517,15 +433,6 @@ def predict_busyness(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
         },
         index=queries.index,
     )
-
-
-def distinct_pairs(cells: np.ndarray, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the distinct (cell, hour) pairs, and each pair's index among them."""
-    _, cell_code = np.unique(cells, return_inverse=True)
-    hour_values, hour_code = np.unique(hours, return_inverse=True)
-    pair = cell_code.astype(np.int64) * len(hour_values) + hour_code
-    _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1)
 
 
 def _predict_pairs(pipeline: Any, cells: np.ndarray, hours: np.ndarray) -> np.ndarray:

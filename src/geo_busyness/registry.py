@@ -23,7 +23,14 @@ import geo_busyness
 logger = logging.getLogger(__name__)
 
 #: What unpickling the model needs: bundled with it (code_paths) so it loads without the project.
-ARTIFACT_MODULES = ("__init__.py", "features.py", "geo.py", "schemas.py")
+ARTIFACT_MODULES = (
+    "__init__.py",
+    "cell_hours.py",
+    "features.py",
+    "geo.py",
+    "schemas.py",
+    "tree_ensemble.py",
+)
 ARTIFACT_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "pyarrow", "h3", "h3ronpy", "pandera")
 #: Where the model card goes in the registering run's artifacts.
 MODEL_CARD_DIR = "model_card"

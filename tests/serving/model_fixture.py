@@ -7,7 +7,6 @@ it (``mlflow.sklearn``, the ``geo_busyness`` modules bundled as ``code_paths``).
 from __future__ import annotations
 
 import functools
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,13 +15,10 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 
-import geo_busyness
-from geo_busyness.features import (
-    BusynessFeatures,
-    cell_hour_queries,
-    count_cell_hours,
-)
+from geo_busyness.cell_hours import count_cell_hours
+from geo_busyness.features import BusynessFeatures, cell_hour_queries
 from geo_busyness.geo import venue_id
+from geo_busyness.registry import bundle_code
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 WEEKS = 3
@@ -85,10 +81,7 @@ def save_model(model: Pipeline, path: Path) -> Path:
     import mlflow.sklearn  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as code_dir:
-        package = Path(code_dir) / "geo_busyness"
-        package.mkdir()
-        for module in ("__init__.py", "features.py", "geo.py", "schemas.py"):
-            shutil.copy(Path(geo_busyness.__file__).parent / module, package / module)
+        package = bundle_code(Path(code_dir))
         mlflow.sklearn.save_model(
             model,
             str(path),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 import tarfile
 import types
+from pathlib import Path
 
 import orjson
 import pandas as pd
@@ -28,6 +31,64 @@ def test_package_layout(model_package, mlflow_model_dir):
     requirements = model_package["requirements"]
     for dist in ("scikit-learn", "pandas", "h3ronpy", "mlflow", "orjson"):
         assert any(line.startswith(dist) for line in requirements), dist
+
+
+#: Run in a fresh interpreter where the installed project cannot be imported (as in AWS's
+#: container or any environment with only the model's requirements): the bundled copy must do.
+WITHOUT_PROJECT = """
+import json, pathlib, sys
+code = pathlib.Path(sys.argv[1])
+sys.path[:] = [str(code)] + [p for p in sys.path if not (pathlib.Path(p) / "geo_busyness").is_dir()]
+import geo_busyness
+assert pathlib.Path(geo_busyness.__file__).parent == code / "geo_busyness", geo_busyness.__file__
+"""
+
+
+def run_without_project(script: str, code: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PROJECT + script, str(code), *args],
+        capture_output=True,
+        text=True,
+        cwd=code,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_package_answers_without_the_project_installed(unpacked_package, busyness_model):
+    """code/geo_busyness must hold every module the served code imports."""
+    script = """
+import inference
+model = inference.model_fn(sys.argv[2])
+data = inference.input_fn(sys.argv[3], "application/json")
+print(inference.output_fn(inference.predict_fn(data, model), "application/json")[0].decode())
+"""
+    rows = [GOOD_ROW, {**GOOD_ROW, "courier_lat": 50.47, "courier_lon": -104.55}]
+    out = run_without_project(
+        script, unpacked_package / "code", str(unpacked_package), orjson.dumps(rows).decode()
+    )
+    answers = orjson.loads(out.strip().splitlines()[-1])["predictions"]
+    expected = predict_busyness(busyness_model, pd.DataFrame(rows))
+    assert [a["predicted_busyness"] for a in answers] == expected["predicted_busyness"].tolist()
+
+
+def test_the_mlflow_model_loads_without_the_project_installed(mlflow_model_dir, busyness_model):
+    """The registry bundles ARTIFACT_MODULES as the model's code_paths: enough to unpickle it."""
+    script = """
+import mlflow.sklearn, pandas as pd
+from geo_busyness.features import predict_busyness
+model = mlflow.sklearn.load_model(sys.argv[2])
+print(json.dumps(predict_busyness(model, pd.DataFrame(json.loads(sys.argv[3])))
+      ["predicted_busyness"].tolist()))
+"""
+    rows = [GOOD_ROW, {**GOOD_ROW, "courier_lat": 50.47, "courier_lon": -104.55}]
+    out = run_without_project(
+        script, mlflow_model_dir / "code", str(mlflow_model_dir), orjson.dumps(rows).decode()
+    )
+    expected = predict_busyness(busyness_model, pd.DataFrame(rows))
+    assert json.loads(out.strip().splitlines()[-1]) == expected["predicted_busyness"].tolist()
 
 
 @pytest.fixture(scope="module")

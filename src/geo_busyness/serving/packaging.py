@@ -29,9 +29,11 @@ CODE_DIR = "code"
 #: Modules of ``geo_busyness`` that ``code/inference.py`` needs (relative to the package).
 PACKAGE_MODULES = (
     "__init__.py",
+    "cell_hours.py",
     "features.py",
     "geo.py",
     "schemas.py",
+    "tree_ensemble.py",
     "serving/__init__.py",
     "serving/model.py",
     "serving/requests.py",

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.features import H3_CELL, HOUR, PREDICTION, QUERY_COLUMNS
+from geo_busyness.cell_hours import H3_CELL, HOUR
+from geo_busyness.features import PREDICTION, QUERY_COLUMNS
 from geo_busyness.geo import cell_centres, cell_ids, cell_names
 from geo_busyness.pipelines.inference.nodes import resolve_inference_model
 from geo_busyness.registry import ModelNotFound

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geo_busyness.cell_hours import HOURS_PER_WEEK
 from geo_busyness.schemas import (
     COURIER_ID,
     EVENT_LAT,
@@ -22,7 +23,6 @@ from geo_busyness.schemas import (
 logger = logging.getLogger(__name__)
 
 _METRES_PER_DEGREE_LAT = 111_320.0
-HOURS_PER_WEEK = 168
 #: Order numbers of the history start here; a later window continues after its last one.
 FIRST_ORDER_NUMBER = 10_000_000
 _WEEKDAY_FACTOR = np.array([0.85, 0.9, 0.95, 1.0, 1.25, 1.35, 1.15])  # Monday first

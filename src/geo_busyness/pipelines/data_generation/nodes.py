@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geo_busyness.cell_hours import HOURS_PER_WEEK
 from geo_busyness.pipelines.data_generation.city import (
     FIRST_ORDER_NUMBER,
-    HOURS_PER_WEEK,
     draw_order_counts,
     expected_orders,
     hourly_intensity,

@@ -12,14 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.features import (
-    H3_CELL,
-    HOUR,
-    TARGET,
-    BusynessFeatures,
-    cell_hour_queries,
-    count_cell_hours,
-)
+from geo_busyness.cell_hours import H3_CELL, HOUR, TARGET, count_cell_hours
+from geo_busyness.features import BusynessFeatures, cell_hour_queries
 from geo_busyness.geo import cell_names
 from geo_busyness.schemas import EVENT_TIME
 

@@ -14,15 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.features import (
-    H3_CELL,
-    HOUR,
-    PREDICTION,
-    QUERY_COLUMNS,
-    cell_hour_queries,
-    predict_busyness,
-    to_utc_hours,
-)
+from geo_busyness.cell_hours import H3_CELL, HOUR, to_utc_hours
+from geo_busyness.features import PREDICTION, QUERY_COLUMNS, cell_hour_queries, predict_busyness
 from geo_busyness.registry import resolve_version
 from geo_busyness.schemas import EVENT_TIME, REJECT_COLUMN, REJECT_REASON, SOURCE_ROW
 from geo_busyness.serving.validation import REJECT_MESSAGE, split_queries

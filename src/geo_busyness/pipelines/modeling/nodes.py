@@ -21,18 +21,20 @@ from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, train_test_split
 from sklearn.pipeline import Pipeline
 
-from geo_busyness.features import (
+from geo_busyness.cell_hours import (
     H3_CELL,
     HOUR,
+    TARGET,
+    count_cell_hours,
+    hour_of_week,
+    to_utc_hours,
+)
+from geo_busyness.features import (
     PREDICTION,
     QUERY_COLUMNS,
     REFERENCE_FEATURES,
-    TARGET,
     BusynessFeatures,
-    count_cell_hours,
-    hour_of_week,
     predict_busyness,
-    to_utc_hours,
 )
 from geo_busyness.geo import h3_cells
 from geo_busyness.metrics import LOWER_IS_BETTER, regression_metrics

@@ -12,15 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.features import (
-    H3_CELL,
-    HOUR,
-    PREDICTION,
-    TARGET,
-    cell_hour_queries,
-    count_cell_hours,
-    predict_busyness,
-)
+from geo_busyness.cell_hours import H3_CELL, HOUR, TARGET, count_cell_hours
+from geo_busyness.features import PREDICTION, cell_hour_queries, predict_busyness
 from geo_busyness.geo import cell_names, euclidean_deg, h3_cells, haversine_km
 from geo_busyness.metrics import regression_metrics
 from geo_busyness.pipelines.feature_engineering.nodes import build_panel
