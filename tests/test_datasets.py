@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from kedro.io import DatasetError, Version
 
-from geo_busyness.datasets import CSVDataset, JSONDataset, ParquetDataset, PickleDataset
+from geo_busyness.datasets import (
+    CachedDataset,
+    CSVDataset,
+    JSONDataset,
+    ParquetDataset,
+    PickleDataset,
+)
 
 
 class Unpicklable:
@@ -51,3 +57,16 @@ def test_round_trips_and_versions_like_kedro_datasets(tmp_path: Path) -> None:
         versioned.save({"run": object()})
     assert versioned.load() == {"run": 1}
     assert len(list((tmp_path / "report.json").iterdir())) == 1
+
+
+def test_cached_dataset_keeps_what_it_saved_and_describes_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "clean_events.parquet"
+    cached = CachedDataset(
+        dataset={"type": "geo_busyness.datasets.ParquetDataset", "filepath": str(path)}
+    )
+    frame = pd.DataFrame({"source_row": range(8), "courier_lat": [50.4] * 8})
+    cached.save(frame)
+    assert cached.load() is not frame  # copy_mode defaults to a copy; the catalog sets assign
+    pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
+    assert str(cached._describe()["filepath"]) == str(path)  # kedro-viz shows this path
+    assert cached.preview(nrows=3)["data"] == frame.head(3).to_numpy().tolist()

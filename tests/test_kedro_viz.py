@@ -120,6 +120,14 @@ def test_every_layer_is_shown_in_data_flow_order(viz_site: VizSite) -> None:
     assert not unlayered, f"datasets without a kedro-viz layer: {unlayered}"
 
 
+def test_the_cached_clean_events_show_their_file_and_a_table_preview(viz_site: VizSite) -> None:
+    main = json.loads((viz_site.build / "api" / "main").read_text())
+    node = next(n for n in main["nodes"] if n["name"] == "clean_events")
+    panel = json.loads((viz_site.build / "api" / "nodes" / node["id"]).read_text())
+    assert panel["filepath"].endswith("data/03_primary/clean_events.parquet")
+    assert panel["preview_type"] == "TablePreview"
+
+
 def test_screenshot_is_not_blank(viz_site: VizSite, tmp_path: Path) -> None:
     shot = tmp_path / "viz.png"
     GRAPH_SCRIPT.chromium([f"--screenshot={shot}", viz_site.url])

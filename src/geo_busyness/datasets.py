@@ -7,6 +7,9 @@ directly: on a local disk they serialise into a sibling temporary file renamed o
 once complete (nothing is held in memory: a 10M-row Parquet file is hundreds of MB); elsewhere
 (S3) they serialise into memory and write the finished bytes in one PUT.
 Use them in the catalog as ``geo_busyness.datasets.ParquetDataset`` and so on.
+
+``CachedDataset`` is Kedro's (a dataset also kept in memory for the rest of the run) showing
+kedro-viz the file it wraps.
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
+from kedro.io import CachedDataset as _CachedDataset
 from kedro.io.core import get_filepath_str
 from kedro_datasets.json import JSONDataset as _JSONDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
 from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
 from kedro_datasets.pickle import PickleDataset as _PickleDataset
+
+if TYPE_CHECKING:
+    from kedro_datasets._typing import TablePreview
 
 _LOCAL = ("file", "local")
 
@@ -124,3 +131,16 @@ class JSONDataset(_AtomicSave, _JSONDataset):
 
 class PickleDataset(_AtomicSave, _PickleDataset):
     """``pickle.PickleDataset`` with all-or-nothing saves."""
+
+
+class CachedDataset(_CachedDataset):
+    """Kedro's ``CachedDataset`` (saved to the wrapped dataset and kept in memory until its last
+    reader in the run is done), described as its wrapped file so kedro-viz shows that file's
+    path and a table preview, as it does for the dataset unwrapped."""
+
+    def _describe(self) -> dict[str, Any]:
+        return {**self._dataset._describe(), "cache": self._cache._describe()}
+
+    def preview(self, nrows: int = 5) -> TablePreview:
+        """The first rows of the wrapped file (kedro-viz's preview asks the wrapper)."""
+        return self._dataset.preview(nrows=nrows)  # type: ignore[attr-defined]

@@ -1,11 +1,12 @@
 """Refuse, before reading it, a raw event file that data_processing could not hold in memory.
 
-data_processing holds the raw table, its canonical copy and the cleaned rows in memory at once.
+data_processing holds the raw table, its canonical view and the cleaned rows in memory at once.
 A file too large for that would otherwise be read until the kernel's OOM killer ends the run
-without a word. ``MemoryBudgetHook`` (in ``settings.HOOKS``; monitoring reads ``recent_raw_events`` the same way) estimates the need from the file
-(a Parquet footer gives the in-memory size without reading any data) before the pipeline loads
-anything, and stops with a message naming the file, the estimate, the memory available and
-the parameter to change.
+without a word. ``MemoryBudgetHook`` (in ``settings.HOOKS``; monitoring's
+``recent_raw_events`` is checked the same way) estimates the need from the file (a Parquet
+footer gives the in-memory size without reading any data) before the pipeline loads anything,
+and stops with a message naming the file, the estimate, the memory available and the
+parameter to change.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ logger = logging.getLogger(__name__)
 #: Catalog entries checked, when a pipeline reads them.
 CHECKED_INPUTS = ("raw_events", "recent_raw_events")
 #: data_processing's peak RSS = ``BASE_MB`` (interpreter, Kedro, MLflow, pandas) plus
-#: ``PEAK_PER_RAW_BYTE`` x the raw table's estimated in-memory size. Measured peaks: 0.82 GB
-#: at 1M events, 3.8-4.1 GB at 10M; this gives 0.9 and 4.3 GB: a slightly cautious estimate.
+#: ``PEAK_PER_RAW_BYTE`` x the raw table's estimated in-memory size. This gives 0.9 GB at 1M
+#: events and 4.3 GB at 10M; measured peaks were 0.82 and 3.8-4.1 GB when it was set, 0.70
+#: and 3.1-3.4 GB (feature_engineering's 10M peak included) since: a cautious estimate.
 PEAK_PER_RAW_BYTE = 3.0
 BASE_MB = 512
 #: Bytes a raw value takes in memory: 8 for a number, 20-30 for a timestamp text with offsets.
