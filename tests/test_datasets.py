@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 from kedro.io import DatasetError, Version
 
@@ -14,6 +15,9 @@ from geo_busyness.datasets import (
     JSONDataset,
     ParquetDataset,
     PickleDataset,
+    PlotlyHTMLDataset,
+    PlotlyJSONDataset,
+    TextDataset,
 )
 
 
@@ -28,6 +32,11 @@ class Unpicklable:
         (ParquetDataset, pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [{"x": 1}, 3.5]})),
         (JSONDataset, {"rows": 3}, {"rows": object()}),
         (PickleDataset, {"model": [1, 2]}, {"model": Unpicklable()}),
+        # The reporting datasets open the file before they write: a bad figure or text would
+        # leave it empty. (kedro-viz previews the JSON figures; the HTML goes to MLflow.)
+        (PlotlyJSONDataset, go.Figure(go.Bar(y=[1, 2])), object()),
+        (PlotlyHTMLDataset, go.Figure(go.Bar(y=[1, 2])), object()),
+        (TextDataset, "<p>report</p>", object()),
     ],
 )
 def test_failed_save_keeps_the_previous_file(tmp_path: Path, dataset_type, good, bad) -> None:

@@ -120,12 +120,21 @@ def test_every_layer_is_shown_in_data_flow_order(viz_site: VizSite) -> None:
     assert not unlayered, f"datasets without a kedro-viz layer: {unlayered}"
 
 
-def test_the_cached_clean_events_show_their_file_and_a_table_preview(viz_site: VizSite) -> None:
+def test_project_dataset_types_keep_their_file_and_preview_in_kedro_viz(viz_site: VizSite) -> None:
+    """geo_busyness.datasets wraps or subclasses kedro-datasets' types: kedro-viz must still show
+    each one's file and offer its preview (a table for clean_events, a plot for a figure)."""
     main = json.loads((viz_site.build / "api" / "main").read_text())
-    node = next(n for n in main["nodes"] if n["name"] == "clean_events")
-    panel = json.loads((viz_site.build / "api" / "nodes" / node["id"]).read_text())
-    assert panel["filepath"].endswith("data/03_primary/clean_events.parquet")
-    assert panel["preview_type"] == "TablePreview"
+    ids = {n["name"]: n["id"] for n in main["nodes"]}
+
+    def panel(name: str) -> dict:
+        return json.loads((viz_site.build / "api" / "nodes" / ids[name]).read_text())
+
+    clean = panel("clean_events")
+    assert clean["filepath"].endswith("data/03_primary/clean_events.parquet")
+    assert clean["preview_type"] == "TablePreview"
+    figure = panel("predicted_vs_actual_figure")
+    assert figure["filepath"].endswith("08_reporting/reporting/predicted_vs_actual.json")
+    assert figure["preview_type"] == "PlotlyPreview"
 
 
 def test_screenshot_is_not_blank(viz_site: VizSite, tmp_path: Path) -> None:

@@ -28,6 +28,9 @@ from kedro_datasets.json import JSONDataset as _JSONDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
 from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
 from kedro_datasets.pickle import PickleDataset as _PickleDataset
+from kedro_datasets.plotly import HTMLDataset as _PlotlyHTMLDataset
+from kedro_datasets.plotly import JSONDataset as _PlotlyJSONDataset
+from kedro_datasets.text import TextDataset as _TextDataset
 
 if TYPE_CHECKING:
     from kedro_datasets._typing import TablePreview
@@ -131,6 +134,18 @@ class JSONDataset(_AtomicSave, _JSONDataset):
 
 class PickleDataset(_AtomicSave, _PickleDataset):
     """``pickle.PickleDataset`` with all-or-nothing saves."""
+
+
+class PlotlyJSONDataset(_AtomicSave, _PlotlyJSONDataset):
+    """``plotly.JSONDataset`` (figures kedro-viz previews) with all-or-nothing saves."""
+
+
+class PlotlyHTMLDataset(_AtomicSave, _PlotlyHTMLDataset):
+    """``plotly.HTMLDataset`` with all-or-nothing saves."""
+
+
+class TextDataset(_AtomicSave, _TextDataset):
+    """``text.TextDataset`` with all-or-nothing saves."""
 
 
 class CachedDataset(_CachedDataset):
