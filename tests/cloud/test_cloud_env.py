@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
@@ -149,7 +150,28 @@ def test_cloud_run_without_tracking_server_fails_early(
     assert not (project / "mlflow.db").exists(), "MLflow fell back to a local store"
 
 
-def test_failed_save_leaves_the_previous_object_intact(cloud_env: str, project: Path) -> None:
+@pytest.mark.parametrize(
+    "case",  # (dataset, key under the root, a good value, a value its save fails on)
+    [
+        (
+            "rejected_events",
+            "02_intermediate/quarantine/rejected_events.parquet",
+            pd.DataFrame({"source_row": [1, 2], "reject_reason": ["missing_value", "duplicate"]}),
+            pd.DataFrame({"source_row": [1, 2], "reject_reason": [{"a": 1}, 3.5]}),
+        ),
+        (  # a reporting figure (plotly JSON, what kedro-viz previews)
+            "predicted_vs_actual_figure",
+            "08_reporting/reporting/predicted_vs_actual.json",
+            go.Figure(go.Scatter(x=[1, 2], y=[2, 1])),
+            object(),
+        ),
+    ],
+    ids=["parquet", "plotly figure"],
+)
+def test_failed_save_leaves_the_previous_object_intact(
+    cloud_env: str, project: Path, case: tuple
+) -> None:
+    name, key, good, bad = case
     prefix, root = fresh_root()
     with inside(project):
         bootstrap_project(project)
@@ -157,17 +179,15 @@ def test_failed_save_leaves_the_previous_object_intact(cloud_env: str, project: 
             project_path=project, env="cloud", runtime_params={"data_root": root}
         ) as session:
             catalog = session.load_context().catalog
-    good = pd.DataFrame(
-        {"source_row": [1, 2], "reject_reason": ["missing_value", "duplicate_order"]}
-    )
-    catalog.save("rejected_events", good)
-    key = f"{prefix}/02_intermediate/quarantine/rejected_events.parquet"
+    catalog.save(name, good)
+    key = f"{prefix}/{key}"
     before = s3_client(cloud_env).get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
-    unwritable = pd.DataFrame({"source_row": [1, 2], "reject_reason": [{"a": 1}, 3.5]})
-    with pytest.raises(Exception, match="rejected_events|ParquetDataset"):
-        catalog.save("rejected_events", unwritable)
+    with pytest.raises(Exception, match=name):
+        catalog.save(name, bad)
 
     after = s3_client(cloud_env).get_object(Bucket=BUCKET, Key=key)["Body"].read()
     assert after == before
     assert object_keys(cloud_env, prefix) == {key}
+    loaded = catalog.load(name)  # and it reads back from S3 as what was saved
+    assert type(loaded) is type(good)
