@@ -21,12 +21,13 @@ def test_missing_raw_input_names_dataset_and_path(tmp_path: Path) -> None:
 
 
 def test_a_cached_dataset_is_found_by_the_path_of_the_dataset_it_wraps(tmp_path: Path) -> None:
-    """clean_events is a CachedDataset around a Parquet file: its faults name that file."""
+    """clean_events is the project's CachedDataset around a Parquet file: it describes itself as
+    that file, so its faults name the file."""
     path = tmp_path / "clean_events.parquet"
     catalog = DataCatalog.from_config(
         {
             "clean_events": {
-                "type": "CachedDataset",
+                "type": "geo_busyness.datasets.CachedDataset",
                 "dataset": {"type": "geo_busyness.datasets.ParquetDataset", "filepath": str(path)},
             }
         }

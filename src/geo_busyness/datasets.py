@@ -151,7 +151,8 @@ class TextDataset(_AtomicSave, _TextDataset):
 class CachedDataset(_CachedDataset):
     """Kedro's ``CachedDataset`` (saved to the wrapped dataset and kept in memory until its last
     reader in the run is done), described as its wrapped file so kedro-viz shows that file's
-    path and a table preview, as it does for the dataset unwrapped."""
+    path and a table preview, and storage-fault messages name it, as for the dataset
+    unwrapped."""
 
     def _describe(self) -> dict[str, Any]:
         return {**self._dataset._describe(), "cache": self._cache._describe()}

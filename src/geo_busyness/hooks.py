@@ -64,8 +64,6 @@ def _chain(error: BaseException) -> list[BaseException]:
 def _dataset_url(name: str, dataset: Any) -> str | None:
     """The URL a file-based dataset reads and writes, or None for other datasets."""
     described = getattr(dataset, "_describe", lambda: {})()
-    if isinstance(described.get("dataset"), dict):  # a wrapper such as CachedDataset
-        described = described["dataset"]
     path = described.get("filepath")
     if path is None:
         return None

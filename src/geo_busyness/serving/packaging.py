@@ -23,17 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import geo_busyness
+from geo_busyness.registry import ARTIFACT_MODULES
 from geo_busyness.serving.model import MLMODEL, find_model_dir
 
 CODE_DIR = "code"
-#: Modules of ``geo_busyness`` that ``code/inference.py`` needs (relative to the package).
+#: Modules of ``geo_busyness`` that ``code/inference.py`` needs (relative to the package): the
+#: model's own (``registry.ARTIFACT_MODULES``, what unpickling it needs) plus the serving code.
 PACKAGE_MODULES = (
-    "__init__.py",
-    "cell_hours.py",
-    "features.py",
-    "geo.py",
-    "schemas.py",
-    "tree_ensemble.py",
+    *ARTIFACT_MODULES,
     "serving/__init__.py",
     "serving/model.py",
     "serving/requests.py",
