@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geo_busyness.scratch import PROJECT_ROOT, make_project_copy
+from geo_busyness.testing import PROJECT_ROOT, make_project_copy
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 NODE_SECONDS = re.compile(r"successfully in ([\d.]+) sec")

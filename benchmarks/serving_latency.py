@@ -32,11 +32,12 @@ from geo_busyness.serving.threads import single_threaded_math  # noqa: E402
 
 single_threaded_math()  # the in-process breakdown runs like a server worker
 
-from geo_busyness.serving.local import running_server  # noqa: E402
-from geo_busyness.serving.model import answer, fetch_model, load_model  # noqa: E402
-from geo_busyness.serving.packaging import build_package, unpack_package  # noqa: E402
+from geo_busyness.model.loading import fetch_model, load_model  # noqa: E402
+from geo_busyness.model.predict import predict_busyness  # noqa: E402
+from geo_busyness.pipelines.deployment.packaging import build_package, unpack_package  # noqa: E402
 from geo_busyness.serving.requests import parse_request  # noqa: E402
 from geo_busyness.serving.responses import encode_predictions  # noqa: E402
+from geo_busyness.testing import running_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +82,7 @@ def breakdown(model, body: bytes, repeats: int) -> dict[str, float]:
         t0 = time.perf_counter()
         queries = parse_request(body, "application/json")
         t1 = time.perf_counter()
-        answers = answer(model, queries)
+        answers = predict_busyness(model, queries)
         t2 = time.perf_counter()
         encode_predictions(answers)
         t3 = time.perf_counter()

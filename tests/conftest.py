@@ -17,9 +17,11 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from geo_busyness.scratch import make_project_copy, tracking_uri, use_own_mlflow_store
+from geo_busyness.testing import make_project_copy, tracking_uri, use_own_mlflow_store
 
 __all__ = ["make_project_copy"]  # re-exported for tests
+#: The small packaged model (tests/serving, tests/pipelines/deployment).
+pytest_plugins = ("tests.packaged_model",)
 
 #: A small city sample that still has weeks enough for train, validation and test windows.
 SMALL_GENERATION = {

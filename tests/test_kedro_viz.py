@@ -19,7 +19,7 @@ from kedro.framework.project import configure_project
 from matplotlib import image
 
 from geo_busyness.pipeline_registry import register_pipelines
-from geo_busyness.scratch import PROJECT_ROOT, make_project_copy
+from geo_busyness.testing import PROJECT_ROOT, make_project_copy
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: The layers in the order data flows through them (catalog `metadata.kedro-viz.layer`).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import nbformat
 from nbclient import NotebookClient
 
-from geo_busyness.scratch import PROJECT_ROOT
+from geo_busyness.testing import PROJECT_ROOT
 from tests.conftest import TrainedProject
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "exploration.ipynb"

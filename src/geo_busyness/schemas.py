@@ -1,7 +1,8 @@
-"""The canonical event schema and its pandera models, shared by every pipeline.
+"""The project's vocabulary: column names, reject reasons, coordinate limits, pandera models.
 
 Every source table is mapped onto the reference (courier) schema, so the names below are the
 project's vocabulary: a ride pickup's ``Date/Time`` becomes ``courier_location_timestamp``.
+Pipelines, the model package and the server all name columns and rules from here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+# ---------------------------------------------------------------- event columns
 EVENT_TIME = "courier_location_timestamp"
 EVENT_LAT = "courier_lat"
 EVENT_LON = "courier_lon"
@@ -24,9 +26,15 @@ SOURCE_ROW = "source_row"
 VENUE_ID = "restaurant_id"
 REJECT_REASON = "reject_reason"
 REJECT_COLUMN = "reject_column"
+#: The server's answer to a refused query row sent alone as a request.
+REJECT_MESSAGE = "reject_message"
 
-#: Columns a source must provide: an event needs a time and a place.
-REQUIRED_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON)
+#: Columns a query row must have: a time and a place (extra columns are ignored).
+QUERY_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON)
+#: Optional query columns that are kept (as numbers).
+OPTIONAL_QUERY_COLUMNS = (VENUE_LAT, VENUE_LON)
+#: Columns a source must provide: an event, like a query, needs a time and a place.
+REQUIRED_COLUMNS = QUERY_COLUMNS
 #: Columns a source may provide; absent ones are filled with nulls.
 OPTIONAL_COLUMNS = (COURIER_ID, ORDER_NUMBER, ORDER_CREATED, VENUE_LAT, VENUE_LON)
 CANONICAL_COLUMNS = (
@@ -41,6 +49,52 @@ CANONICAL_COLUMNS = (
 )
 COORDINATE_COLUMNS = (EVENT_LAT, EVENT_LON, VENUE_LAT, VENUE_LON)
 TIMESTAMP_COLUMNS = (EVENT_TIME, ORDER_CREATED)
+
+# ---------------------------------------------------------------- cell-hour columns
+#: The H3 cell as a uint64 id (counts, panels); ``H3_CELL`` is its hexadecimal name.
+CELL = "cell"
+#: Key columns of counts, panels and predictions: the cell's hexadecimal name and the UTC hour.
+H3_CELL = "h3_cell"
+HOUR = "hour"
+#: Target: events in the cell during the hour.
+TARGET = "busyness"
+#: The model's answer (beside ``H3_CELL`` and ``HOUR``).
+PREDICTION = "predicted_busyness"
+#: The seasonal-naive baseline's answer.
+BASELINE = "baseline_busyness"
+
+# ---------------------------------------------------------------- coordinate limits
+LAT_LIMIT = 90.0
+LON_LIMIT = 180.0
+#: |value| <= limit, in degrees, for every coordinate column.
+COORDINATE_LIMITS = {
+    EVENT_LAT: LAT_LIMIT,
+    VENUE_LAT: LAT_LIMIT,
+    EVENT_LON: LON_LIMIT,
+    VENUE_LON: LON_LIMIT,
+}
+
+# ---------------------------------------------------------------- reject reasons
+MISSING_VALUE = "missing_value"
+WRONG_TYPE = "wrong_type"
+UNPARSABLE_TIMESTAMP = "unparsable_timestamp"
+AMBIGUOUS_LOCAL_TIME = "ambiguous_local_time"
+COORDINATES_OUT_OF_RANGE = "coordinates_out_of_range"
+OUTSIDE_SERVICE_AREA = "outside_service_area"
+FUTURE_TIMESTAMP = "future_timestamp"
+PING_BEFORE_ORDER_CREATION = "ping_before_order_creation"
+DUPLICATE_ORDER = "duplicate_order"
+#: The cleaning node's reasons, in the order its rules apply (a row gets the first it fails).
+CLEANING_REJECT_REASONS = (
+    MISSING_VALUE,
+    UNPARSABLE_TIMESTAMP,
+    AMBIGUOUS_LOCAL_TIME,
+    COORDINATES_OUT_OF_RANGE,
+    OUTSIDE_SERVICE_AREA,
+    FUTURE_TIMESTAMP,
+    PING_BEFORE_ORDER_CREATION,
+    DUPLICATE_ORDER,
+)
 
 _UTC = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 
@@ -95,11 +149,11 @@ class CleanEvents(_ValidatedInPlace):
     courier_id: Series[Any] = pa.Field(nullable=True)
     order_number: Series[Any] = pa.Field(nullable=True)
     courier_location_timestamp: Series[_UTC] = pa.Field(nullable=False)
-    courier_lat: Series[float] = pa.Field(ge=-90, le=90)
-    courier_lon: Series[float] = pa.Field(ge=-180, le=180)
+    courier_lat: Series[float] = pa.Field(ge=-LAT_LIMIT, le=LAT_LIMIT)
+    courier_lon: Series[float] = pa.Field(ge=-LON_LIMIT, le=LON_LIMIT)
     order_created_timestamp: Series[_UTC] = pa.Field(nullable=True)
-    restaurant_lat: Series[float] = pa.Field(nullable=True, ge=-90, le=90)
-    restaurant_lon: Series[float] = pa.Field(nullable=True, ge=-180, le=180)
+    restaurant_lat: Series[float] = pa.Field(nullable=True, ge=-LAT_LIMIT, le=LAT_LIMIT)
+    restaurant_lon: Series[float] = pa.Field(nullable=True, ge=-LON_LIMIT, le=LON_LIMIT)
     restaurant_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
 
     class Config:

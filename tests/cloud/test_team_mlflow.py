@@ -14,7 +14,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from geo_busyness.features import PREDICTION, predict_busyness
+from geo_busyness.model.predict import predict_busyness
+from geo_busyness.schemas import PREDICTION
 from tests.cloud.conftest import (
     AWS_ENV,
     BUCKET,

@@ -15,10 +15,11 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 
-from geo_busyness.cell_hours import count_cell_hours
-from geo_busyness.features import BusynessFeatures, cell_hour_queries
-from geo_busyness.geo import venue_id
-from geo_busyness.registry import bundle_code
+from geo_busyness.model.bundle import bundle_code, model_requirements
+from geo_busyness.model.cell_hours import count_cell_hours
+from geo_busyness.model.features import BusynessFeatures
+from geo_busyness.model.geo import venue_id
+from geo_busyness.model.predict import cell_hour_queries
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 WEEKS = 3
@@ -86,7 +87,7 @@ def save_model(model: Pipeline, path: Path) -> Path:
             model,
             str(path),
             serialization_format="cloudpickle",
-            pip_requirements=["scikit-learn", "pandas", "numpy", "h3", "h3ronpy", "pandera"],
+            pip_requirements=model_requirements(),
             code_paths=[str(package)],
         )
     return path

@@ -12,10 +12,10 @@ import orjson
 import pandas as pd
 import pytest
 
-from geo_busyness.features import predict_busyness
+from geo_busyness.model.loading import load_model
+from geo_busyness.model.predict import predict_busyness
 from geo_busyness.serving.app import ServingApp, Settings
-from geo_busyness.serving.local import running_server
-from geo_busyness.serving.model import load_model
+from geo_busyness.testing import running_server
 from tests.serving.cases import BAD_REQUESTS, GOOD_ROW
 from tests.serving.model_fixture import WEEKS, synthetic_events
 

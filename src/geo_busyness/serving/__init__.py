@@ -1,1 +1,2 @@
-"""Serving the busyness model: request parsing, the HTTP server, packaging and SageMaker."""
+"""What the serving container runs: the HTTP server, the SageMaker entry points, request
+parsing and response encoding. Deploy-time code lives in ``pipelines/deployment``."""

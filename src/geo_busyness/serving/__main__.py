@@ -77,7 +77,7 @@ def serve(argv: Sequence[str] | None = None) -> None:
 
     import uvicorn  # noqa: PLC0415
 
-    from geo_busyness.serving.model import fetch_model, is_local  # noqa: PLC0415
+    from geo_busyness.model.loading import fetch_model, is_local  # noqa: PLC0415
 
     model = args.model
     if not is_local(model):

@@ -91,7 +91,7 @@ class ServingApp:
     def _load_model(self) -> Any:
         if self.settings.loader is not None:
             return self.settings.loader(self.settings.model)
-        from geo_busyness.serving.model import load_model  # noqa: PLC0415 - imports MLflow
+        from geo_busyness.model.loading import load_model  # noqa: PLC0415 - imports MLflow
 
         return load_model(self.settings.model)
 
@@ -303,10 +303,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 
 def answer(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
-    """``geo_busyness.serving.model.answer``, imported on first use (it loads scikit-learn)."""
-    from geo_busyness.serving.model import answer as predict  # noqa: PLC0415
+    """``predict_busyness``, imported on first use (it loads scikit-learn)."""
+    from geo_busyness.model.predict import predict_busyness  # noqa: PLC0415
 
-    return predict(model, queries)
+    return predict_busyness(model, queries)
 
 
 def _too_large(size: int, limit: int) -> bytes:

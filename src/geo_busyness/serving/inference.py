@@ -19,7 +19,8 @@ if _CODE_DIR not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-from geo_busyness.serving.model import answer, load_model  # noqa: E402
+from geo_busyness.model.loading import load_model  # noqa: E402
+from geo_busyness.model.predict import predict_busyness  # noqa: E402
 from geo_busyness.serving.requests import RequestError, parse_request  # noqa: E402
 from geo_busyness.serving.responses import (  # noqa: E402
     encode_error,
@@ -51,7 +52,7 @@ def input_fn(request_body: bytes | str, request_content_type: str) -> pd.DataFra
 
 def predict_fn(input_data: pd.DataFrame, model: Any) -> pd.DataFrame:
     """``h3_cell``, ``hour`` and ``predicted_busyness`` per query row."""
-    return answer(model, input_data)
+    return predict_busyness(model, input_data)
 
 
 def output_fn(prediction: pd.DataFrame, accept: str) -> tuple[bytes, str]:

@@ -4,7 +4,7 @@ A query asks how busy the H3 cell of a point is during the hour of a timestamp. 
 JSON (a list of query objects, ``{"instances": [...]}`` or one query object) or CSV with a
 header row. Every problem becomes a ``RequestError`` with the HTTP status to answer and a
 message naming the column, the rule and the first offending rows (0-based), so a client can
-fix its request; the row checks live in ``validation``.
+fix its request; the row checks live in ``geo_busyness.model.queries``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, REQUIRED_COLUMNS
-from geo_busyness.serving.validation import (
+from geo_busyness.model.queries import RequestError, validate_queries
+from geo_busyness.schemas import (
+    COORDINATE_LIMITS,
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
     OPTIONAL_QUERY_COLUMNS,
-    RANGES,
-    RequestError,
-    validate_queries,
+    QUERY_COLUMNS,
 )
 
 __all__ = [
@@ -43,7 +45,7 @@ SUPPORTED_CONTENT_TYPES = {JSON: JSON, CSV: CSV, "application/csv": CSV}
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 #: Requests up to this many rows, all plainly valid, skip pandas' parsing (see _small_clean_queries).
 _FAST_PATH_ROWS = 8
-_FAST_PATH_KEYS = frozenset(REQUIRED_COLUMNS)
+_FAST_PATH_KEYS = frozenset(QUERY_COLUMNS)
 #: The ISO 8601 forms the fast path parses itself: date, time to at most microseconds, Z/offset.
 _PLAIN_ISO_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"
@@ -102,7 +104,7 @@ def json_rows(body: bytes) -> list[Any]:
     if isinstance(document, dict):
         if "instances" in document:
             document = document["instances"]
-        elif set(REQUIRED_COLUMNS) & document.keys():
+        elif set(QUERY_COLUMNS) & document.keys():
             document = [document]
     if not isinstance(document, list):
         raise RequestError(
@@ -121,11 +123,11 @@ def json_frame(document: list[Any]) -> pd.DataFrame:
         frame = pd.DataFrame(document)
     except (TypeError, ValueError):
         raise RequestError(
-            400, f"Each query must be a JSON object with fields {list(REQUIRED_COLUMNS)}."
+            400, f"Each query must be a JSON object with fields {list(QUERY_COLUMNS)}."
         ) from None
     if not all(isinstance(name, str) for name in frame.columns):  # loops over columns only
         raise RequestError(
-            400, f"Each query must be a JSON object with fields {list(REQUIRED_COLUMNS)}."
+            400, f"Each query must be a JSON object with fields {list(QUERY_COLUMNS)}."
         )
     return frame
 
@@ -154,7 +156,7 @@ def _small_clean_queries(document: list[Any]) -> pd.DataFrame | None:
     columns: dict[str, Any] = {}
     for name, values in coordinates.items():
         numbers = np.asarray(values, dtype=float)
-        if not (np.abs(numbers) <= RANGES[name]).all():  # NaN fails too
+        if not (np.abs(numbers) <= COORDINATE_LIMITS[name]).all():  # NaN fails too
             return None
         columns[name] = numbers
     try:

@@ -6,8 +6,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from geo_busyness.cell_hours import H3_CELL, HOUR
-from geo_busyness.features import PREDICTION
+from geo_busyness.schemas import H3_CELL, HOUR, PREDICTION
 from geo_busyness.serving.requests import CSV, JSON, RequestError
 
 ANSWER_COLUMNS = (H3_CELL, HOUR, PREDICTION)

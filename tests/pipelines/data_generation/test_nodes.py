@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from geo_busyness.geo import haversine_km
+from geo_busyness.model.geo import haversine_km
 from geo_busyness.pipelines.data_generation.nodes import FAULT_TO_REASON, generate_events
 
 PARAMS_FILE = (

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.geo import haversine_km
+from geo_busyness.model.geo import haversine_km
 from geo_busyness.pipelines.data_generation.nodes import generate_events, generate_recent_events
 from tests.pipelines.data_generation.test_nodes import REFERENCE_COLUMNS, SHRINK, small_params
 

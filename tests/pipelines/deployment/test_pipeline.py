@@ -17,11 +17,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from moto import mock_aws
 
-from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, select_model_version
-from geo_busyness.scratch import tracking_uri
-from geo_busyness.serving.model import answer, load_model
+from geo_busyness.model.loading import load_model
+from geo_busyness.model.predict import predict_busyness
+from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, check_deployable
+from geo_busyness.pipelines.deployment.sagemaker import DeploymentError, SageMakerDeployer
+from geo_busyness.registry import select_model_version
 from geo_busyness.serving.requests import parse_request
-from geo_busyness.serving.sagemaker import DeploymentError, SageMakerDeployer
+from geo_busyness.testing import tracking_uri
 from tests.conftest import inside, make_project_copy, run_kedro
 from tests.serving.cases import GOOD_ROW, json_rows
 from tests.serving.model_fixture import fit_model, save_model
@@ -68,12 +70,17 @@ def _params(**overrides) -> dict:
     params = {
         "target": "local",
         "registered_model_name": NAME,
-        "source_alias": "challenger",
+        "aliases": ["challenger"],
         "model_version": None,
         "gate_tag": "gate",
         "gate_passed_value": "passed",
     }
     return {**params, **overrides}
+
+
+def deployable(params: dict) -> dict:
+    """What the pipeline's first two nodes give: the selected version, gate-checked."""
+    return check_deployable(select_model_version(params), params)
 
 
 def test_a_gate_failed_version_is_refused(project):
@@ -83,12 +90,12 @@ def test_a_gate_failed_version_is_refused(project):
             with pytest.raises(
                 DeploymentRefused, match=r"version 2 .* did not pass the quality gate"
             ):
-                select_model_version(_params(model_version=2))
+                deployable(_params(model_version=2))
             with pytest.raises(DeploymentRefused, match="test R2 0.1 < 0.6"):
-                select_model_version(_params(model_version=2))
-            assert select_model_version(_params())["version"] == "1"
+                deployable(_params(model_version=2))
+            assert deployable(_params())["version"] == "1"
             with pytest.raises(ValueError, match="target"):
-                select_model_version(_params(target="heroku"))
+                deployable(_params(target="heroku"))
         finally:
             mlflow.set_tracking_uri(None)
 
@@ -108,7 +115,7 @@ def test_local_deployment_serves_the_new_champion(project):
     assert package["smoke_test"]["answer"]["predicted_busyness"] >= 0
     model_dir = project / record["deployment"]["model_dir"]
     assert (model_dir / "code" / "inference.py").is_file()
-    served = answer(load_model(model_dir), parse_request(json_rows(GOOD_ROW)))
+    served = predict_busyness(load_model(model_dir), parse_request(json_rows(GOOD_ROW)))
     assert served["predicted_busyness"].iloc[0] >= 0
     with inside(project):
         mlflow.set_tracking_uri(tracking_uri(project))

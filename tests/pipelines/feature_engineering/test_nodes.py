@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.features import BusynessFeatures
+from geo_busyness.model.features import BusynessFeatures
 from geo_busyness.pipelines.feature_engineering.nodes import (
     build_panels,
     count_events_per_cell_hour,

@@ -15,14 +15,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.cell_hours import H3_CELL, HOUR
-from geo_busyness.features import PREDICTION, QUERY_COLUMNS
-from geo_busyness.geo import cell_centres, cell_ids, cell_names
-from geo_busyness.pipelines.inference.nodes import resolve_inference_model
-from geo_busyness.registry import ModelNotFound
-from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, SOURCE_ROW
-from geo_busyness.serving.local import running_server
-from geo_busyness.serving.model import fetch_model, load_model
+from geo_busyness.model.geo import cell_centres, cell_ids, cell_names
+from geo_busyness.model.loading import fetch_model, load_model
+from geo_busyness.registry import ModelNotFound, select_model_version
+from geo_busyness.schemas import (
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    H3_CELL,
+    HOUR,
+    PREDICTION,
+    QUERY_COLUMNS,
+    SOURCE_ROW,
+)
+from geo_busyness.testing import running_server
 from tests.conftest import TrainedProject, copy_project, project_mlflow, run_kedro
 
 NAME = "geo-busyness"
@@ -238,7 +244,7 @@ def test_an_unknown_version_is_named(two_versions):
     project, _, _ = two_versions
     params = {"registered_model_name": NAME, "model_version": 99, "aliases": ["champion"]}
     with project_mlflow(project), pytest.raises(ModelNotFound, match="has no version 99"):
-        resolve_inference_model(params)
+        select_model_version(params)
 
 
 def test_without_a_registered_model_the_run_fails_naming_it(trained_project, tmp_path_factory):

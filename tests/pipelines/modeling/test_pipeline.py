@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.features import QUERY_COLUMNS, predict_busyness
+from geo_busyness.model.predict import predict_busyness
 from geo_busyness.pipelines.modeling.nodes import (
     compose_model,
     evaluate_test_window,
@@ -22,6 +22,7 @@ from geo_busyness.pipelines.modeling.nodes import (
     select_regressor,
     tune_random_forest,
 )
+from geo_busyness.schemas import QUERY_COLUMNS
 from tests.conftest import (
     SMALL_TRAINING,
     TrainedProject,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.cell_hours import HOURS_PER_WEEK
+from geo_busyness.model.cell_hours import HOURS_PER_WEEK
 from geo_busyness.schemas import (
     COURIER_ID,
     EVENT_LAT,

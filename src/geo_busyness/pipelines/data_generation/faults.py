@@ -9,10 +9,16 @@ import numpy as np
 import pandas as pd
 
 from geo_busyness.schemas import (
+    COORDINATES_OUT_OF_RANGE,
+    DUPLICATE_ORDER,
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    FUTURE_TIMESTAMP,
+    MISSING_VALUE,
     ORDER_CREATED,
+    PING_BEFORE_ORDER_CREATION,
+    UNPARSABLE_TIMESTAMP,
     VENUE_LAT,
     VENUE_LON,
 )
@@ -21,13 +27,13 @@ logger = logging.getLogger(__name__)
 
 #: The cleaning reason each injected fault must be quarantined with.
 FAULT_TO_REASON = {
-    "missing_value": "missing_value",
-    "coordinates_out_of_range": "coordinates_out_of_range",
-    "swapped_coordinates": "coordinates_out_of_range",
-    "unparsable_timestamp": "unparsable_timestamp",
-    "future_timestamp": "future_timestamp",
-    "ping_before_order_creation": "ping_before_order_creation",
-    "duplicate_order": "duplicate_order",
+    "missing_value": MISSING_VALUE,
+    "coordinates_out_of_range": COORDINATES_OUT_OF_RANGE,
+    "swapped_coordinates": COORDINATES_OUT_OF_RANGE,
+    "unparsable_timestamp": UNPARSABLE_TIMESTAMP,
+    "future_timestamp": FUTURE_TIMESTAMP,
+    "ping_before_order_creation": PING_BEFORE_ORDER_CREATION,
+    "duplicate_order": DUPLICATE_ORDER,
 }
 _GARBAGE_TIMESTAMPS = np.array(
     ["not a timestamp", "2026-02-30 12:00:00", "31/31/2026 99:99", "yesterday"]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.cell_hours import HOURS_PER_WEEK
+from geo_busyness.model.cell_hours import HOURS_PER_WEEK
 from geo_busyness.pipelines.data_generation.city import (
     FIRST_ORDER_NUMBER,
     draw_order_counts,

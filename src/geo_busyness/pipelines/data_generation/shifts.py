@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.geo import haversine_km
+from geo_busyness.model.geo import haversine_km
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, VENUE_LAT, VENUE_LON
 
 #: Candidate centres per axis when looking for the emptiest spot of the city.

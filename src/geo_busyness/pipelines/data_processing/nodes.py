@@ -10,20 +10,30 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from geo_busyness.geo import venue_id
+from geo_busyness.model.geo import venue_id
 from geo_busyness.schemas import (
+    AMBIGUOUS_LOCAL_TIME,
     CANONICAL_COLUMNS,
+    CLEANING_REJECT_REASONS,
     COORDINATE_COLUMNS,
+    COORDINATE_LIMITS,
+    COORDINATES_OUT_OF_RANGE,
+    DUPLICATE_ORDER,
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    FUTURE_TIMESTAMP,
+    MISSING_VALUE,
     ORDER_CREATED,
     ORDER_NUMBER,
+    OUTSIDE_SERVICE_AREA,
+    PING_BEFORE_ORDER_CREATION,
     REJECT_COLUMN,
     REJECT_REASON,
     REQUIRED_COLUMNS,
     SOURCE_ROW,
     TIMESTAMP_COLUMNS,
+    UNPARSABLE_TIMESTAMP,
     VENUE_ID,
     VENUE_LAT,
     VENUE_LON,
@@ -32,16 +42,7 @@ from geo_busyness.schemas import (
 logger = logging.getLogger(__name__)
 
 #: Reject reasons, in the order rules are applied; a row gets the first that matches.
-REJECT_REASONS = (
-    "missing_value",
-    "unparsable_timestamp",
-    "ambiguous_local_time",
-    "coordinates_out_of_range",
-    "outside_service_area",
-    "future_timestamp",
-    "ping_before_order_creation",
-    "duplicate_order",
-)
+REJECT_REASONS = CLEANING_REJECT_REASONS
 
 
 class EventMappingError(ValueError):
@@ -182,36 +183,35 @@ def _rules(
     params: dict[str, Any],
 ) -> list[tuple[str, str, pd.Series]]:
     """Each cleaning rule as (reason, column, mask of failing rows), in priority order."""
-    rules = [("missing_value", col, events[col].isna()) for col in mapped]
+    rules = [(MISSING_VALUE, col, events[col].isna()) for col in mapped]
     # A local time that is ambiguous or skipped parses to NaT too; it has its own reason below.
     rules += [
-        ("unparsable_timestamp", col, parsed[col].isna() & ~ambiguous[col])
+        (UNPARSABLE_TIMESTAMP, col, parsed[col].isna() & ~ambiguous[col])
         for col in TIMESTAMP_COLUMNS
         if col in mapped
     ]
     rules += [
-        ("ambiguous_local_time", col, ambiguous[col]) for col in TIMESTAMP_COLUMNS if col in mapped
+        (AMBIGUOUS_LOCAL_TIME, col, ambiguous[col]) for col in TIMESTAMP_COLUMNS if col in mapped
     ]
     for col in (c for c in COORDINATE_COLUMNS if c in mapped):
-        limit = 90 if col in (EVENT_LAT, VENUE_LAT) else 180
-        rules.append(("coordinates_out_of_range", col, events[col].abs() > limit))
+        rules.append((COORDINATES_OUT_OF_RANGE, col, events[col].abs() > COORDINATE_LIMITS[col]))
     area = params.get("service_area")
     if area:
         for col, low, high in (
             (EVENT_LAT, "lat_min", "lat_max"),
             (EVENT_LON, "lon_min", "lon_max"),
         ):
-            rules.append(("outside_service_area", col, ~events[col].between(area[low], area[high])))
+            rules.append((OUTSIDE_SERVICE_AREA, col, ~events[col].between(area[low], area[high])))
     as_of = pd.Timestamp(params["as_of"]) if params.get("as_of") else pd.Timestamp.now(tz="UTC")
     if as_of.tz is None:  # a naive as_of is read like naive event times: in the source timezone
         as_of = as_of.tz_localize(params["source_timezone"])
     as_of = as_of.tz_convert("UTC")
     rules += [
-        ("future_timestamp", col, parsed[col] > as_of) for col in TIMESTAMP_COLUMNS if col in mapped
+        (FUTURE_TIMESTAMP, col, parsed[col] > as_of) for col in TIMESTAMP_COLUMNS if col in mapped
     ]
     if ORDER_CREATED in mapped:
         rules.append(
-            ("ping_before_order_creation", EVENT_TIME, parsed[ORDER_CREATED] > parsed[EVENT_TIME])
+            (PING_BEFORE_ORDER_CREATION, EVENT_TIME, parsed[ORDER_CREATED] > parsed[EVENT_TIME])
         )
     return rules
 
@@ -241,7 +241,7 @@ def split_clean_and_rejected(
     if ORDER_NUMBER in mapped:
         valid = np.flatnonzero(reason_code == 0)
         repeated = valid[events[ORDER_NUMBER].take(valid).duplicated(keep="first").to_numpy()]
-        reason_code[repeated] = REJECT_REASONS.index("duplicate_order") + 1
+        reason_code[repeated] = REJECT_REASONS.index(DUPLICATE_ORDER) + 1
         column_code[repeated] = CANONICAL_COLUMNS.index(ORDER_NUMBER)
 
     keep = reason_code == 0

@@ -1,13 +1,11 @@
-"""Deployment nodes: pick a gated model version, package it, deploy it, promote it.
+"""Deployment nodes: check the selected version passed the gate, package it, deploy it, promote it.
 
-The nodes only glue the registry (MLflow), the packaging and the targets together; the
-packaging lives in ``geo_busyness.serving.packaging`` and the SageMaker calls in
-``geo_busyness.serving.sagemaker``.
+The nodes only glue the registry (``geo_busyness.registry``, the one door to MLflow), the
+packaging (``packaging``) and the targets (the local model store, ``sagemaker``) together.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -18,8 +16,11 @@ from typing import Any
 
 import orjson
 
-from geo_busyness.registry import resolve_version
-from geo_busyness.serving.packaging import build_package, unpack_package
+from geo_busyness.model.loading import fetch_model
+from geo_busyness.registry import move_alias, run_json_artifact, run_metrics, run_tags
+from geo_busyness.schemas import PREDICTION
+
+from .packaging import build_package, unpack_package
 
 logger = logging.getLogger(__name__)
 
@@ -32,28 +33,17 @@ class DeploymentRefused(RuntimeError):
     """The requested model version may not be deployed (e.g. it did not pass the gate)."""
 
 
-def _client():
-    from mlflow.tracking import MlflowClient  # noqa: PLC0415 - the session set the tracking URI
-
-    return MlflowClient()
-
-
-def select_model_version(params: dict[str, Any]) -> dict[str, Any]:
-    """The registered version to deploy (``model_version`` or the ``source_alias``), gate-checked."""
+def check_deployable(candidate: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The selected version, if the target is known and the version passed the quality gate."""
     if params["target"] not in TARGETS:
         raise ValueError(f"deployment.target must be one of {TARGETS}, got {params['target']!r}.")
-    candidate = resolve_version(
-        params["registered_model_name"],
-        version=params.get("model_version"),
-        aliases=[params["source_alias"]],
-    )
     name, version = candidate["model_name"], candidate["version"]
     gate = candidate["tags"].get(params["gate_tag"])
     if gate != params["gate_passed_value"]:
         run_reasons = ""
         if candidate["run_id"]:
-            run_tags = _client().get_run(candidate["run_id"]).data.tags
-            run_reasons = f" The run says: gate={run_tags.get('gate', '-')}, reasons: {run_tags.get('gate_reasons', '-')}."
+            tags = run_tags(candidate["run_id"])
+            run_reasons = f" The run says: gate={tags.get('gate', '-')}, reasons: {tags.get('gate_reasons', '-')}."
         raise DeploymentRefused(
             f"Refusing to deploy {name} version {version} ({candidate['chosen_by']}): it did not"
             f" pass the quality gate (model version tag {params['gate_tag']}={gate!r}, expected"
@@ -67,8 +57,6 @@ def select_model_version(params: dict[str, Any]) -> dict[str, Any]:
 
 def evaluation_metrics(candidate: dict[str, Any]) -> dict[str, Any]:
     """The evaluation report logged with the version's run, else its run metrics and tags."""
-    import mlflow  # noqa: PLC0415
-
     metrics: dict[str, Any] = {
         "model_name": candidate["model_name"],
         "model_version": candidate["version"],
@@ -77,26 +65,16 @@ def evaluation_metrics(candidate: dict[str, Any]) -> dict[str, Any]:
     run_id = candidate.get("run_id")
     if not run_id:
         return metrics
-    metrics["run_metrics"] = {
-        key: value
-        for key, value in _client().get_run(run_id).data.metrics.items()
-        if math.isfinite(value)
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=EVALUATION_REPORT_ARTIFACT, dst_path=tmp
-            )
-            metrics["evaluation_report"] = json.loads(Path(path).read_text())
-        except Exception as exc:  # noqa: BLE001 - the report is optional; metrics remain
-            logger.warning("No %s in run %s (%s)", EVALUATION_REPORT_ARTIFACT, run_id, exc)
+    metrics["run_metrics"] = run_metrics(run_id)
+    try:
+        metrics["evaluation_report"] = run_json_artifact(run_id, EVALUATION_REPORT_ARTIFACT)
+    except Exception as exc:  # noqa: BLE001 - the report is optional; metrics remain
+        logger.warning("No %s in run %s (%s)", EVALUATION_REPORT_ARTIFACT, run_id, exc)
     return metrics
 
 
 def package_model(candidate: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """model.tar.gz (MLflow model + code/inference.py) under ``package_dir``, smoke-tested."""
-    from geo_busyness.serving.model import fetch_model  # noqa: PLC0415
-
     name, version = candidate["model_name"], candidate["version"]
     output = Path(params["package_dir"]) / f"{name}-v{version}" / "model.tar.gz"
     with tempfile.TemporaryDirectory(prefix="geo-busyness-deploy-") as tmp:
@@ -126,10 +104,7 @@ def smoke_test(tarball: Path, query: dict[str, Any], workdir: Path) -> dict[str,
         "application/json",
     )
     answer = orjson.loads(body)["predictions"][0]
-    if not (
-        isinstance(answer["predicted_busyness"], float)
-        and math.isfinite(answer["predicted_busyness"])
-    ):
+    if not (isinstance(answer[PREDICTION], float) and math.isfinite(answer[PREDICTION])):
         raise DeploymentRefused(
             f"The packaged model answered {answer} to the smoke-test query {query}."
         )
@@ -166,11 +141,7 @@ def _deploy_local(
 def _deploy_sagemaker(
     candidate: dict[str, Any], package: dict[str, Any], settings: dict[str, Any]
 ) -> dict[str, Any]:
-    from geo_busyness.serving.sagemaker import (  # noqa: PLC0415
-        SageMakerConfig,
-        SageMakerDeployer,
-        make_clients,
-    )
+    from .sagemaker import SageMakerConfig, SageMakerDeployer, make_clients  # noqa: PLC0415
 
     config = SageMakerConfig.from_params(settings)
     deployer = SageMakerDeployer(config, *make_clients(config.region))
@@ -197,13 +168,8 @@ def promote_champion(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """Set the ``champion`` alias on the deployed version; the deployment record."""
-    client = _client()
     name, alias = candidate["model_name"], params["champion_alias"]
-    try:
-        previous = str(client.get_model_version_by_alias(name, alias).version)
-    except Exception:  # noqa: BLE001 - no champion yet
-        previous = None
-    client.set_registered_model_alias(name, alias, candidate["version"])
+    previous = move_alias(name, alias, candidate["version"])
     logger.info("%s version %s is now %s (was %s)", name, candidate["version"], alias, previous)
     return {
         "model_name": name,

@@ -2,7 +2,9 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import deploy_package, package_model, promote_champion, select_model_version
+from geo_busyness.registry import select_model_version
+
+from .nodes import check_deployable, deploy_package, package_model, promote_champion
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -12,8 +14,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 select_model_version,
                 "params:deployment",
-                "deployment_candidate",
+                "deployment_selected_version",
                 name="select_model_version",
+            ),
+            Node(
+                check_deployable,
+                ["deployment_selected_version", "params:deployment"],
+                "deployment_candidate",
+                name="check_deployable",
             ),
             Node(
                 package_model,

@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.cell_hours import H3_CELL, HOUR, TARGET, count_cell_hours
-from geo_busyness.features import BusynessFeatures, cell_hour_queries
-from geo_busyness.geo import cell_names
-from geo_busyness.schemas import EVENT_TIME
+from geo_busyness.model.cell_hours import build_panel, count_cell_hours
+from geo_busyness.model.features import BusynessFeatures, feature_params
+from geo_busyness.model.geo import cell_names
+from geo_busyness.model.predict import cell_hour_queries
+from geo_busyness.schemas import CELL, EVENT_TIME, H3_CELL, HOUR, TARGET
 
 logger = logging.getLogger(__name__)
 
@@ -79,21 +80,6 @@ def window_and_count_events(
     return windows, train, validation, test, counts
 
 
-def feature_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments of ``BusynessFeatures`` from the feature_engineering parameters."""
-    horizon = params.get("horizon_hours") or 24 * max(
-        params["validation_days"], params["test_days"]
-    )
-    return {
-        "resolution": params["h3_resolution"],
-        "n_clusters": params["n_clusters"],
-        "lags_hours": tuple(params["lags_hours"]),
-        "horizon_hours": int(horizon),
-        "random_state": params["random_state"],
-        "exclude_features": tuple(params.get("exclude_features") or ()),
-    }
-
-
 def fit_busyness_features(
     train_events: pd.DataFrame, windows: dict[str, str], params: dict[str, Any]
 ) -> BusynessFeatures:
@@ -116,7 +102,7 @@ def count_events_per_cell_hour(
 ) -> pd.DataFrame:
     """Events per H3 cell and UTC hour, labelled with their window."""
     counts = count_cell_hours(clean_events, resolution)
-    counts.insert(0, H3_CELL, cell_names(counts["cell"].to_numpy()))
+    counts.insert(0, H3_CELL, cell_names(counts[CELL].to_numpy()))
     hours = counts[HOUR].array.asi8
     window_code = np.full(len(counts), -1, dtype=np.int8)  # -1: outside every window
     for code, name in enumerate(WINDOWS):
@@ -124,22 +110,6 @@ def count_events_per_cell_hour(
         window_code[(hours >= start.value) & (hours < end.value)] = code
     counts["window"] = pd.Categorical.from_codes(window_code, categories=list(WINDOWS))
     return counts
-
-
-def build_panel(
-    counts: pd.DataFrame, cells: np.ndarray, start: pd.Timestamp, end: pd.Timestamp
-) -> pd.DataFrame:
-    """Dense panel: every cell x every hour in [start, end), with zero where nothing happened."""
-    hours = pd.date_range(start, end, freq="h", inclusive="left")
-    panel = pd.DataFrame(
-        {
-            "cell": np.repeat(np.asarray(cells, dtype=np.uint64), len(hours)),
-            HOUR: hours[np.tile(np.arange(len(hours)), len(cells))],  # keeps the UTC dtype
-        }
-    )
-    panel = panel.merge(counts[["cell", HOUR, TARGET]], on=["cell", HOUR], how="left")
-    panel[TARGET] = panel[TARGET].fillna(0).astype(np.int64)
-    return panel.sort_values([HOUR, "cell"], ignore_index=True)
 
 
 def build_panels(
@@ -151,7 +121,7 @@ def build_panels(
         start, end = window_bounds(windows, name)
         panel = build_panel(counts, features.cells_, start, end)
         in_window = counts[(counts[HOUR] >= start) & (counts[HOUR] < end)]
-        unseen = in_window[~np.isin(in_window["cell"].to_numpy(), features.cells_)]
+        unseen = in_window[~np.isin(in_window[CELL].to_numpy(), features.cells_)]
         events = int(in_window[TARGET].sum())
         report["windows"][name] = {
             "start": windows[f"{name}_start"],
@@ -164,7 +134,7 @@ def build_panels(
             "events": events,
             "events_in_panel": int(panel[TARGET].sum()),
             "events_in_unseen_cells": int(unseen[TARGET].sum()),
-            "unseen_cells": int(unseen["cell"].nunique()),
+            "unseen_cells": int(unseen[CELL].nunique()),
             "unseen_events_fraction": round(int(unseen[TARGET].sum()) / events, 6)
             if events
             else 0.0,
@@ -174,7 +144,7 @@ def build_panels(
                 "%s window: %s events in %s cell(s) unseen in train are outside the panel",
                 name,
                 f"{int(unseen[TARGET].sum()):,}",
-                unseen["cell"].nunique(),
+                unseen[CELL].nunique(),
             )
         panels.append(panel)
     return panels[0], panels[1], panels[2], report
@@ -182,8 +152,8 @@ def build_panels(
 
 def make_model_input(panel: pd.DataFrame, features: BusynessFeatures) -> pd.DataFrame:
     """Panel rows as query rows (hour start, cell centre), their features and the target."""
-    queries = cell_hour_queries(panel["cell"].to_numpy(), panel[HOUR])
+    queries = cell_hour_queries(panel[CELL].to_numpy(), panel[HOUR])
     table = pd.concat([queries, features.transform(queries)], axis=1)
-    table.insert(0, H3_CELL, cell_names(panel["cell"].to_numpy()))
+    table.insert(0, H3_CELL, cell_names(panel[CELL].to_numpy()))
     table[TARGET] = panel[TARGET].to_numpy()
     return table

@@ -1,9 +1,10 @@
-"""Batch inference nodes: pick a registered version, forecast its known cells, score query rows.
+"""Batch inference nodes: forecast the selected version's known cells, score query rows.
 
-The model is the artifact the server loads (``geo_busyness.serving.model.load_model``) and every
-prediction goes through ``predict_busyness``. Query rows are judged by the server's own
-checks (``serving.validation``), so a row quarantined here is one the endpoint would refuse,
-with the same words.
+The model is the artifact the server loads (``geo_busyness.model.loading.load_model``, through
+``registry.load_version``); the forecast goes through ``predict_cell_hours`` and the query rows
+through ``predict_busyness``, the server's own function. Query rows are judged by the server's
+own checks (``geo_busyness.model.queries``), so a row quarantined here is one the endpoint
+would refuse, with the same words.
 """
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.cell_hours import H3_CELL, HOUR, to_utc_hours
-from geo_busyness.features import PREDICTION, QUERY_COLUMNS, cell_hour_queries, predict_busyness
-from geo_busyness.registry import resolve_version
-from geo_busyness.schemas import EVENT_TIME, REJECT_COLUMN, REJECT_REASON, SOURCE_ROW
-from geo_busyness.serving.validation import REJECT_MESSAGE, split_queries
+from geo_busyness.model.cell_hours import to_utc_hours
+from geo_busyness.model.predict import cell_hour_grid, predict_busyness, predict_cell_hours
+from geo_busyness.model.queries import split_queries
+from geo_busyness.schemas import (
+    EVENT_TIME,
+    H3_CELL,
+    HOUR,
+    PREDICTION,
+    QUERY_COLUMNS,
+    REJECT_COLUMN,
+    REJECT_MESSAGE,
+    REJECT_REASON,
+    SOURCE_ROW,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,23 +36,6 @@ MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 _PROBLEM_COLUMNS = (REJECT_REASON, REJECT_COLUMN, REJECT_MESSAGE)
 _HOUR = pd.Timedelta(hours=1)
-
-
-# ---------------------------------------------------------------- the model
-def resolve_inference_model(params: dict[str, Any]) -> dict[str, Any]:
-    """The registered version to use: ``model_version`` if set, else the first alias that exists."""
-    chosen = resolve_version(
-        params["registered_model_name"],
-        version=params.get("model_version"),
-        aliases=params["aliases"],
-    )
-    logger.info(
-        "Batch inference with %s version %s (%s)",
-        chosen["model_name"],
-        chosen["version"],
-        chosen["chosen_by"],
-    )
-    return chosen
 
 
 # ---------------------------------------------------------------- the forecast
@@ -80,8 +73,7 @@ def forecast_known_cells(
     """Predicted busyness of every cell of the model's train window in each forecast hour."""
     cells = model.named_steps["features"].cells_
     hours = pd.date_range(window["start"], periods=window["horizon_hours"], freq="h")
-    queries = cell_hour_queries(np.tile(cells, len(hours)), pd.Series(hours.repeat(len(cells))))
-    forecast = predict_busyness(model, queries).reset_index(drop=True)
+    forecast = predict_cell_hours(model, *cell_hour_grid(cells, hours))
     forecast[MODEL_NAME] = model_version["model_name"]
     forecast[MODEL_VERSION] = model_version["version"]
     logger.info("Forecast %d cells x %d hours from %s", len(cells), len(hours), hours[0])

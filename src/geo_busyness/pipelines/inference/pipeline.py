@@ -2,14 +2,13 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from geo_busyness.registry import load_version
+from geo_busyness.registry import load_version, select_model_version
 
 from .nodes import (
     accept_inference_queries,
     forecast_known_cells,
     plan_forecast_window,
     report_inference,
-    resolve_inference_model,
     score_inference_queries,
     split_inference_queries,
 )
@@ -20,7 +19,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                resolve_inference_model,
+                select_model_version,
                 "params:inference",
                 "inference_model_version",
                 name="resolve_inference_model",

@@ -21,37 +21,33 @@ from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, train_test_split
 from sklearn.pipeline import Pipeline
 
-from geo_busyness.cell_hours import (
-    H3_CELL,
-    HOUR,
-    TARGET,
+from geo_busyness.metrics import LOWER_IS_BETTER, regression_metrics
+from geo_busyness.model.cell_hours import (
     count_cell_hours,
     hour_of_week,
+    hour_of_week_mean,
     to_utc_hours,
 )
-from geo_busyness.features import (
+from geo_busyness.model.features import REFERENCE_FEATURES, BusynessFeatures, feature_params
+from geo_busyness.model.geo import cell_ids, h3_cells
+from geo_busyness.model.predict import predict_cell_hours
+from geo_busyness.registry import log_model_card, register_model, tag_version
+from geo_busyness.schemas import (
+    BASELINE,
+    CELL,
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    H3_CELL,
+    HOUR,
     PREDICTION,
     QUERY_COLUMNS,
-    REFERENCE_FEATURES,
-    BusynessFeatures,
-    predict_busyness,
+    TARGET,
 )
-from geo_busyness.geo import h3_cells
-from geo_busyness.metrics import LOWER_IS_BETTER, regression_metrics
-from geo_busyness.pipelines.feature_engineering.nodes import feature_params
-from geo_busyness.registry import (
-    git_revision,
-    log_model_card,
-    model_card,
-    params_digest,
-    register_model,
-    tag_version,
-)
-from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME
+
+from .model_card import git_revision, model_card, model_card_markdown, params_digest
 
 logger = logging.getLogger(__name__)
-
-BASELINE = "baseline_busyness"
 
 
 def _xy(model_input: pd.DataFrame, features: BusynessFeatures) -> tuple[pd.DataFrame, np.ndarray]:
@@ -188,39 +184,43 @@ def compose_model(features: BusynessFeatures, regressor: Any) -> Pipeline:
 
 
 def predict_test_window(model: Pipeline, model_input_test: pd.DataFrame) -> pd.DataFrame:
-    """The model's answers for the test panel, through ``predict_busyness``, beside the actuals."""
-    answers = predict_busyness(model, model_input_test[list(QUERY_COLUMNS)])
+    """The model's answers for the test panel's cell-hours (``predict_cell_hours``) and actuals."""
+    cells = cell_ids(model_input_test[H3_CELL].to_numpy())
+    answers = predict_cell_hours(model, cells, model_input_test[EVENT_TIME])
     answers[TARGET] = model_input_test[TARGET].to_numpy()
-    return answers.reset_index(drop=True)
+    return answers
 
 
 def seasonal_naive_baseline(
     model_input_train: pd.DataFrame, model_input_test: pd.DataFrame
 ) -> pd.DataFrame:
-    """Per test row, the mean train busyness of its cell at the same hour of the week."""
-    train = pd.DataFrame(
-        {
-            H3_CELL: model_input_train[H3_CELL],
-            "slot": hour_of_week(model_input_train[EVENT_TIME]),
-            TARGET: model_input_train[TARGET],
-        }
+    """Per test row, the mean train busyness of its cell at the same hour of the week.
+
+    The train panel is dense, so this is the transformer's own profile (``hour_of_week_mean``
+    over the train hours); cells or hours of the week the train panel lacks get 0.
+    """
+    train_cells, rows = np.unique(model_input_train[H3_CELL].to_numpy(), return_inverse=True)
+    train_hours = model_input_train[EVENT_TIME]
+    profile = hour_of_week_mean(
+        rows,
+        train_hours,
+        model_input_train[TARGET].to_numpy(),
+        len(train_cells),
+        pd.Series(train_hours.unique()),
     )
-    profile = (
-        train.groupby([H3_CELL, "slot"], as_index=False)[TARGET]
-        .mean()
-        .rename(columns={TARGET: BASELINE})
-    )
-    test = pd.DataFrame(
+    test_cells = model_input_test[H3_CELL].to_numpy()
+    codes = pd.Index(train_cells).get_indexer(test_cells)
+    known = codes >= 0
+    baseline = np.zeros(len(test_cells))
+    baseline[known] = profile[codes[known], hour_of_week(model_input_test[EVENT_TIME])[known]]
+    return pd.DataFrame(
         {
-            H3_CELL: model_input_test[H3_CELL].to_numpy(),
+            H3_CELL: test_cells,
             HOUR: model_input_test[EVENT_TIME].to_numpy(),
-            "slot": hour_of_week(model_input_test[EVENT_TIME]),
             TARGET: model_input_test[TARGET].to_numpy(),
+            BASELINE: np.nan_to_num(baseline, nan=0.0),
         }
     )
-    test = test.merge(profile, on=[H3_CELL, "slot"], how="left")
-    test[BASELINE] = test[BASELINE].fillna(0.0)
-    return test.drop(columns="slot")
 
 
 def evaluate_test_window(test_predictions: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, Any]:
@@ -252,7 +252,7 @@ def evaluate_leaky_reference_protocol(
     )
     leaky.fit(clean_events)
     x = leaky.transform(events[list(QUERY_COLUMNS)])[list(REFERENCE_FEATURES)]
-    counts = count_cell_hours(clean_events, leaky.resolution).set_index(["cell", HOUR])[TARGET]
+    counts = count_cell_hours(clean_events, leaky.resolution).set_index([CELL, HOUR])[TARGET]
     keys = pd.MultiIndex.from_arrays(
         [
             h3_cells(events[EVENT_LAT], events[EVENT_LON], leaky.resolution),
@@ -394,7 +394,8 @@ def _register(
         "model_uri": f"models:/{name}@{alias}",
         "tags": {k: str(v) for k, v in tags.items()},
     }
-    log_model_card(model_card(report, registration))
+    card = model_card(report, registration)
+    log_model_card(card, model_card_markdown(card))
     logger.info("Registered %s version %s with alias %s (model card logged)", name, version, alias)
     return registration
 

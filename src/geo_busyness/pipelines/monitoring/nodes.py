@@ -12,13 +12,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.cell_hours import H3_CELL, HOUR, TARGET, count_cell_hours
-from geo_busyness.features import PREDICTION, cell_hour_queries, predict_busyness
-from geo_busyness.geo import cell_names, euclidean_deg, h3_cells, haversine_km
 from geo_busyness.metrics import regression_metrics
-from geo_busyness.pipelines.feature_engineering.nodes import build_panel
-from geo_busyness.registry import resolve_version
-from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, VENUE_LAT, VENUE_LON
+from geo_busyness.model.cell_hours import build_panel, count_cell_hours
+from geo_busyness.model.geo import cell_names, euclidean_deg, h3_cells, haversine_km
+from geo_busyness.model.predict import predict_cell_hours
+from geo_busyness.schemas import (
+    CELL,
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    H3_CELL,
+    HOUR,
+    PREDICTION,
+    TARGET,
+    VENUE_LAT,
+    VENUE_LON,
+)
 
 from .drift import categorical_drift, numeric_drift
 
@@ -26,34 +35,13 @@ logger = logging.getLogger(__name__)
 
 #: The cell-share bucket of every cell the model never saw in its train window.
 UNSEEN_BUCKET = "unseen"
-#: Event-level features by kind; ``cell`` is the H3 cell (at the model's resolution).
+#: Event-level features by kind; ``CELL`` is the H3 cell (at the model's resolution).
 NUMERIC_FEATURES = (EVENT_LAT, EVENT_LON, "Hdist_to_restaurant", "dist_to_restaurant")
-CATEGORICAL_FEATURES = ("hour_of_day", "day_of_week", "cell")
+CATEGORICAL_FEATURES = ("hour_of_day", "day_of_week", CELL)
 KNOWN_CELL = "known_cell"
 
 
-# ---------------------------------------------------------------- the model and its reference
-def select_monitored_version(params: dict[str, Any]) -> dict[str, Any]:
-    """The registered version to monitor: ``model_version`` if set, else the first alias."""
-    found = resolve_version(
-        params["registered_model_name"],
-        version=params.get("model_version"),
-        aliases=params["aliases"],
-    )
-    missing = [
-        key for key in ("window_train_start", "window_train_end") if key not in found["tags"]
-    ]
-    if missing:
-        raise ValueError(
-            f"Model {found['model_name']} version {found['version']} lacks the tag(s) {missing}:"
-            " monitoring takes its reference window from them (set by the modeling pipeline)."
-        )
-    logger.info(
-        "Monitoring %s version %s (%s)", found["model_name"], found["version"], found["chosen_by"]
-    )
-    return found
-
-
+# ---------------------------------------------------------------- the model's reference
 def select_reference_events(
     clean_events: pd.DataFrame, model_version: dict[str, Any]
 ) -> pd.DataFrame:
@@ -70,7 +58,15 @@ def select_reference_events(
 
 
 def _train_window(model_version: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The version's train window, from the tags the modeling pipeline set."""
     tags = model_version["tags"]
+    missing = [key for key in ("window_train_start", "window_train_end") if key not in tags]
+    if missing:
+        raise ValueError(
+            f"Model {model_version['model_name']} version {model_version['version']} lacks the"
+            f" tag(s) {missing}: monitoring takes its reference window from them (set by the"
+            " modeling pipeline)."
+        )
     return pd.Timestamp(tags["window_train_start"]), pd.Timestamp(tags["window_train_end"])
 
 
@@ -97,7 +93,7 @@ def describe_events(events: pd.DataFrame, model: Any) -> pd.DataFrame:
             "day_of_week": times.dt.day_of_week.to_numpy(),
             "Hdist_to_restaurant": haversine_km(lat, lon, venue_lat, venue_lon),
             "dist_to_restaurant": euclidean_deg(lat, lon, venue_lat, venue_lon),
-            "cell": np.where(known, cell_names(cells), UNSEEN_BUCKET),
+            CELL: np.where(known, cell_names(cells), UNSEEN_BUCKET),
         }
     )
 
@@ -111,7 +107,7 @@ def compare_event_features(
     categories = {
         "hour_of_day": np.arange(24),
         "day_of_week": np.arange(7),
-        "cell": np.array([*known_names, UNSEEN_BUCKET], dtype=object),
+        CELL: np.array([*known_names, UNSEEN_BUCKET], dtype=object),
     }
     drift: dict[str, Any] = {}
     for name in params["event_features"]:
@@ -129,10 +125,10 @@ def compare_event_features(
             )
         psi_threshold = (thresholds.get("psi_by_feature") or {}).get(name, thresholds["psi"])
         drift[name] = result | _judge(result, psi_threshold, thresholds["ks_d"])
-    unseen = recent["cell"] == UNSEEN_BUCKET
+    unseen = recent[CELL] == UNSEEN_BUCKET
     drift["unseen_cells"] = {
         "recent_event_share": float(unseen.mean()),
-        "reference_event_share": float((reference["cell"] == UNSEEN_BUCKET).mean()),
+        "reference_event_share": float((reference[CELL] == UNSEEN_BUCKET).mean()),
         "recent_unseen_events": int(unseen.sum()),
         "threshold": thresholds["unseen_cell_event_share"],
         "drifted": bool(unseen.mean() > thresholds["unseen_cell_event_share"]),
@@ -162,11 +158,11 @@ def score_cell_hours(
     features = _model_features(model)
     counts = count_cell_hours(events, features.resolution)
     panel = build_panel(counts, cells, start, end)
-    queries = cell_hour_queries(panel["cell"].to_numpy(), panel[HOUR])
-    panel[PREDICTION] = predict_busyness(model, queries)[PREDICTION].to_numpy()
-    panel[H3_CELL] = cell_names(panel["cell"].to_numpy())
-    panel[KNOWN_CELL] = np.isin(panel["cell"].to_numpy(), features.cells_)
-    return panel.drop(columns="cell")
+    answers = predict_cell_hours(model, panel[CELL].to_numpy(), panel[HOUR])
+    panel[PREDICTION] = answers[PREDICTION].to_numpy()
+    panel[H3_CELL] = answers[H3_CELL].to_numpy()
+    panel[KNOWN_CELL] = np.isin(panel[CELL].to_numpy(), features.cells_)
+    return panel.drop(columns=CELL)
 
 
 def score_reference_cell_hours(

@@ -3,7 +3,7 @@
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from geo_busyness.pipelines import data_processing
-from geo_busyness.registry import load_version
+from geo_busyness.registry import load_version, select_model_version
 
 from .decision import assemble_report
 from .nodes import (
@@ -14,7 +14,6 @@ from .nodes import (
     evaluate_recent_performance,
     score_recent_cell_hours,
     score_reference_cell_hours,
-    select_monitored_version,
     select_reference_events,
 )
 from .report_html import render_report_html
@@ -50,7 +49,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     compare = Pipeline(
         [
             Node(
-                select_monitored_version,
+                select_model_version,
                 "params:monitoring",
                 "monitored_model_version",
                 name="select_monitored_version",

@@ -14,9 +14,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from geo_busyness.cell_hours import H3_CELL, HOUR, TARGET, hour_of_week
-from geo_busyness.features import PREDICTION
-from geo_busyness.pipelines.modeling.nodes import BASELINE
+from geo_busyness.model.cell_hours import hour_of_week
+from geo_busyness.schemas import BASELINE, H3_CELL, HOUR, PREDICTION, TARGET
 
 from .maps import equal_aspect, hexagon_traces
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness import geo
-from geo_busyness.geo import (
+from geo_busyness.model import geo
+from geo_busyness.model.geo import (
     EARTH_RADIUS_KM,
     cell_centres,
     cell_ids,

@@ -16,7 +16,11 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from geo_busyness.serving.sagemaker import DeploymentError, SageMakerConfig, SageMakerDeployer
+from geo_busyness.pipelines.deployment.sagemaker import (
+    DeploymentError,
+    SageMakerConfig,
+    SageMakerDeployer,
+)
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-execution"

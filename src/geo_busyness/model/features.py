@@ -1,11 +1,10 @@
-"""Query rows -> busyness features, fitted on train-window events only; and the one predict function.
+"""Query rows -> busyness features, fitted on train-window events only.
 
 A query is a row with a UTC timestamp (``courier_location_timestamp``; naive values are taken as
 UTC, ISO strings are parsed) and a point (``courier_lat``/``courier_lon``). It asks: how busy is the
 point's H3 cell during the timestamp's hour? ``BusynessFeatures`` snaps every query to its cell and
 hour, so every point of a cell gets the same features; point features (distances, clusters) are
-taken at the cell centre. ``predict_busyness`` is the single entry point that batch inference,
-serving and the evaluation all call.
+taken at the cell centre. Predictions go through ``geo_busyness.model.predict``.
 """
 
 from __future__ import annotations
@@ -18,39 +17,39 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
-from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from geo_busyness.cell_hours import (
+from geo_busyness.model.cell_hours import (
     DAY_NS,
-    H3_CELL,
-    HOUR,
     HOUR_NS,
     HOURS_PER_WEEK,
-    TARGET,
     count_cell_hours,
-    distinct_pairs,
     hour_fields,
-    hour_of_week,
+    hour_of_week_mean,
     hours_array,
     to_utc_hours,
     utc_hour_ns,
 )
-from geo_busyness.geo import (
+from geo_busyness.model.geo import (
     cell_centres,
-    cell_names,
     cell_neighbours,
     euclidean_deg,
     h3_cells,
     haversine_km,
 )
-from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, VENUE_ID, VENUE_LAT, VENUE_LON
-from geo_busyness.tree_ensemble import SMALL_INPUT_ROWS, predict_ensemble, tree_ensemble
+from geo_busyness.schemas import (
+    CELL,
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    HOUR,
+    QUERY_COLUMNS,
+    TARGET,
+    VENUE_ID,
+    VENUE_LAT,
+    VENUE_LON,
+)
 
-#: Columns a query row must have (extra columns are ignored).
-QUERY_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON)
-#: Output column of ``predict_busyness`` (beside ``H3_CELL`` and ``HOUR``).
-PREDICTION = "predicted_busyness"
 #: Code of a cell never seen in the train window.
 UNSEEN_CELL = -1
 _HOUR = pd.Timedelta(hours=1)
@@ -164,7 +163,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         self.cell_avg_hdist_, self.cell_cluster_ = self._centre_features(self.cells_)
         counts = count_cell_hours(events, self.resolution, cells=cells)
         self._fit_profiles(counts)
-        self.history_ = counts.set_index(["cell", HOUR])[TARGET]
+        self.history_ = counts.set_index([CELL, HOUR])[TARGET]
         self.history_start_, self.history_end_ = start, end
         self._fit_history_lookup()
         return self
@@ -173,7 +172,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         """Per train cell: mean ping-to-restaurant distances and distinct restaurants."""
         per_event = pd.DataFrame(
             {
-                "cell": cells,
+                CELL: cells,
                 "dist": euclidean_deg(
                     events[EVENT_LAT], events[EVENT_LON], events[VENUE_LAT], events[VENUE_LON]
                 ),
@@ -183,7 +182,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
                 "venue": events[VENUE_ID].to_numpy(),
             }
         )
-        stats = per_event.groupby("cell").agg(
+        stats = per_event.groupby(CELL).agg(
             dist=("dist", "mean"), hdist=("hdist", "mean"), venues=("venue", "nunique")
         )
         stats = stats.reindex(self.cells_)
@@ -223,12 +222,10 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         window_hours = pd.Series(
             pd.date_range(self.window_start_, self.window_end_, freq="h", inclusive="left")
         )
-        hours_per_slot = np.bincount(hour_of_week(window_hours), minlength=HOURS_PER_WEEK)
-        sums = np.zeros((len(self.cells_), HOURS_PER_WEEK))
-        rows = np.searchsorted(self.cells_, counts["cell"].to_numpy())
-        np.add.at(sums, (rows, hour_of_week(counts[HOUR])), counts[TARGET].to_numpy(dtype=float))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.profile_ = np.where(hours_per_slot > 0, sums / hours_per_slot, np.nan)
+        rows = np.searchsorted(self.cells_, counts[CELL].to_numpy())
+        self.profile_ = hour_of_week_mean(
+            rows, counts[HOUR], counts[TARGET].to_numpy(), len(self.cells_), window_hours
+        )
         self.neighbour_profile_ = self._neighbour_profile(self.cells_)
 
     def _neighbour_profile(self, cells: np.ndarray) -> np.ndarray:
@@ -236,8 +233,8 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         pairs = cell_neighbours(cells)
         codes = self._codes(pairs["neighbour"].to_numpy())
         profiles = np.where((codes >= 0)[:, None], self.profile_[np.maximum(codes, 0)], 0.0)
-        frame = pd.DataFrame(profiles).assign(cell=pairs["cell"].to_numpy())
-        means = frame.groupby("cell").mean()
+        frame = pd.DataFrame(profiles).assign(**{CELL: pairs[CELL].to_numpy()})
+        means = frame.groupby(CELL).mean()
         return means.reindex(np.asarray(cells, dtype=np.uint64)).to_numpy(dtype=float)
 
     # ---------------------------------------------------------------- history
@@ -248,7 +245,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         counts = count_cell_hours(events, self.resolution)
         counts = counts[(counts[HOUR] >= self.history_end_) & (counts[HOUR] < end)]
         extended = copy.deepcopy(self)
-        extended.history_ = pd.concat([self.history_, counts.set_index(["cell", HOUR])[TARGET]])
+        extended.history_ = pd.concat([self.history_, counts.set_index([CELL, HOUR])[TARGET]])
         extended.history_end_ = max(end, self.history_end_)
         extended._fit_history_lookup()
         return extended
@@ -344,7 +341,7 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
     def _fit_history_lookup(self) -> None:
         """Sorted int64 keys of the known (cell, hour) counts (``history_``), for ``_lag``."""
         index = self.history_.index
-        cells = index.get_level_values("cell").to_numpy(dtype=np.uint64)
+        cells = index.get_level_values(CELL).to_numpy(dtype=np.uint64)
         self.history_cells_ = np.unique(cells)
         keys = self._history_keys(cells, pd.DatetimeIndex(index.get_level_values(HOUR)).asi8)
         order = np.argsort(keys, kind="stable")
@@ -361,8 +358,8 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         """Known count of the same cell ``lag`` hours earlier; NaN outside the known history."""
         source = hours - lag * HOUR_NS
         known = (source >= self.history_start_.value) & (source < self.history_end_.value)
-        if not hasattr(self, "history_keys_"):  # fitted before the lookup arrays existed
-            keys = pd.MultiIndex.from_arrays([cells, hours_array(source)], names=["cell", HOUR])
+        if not hasattr(self, "history_keys_"):  # pickled before the lookup arrays existed
+            keys = pd.MultiIndex.from_arrays([cells, hours_array(source)], names=[CELL, HOUR])
             values = self.history_.reindex(keys).to_numpy(dtype=float)
             return np.where(known, np.nan_to_num(values, nan=0.0), np.nan)
         if not len(self.history_keys_):
@@ -383,80 +380,16 @@ def _as_utc_hour(moment: pd.Timestamp) -> pd.Timestamp:
     return moment.floor("h").as_unit("ns")
 
 
-# ---------------------------------------------------------------- prediction
-def _as_sklearn(model: Any) -> Any:
-    """The scikit-learn pipeline inside ``model`` (itself, or an MLflow pyfunc's raw model)."""
-    if hasattr(model, "named_steps"):
-        return model
-    if hasattr(model, "get_raw_model"):
-        return _as_sklearn(model.get_raw_model())
-    raise TypeError(
-        f"Expected the busyness model (an sklearn Pipeline with a 'features' step), got {type(model)}."
+def feature_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of ``BusynessFeatures`` from the feature_engineering parameters."""
+    horizon = params.get("horizon_hours") or 24 * max(
+        params["validation_days"], params["test_days"]
     )
-
-
-def cell_hour_queries(cells: np.ndarray, hours: pd.Series) -> pd.DataFrame:
-    """Query rows for (cell, hour) pairs: the hour start and the cell centre."""
-    lat, lon = cell_centres(cells)
-    return pd.DataFrame(
-        {EVENT_TIME: pd.Series(hours).array, EVENT_LAT: lat, EVENT_LON: lon}
-    ).astype({EVENT_TIME: pd.DatetimeTZDtype(unit="ns", tz="UTC")})
-
-
-def predict_busyness(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
-    """Predicted busyness of each query's H3 cell in its UTC hour: one answer per query row.
-
-    ``model`` is the busyness model artifact (sklearn ``Pipeline`` of ``features`` and
-    ``regressor``, as loaded by ``mlflow.sklearn.load_model``, or its pyfunc wrapper).
-    ``queries`` needs ``courier_location_timestamp`` (aware, naive = UTC, or ISO strings),
-    ``courier_lat`` and ``courier_lon``. Returns ``h3_cell`` (hex name), ``hour`` (UTC hour
-    start) and ``predicted_busyness`` (>= 0), indexed like ``queries``. Each distinct
-    (cell, hour) is predicted once, from the cell centre.
-    """
-    pipeline = _as_sklearn(model)
-    features = pipeline.named_steps["features"]
-    missing = [col for col in QUERY_COLUMNS if col not in queries.columns]
-    if missing:
-        raise KeyError(f"Query rows lack column(s) {missing}; expected {list(QUERY_COLUMNS)}.")
-    cells = h3_cells(queries[EVENT_LAT], queries[EVENT_LON], features.resolution)
-    hours = utc_hour_ns(queries[EVENT_TIME])
-    distinct, inverse = distinct_pairs(cells, hours)
-    predictions = np.empty(0)
-    if len(distinct):
-        predictions = np.clip(_predict_pairs(pipeline, cells[distinct], hours[distinct]), 0.0, None)
-    unique_cells, cell_index = np.unique(cells, return_inverse=True)
-    return pd.DataFrame(
-        {
-            H3_CELL: cell_names(unique_cells)[cell_index],
-            HOUR: hours_array(hours),
-            PREDICTION: predictions[inverse].astype(float, copy=False),
-        },
-        index=queries.index,
-    )
-
-
-def _predict_pairs(pipeline: Any, cells: np.ndarray, hours: np.ndarray) -> np.ndarray:
-    """The model's prediction for (cell, UTC hour in int64 ns) pairs, from the cell centres.
-
-    A ``Pipeline([("features", BusynessFeatures), (name, regressor)])`` gets the features
-    straight from ``feature_columns`` (same numbers as ``transform`` of the centre queries);
-    a plain HistGradientBoostingRegressor is then evaluated by ``predict_ensemble`` for small
-    inputs, where scikit-learn's per-tree call overhead dominates (same sums in the same
-    order: identical numbers). Any other model predicts on ``cell_hour_queries`` rows.
-    """
-    steps = pipeline.steps if isinstance(pipeline, Pipeline) else []
-    if (
-        len(steps) != 2
-        or steps[0][0] != "features"
-        or not isinstance(steps[0][1], BusynessFeatures)
-    ):
-        return np.asarray(pipeline.predict(cell_hour_queries(cells, hours_array(hours))))
-    columns = steps[0][1].feature_columns(cells, hours)
-    regressor = steps[1][1]
-    ensemble = tree_ensemble(regressor)
-    if ensemble is None:
-        return np.asarray(regressor.predict(pd.DataFrame(columns)))
-    matrix = np.column_stack([np.asarray(values, dtype=float) for values in columns.values()])
-    if len(matrix) > SMALL_INPUT_ROWS:
-        return regressor.predict(pd.DataFrame(matrix, columns=list(columns), copy=False))
-    return ensemble.link_inverse(predict_ensemble(ensemble, matrix))
+    return {
+        "resolution": params["h3_resolution"],
+        "n_clusters": params["n_clusters"],
+        "lags_hours": tuple(params["lags_hours"]),
+        "horizon_hours": int(horizon),
+        "random_state": params["random_state"],
+        "exclude_features": tuple(params.get("exclude_features") or ()),
+    }

@@ -4,7 +4,7 @@ scikit-learn predicts tree by tree: for one row, 300 Python-level calls cost ~3 
 of a single-row request to the server. ``predict_ensemble`` walks every (row, tree) pair level by
 level with scikit-learn's own rules and adds the leaves in boosting order, so its numbers are
 bit-for-bit scikit-learn's. It reads two private attributes of scikit-learn (``_predictors``,
-``_loss.link``; checked on 1.9): ``tests/test_tree_ensemble.py`` compares it with scikit-learn
+``_loss.link``; checked on 1.9): ``tests/model/test_tree_ensemble.py`` compares it with scikit-learn
 exactly, so an upgrade that changes them fails there, not in production.
 """
 

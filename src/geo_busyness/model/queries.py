@@ -17,27 +17,22 @@ import pandas as pd
 from pandas.api.types import infer_dtype
 
 from geo_busyness.schemas import (
+    COORDINATE_LIMITS,
+    COORDINATES_OUT_OF_RANGE,
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    MISSING_VALUE,
+    OPTIONAL_QUERY_COLUMNS,
+    QUERY_COLUMNS,
     REJECT_COLUMN,
+    REJECT_MESSAGE,
     REJECT_REASON,
-    REQUIRED_COLUMNS,
     SOURCE_ROW,
-    VENUE_LAT,
-    VENUE_LON,
+    UNPARSABLE_TIMESTAMP,
+    WRONG_TYPE,
 )
 
-#: Optional query columns that are kept (as numbers); any other extra column is ignored.
-OPTIONAL_QUERY_COLUMNS = (VENUE_LAT, VENUE_LON)
-RANGES = {EVENT_LAT: 90.0, VENUE_LAT: 90.0, EVENT_LON: 180.0, VENUE_LON: 180.0}
-#: Rule names (data_processing's where they overlap).
-MISSING_VALUE = "missing_value"
-WRONG_TYPE = "wrong_type"
-UNPARSABLE_TIMESTAMP = "unparsable_timestamp"
-OUT_OF_RANGE = "coordinates_out_of_range"
-#: The server's answer to the row sent alone as a request.
-REJECT_MESSAGE = "reject_message"
 #: How many offending rows a message lists.
 _SHOW_ROWS = 5
 _ROWS = "{rows}"
@@ -110,11 +105,11 @@ def split_queries(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _check(frame: pd.DataFrame) -> tuple[dict[str, Any], list[Check]]:
     """Typed columns (NaN/NaT where broken) and every check, in the order the server applies."""
-    missing = [col for col in REQUIRED_COLUMNS if col not in frame.columns]
+    missing = [col for col in QUERY_COLUMNS if col not in frame.columns]
     if missing:
         raise RequestError(
             400,
-            f"Missing column(s) {missing}: every query needs {list(REQUIRED_COLUMNS)}"
+            f"Missing column(s) {missing}: every query needs {list(QUERY_COLUMNS)}"
             " (CSV bodies need a header row).",
         )
     if frame.empty:
@@ -161,7 +156,7 @@ def _coordinates(values: pd.Series, name: str, required: bool) -> tuple[np.ndarr
             dtype=float, na_value=np.nan
         )
         wrong = np.isnan(numbers) & ~missing
-    limit = RANGES[name]
+    limit = COORDINATE_LIMITS[name]
     with np.errstate(invalid="ignore"):
         outside = ~np.isnan(numbers) & ~((numbers >= -limit) & (numbers <= limit))
     checks = [
@@ -177,7 +172,7 @@ def _coordinates(values: pd.Series, name: str, required: bool) -> tuple[np.ndarr
     checks.append(
         Check(
             name,
-            OUT_OF_RANGE,
+            COORDINATES_OUT_OF_RANGE,
             outside,
             f"{name!r} out of range [-{limit:g}, {limit:g}] in {_ROWS}.",
         )

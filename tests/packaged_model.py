@@ -1,4 +1,5 @@
-"""Serving fixtures: one real small model, saved as MLflow would, packaged and unpacked."""
+"""Fixtures of serving and deployment tests: one real small model, saved as MLflow would,
+packaged and unpacked. Registered for every test by ``pytest_plugins`` in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from geo_busyness.serving.packaging import build_package, unpack_package
+from geo_busyness.pipelines.deployment.packaging import build_package, unpack_package
 from tests.serving.model_fixture import fit_model, save_model
 
 

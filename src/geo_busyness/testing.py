@@ -1,9 +1,15 @@
-"""The project's server as a local subprocess on a free port (for tests and the benchmark)."""
+"""Test and benchmark helpers: a scratch copy of the project, and the server as a subprocess.
+
+Runs in a scratch copy write their data, MLflow store and logs there, never into the checkout.
+``running_server`` starts ``python -m geo_busyness.serving`` on a free local port.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,8 +20,58 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DATA_LAYERS = (
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
+)
 
+
+def make_project_copy(dest: Path, source: Path = PROJECT_ROOT) -> Path:
+    """Copy ``source``'s shared configuration (every env but the personal ``local``) into
+    ``dest``, with an empty ``conf/local`` and empty data folders."""
+    for env in (source / "conf").iterdir():
+        if env.is_dir() and env.name != "local":
+            shutil.copytree(env, dest / "conf" / env.name)
+    (dest / "conf" / "local").mkdir(parents=True)
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(source / name, dest / name)
+    (dest / "src").mkdir()  # bootstrap_project wants a source dir; the package is installed
+    for layer in DATA_LAYERS:
+        (dest / "data" / layer).mkdir(parents=True)
+    use_own_mlflow_store(dest)
+    return dest
+
+
+def tracking_uri(project: Path) -> str:
+    """The absolute SQLite tracking URI of a project copy's own MLflow store."""
+    return f"sqlite:///{project / 'mlflow.db'}"
+
+
+def use_own_mlflow_store(project: Path) -> None:
+    """Point the copy's base MLflow tracking URI at its own SQLite file, by absolute path.
+
+    MLflow caches one store per tracking URI string in a process, so the relative
+    ``sqlite:///mlflow.db`` would keep every later copy on the first copy's database.
+    """
+    config = project / "conf" / "base" / "mlflow.yml"
+    text = re.sub(
+        r"(?m)^(\s*mlflow_tracking_uri:)\s*\S+",
+        lambda match: f"{match.group(1)} {tracking_uri(project)}",
+        config.read_text(),
+    )
+    config.write_text(text)
+
+
+# ---------------------------------------------------------------- the server
 def free_port() -> int:
+    """A TCP port free on localhost right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.cell_hours import (
+from geo_busyness.model.cell_hours import (
     count_pairs,
     distinct_pairs,
     hour_fields,
@@ -53,7 +53,7 @@ def _groupby_counts(cells: np.ndarray, hours: np.ndarray) -> pd.DataFrame:
 @pytest.mark.parametrize("dense_limit", [None, 1], ids=["dense grid", "sorted keys"])
 def test_count_pairs_matches_a_groupby(dense_limit, monkeypatch):
     if dense_limit:  # the path for cell x hour grids too large to count into directly
-        monkeypatch.setattr("geo_busyness.cell_hours._MAX_DENSE_BINS", dense_limit)
+        monkeypatch.setattr("geo_busyness.model.cell_hours._MAX_DENSE_BINS", dense_limit)
     rng = np.random.default_rng(7)
     cells = rng.choice(np.array([2**63 + 5, 17, 2**40, 9], dtype=np.uint64), 5000)
     hours = START.value + rng.integers(0, 400, 5000) * 3_600_000_000_000

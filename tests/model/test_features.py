@@ -11,11 +11,13 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeRegressor
 
-from geo_busyness.cell_hours import (
+from geo_busyness.model.cell_hours import (
     count_cell_hours,
 )
-from geo_busyness.features import PREDICTION, BusynessFeatures, cell_hour_queries, predict_busyness
-from geo_busyness.geo import cell_centres, cell_names, h3_cells, venue_id
+from geo_busyness.model.features import BusynessFeatures
+from geo_busyness.model.geo import cell_centres, cell_names, h3_cells, venue_id
+from geo_busyness.model.predict import cell_hour_queries, predict_busyness
+from geo_busyness.schemas import PREDICTION
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")  # a Monday
 END = START + pd.Timedelta(weeks=2)

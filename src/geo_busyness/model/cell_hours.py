@@ -1,5 +1,6 @@
-"""UTC hours and events per (H3 cell, hour): the time arithmetic and counting that the
-feature transformer, the pipelines and the server share. Counting is linear in the events.
+"""UTC hours and events per (H3 cell, hour): the time arithmetic, counting, dense panels and
+hour-of-week means that the feature transformer, the pipelines and the server share. Counting
+is linear in the events.
 """
 
 from __future__ import annotations
@@ -7,14 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from geo_busyness.geo import h3_cells
-from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME
-
-#: Key columns of counts, panels and predictions: the cell's hexadecimal name and the UTC hour.
-H3_CELL = "h3_cell"
-HOUR = "hour"
-#: Target: events in the cell during the hour.
-TARGET = "busyness"
+from geo_busyness.model.geo import h3_cells
+from geo_busyness.schemas import CELL, EVENT_LAT, EVENT_LON, EVENT_TIME, HOUR, TARGET
 
 HOURS_PER_WEEK = 168
 HOUR_NS = pd.Timedelta(hours=1).value
@@ -63,7 +58,7 @@ def hour_fields(hours_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def count_cell_hours(
     events: pd.DataFrame, resolution: int, *, cells: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """Events per (H3 cell, UTC hour): columns ``cell`` (uint64), ``hour`` and ``busyness``.
+    """Events per (H3 cell, UTC hour): columns ``CELL`` (uint64), ``HOUR`` and ``TARGET``.
 
     Rows are sorted by cell, then hour. ``cells`` may pass the events' H3 cells at
     ``resolution`` when the caller has them already (H3 indexing is the costly part).
@@ -73,7 +68,7 @@ def count_cell_hours(
     cell, hour, count = count_pairs(
         np.asarray(cells, dtype=np.uint64), utc_hour_ns(events[EVENT_TIME])
     )
-    return pd.DataFrame({"cell": cell, HOUR: hours_array(hour), TARGET: count})
+    return pd.DataFrame({CELL: cell, HOUR: hours_array(hour), TARGET: count})
 
 
 #: Largest dense (cell x hour) grid ``count_pairs`` counts into directly, in bins.
@@ -109,6 +104,38 @@ def count_pairs(
 def hour_of_week(hours: pd.Series) -> np.ndarray:
     """Hour of the week, 0 = Monday 00:00 UTC."""
     return (hours.dt.day_of_week * 24 + hours.dt.hour).to_numpy(dtype=np.int64)
+
+
+def hour_of_week_mean(
+    rows: np.ndarray, hours: pd.Series, values: np.ndarray, n_rows: int, window_hours: pd.Series
+) -> np.ndarray:
+    """Mean of ``values`` per (row, hour of week) over every hour of a window, zeros included.
+
+    ``rows`` says which output row (e.g. a cell's index) each value belongs to; ``hours`` are
+    the values' UTC hours. Hours of the window without a value count as zero. Returns an
+    ``n_rows`` x 168 array, NaN for hours of the week the window does not contain.
+    """
+    hours_per_slot = np.bincount(hour_of_week(window_hours), minlength=HOURS_PER_WEEK)
+    sums = np.zeros((n_rows, HOURS_PER_WEEK))
+    np.add.at(sums, (rows, hour_of_week(hours)), np.asarray(values, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(hours_per_slot > 0, sums / hours_per_slot, np.nan)
+
+
+def build_panel(
+    counts: pd.DataFrame, cells: np.ndarray, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """Dense panel: every cell x every hour in [start, end), with zero where nothing happened."""
+    hours = pd.date_range(start, end, freq="h", inclusive="left")
+    panel = pd.DataFrame(
+        {
+            CELL: np.repeat(np.asarray(cells, dtype=np.uint64), len(hours)),
+            HOUR: hours[np.tile(np.arange(len(hours)), len(cells))],  # keeps the UTC dtype
+        }
+    )
+    panel = panel.merge(counts[[CELL, HOUR, TARGET]], on=[CELL, HOUR], how="left")
+    panel[TARGET] = panel[TARGET].fillna(0).astype(np.int64)
+    return panel.sort_values([HOUR, CELL], ignore_index=True)
 
 
 def distinct_pairs(cells: np.ndarray, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.tree import DecisionTreeRegressor
 
-from geo_busyness.tree_ensemble import predict_ensemble, tree_ensemble
+from geo_busyness.model.tree_ensemble import predict_ensemble, tree_ensemble
 
 
 def test_predict_ensemble_equals_scikit_learn_bit_for_bit():

@@ -8,7 +8,8 @@ Layout (SageMaker unpacks it into ``/opt/ml/model``)::
     code/geo_busyness/...                     the project modules inference.py imports
 
 MLflow's ``code_paths`` also live under ``code/``: modules the model bundled there are kept
-(they match the pickle); only the missing ones and the serving modules are added.
+(they match the pickle); only the missing ones (the serving modules) are added. Both lists, and
+the requirements, come from ``geo_busyness.model.bundle``.
 """
 
 from __future__ import annotations
@@ -17,41 +18,31 @@ import hashlib
 import shutil
 import tarfile
 import tempfile
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-import geo_busyness
-from geo_busyness.registry import ARTIFACT_MODULES
-from geo_busyness.serving.model import MLMODEL, find_model_dir
+from geo_busyness.model.bundle import (
+    PACKAGE,
+    PACKAGE_DIR,
+    model_modules,
+    module_closure,
+    requirements,
+)
+from geo_busyness.model.loading import MLMODEL, find_model_dir
 
 CODE_DIR = "code"
-#: Modules of ``geo_busyness`` that ``code/inference.py`` needs (relative to the package): the
-#: model's own (``registry.ARTIFACT_MODULES``, what unpickling it needs) plus the serving code.
-PACKAGE_MODULES = (
-    *ARTIFACT_MODULES,
-    "serving/__init__.py",
-    "serving/model.py",
-    "serving/requests.py",
-    "serving/responses.py",
-    "serving/validation.py",
-)
-#: Always-overwritten modules: the serving code of this package version.
-SERVING_MODULES = tuple(module for module in PACKAGE_MODULES if module.startswith("serving/"))
-#: Distributions the serving code imports, pinned to the installed versions when the model's
-#: own requirements do not name them.
-SERVING_REQUIREMENTS = (
-    "mlflow",
-    "scikit-learn",
-    "pandas",
-    "numpy",
-    "pyarrow",
-    "h3",
-    "h3ronpy",
-    "pandera",
-    "orjson",
-)
+#: The container's entry module, copied to ``code/inference.py``.
+INFERENCE_MODULE = f"{PACKAGE}.serving.inference"
+
+
+def package_modules() -> tuple[str, ...]:
+    """Files of ``geo_busyness`` under ``code/``: the model's bundle and what inference imports."""
+    return tuple(sorted({*model_modules(), *module_closure([INFERENCE_MODULE])}))
+
+
+def serving_requirements() -> list[str]:
+    """Pinned distributions that ``code/inference.py`` and the modules it imports need."""
+    return requirements(module_closure([INFERENCE_MODULE]))
 
 
 def _name(requirement: str) -> str:
@@ -74,24 +65,19 @@ def code_requirements(model_dir: Path) -> list[str]:
     named = {_name(line) for line in lines}
     if "mlflow-skinny" in named:
         named.add("mlflow")
-    for dist in SERVING_REQUIREMENTS:
-        if dist not in named:
-            try:
-                lines.append(f"{dist}=={installed_version(dist)}")
-            except PackageNotFoundError:
-                lines.append(dist)
+    lines += [line for line in serving_requirements() if _name(line) not in named]
     return lines
 
 
 def _copy_package_modules(code: Path) -> None:
-    source = Path(geo_busyness.__file__).parent
-    target = code / "geo_busyness"
-    for module in PACKAGE_MODULES:
+    """Add the modules the model did not bundle; the model's own copies are kept."""
+    target = code / PACKAGE
+    for module in package_modules():
         destination = target / module
-        if destination.exists() and module not in SERVING_MODULES:
+        if destination.exists() and module in model_modules():
             continue  # bundled by the model itself: keep the version the pickle was made with
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / module, destination)
+        shutil.copyfile(PACKAGE_DIR / module, destination)
 
 
 def _sha256(path: Path) -> str:
@@ -112,7 +98,7 @@ def build_package(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
         shutil.copytree(model_dir, stage, ignore=shutil.ignore_patterns("__pycache__"))
         code = stage / CODE_DIR
         code.mkdir(exist_ok=True)
-        shutil.copyfile(Path(__file__).with_name("inference.py"), code / "inference.py")
+        shutil.copyfile(PACKAGE_DIR / "serving" / "inference.py", code / "inference.py")
         requirements = code_requirements(model_dir)
         (code / "requirements.txt").write_text("\n".join(requirements) + "\n")
         _copy_package_modules(code)

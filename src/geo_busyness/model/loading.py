@@ -1,10 +1,10 @@
-"""Loading the busyness model for serving, and the one call that answers queries.
+"""Loading the busyness model artifact, wherever it lives.
 
 A model location is an MLflow model directory (holding ``MLmodel``), an unpacked
 ``model.tar.gz`` (the MLflow model files at its root, ``code/`` beside them), or an MLflow URI
 such as ``models:/geo-busyness@champion`` (downloaded first). The loaded object is the
-scikit-learn ``Pipeline`` that training logged; ``answer`` calls ``predict_busyness``, the
-project's single query -> prediction function, so serving computes what batch inference does.
+scikit-learn ``Pipeline`` that training logged; the server, the SageMaker entry points and
+batch inference all load it here and answer through ``geo_busyness.model.predict``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
-
-from geo_busyness.features import predict_busyness
 
 MLMODEL = "MLmodel"
 _ALLOW_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
@@ -80,8 +76,3 @@ def load_model(location: str | Path) -> Any:
     model_dir = fetch_model(location)
     with _trusted_deserialization():
         return mlflow.sklearn.load_model(str(model_dir))
-
-
-def answer(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
-    """``h3_cell``, ``hour``, ``predicted_busyness`` for validated query rows."""
-    return predict_busyness(model, queries)

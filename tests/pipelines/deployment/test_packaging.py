@@ -14,8 +14,8 @@ import orjson
 import pandas as pd
 import pytest
 
-from geo_busyness.features import predict_busyness
-from geo_busyness.serving.packaging import unpack_package
+from geo_busyness.model.predict import predict_busyness
+from geo_busyness.pipelines.deployment.packaging import unpack_package
 from geo_busyness.serving.requests import RequestError
 from tests.serving.cases import GOOD_ROW
 
@@ -75,10 +75,10 @@ print(inference.output_fn(inference.predict_fn(data, model), "application/json")
 
 
 def test_the_mlflow_model_loads_without_the_project_installed(mlflow_model_dir, busyness_model):
-    """The registry bundles ARTIFACT_MODULES as the model's code_paths: enough to unpickle it."""
+    """The registry bundles bundle.model_modules() as the model's code_paths: enough to unpickle it."""
     script = """
 import mlflow.sklearn, pandas as pd
-from geo_busyness.features import predict_busyness
+from geo_busyness.model.predict import predict_busyness
 model = mlflow.sklearn.load_model(sys.argv[2])
 print(json.dumps(predict_busyness(model, pd.DataFrame(json.loads(sys.argv[3])))
       ["predicted_busyness"].tolist()))

@@ -1,4 +1,4 @@
-"""Geo maths shared by the pipelines: distances, stable ids and H3 cells (vectorised)."""
+"""Geo maths of the model and the pipelines: distances, stable ids and H3 cells (vectorised)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ import numpy as np
 import pandas as pd
 from h3ronpy import vector
 
+from geo_busyness.schemas import CELL, LAT_LIMIT, LON_LIMIT, VENUE_ID
+
 #: Earth radius used by the reference notebook's Haversine distance, in km.
 EARTH_RADIUS_KM = 6372.8
 
 # A venue id packs its coordinates rounded to 1e-5 degrees (about 1 m) into one int64:
 # exact, reversible and the same on every run, unlike a salted hash.
 _ID_SCALE = 100_000
-_LON_SPAN = 360 * _ID_SCALE + 1
+_LON_SPAN = int(2 * LON_LIMIT) * _ID_SCALE + 1
+#: Column of ``cell_neighbours`` beside ``CELL``.
+NEIGHBOUR = "neighbour"
 
 
 def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
@@ -38,12 +42,12 @@ def euclidean_deg(lat1, lon1, lat2, lon2) -> np.ndarray:
 
 def venue_id(lat: pd.Series, lon: pd.Series) -> pd.Series:
     """Stable int64 id of a venue from its coordinates; null where either coordinate is null."""
-    lat_units = np.round((lat.to_numpy(dtype=float) + 90) * _ID_SCALE)
-    lon_units = np.round((lon.to_numpy(dtype=float) + 180) * _ID_SCALE)
+    lat_units = np.round((lat.to_numpy(dtype=float) + LAT_LIMIT) * _ID_SCALE)
+    lon_units = np.round((lon.to_numpy(dtype=float) + LON_LIMIT) * _ID_SCALE)
     packed = lat_units * _LON_SPAN + lon_units
     missing = np.isnan(packed)
     ids = np.where(missing, 0, packed).astype(np.int64)
-    return pd.Series(pd.arrays.IntegerArray(ids, missing), index=lat.index, name="restaurant_id")
+    return pd.Series(pd.arrays.IntegerArray(ids, missing), index=lat.index, name=VENUE_ID)
 
 
 # ---------- H3 cells (vectorised through h3ronpy; loops only ever run over unique cells) ----------
@@ -110,11 +114,11 @@ def cell_ids(names) -> np.ndarray:
 
 
 def cell_neighbours(cells) -> pd.DataFrame:
-    """Pairs (``cell``, ``neighbour``) of each distinct cell with its k-ring-1 neighbours (not itself)."""
+    """Pairs (``CELL``, ``NEIGHBOUR``) of each distinct cell with its k-ring-1 neighbours (not itself)."""
     pairs = [
         (int(cell), h3.str_to_int(ring_cell))
         for cell in np.unique(np.asarray(cells, dtype=np.uint64))
         for ring_cell in h3.grid_ring(h3.int_to_str(int(cell)), 1)
     ]
-    frame = pd.DataFrame(pairs, columns=["cell", "neighbour"])
-    return frame.astype({"cell": np.uint64, "neighbour": np.uint64})
+    frame = pd.DataFrame(pairs, columns=[CELL, NEIGHBOUR])
+    return frame.astype({CELL: np.uint64, NEIGHBOUR: np.uint64})

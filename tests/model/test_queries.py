@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.serving.validation import RequestError, split_queries, validate_queries
+from geo_busyness.model.queries import RequestError, split_queries, validate_queries
 from tests.serving.cases import TS
 
 RAW = pd.DataFrame(
