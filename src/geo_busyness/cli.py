@@ -12,34 +12,42 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run
 
-__all__ = ["champion_location", "cli", "run"]
+__all__ = ["champion_location", "cli", "registry_names", "run"]
 
 RECORD_DATASET = "deployment_record"
 
 
-def champion_location(record: dict[str, Any] | None, model_name: str = "geo-busyness") -> str:
+def registry_names(config_globals: dict[str, Any]) -> tuple[str, str]:
+    """The registered model name and the champion alias, from the project's globals."""
+    return config_globals["registered_model_name"], config_globals["aliases"]["champion"]
+
+
+def champion_location(record: dict[str, Any] | None, model_name: str, champion_alias: str) -> str:
     """What to serve: the local store's model of the latest local deployment, else the registry's champion."""
     if record and record.get("target") == "local":
         model_dir = Path(record["deployment"]["model_dir"])
         if model_dir.is_dir():
             return str(model_dir)
     name = (record or {}).get("model_name", model_name)
-    return f"models:/{name}@champion"
+    return f"models:/{name}@{champion_alias}"
 
 
-def _latest_record(project_path: Path, env: str | None) -> dict[str, Any] | None:
-    """The latest deployment record through the project's catalog (None before any deployment)."""
+def _current_champion(project_path: Path, env: str | None) -> str:
+    """``champion_location`` of the latest deployment record (through the project's catalog;
+    none before any deployment) and the names in the project's globals."""
     from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
     from kedro.io import DatasetError  # noqa: PLC0415
 
     bootstrap_project(project_path)
     with KedroSession.create(project_path=project_path, env=env) as session:
-        catalog = session.load_context().catalog  # also sets the MLflow tracking URI
+        context = session.load_context()
+        catalog = context.catalog  # also sets the MLflow tracking URI
         try:
-            return catalog.load(RECORD_DATASET)
+            record = catalog.load(RECORD_DATASET)
         except DatasetError:
-            return None
+            record = None
+        return champion_location(record, *registry_names(context.config_loader["globals"]))
 
 
 @click.group(name="geo-busyness")
@@ -65,6 +73,6 @@ def serve(  # noqa: PLR0917 - click passes options positionally
 
     if model is None:
         project_path = Path(getattr(metadata, "project_path", Path.cwd()))
-        model = champion_location(_latest_record(project_path, env))
+        model = _current_champion(project_path, env)
     click.echo(f"Serving {model} on http://{host}:{port}")
     run_server(["--model", model, "--host", host, "--port", str(port), "--workers", str(workers)])
