@@ -2,12 +2,17 @@
 from the Kedro defaults. For further information, including these default values, see
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
-from geo_busyness.hooks import StorageErrorHook, TrackingServerHook
-from geo_busyness.memory_budget import MemoryBudgetHook
+from geo_busyness.hooks import (
+    MemoryBudgetHook,
+    RunSummaryHook,
+    StorageErrorHook,
+    TrackingServerHook,
+)
 
-# Hooks are executed in a Last-In-First-Out (LIFO) order; these two also set tryfirst/trylast.
-# MemoryBudgetHook refuses a raw file too large for memory before anything reads it.
-HOOKS = (TrackingServerHook(), StorageErrorHook(), MemoryBudgetHook())
+# Every project hook lives in geo_busyness.hooks. Hooks run Last-In-First-Out; these also set
+# tryfirst/trylast. MemoryBudgetHook refuses a raw file too large for memory before anything
+# reads it; RunSummaryHook prints the run's summary once everything else is done.
+HOOKS = (TrackingServerHook(), StorageErrorHook(), MemoryBudgetHook(), RunSummaryHook())
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
