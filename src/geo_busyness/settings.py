@@ -41,6 +41,10 @@ HOOKS = (TrackingServerHook(), StorageErrorHook(), MemoryBudgetHook(), RunSummar
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Environments and `--params a.b=c` merge parameters key by key: with the default
+    # destructive merge, a runtime `a.b` replaces the whole `a` block when the run's
+    # environment has a parameters file (other keys of `a` vanish: KeyError).
+    "merge_strategy": {"parameters": "soft"},
     # "config_patterns": {
     #     "spark" : ["spark*/"],
     #     "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
