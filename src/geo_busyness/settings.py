@@ -8,6 +8,11 @@ from geo_busyness.hooks import (
     StorageErrorHook,
     TrackingServerHook,
 )
+from geo_busyness.known_warnings import silence_known_warnings
+
+# The library warnings the project cannot fix (each with its reason in known_warnings); Kedro
+# imports this module before its plugins, so they are silenced before anything raises them.
+silence_known_warnings()
 
 # Every project hook lives in geo_busyness.hooks. Hooks run Last-In-First-Out; these also set
 # tryfirst/trylast. MemoryBudgetHook refuses a raw file too large for memory before anything
