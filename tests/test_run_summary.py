@@ -11,7 +11,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 
 from geo_busyness.datasets import JSONDataset
-from geo_busyness.hooks import RunSummaryHook
+from geo_busyness.hooks import RunSummaryHook, report_locations
 from geo_busyness.run_summary import (
     inference_summary,
     metric_lines,
@@ -127,7 +127,17 @@ def test_hook_prints_the_report_the_run_saved_read_through_the_catalog(
     RunSummaryHook().after_pipeline_run(pipeline=pipeline, catalog=catalog)
     out = capsys.readouterr().out
     assert "Quality gate: PASSED" in out
-    assert f"Reports: {path}" in out
+    assert f"Reports: {path}" in out  # outside the working directory: as is
+
+
+def test_reports_under_the_working_directory_are_named_relative_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    catalog = DataCatalog(
+        {"evaluation_report": JSONDataset(filepath=str(tmp_path / "data" / "report.json"))}
+    )
+    assert report_locations(["evaluation_report"], catalog) == str(Path("data") / "report.json")
 
 
 def test_hook_prints_nothing_for_a_run_that_wrote_no_report(

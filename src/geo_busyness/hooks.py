@@ -21,6 +21,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -215,8 +216,16 @@ def report_locations(names: list[str], catalog: Any) -> str | None:
         except Exception:  # noqa: BLE001 - a dataset that cannot describe itself is skipped
             url = None
         if url:
-            urls.append(url)
+            urls.append(_relative_to_cwd(url))
     return ", ".join(urls) or None
+
+
+def _relative_to_cwd(url: str) -> str:
+    """A local path under the working directory as a relative path; anything else as is."""
+    path = Path(url)
+    if "://" in url or not path.is_absolute() or not path.is_relative_to(Path.cwd()):
+        return url
+    return str(path.relative_to(Path.cwd()))
 
 
 class RunSummaryHook:
