@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 RAW_EVENTS := data/01_raw/courier_events.csv
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: install run data test lint format viz
+.PHONY: install run data test test-fast lint format viz
 
 install:  ## uv (via pip if missing) and the locked environment in .venv
 	@# pip into the interpreter, else the user site; a distribution's Python (PEP 668) refuses
@@ -24,8 +24,11 @@ run: data  ## train (the default pipeline), then forecast and monitor with the r
 	$(UV) run --frozen kedro run
 	$(UV) run --frozen kedro run --pipelines inference,monitoring
 
-test: install lint  ## ruff, then the test suite
+test: install lint  ## ruff, then the whole test suite (what CI runs)
 	$(UV) run --frozen pytest
+
+test-fast: install  ## the unit tier: every test not marked slow (no Kedro sessions, servers, browser)
+	$(UV) run --frozen pytest -m "not slow"
 
 lint: install
 	$(UV) run --frozen ruff check

@@ -34,6 +34,22 @@ SMALL_GENERATION = {
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 
+#: Fixtures that make a test slow, by what they start: real KedroSession runs
+#: (processed_project, trained_project), the moto S3 server (s3_endpoint, cloud_env), the
+#: kedro-viz site in a browser (viz_site) and a serving subprocess (server). A test needing
+#: one, directly or through another fixture, is marked ``slow``; `make test-fast` leaves those
+#: out. Tests that start such things themselves carry ``@pytest.mark.slow`` instead.
+SLOW_FIXTURES = frozenset(
+    {"processed_project", "trained_project", "s3_endpoint", "cloud_env", "viz_site", "server"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses one of ``SLOW_FIXTURES`` (transitively)."""
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @contextmanager
 def inside(path: Path) -> Iterator[Path]:

@@ -11,6 +11,7 @@ from geo_busyness.hooks import StorageError, explain_storage_failure
 from tests.conftest import make_project_copy, run_kedro
 
 
+@pytest.mark.slow  # a real KedroSession run
 def test_missing_raw_input_names_dataset_and_path(tmp_path: Path) -> None:
     project = make_project_copy(tmp_path / "project")
     with pytest.raises(StorageError) as caught:

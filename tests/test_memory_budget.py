@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
+from geo_busyness.hooks import MemoryBudgetHook
 from geo_busyness.memory_budget import (
     BASE_MB,
     BYTES_PER_VALUE,
     CSV_EXPANSION,
     PEAK_PER_RAW_BYTE,
     MemoryBudgetError,
-    MemoryBudgetHook,
     available_memory_bytes,
     check_memory_budget,
     in_memory_bytes,

@@ -1,4 +1,11 @@
-"""Project hooks: fail early on a cloud run with no tracking server, and explain storage faults.
+"""Every project hook (``settings.HOOKS`` registers them from here).
+
+- ``TrackingServerHook``: fail early on a cloud run with no tracking server.
+- ``MemoryBudgetHook``: refuse a raw file too large for memory before anything reads it
+  (the estimate lives in ``memory_budget``).
+- ``StorageErrorHook``: explain storage faults.
+- ``RunSummaryHook``: end a run with a short summary of its reports (rendered by
+  ``run_summary``).
 
 A storage fault (missing file, bucket or object, refused credentials, unreachable endpoint)
 surfaces from Kedro as a chain of wrapped exceptions. ``StorageErrorHook`` turns it into one
@@ -13,6 +20,8 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -20,6 +29,9 @@ from kedro.framework.cli.utils import KedroCliError
 from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 from kedro.io.core import VersionNotFoundError
+
+from geo_busyness.memory_budget import check_raw_inputs
+from geo_busyness.run_summary import inference_summary, monitoring_summary, run_summary
 
 logger = logging.getLogger(__name__)
 
@@ -175,3 +187,67 @@ class TrackingServerHook:
                 "MLFLOW_TRACKING_URI is not set: export it (e.g. http://mlflow.internal:5000) "
                 "or add it to the credentials entry named in mlflow.yml."
             )
+
+
+class MemoryBudgetHook:
+    """Check the raw inputs of a run against the memory budget before anything is loaded."""
+
+    # tryfirst: refuse before other hooks act (kedro-mlflow would otherwise open a run first).
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Raise ``MemoryBudgetError`` before the run when a raw input would not fit."""
+        check_raw_inputs(pipeline, catalog)
+
+
+#: Report dataset -> (its renderer, the other outputs whose files the summary points at).
+SUMMARIES: dict[str, tuple[Callable[..., str], tuple[str, ...]]] = {
+    "evaluation_report": (run_summary, ("reporting_page", "busyness_map")),
+    "inference_report": (inference_summary, ("busyness_forecast", "scored_queries")),
+    "monitoring_report": (monitoring_summary, ("monitoring_report_html",)),
+}
+
+
+def report_locations(names: list[str], catalog: Any) -> str | None:
+    """The files of the named datasets (those with a file), comma-separated; None if none."""
+    urls = []
+    for name in names:
+        try:
+            url = _dataset_url(name, catalog.get(name))
+        except Exception:  # noqa: BLE001 - a dataset that cannot describe itself is skipped
+            url = None
+        if url:
+            urls.append(_relative_to_cwd(url))
+    return ", ".join(urls) or None
+
+
+def _relative_to_cwd(url: str) -> str:
+    """A local path under the working directory as a relative path; anything else as is."""
+    path = Path(url)
+    if "://" in url or not path.is_absolute() or not path.is_relative_to(Path.cwd()):
+        return url
+    return str(path.relative_to(Path.cwd()))
+
+
+class RunSummaryHook:
+    """After a run, print a short summary of each report it wrote (``SUMMARIES``).
+
+    The report is read through the run's catalog, so the summary shows what was saved,
+    wherever the environment saves it.
+    """
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
+        """Print the summary of every report dataset the pipeline wrote."""
+        outputs = pipeline.all_outputs()
+        for name, (render, files) in SUMMARIES.items():
+            if name not in outputs:
+                continue
+            try:
+                report = catalog.load(name)
+            except Exception as error:  # noqa: BLE001 - the summary must never fail a run
+                logger.warning("No run summary: '%s' could not be read (%s)", name, error)
+                continue
+            if not isinstance(report, Mapping):
+                continue
+            wanted = [name, *(file for file in files if file in outputs)]
+            click.echo(render(report, reports_at=report_locations(wanted, catalog)))

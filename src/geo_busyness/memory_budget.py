@@ -2,7 +2,7 @@
 
 data_processing holds the raw table, its canonical view and the cleaned rows in memory at once.
 A file too large for that would otherwise be read until the kernel's OOM killer ends the run
-without a word. ``MemoryBudgetHook`` (in ``settings.HOOKS``; monitoring's
+without a word. ``hooks.MemoryBudgetHook`` (in ``settings.HOOKS``; monitoring's
 ``recent_raw_events`` is checked the same way) estimates the need from the file (a Parquet
 footer gives the in-memory size without reading any data) before the pipeline loads anything,
 and stops with a message naming the file, the estimate, the memory available and the
@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kedro.framework.hooks import hook_impl
 from kedro.io.core import get_filepath_str
 
 logger = logging.getLogger(__name__)
@@ -114,31 +113,28 @@ def _file_of(dataset: Any) -> tuple[Any, str] | None:
     return dataset._fs, get_filepath_str(dataset._get_load_path(), dataset._protocol)
 
 
-class MemoryBudgetHook:
-    """Check the raw inputs of a run against the memory budget before anything is loaded."""
+def check_raw_inputs(pipeline: Any, catalog: Any) -> None:
+    """Raise ``MemoryBudgetError`` when a raw input the pipeline reads would not fit in memory.
 
-    # tryfirst: refuse before other hooks act (kedro-mlflow would otherwise open a run first).
-    @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Raise ``MemoryBudgetError`` before the run when a raw input would not fit."""
-        wanted = [name for name in CHECKED_INPUTS if name in pipeline.inputs() and name in catalog]
-        if not wanted:
-            return
-        params = (
-            catalog.load("params:data_processing") if "params:data_processing" in catalog else {}
-        )
-        for name in wanted:
-            located = _file_of(catalog[name])
-            if located is None:
-                continue
-            fs, path = located
-            try:
-                if not fs.exists(path):
-                    continue  # the load itself will say the file is missing
-                file_bytes = fs.size(path)
-                with fs.open(path, "rb") as handle:
-                    memory_bytes = in_memory_bytes(path, file_bytes, handle)
-            except Exception as error:  # noqa: BLE001 - storage faults are the load's to report
-                logger.debug("Memory budget of %s not checked: %s", name, error)
-                continue
-            check_memory_budget(name, path, file_bytes, memory_bytes, params.get("memory_limit_mb"))
+    Only ``CHECKED_INPUTS`` that are the pipeline's inputs and file-backed catalog entries are
+    checked; a missing or unreadable file is left for the load itself to report.
+    """
+    wanted = [name for name in CHECKED_INPUTS if name in pipeline.inputs() and name in catalog]
+    if not wanted:
+        return
+    params = catalog.load("params:data_processing") if "params:data_processing" in catalog else {}
+    for name in wanted:
+        located = _file_of(catalog[name])
+        if located is None:
+            continue
+        fs, path = located
+        try:
+            if not fs.exists(path):
+                continue  # the load itself will say the file is missing
+            file_bytes = fs.size(path)
+            with fs.open(path, "rb") as handle:
+                memory_bytes = in_memory_bytes(path, file_bytes, handle)
+        except Exception as error:  # noqa: BLE001 - storage faults are the load's to report
+            logger.debug("Memory budget of %s not checked: %s", name, error)
+            continue
+        check_memory_budget(name, path, file_bytes, memory_bytes, params.get("memory_limit_mb"))

@@ -2,12 +2,22 @@
 from the Kedro defaults. For further information, including these default values, see
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
-from geo_busyness.hooks import StorageErrorHook, TrackingServerHook
-from geo_busyness.memory_budget import MemoryBudgetHook
+from geo_busyness.hooks import (
+    MemoryBudgetHook,
+    RunSummaryHook,
+    StorageErrorHook,
+    TrackingServerHook,
+)
+from geo_busyness.known_warnings import silence_known_warnings
 
-# Hooks are executed in a Last-In-First-Out (LIFO) order; these two also set tryfirst/trylast.
-# MemoryBudgetHook refuses a raw file too large for memory before anything reads it.
-HOOKS = (TrackingServerHook(), StorageErrorHook(), MemoryBudgetHook())
+# The library warnings the project cannot fix (each with its reason in known_warnings); Kedro
+# imports this module before its plugins, so they are silenced before anything raises them.
+silence_known_warnings()
+
+# Every project hook lives in geo_busyness.hooks. Hooks run Last-In-First-Out; these also set
+# tryfirst/trylast. MemoryBudgetHook refuses a raw file too large for memory before anything
+# reads it; RunSummaryHook prints the run's summary once everything else is done.
+HOOKS = (TrackingServerHook(), StorageErrorHook(), MemoryBudgetHook(), RunSummaryHook())
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
@@ -36,6 +46,10 @@ HOOKS = (TrackingServerHook(), StorageErrorHook(), MemoryBudgetHook())
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Environments and `--params a.b=c` merge parameters key by key: with the default
+    # destructive merge, a runtime `a.b` replaces the whole `a` block when the run's
+    # environment has a parameters file (other keys of `a` vanish: KeyError).
+    "merge_strategy": {"parameters": "soft"},
     # "config_patterns": {
     #     "spark" : ["spark*/"],
     #     "parameters": ["parameters*", "parameters*/**", "**/parameters*"],

@@ -110,6 +110,7 @@ def test_unreachable_endpoint_is_named(
     assert "could not be reached" in message
 
 
+@pytest.mark.slow  # starts its own moto server
 def test_refused_credentials_are_named(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checked on a JSON dataset through the catalog, not through a pandas-read dataset in a run.
 

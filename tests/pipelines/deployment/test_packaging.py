@@ -57,6 +57,7 @@ def run_without_project(script: str, code: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # a subprocess interpreter
 def test_the_package_answers_without_the_project_installed(unpacked_package, busyness_model):
     """code/geo_busyness must hold every module the served code imports."""
     script = """
@@ -74,6 +75,7 @@ print(inference.output_fn(inference.predict_fn(data, model), "application/json")
     assert [a["predicted_busyness"] for a in answers] == expected["predicted_busyness"].tolist()
 
 
+@pytest.mark.slow  # a subprocess interpreter
 def test_the_mlflow_model_loads_without_the_project_installed(mlflow_model_dir, busyness_model):
     """The registry bundles bundle.model_modules() as the model's code_paths: enough to unpickle it."""
     script = """

@@ -28,6 +28,9 @@ from tests.conftest import inside, make_project_copy, run_kedro
 from tests.serving.cases import GOOD_ROW, json_rows
 from tests.serving.model_fixture import fit_model, save_model
 
+#: Every test here runs deployment through a real KedroSession on a registered model.
+pytestmark = pytest.mark.slow
+
 NAME = "geo-busyness"
 
 

@@ -1,0 +1,88 @@
+"""Library warnings this project cannot fix, silenced one by one, each with its reason.
+
+Everything else a run warns about is a finding to fix, not to filter. ``settings`` calls
+``silence_known_warnings()``; Kedro imports settings before it loads plugins, so the filters
+are in place before kedro-mlflow is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+
+#: Python warnings: (message pattern, emitting module pattern, why it cannot be fixed here).
+PYTHON_WARNINGS = (
+    (
+        r"register_new_resolver\(\) is deprecated",
+        r"kedro(_mlflow)?\.",
+        "kedro 1.7.0's OmegaConfigLoader and kedro-mlflow 2.0.3's hook register their resolvers "
+        "(oc.env, globals, runtime_params, km.random_name) with the call omegaconf 2.4 "
+        "deprecated; the project registers none. Gone once they call register_resolver().",
+    ),
+)
+
+#: Log records: (logger, message pattern, why it cannot be fixed here).
+LOG_MESSAGES = (
+    (
+        "mlflow.sklearn",
+        r"Saving scikit-learn models in the pickle",
+        "the model is logged as a pickle on purpose (registry.register_model): skops cannot "
+        "hold the transformer's pandas state. MLflow warns on every pickle save.",
+    ),
+    (
+        "mlflow.utils.environment",
+        r"Failed to resolve installed pip version",
+        "uv environments carry no pip. MLflow then lists pip unpinned in the model's "
+        "conda.yaml; the model's pip requirements are pinned explicitly and no conda env "
+        "serves it.",
+    ),
+)
+
+#: Warned when kedro-mlflow defines KedroPipelineModel (a PythonModel whose predict has no
+#: type hints: kedro-mlflow 2.0.3's code). MLflow raises it under its own
+#: ``simplefilter("once")``, which overrides any filter set here, so the import is made under
+#: a recording ``catch_warnings`` that drops this warning and re-issues any other.
+DEFINITION_WARNINGS = {
+    "kedro_mlflow.mlflow": r"Add type hints to the `predict` method",
+}
+
+
+@dataclass(frozen=True)
+class DropMessage(logging.Filter):
+    """A logging filter dropping the records whose message matches ``pattern``."""
+
+    pattern: str
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (drop) for a matching record."""
+        return re.search(self.pattern, record.getMessage()) is None
+
+
+def import_dropping_warning(module: str, pattern: str) -> None:
+    """Import ``module``, dropping warnings that match ``pattern`` and re-issuing the others."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            importlib.import_module(module)
+        except ImportError:  # not installed: nothing to define, nothing to silence
+            return
+    for warning in caught:
+        if not re.search(pattern, str(warning.message)):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
+def silence_known_warnings() -> None:
+    """Install every filter above (idempotent)."""
+    for message, module, _reason in PYTHON_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)
+    for name, message, _reason in LOG_MESSAGES:
+        logger = logging.getLogger(name)
+        if DropMessage(message) not in logger.filters:
+            logger.addFilter(DropMessage(message))
+    for module, pattern in DEFINITION_WARNINGS.items():
+        import_dropping_warning(module, pattern)

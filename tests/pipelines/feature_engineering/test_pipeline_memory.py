@@ -1,0 +1,38 @@
+"""feature_engineering run in memory (SequentialRunner, MemoryDatasets) on a tiny city."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from geo_busyness.cell_hours import HOUR, TARGET
+
+
+def _window(windows: dict[str, str], name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    return pd.Timestamp(windows[f"{name}_start"]), pd.Timestamp(windows[f"{name}_end"])
+
+
+def test_panels_are_dense_cells_by_hours_inside_their_windows(
+    features_in_memory: dict[str, Any],
+) -> None:
+    windows = features_in_memory["time_windows"]
+    for name in ("train", "validation", "test"):
+        panel = features_in_memory[f"{name}_panel"]
+        start, end = _window(windows, name)
+        hours = pd.date_range(start, end, freq="h", inclusive="left")
+        assert panel[HOUR].between(start, end, inclusive="left").all(), name
+        assert len(panel) == panel["cell"].nunique() * len(hours), name
+        assert (panel[TARGET] >= 0).all() and panel[TARGET].sum() > 0, name
+
+
+def test_model_inputs_carry_every_model_feature_for_every_panel_row(
+    features_in_memory: dict[str, Any],
+) -> None:
+    features = features_in_memory["busyness_features"]
+    for name in ("train", "validation", "test"):
+        model_input = features_in_memory[f"model_input_{name}"]
+        assert len(model_input) == len(features_in_memory[f"{name}_panel"]), name
+        columns = list(features.get_feature_names_out())
+        assert set(columns) <= set(model_input.columns), name
+        assert not model_input[columns].isna().all().any(), name

@@ -1,0 +1,149 @@
+"""The end-of-run summary: what it prints from a report, tolerant of missing keys, and the hook
+that prints it from the run's catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Node, Pipeline
+
+from geo_busyness.datasets import JSONDataset
+from geo_busyness.hooks import RunSummaryHook, report_locations
+from geo_busyness.run_summary import (
+    inference_summary,
+    metric_lines,
+    monitoring_summary,
+    run_summary,
+)
+
+REPORT = {
+    "gate": {
+        "passed": True,
+        "min_r2": 0.6,
+        "rule": "test R2 >= min_r2 and test MAE < seasonal-naive baseline MAE",
+        "reasons": [],
+    },
+    "test": {
+        "model": {"r2": 0.91634, "mae": 2.93012, "rmse": 6.9},
+        "seasonal_naive_baseline": {"r2": 0.9151, "mae": 3.0199, "rmse": 6.96},
+    },
+    "registration": {
+        "registered": True,
+        "model_name": "geo-busyness",
+        "version": "3",
+        "alias": "challenger",
+        "model_uri": "models:/geo-busyness@challenger",
+        "run_id": "abc123",
+    },
+}
+
+
+def test_summary_holds_verdict_metrics_registration_reports_and_next_commands() -> None:
+    text = run_summary(REPORT, reports_at="data/08_reporting/evaluation_report.json")
+    assert "Quality gate: PASSED (test R2 >= min_r2" in text
+    assert "  model: r2 0.9163, mae 2.93, rmse 6.9" in text
+    assert "  seasonal_naive_baseline: r2 0.9151, mae 3.02, rmse 6.96" in text
+    assert "Registered: geo-busyness version 3, alias @challenger (MLflow run abc123)" in text
+    assert "Reports: data/08_reporting/evaluation_report.json" in text
+    for command in ("make viz", "uv run kedro viz run", "uv run kedro mlflow ui", "kedro serve"):
+        assert command in text
+
+
+def test_a_failed_gate_shows_its_reasons_and_that_nothing_was_registered() -> None:
+    report = {
+        "gate": {"passed": False, "reasons": ["test R2 0.41 < min_r2 0.6"]},
+        "registration": {"registered": False, "run_id": "r1"},
+    }
+    text = run_summary(report)
+    assert "Quality gate: FAILED" in text
+    assert "  - test R2 0.41 < min_r2 0.6" in text
+    assert "Registered: nothing (MLflow run r1)" in text
+
+
+@pytest.mark.parametrize(
+    "report",
+    [{}, {"gate": None}, {"gate": {}}, {"test": {}}, {"registration": "odd"}, {"test": [1, 2]}],
+    ids=["empty", "gate-null", "gate-empty", "test-empty", "registration-odd", "test-list"],
+)
+def test_missing_or_odd_keys_still_give_a_summary(report: dict) -> None:
+    text = run_summary(report)
+    assert "Training run summary" in text
+    assert "uv run kedro mlflow ui" in text
+    assert "Quality gate: " in text
+
+
+def test_per_horizon_metrics_are_printed_nested() -> None:
+    """The coming report format: metrics per horizon bucket (any depth)."""
+    lines = metric_lines(
+        {
+            "model": {"nowcast": {"mae": 1.5, "r2": 0.8}, "day_ahead": {"mae": 2.25}},
+            "coverage": 0.9,
+            "empty": {},
+        }
+    )
+    assert lines == [
+        "  model:",
+        "    nowcast: mae 1.5, r2 0.8",
+        "    day_ahead: mae 2.25",
+        "  coverage: 0.9",
+    ]
+
+
+def test_inference_and_monitoring_summaries() -> None:
+    inference = inference_summary(
+        {
+            "model": {"model_name": "geo-busyness", "version": "3", "data_windows": {"a": 1}},
+            "forecast": {"horizon_hours": 24, "cells": 19},
+            "queries": {"rows": 2000, "scored": 1990, "rejected": 10},
+        }
+    )
+    assert "model: model_name geo-busyness, version 3" in inference
+    assert "data_windows" not in inference
+    assert "queries: rows 2000, scored 1990, rejected 10" in inference
+    monitoring = monitoring_summary(
+        {"retrain_recommended": True, "reasons": ["PSI hour_of_day 0.2 > 0.05"]}
+    )
+    assert "Retrain recommended: YES" in monitoring
+    assert "  - PSI hour_of_day 0.2 > 0.05" in monitoring
+    assert "Retrain recommended" not in monitoring_summary({})
+
+
+def _identity(value: dict) -> dict:
+    return value
+
+
+def test_hook_prints_the_report_the_run_saved_read_through_the_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "evaluation_report.json"
+    path.write_text(json.dumps(REPORT))
+    catalog = DataCatalog(
+        {"evaluation_report": JSONDataset(filepath=str(path)), "draft": MemoryDataset()}
+    )
+    pipeline = Pipeline([Node(_identity, "draft", "evaluation_report", name="gate")])
+    RunSummaryHook().after_pipeline_run(pipeline=pipeline, catalog=catalog)
+    out = capsys.readouterr().out
+    assert "Quality gate: PASSED" in out
+    assert f"Reports: {path}" in out  # outside the working directory: as is
+
+
+def test_reports_under_the_working_directory_are_named_relative_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    catalog = DataCatalog(
+        {"evaluation_report": JSONDataset(filepath=str(tmp_path / "data" / "report.json"))}
+    )
+    assert report_locations(["evaluation_report"], catalog) == str(Path("data") / "report.json")
+
+
+def test_hook_prints_nothing_for_a_run_that_wrote_no_report(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    catalog = DataCatalog({"a": MemoryDataset(1)})
+    pipeline = Pipeline([Node(_identity, "a", "b", name="other")])
+    RunSummaryHook().after_pipeline_run(pipeline=pipeline, catalog=catalog)
+    assert capsys.readouterr().out == ""

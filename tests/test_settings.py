@@ -1,0 +1,66 @@
+"""settings.py: one module registers every hook; `--params a.b=c` merges key by key."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
+from omegaconf import OmegaConf
+
+from geo_busyness import hooks, settings
+from geo_busyness.scratch import PROJECT_ROOT
+
+#: What `kedro run --params feature_engineering.h3_resolution=8` passes to the config loader.
+RUNTIME = OmegaConf.to_container(OmegaConf.from_dotlist(["feature_engineering.h3_resolution=8"]))
+
+
+def _conf_with_local_parameters(tmp_path: Path) -> Path:
+    """The project's conf/base plus a `local` env holding a parameters file (the pitfall's
+    trigger: an environment with parameters of its own)."""
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", conf / "base")
+    (conf / "local").mkdir()
+    (conf / "local" / "parameters.yml").write_text(
+        yaml.safe_dump({"reporting": {"max_scatter_points": 100}})
+    )
+    return conf
+
+
+def _parameters(conf: Path, loader_args: dict[str, Any]) -> dict[str, Any]:
+    loader = OmegaConfigLoader(
+        conf_source=str(conf), env="local", runtime_params=RUNTIME, **loader_args
+    )
+    return loader["parameters"]
+
+
+def test_a_runtime_param_leaves_the_other_keys_of_its_block_in_place(tmp_path: Path) -> None:
+    conf = _conf_with_local_parameters(tmp_path)
+    base = yaml.safe_load((conf / "base" / "parameters_feature_engineering.yml").read_text())
+    params = _parameters(conf, settings.CONFIG_LOADER_ARGS)
+    assert params["feature_engineering"] == {**base["feature_engineering"], "h3_resolution": 8}
+    assert params["reporting"]["max_scatter_points"] == 100  # the env's own value wins
+    assert params["reporting"]["display_timezone"] == "America/Regina"  # base keys stay
+
+
+def test_without_the_soft_merge_the_block_would_be_replaced(tmp_path: Path) -> None:
+    """The pitfall the setting guards against, so the test above means something."""
+    conf = _conf_with_local_parameters(tmp_path)
+    destructive = {k: v for k, v in settings.CONFIG_LOADER_ARGS.items() if k != "merge_strategy"}
+    params = _parameters(conf, destructive)
+    assert params["feature_engineering"] == {"h3_resolution": 8}
+
+
+@pytest.mark.parametrize("name", ["HOOKS"])
+def test_every_registered_hook_comes_from_the_hooks_module(name: str) -> None:
+    registered = getattr(settings, name)
+    assert {type(hook).__module__ for hook in registered} == {hooks.__name__}
+    assert {type(hook).__name__ for hook in registered} == {
+        "TrackingServerHook",
+        "StorageErrorHook",
+        "MemoryBudgetHook",
+        "RunSummaryHook",
+    }
