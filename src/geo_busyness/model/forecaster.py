@@ -1,0 +1,317 @@
+"""The busyness forecaster: the one model artifact, a statistical baseline or a learned model.
+
+``BusynessForecaster(method=...)`` answers (cell, hour) pairs from the counts it knows:
+
+- ``seasonal_naive``: the cell's mean at the same hour of the week over all past weeks;
+- ``level_adjusted``: that profile times the city's last-week ratio of actual to profile;
+- ``gradient_boosting``: a Poisson HistGradientBoosting model of the ratio between the count
+  and the cell's shrunk profile (the profile as an exposure: fitting ``y / base`` with weight
+  ``base`` is Poisson regression with offset ``log(base)``), so a level the trees never saw
+  still carries through the profile and the ratio features.
+
+The answer to a pair is the mean, and P10/P50/P90 of a negative binomial around it whose
+dispersion is calibrated on the validation window (Poisson until then). The origin of a
+served forecast is the end of the known counts; ``with_counts`` extends them (no refit), so
+the inference pipeline forecasts from the latest hour.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from geo_busyness.model.cell_hours import HOURS_PER_WEEK
+from geo_busyness.model.features import UNSEEN_CELL, BusynessFeatures
+from geo_busyness.model.history import CountHistory, DerivedHistory
+from geo_busyness.model.origin_features import MIN_ORIGIN, ORIGIN_FEATURES, origin_features
+from geo_busyness.model.tree_ensemble import SMALL_INPUT_ROWS, predict_ensemble, tree_ensemble
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("seasonal_naive", "level_adjusted", "gradient_boosting")
+#: Per-cell features of the reference notebook that the learned model uses (when available).
+CELL_FEATURES = (
+    "h3_index",
+    "dist_to_restaurant",
+    "Hdist_to_restaurant",
+    "restaurants_per_index",
+    "avg_Hdist_to_restaurants",
+    "Five_Clusters_embedding",
+)
+QUANTILES = (0.1, 0.5, 0.9)
+#: Candidate negative-binomial sizes for the interval calibration (None = Poisson).
+_SIZES = (*np.geomspace(0.05, 500.0, 41), None)
+
+
+def count_quantiles(mean: np.ndarray, size: float | None, q: float) -> np.ndarray:
+    """Quantile ``q`` of a negative binomial (Poisson when ``size`` is None) with this mean."""
+    mean = np.maximum(np.asarray(mean, dtype=float), 1e-9)
+    if size is None:
+        return stats.poisson.ppf(q, mean)
+    return stats.nbinom.ppf(q, size, size / (size + mean))
+
+
+class BusynessForecaster(BaseEstimator):
+    """Events per cell and hour ahead of an origin; see the module docstring.
+
+    Parameters
+    ----------
+    method: one of ``METHODS``.
+    shrink_weeks: weight (in weeks of data) of the prior a sparse cell's profile is shrunk to.
+    base_floor: lowest exposure of the learned model (keeps ratios of empty cells finite).
+    max_train_rows: (cell, origin, horizon) rows sampled for the learned model.
+    holidays: local dates (ISO strings) that are public holidays.
+    Remaining parameters go to ``HistGradientBoostingRegressor``.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str = "gradient_boosting",
+        shrink_weeks: float = 4.0,
+        base_floor: float = 0.05,
+        max_train_rows: int = 600_000,
+        max_iter: int = 200,
+        learning_rate: float = 0.05,
+        min_samples_leaf: int = 500,
+        l2_regularization: float = 1.0,
+        holidays: Sequence[str] = (),
+        random_state: int = 42,
+    ) -> None:
+        self.method = method
+        self.shrink_weeks = shrink_weeks
+        self.base_floor = base_floor
+        self.max_train_rows = max_train_rows
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.holidays = holidays
+        self.random_state = random_state
+
+    # ---------------------------------------------------------------- state
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the derived sums (rebuilt from the counts on first use)."""
+        state = self.__dict__.copy()
+        state.pop("_derived", None)
+        return state
+
+    @property
+    def derived(self) -> DerivedHistory:
+        """Running sums of the known counts, built once per history."""
+        if getattr(self, "_derived", None) is None:
+            self._derived = DerivedHistory(self.history_)
+        return self._derived
+
+    @property
+    def resolution(self) -> int:
+        """H3 resolution of the cells."""
+        return self.cell_features_.resolution
+
+    @property
+    def timezone(self) -> str:
+        """The source's local time zone (calendar features)."""
+        return self.history_.timezone
+
+    @property
+    def origin(self) -> pd.Timestamp:
+        """The origin of served forecasts: the hour after the last known count."""
+        return pd.Timestamp(self.history_.end_ns, tz="UTC")
+
+    # ---------------------------------------------------------------- fit
+    def fit(
+        self, history: CountHistory, cell_features: BusynessFeatures, train_end: int | None = None
+    ) -> BusynessForecaster:
+        """Fit on rows whose target hour lies before position ``train_end`` (default: all)."""
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
+        self.history_, self.cell_features_ = history, cell_features
+        self._derived = None
+        self.holiday_days_ = np.sort(
+            pd.to_datetime(list(self.holidays)).normalize().asi8 // (24 * 3_600_000_000_000)
+        )
+        self.cell_feature_names_, self._cell_matrix_ = _cell_matrix(history.cells, cell_features)
+        self.feature_names_ = (*ORIGIN_FEATURES, *self.cell_feature_names_)
+        self.size_ = None  # Poisson until calibrate_intervals
+        self.regressor_ = None
+        if self.method == "gradient_boosting":
+            end = history.hours if train_end is None else int(train_end)
+            rows, origin, horizon = training_rows(
+                self.derived, end, self.max_train_rows, self.random_state
+            )
+            if not len(rows):
+                raise ValueError(
+                    f"Too little history to train: rows need {MIN_ORIGIN} hours before their "
+                    f"origin, the train window has {end}."
+                )
+            features, base = self.design(rows, origin, horizon)
+            target = self.derived.counts[rows, origin + horizon - 1]
+            self.regressor_ = HistGradientBoostingRegressor(
+                loss="poisson",
+                max_iter=self.max_iter,
+                learning_rate=self.learning_rate,
+                min_samples_leaf=self.min_samples_leaf,
+                l2_regularization=self.l2_regularization,
+                early_stopping=False,
+                random_state=self.random_state,
+            ).fit(features, target / base, sample_weight=base)
+            logger.info(
+                "Fitted the forecaster on %s (cell, origin, horizon) rows", f"{len(rows):,}"
+            )
+        return self
+
+    def design(
+        self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Feature matrix (``feature_names_`` order) and exposure of (row, origin, horizon)."""
+        features = origin_features(
+            self.derived,
+            rows,
+            origin,
+            horizon,
+            shrink_weeks=self.shrink_weeks,
+            holidays=self.holiday_days_,
+        )
+        columns = [features[name] for name in ORIGIN_FEATURES]
+        if self.cell_feature_names_:
+            columns += list(self._cell_matrix_[np.asarray(rows)].T)
+        base = np.maximum(features["shrunk_profile"], self.base_floor)
+        return np.column_stack(columns).astype(float, copy=False), base
+
+    # ---------------------------------------------------------------- predict
+    def predict_rows(self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray) -> np.ndarray:
+        """Mean forecast of (history row, origin position, horizon) rows."""
+        derived = self.derived
+        target = np.asarray(origin) + np.asarray(horizon) - 1
+        profile = np.nan_to_num(derived.profile[rows, target])
+        if self.method == "seasonal_naive":
+            return profile
+        if self.method == "level_adjusted":
+            first = np.maximum(np.asarray(origin) - HOURS_PER_WEEK, 0)
+            city = (derived.city_cum_profiled[origin] - derived.city_cum_profiled[first] + 10.0) / (
+                derived.city_cum_profile[origin] - derived.city_cum_profile[first] + 10.0
+            )
+            return profile * city
+        features, base = self.design(rows, origin, horizon)
+        return base * self._regress(features)
+
+    def _regress(self, features: np.ndarray) -> np.ndarray:
+        """The regressor's ratio; small inputs through the all-trees-at-once numpy path."""
+        ensemble = tree_ensemble(self.regressor_)
+        if ensemble is None or len(features) > SMALL_INPUT_ROWS:
+            return self.regressor_.predict(features)
+        return ensemble.link_inverse(predict_ensemble(ensemble, features))
+
+    def serving_rows(
+        self, cells: np.ndarray, hours_ns: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, origin, horizon) of served (cell, hour) pairs.
+
+        A future hour is forecast from the end of the known counts; one more than a week ahead
+        gets the week-ahead forecast of the same hour of the week. A known hour gets the
+        one-hour-ahead forecast from just before it.
+        """
+        end = self.history_.hours
+        position = self.history_.positions(hours_ns)
+        ahead = position >= end
+        week_ahead = end + (position - end) % HOURS_PER_WEEK
+        target = np.where(ahead, week_ahead, np.maximum(position, 1))
+        origin = np.where(ahead, end, target)
+        return self.history_.rows(cells), origin, target - origin + 1
+
+    def predict_pairs(self, cells: np.ndarray, hours_ns: np.ndarray) -> dict[str, np.ndarray]:
+        """Mean and P10/P50/P90 of (uint64 cell, UTC hour in int64 ns) pairs."""
+        rows, origin, horizon = self.serving_rows(cells, hours_ns)
+        mean = np.clip(self.predict_rows(rows, origin, horizon), 0.0, None)
+        answer = {"mean": mean, "horizon_hours": horizon}
+        for q in QUANTILES:
+            answer[f"p{round(q * 100)}"] = count_quantiles(mean, self.size_, q)
+        return answer
+
+    # ---------------------------------------------------------------- history and intervals
+    def with_counts(self, counts: pd.DataFrame, end: pd.Timestamp) -> BusynessForecaster:
+        """A copy that also knows ``counts`` (``cell, hour, busyness``) up to ``end``; no refit."""
+        extended = copy.copy(self)
+        extended.history_ = self.history_.extended(counts, int(pd.Timestamp(end).value))
+        extended._derived = None
+        return extended
+
+    def calibrate_intervals(self, y: np.ndarray, mean: np.ndarray, seed: int = 0) -> float | None:
+        """Fit the negative-binomial size to (actual, mean forecast) pairs by maximum likelihood.
+
+        Coverage is not the objective: most cell-hours of a sparse panel are zero, and a zero
+        lies inside any interval starting at 0, so a plain coverage target would pick a
+        degenerate distribution. The fitted size is kept for P10/P50/P90 and returned.
+        """
+        y, mean = np.asarray(y, dtype=float), np.maximum(np.asarray(mean, dtype=float), 1e-9)
+        if len(y) > 500_000:
+            pick = np.random.default_rng(seed).choice(len(y), 500_000, replace=False)
+            y, mean = y[pick], mean[pick]
+        best, best_loglik = None, -np.inf
+        for size in _SIZES:
+            if size is None:
+                loglik = stats.poisson.logpmf(y, mean).sum()
+            else:
+                loglik = stats.nbinom.logpmf(y, size, size / (size + mean)).sum()
+            if loglik > best_loglik:
+                best, best_loglik = size, loglik
+        self.size_ = None if best is None else float(best)
+        return self.size_
+
+
+def _cell_matrix(
+    cells: np.ndarray, cell_features: BusynessFeatures
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Per-cell reference features of ``cells`` (+ a row for unseen cells), leaving out any the
+    source cannot give (all NaN: e.g. restaurant distances of a ride table)."""
+    wanted = [name for name in CELL_FEATURES if name in set(cell_features.feature_names_)]
+    columns = (
+        cell_features.feature_columns(cells, np.zeros(len(cells), np.int64)) if len(cells) else {}
+    )
+    matrix = np.full((len(cells) + 1, len(wanted)), np.nan)
+    for j, name in enumerate(wanted):
+        matrix[:-1, j] = columns.get(name, np.nan)
+    if "h3_index" in wanted:
+        matrix[-1, wanted.index("h3_index")] = UNSEEN_CELL
+    usable = [j for j in range(len(wanted)) if np.isfinite(matrix[:-1, j]).any()]
+    left_out = sorted(set(wanted) - {wanted[j] for j in usable})
+    if left_out:
+        logger.info("Cell features left out (the source does not give them): %s", left_out)
+    return tuple(wanted[j] for j in usable), matrix[:, usable]
+
+
+def training_rows(
+    derived: DerivedHistory, end: int, max_rows: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sampled (row, origin, horizon) with every target before ``end``: hourly origins for
+    1-3 h ahead, local-midnight origins for 1-168 h ahead (the three products' rows)."""
+    origin, horizon = product_pairs(derived, MIN_ORIGIN, end, include_week=True)
+    cells = len(derived.history.cells)
+    total = len(origin) * cells
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(total, min(max_rows, total), replace=False) if total else np.empty(0, int)
+    return pick % cells, origin[pick // cells], horizon[pick // cells]
+
+
+def product_pairs(
+    derived: DerivedHistory, start: int, end: int, *, include_week: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, horizon) pairs with origin in [start, end) and target < end: hourly origins
+    1-3 h ahead, and local-midnight origins 1-168 h ahead (if ``include_week``) else 1-24 h."""
+    hourly = np.arange(max(start, 1), end)
+    midnights = hourly[derived.calendar["hour"][hourly] == 0]
+    longest = HOURS_PER_WEEK if include_week else 24
+    origin = np.concatenate([np.repeat(hourly, 3), np.repeat(midnights, longest)])
+    horizon = np.concatenate(
+        [np.tile(np.arange(1, 4), len(hourly)), np.tile(np.arange(1, longest + 1), len(midnights))]
+    )
+    keep = origin + horizon - 1 < end
+    return origin[keep], horizon[keep]

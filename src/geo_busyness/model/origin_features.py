@@ -1,0 +1,130 @@
+"""Features of (cell, origin, horizon) rows, each from data before the origin only.
+
+A row asks: standing at origin ``o`` (every hour before it known), how many events will cell
+``c`` have in hour ``t = o + h - 1``? Everything below reads the ``DerivedHistory`` at
+positions ``< o``, so a feature computed at an origin never changes when later data changes
+(``tests/model/test_origin_features.py`` checks exactly that).
+
+- the seasonal profile: the cell's mean at the same hour of the week over all past weeks,
+  shrunk toward the cell's own level x the city's weekly shape where the cell is sparse;
+- level ratios: actual over profile over the last 3 h, 24 h, 7 days, 28 days and since local
+  midnight, per cell and city-wide (what moves a level the profile alone cannot follow);
+- lags: the same hour a day back (when the horizon allows) and a week back, the last hour;
+- calendar in the source's local time zone, public holidays, and the horizon itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geo_busyness.model.history import DerivedHistory
+
+#: Level-ratio windows (hours before the origin).
+RATIO_WINDOWS = (3, 24, 168, 672)
+#: Pseudo-counts that keep ratios of sparse cells (and of a quiet city) near 1.
+CELL_RATIO_PRIOR = 1.0
+CITY_RATIO_PRIOR = 10.0
+#: Hours a row needs before its origin: a week with a profile behind it.
+MIN_ORIGIN = 2 * 168
+
+ORIGIN_FEATURES = (
+    "horizon_hours",
+    "local_hour",
+    "day_of_week",
+    "is_weekend",
+    "is_holiday",
+    "weeks_of_history",
+    "seasonal_profile",
+    "shrunk_profile",
+    "cell_level",
+    *(f"{scope}_ratio_{w}h" for w in RATIO_WINDOWS for scope in ("cell", "city")),
+    "cell_ratio_today",
+    "city_ratio_today",
+    "lag_24h",
+    "lag_168h",
+    "last_hour",
+)
+
+
+def _window_ratio(
+    derived: DerivedHistory, rows: np.ndarray, origin: np.ndarray, first: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """log((actual + a) / (profile + a)) over positions [first, origin), per cell and city-wide."""
+    actual = derived.cum_profiled[rows, origin] - derived.cum_profiled[rows, first]
+    expected = derived.cum_profile[rows, origin] - derived.cum_profile[rows, first]
+    city_actual = derived.city_cum_profiled[origin] - derived.city_cum_profiled[first]
+    city_expected = derived.city_cum_profile[origin] - derived.city_cum_profile[first]
+    cell = np.log((actual + CELL_RATIO_PRIOR) / (expected + CELL_RATIO_PRIOR))
+    city = np.log((city_actual + CITY_RATIO_PRIOR) / (city_expected + CITY_RATIO_PRIOR))
+    return cell, city
+
+
+def shrunk_profile(
+    derived: DerivedHistory, rows: np.ndarray, origin: np.ndarray, target: np.ndarray, weeks: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cell's seasonal profile shrunk toward (cell level x city weekly shape), and the level.
+
+    ``weeks`` is the prior's weight in weeks of data: a cell with n past weeks gets
+    ``(n * own + weeks * prior) / (n + weeks)``.
+    """
+    origin_safe = np.maximum(origin, 1)
+    level = derived.cum_counts[rows, origin_safe] / origin_safe
+    city_level = derived.city_cum_counts[origin_safe] / origin_safe
+    city_profile = derived.city_profile[target]
+    shape = np.where(city_level > 0, city_profile / np.maximum(city_level, 1e-12), 1.0)
+    prior = level * shape
+    n = derived.weeks[target]
+    own = np.nan_to_num(derived.profile[rows, target])
+    return (n * own + weeks * prior) / (n + weeks), level
+
+
+def origin_features(
+    derived: DerivedHistory,
+    rows: np.ndarray,
+    origin: np.ndarray,
+    horizon: np.ndarray,
+    *,
+    shrink_weeks: float,
+    holidays: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """``ORIGIN_FEATURES`` of rows (history row, origin position, horizon >= 1), as float arrays.
+
+    ``holidays`` are local dates (days since the epoch) that are public holidays.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    origin = np.asarray(origin, dtype=np.int64)
+    horizon = np.asarray(horizon, dtype=np.int64)
+    target = origin + horizon - 1
+    calendar = derived.calendar
+    features: dict[str, np.ndarray] = {
+        "horizon_hours": horizon.astype(float),
+        "local_hour": calendar["hour"][target].astype(float),
+        "day_of_week": calendar["day_of_week"][target].astype(float),
+        "is_weekend": (calendar["day_of_week"][target] >= 5).astype(float),
+        "is_holiday": np.isin(calendar["date"][target], holidays).astype(float),
+        "weeks_of_history": derived.weeks[target].astype(float),
+        "seasonal_profile": derived.profile[rows, target],
+    }
+    features["shrunk_profile"], features["cell_level"] = shrunk_profile(
+        derived, rows, origin, target, shrink_weeks
+    )
+    for window in RATIO_WINDOWS:
+        first = np.maximum(origin - window, 0)
+        cell, city = _window_ratio(derived, rows, origin, first)
+        features[f"cell_ratio_{window}h"], features[f"city_ratio_{window}h"] = cell, city
+    last = np.maximum(origin - 1, 0)
+    since_midnight = calendar["hour"][last] + 1  # hours of the origin's local day already known
+    today = np.where(calendar["hour"][origin] == 0, 0, since_midnight)
+    cell, city = _window_ratio(derived, rows, origin, np.maximum(origin - today, 0))
+    features["cell_ratio_today"] = np.where(today > 0, cell, np.nan)
+    features["city_ratio_today"] = np.where(today > 0, city, np.nan)
+    features["lag_24h"] = np.where(
+        horizon <= 24, derived.counts[rows, np.maximum(target - 24, 0)], np.nan
+    )
+    features["lag_168h"] = np.where(
+        (horizon <= 168) & (target >= 168),
+        derived.counts[rows, np.maximum(target - 168, 0)],
+        np.nan,
+    )
+    features["last_hour"] = np.where(origin >= 1, derived.counts[rows, last], np.nan)
+    return features
