@@ -83,6 +83,8 @@ def main() -> None:
     )
     parser.add_argument("--validation-days", type=int, default=7)
     parser.add_argument("--max-train-rows", type=int, default=600_000)
+    parser.add_argument("--exclude", nargs="*", default=(), help="features left out")
+    parser.add_argument("--model-params", default="{}", help="JSON of forecaster parameters")
     parser.add_argument("--json", type=Path, default=None, help="write the scores here")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -113,7 +115,12 @@ def main() -> None:
     }
 
     def fitted(method: str, train_end: int) -> BusynessForecaster:
-        return BusynessForecaster(method=method, max_train_rows=args.max_train_rows).fit(
+        return BusynessForecaster(
+            method=method,
+            max_train_rows=args.max_train_rows,
+            exclude_features=args.exclude,
+            **json.loads(args.model_params),
+        ).fit(
             history, cell_features, train_end=train_end
         )
 

@@ -82,8 +82,10 @@ class BusynessForecaster(BaseEstimator):
         max_iter: int = 200,
         learning_rate: float = 0.05,
         min_samples_leaf: int = 500,
+        max_depth: int | None = None,
         l2_regularization: float = 1.0,
         holidays: Sequence[str] = (),
+        exclude_features: Sequence[str] = (),
         random_state: int = 42,
     ) -> None:
         self.method = method
@@ -93,8 +95,10 @@ class BusynessForecaster(BaseEstimator):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.min_samples_leaf = min_samples_leaf
+        self.max_depth = max_depth
         self.l2_regularization = l2_regularization
         self.holidays = holidays
+        self.exclude_features = exclude_features
         self.random_state = random_state
 
     # ---------------------------------------------------------------- state
@@ -138,8 +142,16 @@ class BusynessForecaster(BaseEstimator):
         self.holiday_days_ = np.sort(
             pd.to_datetime(list(self.holidays)).normalize().asi8 // (24 * 3_600_000_000_000)
         )
-        self.cell_feature_names_, self._cell_matrix_ = _cell_matrix(history.cells, cell_features)
-        self.feature_names_ = (*ORIGIN_FEATURES, *self.cell_feature_names_)
+        unknown = sorted(set(self.exclude_features) - set(ORIGIN_FEATURES) - set(CELL_FEATURES))
+        if unknown:
+            raise ValueError(f"exclude_features names unknown feature(s) {unknown}.")
+        self.origin_feature_names_ = tuple(
+            name for name in ORIGIN_FEATURES if name not in self.exclude_features
+        )
+        self.cell_feature_names_, self._cell_matrix_ = _cell_matrix(
+            history.cells, cell_features, self.exclude_features
+        )
+        self.feature_names_ = (*self.origin_feature_names_, *self.cell_feature_names_)
         self.size_ = None  # Poisson until calibrate_intervals
         self.regressor_ = None
         if self.method == "gradient_boosting":
@@ -159,6 +171,7 @@ class BusynessForecaster(BaseEstimator):
                 max_iter=self.max_iter,
                 learning_rate=self.learning_rate,
                 min_samples_leaf=self.min_samples_leaf,
+                max_depth=self.max_depth,
                 l2_regularization=self.l2_regularization,
                 early_stopping=False,
                 random_state=self.random_state,
@@ -180,7 +193,7 @@ class BusynessForecaster(BaseEstimator):
             shrink_weeks=self.shrink_weeks,
             holidays=self.holiday_days_,
         )
-        columns = [features[name] for name in ORIGIN_FEATURES]
+        columns = [features[name] for name in self.origin_feature_names_]
         if self.cell_feature_names_:
             columns += list(self._cell_matrix_[np.asarray(rows)].T)
         base = np.maximum(features["shrunk_profile"], self.base_floor)
@@ -268,11 +281,12 @@ class BusynessForecaster(BaseEstimator):
 
 
 def _cell_matrix(
-    cells: np.ndarray, cell_features: BusynessFeatures
+    cells: np.ndarray, cell_features: BusynessFeatures, exclude: Sequence[str]
 ) -> tuple[tuple[str, ...], np.ndarray]:
     """Per-cell reference features of ``cells`` (+ a row for unseen cells), leaving out any the
     source cannot give (all NaN: e.g. restaurant distances of a ride table)."""
-    wanted = [name for name in CELL_FEATURES if name in set(cell_features.feature_names_)]
+    known = set(cell_features.feature_names_) - set(exclude)
+    wanted = [name for name in CELL_FEATURES if name in known]
     columns = (
         cell_features.feature_columns(cells, np.zeros(len(cells), np.int64)) if len(cells) else {}
     )

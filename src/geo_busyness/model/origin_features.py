@@ -9,7 +9,8 @@ positions ``< o``, so a feature computed at an origin never changes when later d
   shrunk toward the cell's own level x the city's weekly shape where the cell is sparse;
 - level ratios: actual over profile over the last 3 h, 24 h, 7 days, 28 days and since local
   midnight, per cell and city-wide (what moves a level the profile alone cannot follow);
-- lags: the same hour a day back (when the horizon allows) and a week back, the last hour;
+- lags: the same hour a day back (when the horizon allows), a week back, and the last hour,
+  each as a log ratio to its profile;
 - calendar in the source's local time zone, public holidays, and the horizon itself.
 """
 
@@ -40,9 +41,9 @@ ORIGIN_FEATURES = (
     *(f"{scope}_ratio_{w}h" for w in RATIO_WINDOWS for scope in ("cell", "city")),
     "cell_ratio_today",
     "city_ratio_today",
-    "lag_24h",
-    "lag_168h",
-    "last_hour",
+    "lag_24h_ratio",
+    "lag_168h_ratio",
+    "last_hour_ratio",
 )
 
 
@@ -57,6 +58,14 @@ def _window_ratio(
     cell = np.log((actual + CELL_RATIO_PRIOR) / (expected + CELL_RATIO_PRIOR))
     city = np.log((city_actual + CITY_RATIO_PRIOR) / (city_expected + CITY_RATIO_PRIOR))
     return cell, city
+
+
+def _lag_ratio(
+    derived: DerivedHistory, rows: np.ndarray, position: np.ndarray, expected: np.ndarray
+) -> np.ndarray:
+    """log((count at ``position`` + a) / (expected + a)) for each row's cell."""
+    count = derived.counts[rows, np.maximum(position, 0)]
+    return np.log((count + CELL_RATIO_PRIOR) / (expected + CELL_RATIO_PRIOR))
 
 
 def shrunk_profile(
@@ -118,13 +127,14 @@ def origin_features(
     cell, city = _window_ratio(derived, rows, origin, np.maximum(origin - today, 0))
     features["cell_ratio_today"] = np.where(today > 0, cell, np.nan)
     features["city_ratio_today"] = np.where(today > 0, city, np.nan)
-    features["lag_24h"] = np.where(
-        horizon <= 24, derived.counts[rows, np.maximum(target - 24, 0)], np.nan
+    # Lags as log ratios to the profile: a raw count lets trees chase one past shock.
+    profile = np.nan_to_num(features["seasonal_profile"])
+    lag_24 = _lag_ratio(derived, rows, target - 24, profile)
+    lag_168 = _lag_ratio(derived, rows, target - 168, profile)
+    features["lag_24h_ratio"] = np.where(horizon <= 24, lag_24, np.nan)
+    features["lag_168h_ratio"] = np.where((horizon <= 168) & (target >= 168), lag_168, np.nan)
+    last_profile = np.nan_to_num(derived.profile[rows, last])
+    features["last_hour_ratio"] = np.where(
+        origin >= 1, _lag_ratio(derived, rows, last, last_profile), np.nan
     )
-    features["lag_168h"] = np.where(
-        (horizon <= 168) & (target >= 168),
-        derived.counts[rows, np.maximum(target - 168, 0)],
-        np.nan,
-    )
-    features["last_hour"] = np.where(origin >= 1, derived.counts[rows, last], np.nan)
     return features
