@@ -16,7 +16,7 @@ from geo_busyness.known_warnings import (
     import_dropping_warning,
     silence_known_warnings,
 )
-from geo_busyness.scratch import PROJECT_ROOT
+from geo_busyness.testing import PROJECT_ROOT
 
 
 def _warn_from(module: str, message: str) -> list[warnings.WarningMessage]:

@@ -12,7 +12,7 @@ from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
 
 from geo_busyness import hooks, settings
-from geo_busyness.scratch import PROJECT_ROOT
+from geo_busyness.testing import PROJECT_ROOT
 
 #: What `kedro run --params feature_engineering.h3_resolution=8` passes to the config loader.
 RUNTIME = OmegaConf.to_container(OmegaConf.from_dotlist(["feature_engineering.h3_resolution=8"]))

@@ -14,7 +14,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
-from geo_busyness.scratch import PROJECT_ROOT
+from geo_busyness.testing import PROJECT_ROOT
 
 #: A tiny city with weeks enough for train (11 days), validation (5) and test (5) windows.
 TINY_GENERATION = {

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from geo_busyness.cell_hours import HOUR, TARGET
+from geo_busyness.schemas import HOUR, TARGET
 
 
 def _window(windows: dict[str, str], name: str) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from geo_busyness.cell_hours import TARGET
-from geo_busyness.features import PREDICTION
 from geo_busyness.pipelines.modeling.nodes import gate_decision
+from geo_busyness.schemas import PREDICTION, TARGET
 
 
 def test_the_model_is_one_artifact_answering_every_test_row(
