@@ -32,7 +32,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 plan_forecast_window,
-                ["clean_events", "params:inference"],
+                ["clean_events", "params:inference", "params:data_processing.source_timezone"],
                 "forecast_window",
                 name="plan_forecast_window",
             ),
