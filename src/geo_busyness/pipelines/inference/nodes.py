@@ -163,8 +163,11 @@ def report_inference(
     forecast: pd.DataFrame,
     scored: pd.DataFrame,
     validation: dict[str, Any],
+    *,
+    parameter_mismatch: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Which model (and how it was chosen), the forecast window and the counts of every output."""
+    """Which model (and how it was chosen, and where its own parameters differ from the run's),
+    the forecast window and the counts of every output."""
     end = window["start"] + window["horizon_hours"] * _HOUR
     tags = model_version["tags"]
     return {
@@ -190,6 +193,7 @@ def report_inference(
             "rejected": validation["rows_rejected"],
             "rejected_by_reason_and_column": validation["rejected_by_reason_and_column"],
         },
+        "model_parameter_mismatch": list(parameter_mismatch or []),
     }
 
 
