@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from geo_busyness.model.bundle import bundle_code, model_requirements
-from geo_busyness.model.loading import fetch_model, load_model
+from geo_busyness.model.loading import fetch_model, load_model, parameter_mismatches
 from geo_busyness.model.predict import as_pipeline
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,34 @@ def load_version(model_version: dict[str, Any]) -> Any:
                 " moved or deleted; re-register the model (run the modeling pipeline)."
             ) from error
     return as_pipeline(model)  # fails here, not mid-run, if it is not the busyness pipeline
+
+
+def check_model_parameters(
+    model: Any, model_version: dict[str, Any], h3_resolution: int, source_timezone: str
+) -> list[dict[str, Any]]:
+    """Node: the loaded model's own parameters against this run's, one WARNING per difference.
+
+    The run goes on with the selected model (its own resolution and timezone), never with
+    another one; the returned entries (each with its ``message``) go into the run's report.
+    """
+    mismatches = parameter_mismatches(
+        model,
+        {
+            "feature_engineering.h3_resolution": h3_resolution,
+            "data_processing.source_timezone": source_timezone,
+        },
+    )
+    for mismatch in mismatches:
+        mismatch["message"] = (
+            f"Model {model_version['model_name']} version {model_version['version']}"
+            f" ({model_version['chosen_by']}) was fitted with {mismatch['model_attribute']}="
+            f"{mismatch['model_value']!r}, but this run's {mismatch['parameter']} is"
+            f" {mismatch['run_value']!r}: its answers use the model's"
+            f" {mismatch['model_value']!r}. Retrain with the run's parameters, or select a"
+            " version fitted with them."
+        )
+        logger.warning("%s", mismatch["message"])
+    return mismatches
 
 
 def register_model(model: Any, example: Any, name: str, alias: str) -> str:

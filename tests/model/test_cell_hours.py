@@ -10,6 +10,7 @@ from geo_busyness.model.cell_hours import (
     count_pairs,
     distinct_pairs,
     hour_fields,
+    parse_time_parameter,
     to_utc_hours,
     utc_hour_ns,
 )
@@ -67,3 +68,40 @@ def test_count_pairs_matches_a_groupby(dense_limit, monkeypatch):
 
 def test_count_pairs_of_nothing_is_empty():
     assert [len(a) for a in count_pairs(np.empty(0, np.uint64), np.empty(0, np.int64))] == [0] * 3
+
+
+@pytest.mark.parametrize(
+    ("value", "timezone", "expected"),
+    [
+        ("2026-03-02 12:00", "America/Regina", "2026-03-02T18:00:00+00:00"),  # naive: local
+        ("2026-07-02T12:00", "America/New_York", "2026-07-02T16:00:00+00:00"),  # summer time
+        ("2026-03-02T12:00:00Z", "America/Regina", "2026-03-02T12:00:00+00:00"),  # aware
+        ("2026-03-02T12:00:00+02:00", "America/Regina", "2026-03-02T10:00:00+00:00"),
+        (pd.Timestamp("2026-03-02 12:00").to_pydatetime(), "UTC", "2026-03-02T12:00:00+00:00"),
+    ],
+)
+def test_time_parameters_naive_in_the_source_timezone_aware_converted(value, timezone, expected):
+    moment = parse_time_parameter(value, timezone, "inference.start")
+    assert moment.isoformat() == expected
+    assert moment.unit == "ns"
+
+
+@pytest.mark.parametrize("value", ["next tuesday", "", "2026-13-01", 20260302, None])
+def test_an_unparsable_time_parameter_names_the_parameter_and_the_value(value):
+    with pytest.raises(ValueError, match="feature_engineering.end must be an ISO 8601") as error:
+        parse_time_parameter(value, "America/Regina", "feature_engineering.end")
+    assert repr(value) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "timezone", "message"),
+    [
+        ("2026-11-01 01:30", "America/New_York", "ambiguous or does not exist"),
+        ("2026-03-08 02:30", "America/New_York", "ambiguous or does not exist"),
+        ("2026-03-02 12:00", "Nowhere/City", "source timezone 'Nowhere/City' is unknown"),
+    ],
+)
+def test_a_naive_time_parameter_the_source_timezone_cannot_place_is_named(value, timezone, message):
+    with pytest.raises(ValueError, match=message) as error:
+        parse_time_parameter(value, timezone, "inference.start")
+    assert f"inference.start={value!r}" in str(error.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ END = START + pd.Timedelta(weeks=2)
 #: Three restaurants in three different res-7 cells, and a point in a fourth cell with none.
 VENUES = np.array([[50.4479, -104.6177], [50.4300, -104.5600], [50.4900, -104.6600]])
 FAR_POINT = (50.3000, -104.9000)
+DAY = pd.Timedelta(days=1)
 
 
 def hand_made_events() -> pd.DataFrame:
@@ -218,9 +220,68 @@ def test_sources_without_restaurants_fall_back_to_event_locations(events):
     assert len(fitted.anchors_) == 50
     assert len(fitted.kmeans_.cluster_centers_) == 2
     out = fitted.transform(queries_at(*VENUES[0], "2026-01-06T12:00"))
-    assert np.isnan(out["dist_to_restaurant"].iloc[0])
-    assert out["restaurants_per_index"].iloc[0] == 0
     assert np.isfinite(out["avg_Hdist_to_restaurants"].iloc[0])
+    assert np.isfinite(out["Five_Clusters_embedding"].iloc[0])
+
+
+#: The features a source without restaurants cannot give.
+RESTAURANT_FEATURES = {"dist_to_restaurant", "Hdist_to_restaurant", "restaurants_per_index"}
+
+
+def ride_table(events: pd.DataFrame) -> pd.DataFrame:
+    """The events as a ride-pickup source gives them: a time and a point, nothing else."""
+    return events[["courier_location_timestamp", "courier_lat", "courier_lon"]]
+
+
+@pytest.mark.parametrize("restaurant_columns", ["all null", "absent"])
+def test_a_ride_table_leaves_out_the_restaurant_features_with_one_log_line(
+    events, restaurant_columns, caplog
+):
+    rides = ride_table(events)
+    if restaurant_columns == "all null":
+        rides = rides.assign(restaurant_lat=np.nan, restaurant_lon=np.nan, restaurant_id=pd.NA)
+    with caplog.at_level(logging.INFO, logger="geo_busyness.model.features"):
+        fitted = BusynessFeatures(n_clusters=2, horizon_hours=24).fit(
+            rides, window_start=START, window_end=END
+        )
+    assert set(fitted.unavailable_features_) == RESTAURANT_FEATURES
+    assert "restaurant_lat" in fitted.unavailable_features_["dist_to_restaurant"]
+    assert "restaurant_id" in fitted.unavailable_features_["restaurants_per_index"]
+    assert RESTAURANT_FEATURES.isdisjoint(fitted.get_feature_names_out())
+    assert {"avg_Hdist_to_restaurants", "Five_Clusters_embedding"} <= set(fitted.feature_names_)
+    (record,) = [r for r in caplog.records if "left out" in r.getMessage()]
+    assert record.levelno == logging.INFO
+    for name in [*RESTAURANT_FEATURES, "restaurant_lat", "restaurant_lon", "restaurant_id"]:
+        assert name in record.getMessage()
+    queries = cell_hour_queries(
+        fitted.cells_, pd.Series(pd.date_range(END - DAY, periods=len(fitted.cells_), freq="h"))
+    )
+    out = fitted.transform(pd.concat([queries, queries_at(*FAR_POINT, "2026-01-20T03:00")]))
+    assert list(out.columns) == list(fitted.get_feature_names_out())
+    assert not out.isna().all().any(), out.columns[out.isna().all()].tolist()
+
+
+def test_a_model_fits_on_ride_table_features(events):
+    """The measured failure: HistGradientBoosting dies on an all-NaN feature column."""
+    fitted = BusynessFeatures(n_clusters=2, horizon_hours=24).fit(
+        ride_table(events), window_start=START, window_end=END
+    )
+    hours = pd.Series(pd.date_range(START, END, freq="h", inclusive="left"))
+    queries = cell_hour_queries(
+        np.repeat(fitted.cells_, len(hours)), pd.concat([hours] * len(fitted.cells_))
+    )
+    regressor = HistGradientBoostingRegressor(max_iter=5).fit(
+        fitted.transform(queries), np.arange(len(queries)) % 3
+    )
+    assert regressor.n_features_in_ == len(fitted.feature_names_)
+
+
+def test_a_courier_table_keeps_the_restaurant_features(fitted, caplog):
+    assert fitted.unavailable_features_ == {}
+    assert RESTAURANT_FEATURES <= set(fitted.get_feature_names_out())
+    with caplog.at_level(logging.INFO, logger="geo_busyness.model.features"):
+        BusynessFeatures(n_clusters=2).fit(hand_made_events())
+    assert not [r for r in caplog.records if "left out" in r.getMessage()]
 
 
 def test_feature_columns_skip_excluded_features_and_match_transform(events, fitted):

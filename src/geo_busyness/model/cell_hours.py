@@ -5,6 +5,10 @@ is linear in the events.
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfoNotFoundError
+
 import numpy as np
 import pandas as pd
 
@@ -16,6 +20,49 @@ HOUR_NS = pd.Timedelta(hours=1).value
 DAY_NS = pd.Timedelta(days=1).value
 #: Day of the week of 1970-01-01 (a Thursday), 0 = Monday.
 _EPOCH_DAY_OF_WEEK = 3
+
+
+def parse_time_parameter(value: Any, timezone: str, parameter: str) -> pd.Timestamp:
+    """A time parameter as a UTC timestamp (ns): naive values are read in ``timezone`` (the
+    source's, like the source's own naive timestamps), aware ones converted to UTC.
+
+    Raises ``ValueError`` naming ``parameter`` and the value when it is not an ISO 8601 time,
+    or when a naive value does not exist or is ambiguous in ``timezone`` (a DST change).
+    """
+    moment = _parse_moment(value, parameter)
+    if moment.tzinfo is not None:
+        return moment.tz_convert("UTC").as_unit("ns")
+    try:
+        local = moment.tz_localize(timezone)
+    except ZoneInfoNotFoundError:
+        raise ValueError(
+            f"{parameter}={value!r} is naive and the source timezone {timezone!r} is unknown:"
+            " set data_processing.source_timezone to an IANA name (e.g. America/Regina)."
+        ) from None
+    except ValueError as error:
+        raise ValueError(
+            f"{parameter}={value!r} is ambiguous or does not exist in the source timezone"
+            f" {timezone} ({error}); give it with a UTC offset, e.g. 2026-03-02T12:00:00-06:00."
+        ) from None
+    return local.tz_convert("UTC").as_unit("ns")
+
+
+def _parse_moment(value: Any, parameter: str) -> pd.Timestamp:
+    """``value`` (ISO 8601 text or a datetime) as a Timestamp, or a ValueError naming it."""
+    moment = None
+    if isinstance(value, dt.datetime):
+        moment = pd.Timestamp(value)
+    elif isinstance(value, str):
+        try:
+            moment = pd.Timestamp(value.strip())
+        except ValueError:
+            moment = None
+    if moment is None or pd.isna(moment):
+        raise ValueError(
+            f"{parameter} must be an ISO 8601 time (e.g. 2026-03-02T12:00:00Z, or naive in"
+            f" data_processing.source_timezone), got {value!r}."
+        )
+    return moment
 
 
 def to_utc_hours(values: pd.Series) -> pd.Series:

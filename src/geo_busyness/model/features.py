@@ -10,6 +10,7 @@ taken at the cell centre. Predictions go through ``geo_busyness.model.predict``.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,8 @@ from geo_busyness.schemas import (
     VENUE_LON,
 )
 
+logger = logging.getLogger(__name__)
+
 #: Code of a cell never seen in the train window.
 UNSEEN_CELL = -1
 _HOUR = pd.Timedelta(hours=1)
@@ -71,6 +74,30 @@ REFERENCE_FEATURES = (
 PROFILE_FEATURES = ("cell_hour_of_week_mean", "neighbours_hour_of_week_mean")
 #: Per-cell profile arrays of ``_cell_features`` -> the feature they give.
 _PROFILE_FEATURE = dict(zip(("profile", "neighbour_profile"), PROFILE_FEATURES, strict=True))
+#: Features computed from optional source columns -> the columns each needs on the same row.
+#: ``avg_Hdist_to_restaurants`` and ``Five_Clusters_embedding`` are not here: without
+#: restaurants they take event locations as anchors.
+SOURCE_COLUMN_FEATURES = {
+    "dist_to_restaurant": (VENUE_LAT, VENUE_LON),
+    "Hdist_to_restaurant": (VENUE_LAT, VENUE_LON),
+    "restaurants_per_index": (VENUE_ID,),
+}
+
+
+def unavailable_features(events: pd.DataFrame) -> dict[str, str]:
+    """Features of ``SOURCE_COLUMN_FEATURES`` that ``events`` cannot give, with the reason.
+
+    A feature is unavailable when no row has a value in every column it needs (a column the
+    table lacks counts as all null): fed to a model, it would be an all-NaN column.
+    """
+    unavailable = {}
+    for name, columns in SOURCE_COLUMN_FEATURES.items():
+        absent = [col for col in columns if col not in events.columns]
+        if absent:
+            unavailable[name] = f"column(s) {', '.join(absent)} absent"
+        elif not events[list(columns)].notna().all(axis=1).any():
+            unavailable[name] = f"no row with a value in {', '.join(columns)}"
+    return unavailable
 
 
 def mean_haversine_to(
@@ -90,7 +117,10 @@ def mean_haversine_to(
 class BusynessFeatures(TransformerMixin, BaseEstimator):
     """Busyness features of query rows, from statistics of the train-window events only.
 
-    ``fit`` takes train-window events in the clean schema (restaurant columns may be all null).
+    ``fit`` takes train-window events in the clean schema (restaurant columns may be all null
+    or absent). Features needing source columns the train window has no value of
+    (``SOURCE_COLUMN_FEATURES``) are left out of ``feature_names_``, and named with the reason in
+    ``unavailable_features_``: a model never sees an all-NaN column.
     ``transform`` takes query rows and returns one feature row per query. The transformer also
     keeps the known cell-hour counts (``history_``) for the lag features: a lag is NaN when its
     hour is outside the known history. ``with_history`` extends the known counts with later
@@ -154,8 +184,12 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"exclude_features names unknown feature(s) {unknown}; known: {names}."
             )
-        self.feature_names_ = tuple(name for name in names if name not in self.exclude_features)
+        self.unavailable_features_ = unavailable_features(events)
+        self._log_unavailable()
+        left_out = {*self.exclude_features, *self.unavailable_features_}
+        self.feature_names_ = tuple(name for name in names if name not in left_out)
 
+        events = _with_columns(events, (VENUE_LAT, VENUE_LON, VENUE_ID))  # absent: all null
         cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], self.resolution)
         self.cells_ = np.sort(pd.unique(cells))  # hashing, not sorting, millions of events
         self._fit_cell_statistics(events, cells)
@@ -167,6 +201,20 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         self.history_start_, self.history_end_ = start, end
         self._fit_history_lookup()
         return self
+
+    def _log_unavailable(self) -> None:
+        """One line naming the features the train events cannot give, and the missing columns."""
+        if not self.unavailable_features_:
+            return
+        columns = sorted(
+            {col for name in self.unavailable_features_ for col in SOURCE_COLUMN_FEATURES[name]}
+        )
+        logger.info(
+            "Features %s left out of the model: the train window has no value of column(s) %s"
+            " (a source without restaurants)",
+            list(self.unavailable_features_),
+            columns,
+        )
 
     def _fit_cell_statistics(self, events: pd.DataFrame, cells: np.ndarray) -> None:
         """Per train cell: mean ping-to-restaurant distances and distinct restaurants."""
@@ -372,6 +420,12 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
         found = known & in_history & (self.history_keys_[pos] == keys)
         counts = np.where(found, self.history_counts_[pos], 0.0)
         return np.where(known, counts, np.nan)
+
+
+def _with_columns(events: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``events`` with every absent one of ``columns`` added as nulls."""
+    absent = {col: np.nan for col in columns if col not in events.columns}
+    return events.assign(**absent) if absent else events
 
 
 def _as_utc_hour(moment: pd.Timestamp) -> pd.Timestamp:

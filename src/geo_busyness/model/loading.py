@@ -76,3 +76,35 @@ def load_model(location: str | Path) -> Any:
     model_dir = fetch_model(location)
     with _trusted_deserialization():
         return mlflow.sklearn.load_model(str(model_dir))
+
+
+#: The model's own parameters a run can disagree with: the fitted transformer's attribute ->
+#: the run parameter that should hold the same value.
+MODEL_PARAMETERS = {
+    "resolution": "feature_engineering.h3_resolution",
+    "timezone": "data_processing.source_timezone",
+}
+
+
+def parameter_mismatches(model: Any, run_parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where the model's own parameters differ from the run's, one entry per parameter.
+
+    ``run_parameters`` maps run parameter names (values of ``MODEL_PARAMETERS``) to their
+    values. A parameter the model does not record (``timezone`` before models carried it), or
+    the run does not give, is not compared. The model keeps answering with its own value.
+    """
+    features = model.named_steps["features"]
+    mismatches = []
+    for attribute, parameter in MODEL_PARAMETERS.items():
+        own, run = getattr(features, attribute, None), run_parameters.get(parameter)
+        if own is None or run is None or own == run:
+            continue
+        mismatches.append(
+            {
+                "parameter": parameter,
+                "model_attribute": attribute,
+                "model_value": own,
+                "run_value": run,
+            }
+        )
+    return mismatches

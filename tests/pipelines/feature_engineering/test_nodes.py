@@ -19,6 +19,7 @@ from geo_busyness.pipelines.feature_engineering.nodes import (
     split_events_by_window,
     window_and_count_events,
 )
+from geo_busyness.pipelines.feature_engineering.pipeline import create_pipeline
 from geo_busyness.pipelines.modeling.nodes import evaluate_leaky_reference_protocol
 
 PARAMS = {
@@ -194,3 +195,38 @@ def test_the_nodes_that_read_clean_events_leave_it_unchanged(clean_events):
         },
     )
     pd.testing.assert_frame_equal(events, clean_events)
+
+
+#: Three weeks of hourly events, enough for 5-day validation and test windows before an end.
+HOURLY_EVENTS = pd.DataFrame(
+    {
+        "courier_location_timestamp": pd.date_range(
+            "2026-01-01T00:30:00Z", "2026-01-21T23:30:00Z", freq="h"
+        )
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("end", "expected"),
+    [
+        ("2026-01-15 00:00", "2026-01-15T06:00:00+00:00"),  # naive: the source's local time
+        ("2026-01-15T00:00:00Z", "2026-01-15T00:00:00+00:00"),
+        ("2026-01-15T00:00:00-03:00", "2026-01-15T03:00:00+00:00"),
+        (None, "2026-01-22T00:00:00+00:00"),  # the hour after the last event
+    ],
+)
+def test_the_end_parameter_is_naive_in_the_source_timezone_aware_converted(end, expected):
+    windows = define_time_windows(HOURLY_EVENTS, PARAMS | {"end": end}, "America/Regina")
+    assert windows["test_end"] == expected
+    assert pd.Timestamp(windows["test_start"]) == pd.Timestamp(expected) - pd.Timedelta(days=5)
+
+
+def test_an_unparsable_end_names_the_parameter_and_the_value():
+    with pytest.raises(ValueError, match="feature_engineering.end must be .*'mid-January'"):
+        define_time_windows(HOURLY_EVENTS, PARAMS | {"end": "mid-January"}, "America/Regina")
+
+
+def test_the_pipeline_gives_the_windows_the_source_timezone():
+    (node,) = create_pipeline().only_nodes("window_and_count_events").nodes
+    assert "params:data_processing.source_timezone" in node.inputs

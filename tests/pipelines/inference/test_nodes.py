@@ -10,8 +10,10 @@ from geo_busyness.pipelines.inference.nodes import (
     QueryRejectionError,
     accept_inference_queries,
     plan_forecast_window,
+    report_inference,
     split_inference_queries,
 )
+from geo_busyness.pipelines.inference.pipeline import create_pipeline
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, SOURCE_ROW
 from geo_busyness.serving.requests import RequestError, validate_queries
 
@@ -102,11 +104,11 @@ EVENTS = pd.DataFrame(
     [
         (None, "2026-03-02T00:00:00+00:00"),  # the hour after the last event
         ("2026-03-05T12:30:00+02:00", "2026-03-05T10:00:00+00:00"),  # its UTC hour
-        ("2026-03-05 12:00", "2026-03-05T12:00:00+00:00"),  # naive = UTC
+        ("2026-03-05 12:30", "2026-03-05T18:00:00+00:00"),  # naive = the source's local time
     ],
 )
 def test_forecast_window_start(start, expected):
-    window = plan_forecast_window(EVENTS, {"horizon_hours": 6, "start": start})
+    window = plan_forecast_window(EVENTS, {"horizon_hours": 6, "start": start}, "America/Regina")
     assert window["start"].isoformat() == expected
     assert window["horizon_hours"] == 6
 
@@ -116,7 +118,7 @@ def test_forecast_window_start(start, expected):
     [
         ({"horizon_hours": 0, "start": None}, "inference.horizon_hours must be a whole number"),
         ({"horizon_hours": 2.5, "start": None}, "inference.horizon_hours must be a whole number"),
-        ({"horizon_hours": 6, "start": "soon"}, "inference.start must be an ISO 8601 time"),
+        ({"horizon_hours": 6, "start": "soon"}, "inference.start must be an ISO 8601 time.*'soon'"),
     ],
 )
 def test_bad_forecast_parameters_are_named(params, message):
@@ -127,3 +129,45 @@ def test_bad_forecast_parameters_are_named(params, message):
 def test_no_clean_events_and_no_start_is_an_error():
     with pytest.raises(ValueError, match="set inference.start"):
         plan_forecast_window(EVENTS.iloc[:0], {"horizon_hours": 6, "start": None})
+
+
+def test_the_pipeline_gives_the_forecast_window_the_source_timezone():
+    (node,) = create_pipeline().only_nodes("plan_forecast_window").nodes
+    assert node.inputs[-1] == "params:data_processing.source_timezone"
+
+
+def test_the_report_records_the_model_parameter_mismatch():
+    mismatch = [{"parameter": "feature_engineering.h3_resolution", "model_value": 7}]
+    window = {
+        "start": pd.Timestamp("2026-03-02T00:00:00Z"),
+        "horizon_hours": 1,
+        "start_from": "parameter inference.start",
+        "last_clean_event": None,
+    }
+    forecast = pd.DataFrame(
+        {"h3_cell": ["87123"], "hour": [window["start"]], "predicted_busyness": [1.5]}
+    )
+    validation = {"rows": 0, "rows_rejected": 0, "rejected_by_reason_and_column": []}
+    version = {
+        "model_name": "geo-busyness",
+        "version": "3",
+        "chosen_by": "alias champion",
+        "model_uri": "models:/geo-busyness/3",
+        "run_id": "r",
+        "tags": {},
+    }
+    args = (version, window, forecast, forecast.iloc[:0], validation)
+    report = report_inference(*args, parameter_mismatch=mismatch)
+    assert report["model_parameter_mismatch"] == mismatch
+    assert report_inference(*args)["model_parameter_mismatch"] == []
+
+
+def test_inference_checks_the_model_against_the_run_and_reports_it():
+    pipeline = create_pipeline()
+    (check,) = pipeline.only_nodes("check_inference_model_parameters").nodes
+    assert check.inputs[2:] == [
+        "params:feature_engineering.h3_resolution",
+        "params:data_processing.source_timezone",
+    ]
+    (report,) = pipeline.only_nodes("report_inference").nodes
+    assert check.outputs[0] in report.inputs

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from geo_busyness.pipelines.monitoring.decision import performance_checks, quality_checks
+from geo_busyness.pipelines.monitoring.decision import (
+    assemble_report,
+    performance_checks,
+    quality_checks,
+)
 from geo_busyness.pipelines.monitoring.nodes import compare_data_quality
+from geo_busyness.pipelines.monitoring.pipeline import create_pipeline
 
 PARAMS = {"thresholds": {"reject_share_increase_pp": 2.0}}
 
@@ -58,3 +63,61 @@ def test_performance_checks_state_figures_against_thresholds():
     assert r2["reason"] == (
         "performance: R² 0.700 on recent cell-hours vs 0.900 in the test window (drop 0.200 > 0.15)"
     )
+
+
+def _within(psi: float = 0.01) -> dict:
+    return {"psi": psi, "psi_threshold": 0.1, "drifted": False}
+
+
+def _report_inputs() -> dict:
+    """The smallest inputs ``assemble_report`` takes: no check fires."""
+    performance = {
+        "recent": {"mae": 1.0, "r2": 0.7},
+        "test_window": {"mae": 1.0, "r2": 0.7},
+        "mae_increase": 0.0,
+        "mae_increase_threshold": 1.0,
+        "r2_drop": 0.0,
+        "r2_drop_threshold": 0.15,
+        "rows": 10,
+    }
+    return {
+        "model_version": {
+            "model_name": "geo-busyness",
+            "version": "3",
+            "chosen_by": "alias champion",
+            "run_id": "r",
+            "tags": {"window_train_start": "a", "window_train_end": "b"},
+        },
+        "event_drift": {
+            "unseen_cells": {
+                "recent_event_share": 0.0,
+                "threshold": 0.05,
+                "drifted": False,
+                "recent_unseen_events": 0,
+            }
+        },
+        "cell_hour_drift": {"busyness": _within(), "predictions": _within()},
+        "performance": performance,
+        "data_quality": {"by_reason": {}},
+        "params": {"thresholds": {}},
+    }
+
+
+def test_the_report_records_the_model_parameter_mismatch():
+    message = "Model geo-busyness version 3 was fitted with resolution=7, but ... is 8"
+    mismatch = [{"parameter": "feature_engineering.h3_resolution", "message": message}]
+    report, _, _ = assemble_report(**_report_inputs(), parameter_mismatch=mismatch)
+    assert report["model_parameter_mismatch"] == mismatch
+    agreeing, _, _ = assemble_report(**_report_inputs())
+    assert agreeing["model_parameter_mismatch"] == []
+
+
+def test_monitoring_checks_the_model_against_the_run_and_reports_it():
+    pipeline = create_pipeline()
+    (check,) = pipeline.only_nodes("check_monitored_model_parameters").nodes
+    assert check.inputs[2:] == [
+        "params:feature_engineering.h3_resolution",
+        "params:data_processing.source_timezone",
+    ]
+    (report,) = pipeline.only_nodes("assemble_monitoring_report").nodes
+    assert check.outputs[0] in report.inputs

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.model.cell_hours import build_panel, count_cell_hours
+from geo_busyness.model.cell_hours import build_panel, count_cell_hours, parse_time_parameter
 from geo_busyness.model.features import BusynessFeatures, feature_params
 from geo_busyness.model.geo import cell_names
 from geo_busyness.model.predict import cell_hour_queries
@@ -23,11 +23,17 @@ logger = logging.getLogger(__name__)
 WINDOWS = ("train", "validation", "test")
 
 
-def define_time_windows(clean_events: pd.DataFrame, params: dict[str, Any]) -> dict[str, str]:
-    """Train / validation / test windows [start, end) in UTC, counted back from the data's end."""
+def define_time_windows(
+    clean_events: pd.DataFrame, params: dict[str, Any], source_timezone: str = "UTC"
+) -> dict[str, str]:
+    """Train / validation / test windows [start, end) in UTC, counted back from the data's end.
+
+    The end is ``params["end"]`` (a naive value is read in ``source_timezone``, as the source's
+    own timestamps are), else the hour after the last event.
+    """
     times = clean_events[EVENT_TIME]
     end = (
-        pd.Timestamp(params["end"]).tz_convert("UTC")
+        parse_time_parameter(params["end"], source_timezone, "feature_engineering.end")
         if params.get("end")
         else times.max().floor("h") + pd.Timedelta(hours=1)
     )
@@ -68,13 +74,13 @@ def split_events_by_window(
 
 
 def window_and_count_events(
-    clean_events: pd.DataFrame, params: dict[str, Any]
+    clean_events: pd.DataFrame, params: dict[str, Any], source_timezone: str = "UTC"
 ) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Time windows, the events of each window and the cell-hour counts of all events.
 
     One node, so the largest table (clean_events) is read from storage once, not once per use.
     """
-    windows = define_time_windows(clean_events, params)
+    windows = define_time_windows(clean_events, params, source_timezone)
     train, validation, test = split_events_by_window(clean_events, windows)
     counts = count_events_per_cell_hour(clean_events, windows, params["h3_resolution"])
     return windows, train, validation, test, counts

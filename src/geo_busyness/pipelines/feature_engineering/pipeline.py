@@ -17,7 +17,11 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 window_and_count_events,
-                ["clean_events", "params:feature_engineering"],
+                [
+                    "clean_events",
+                    "params:feature_engineering",
+                    "params:data_processing.source_timezone",
+                ],
                 [
                     "time_windows",
                     "train_events",

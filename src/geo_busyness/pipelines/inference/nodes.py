@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.model.cell_hours import to_utc_hours
+from geo_busyness.model.cell_hours import parse_time_parameter, to_utc_hours
 from geo_busyness.model.predict import cell_hour_grid, predict_busyness, predict_cell_hours
 from geo_busyness.model.queries import split_queries
 from geo_busyness.schemas import (
@@ -39,20 +39,20 @@ _HOUR = pd.Timedelta(hours=1)
 
 
 # ---------------------------------------------------------------- the forecast
-def plan_forecast_window(clean_events: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
-    """First forecast hour (``start``, else the hour after the last clean event) and the horizon."""
+def plan_forecast_window(
+    clean_events: pd.DataFrame, params: dict[str, Any], source_timezone: str = "UTC"
+) -> dict[str, Any]:
+    """First forecast hour (``start``, else the hour after the last clean event) and the horizon.
+
+    A naive ``start`` is read in ``source_timezone`` (as the source's own timestamps are), an
+    aware one converted to UTC; either is floored to its UTC hour.
+    """
     horizon = params["horizon_hours"]
     if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
         raise ValueError(f"inference.horizon_hours must be a whole number >= 1, got {horizon!r}.")
     last_event = clean_events[EVENT_TIME].max() if len(clean_events) else None
     if params.get("start"):
-        try:
-            start = to_utc_hours(pd.Series([str(params["start"])])).iloc[0]
-        except ValueError:
-            raise ValueError(
-                "inference.start must be an ISO 8601 time (e.g. 2026-03-02T12:00:00Z; naive"
-                f" times are UTC), got {params['start']!r}."
-            ) from None
+        start = parse_time_parameter(params["start"], source_timezone, "inference.start").floor("h")
         start_from = "parameter inference.start"
     elif last_event is not None:
         start = to_utc_hours(pd.Series([last_event])).iloc[0] + _HOUR
@@ -163,8 +163,11 @@ def report_inference(
     forecast: pd.DataFrame,
     scored: pd.DataFrame,
     validation: dict[str, Any],
+    *,
+    parameter_mismatch: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Which model (and how it was chosen), the forecast window and the counts of every output."""
+    """Which model (and how it was chosen, and where its own parameters differ from the run's),
+    the forecast window and the counts of every output."""
     end = window["start"] + window["horizon_hours"] * _HOUR
     tags = model_version["tags"]
     return {
@@ -190,6 +193,7 @@ def report_inference(
             "rejected": validation["rows_rejected"],
             "rejected_by_reason_and_column": validation["rejected_by_reason_and_column"],
         },
+        "model_parameter_mismatch": list(parameter_mismatch or []),
     }
 
 

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from geo_busyness.registry import load_version, select_model_version
+from geo_busyness.registry import check_model_parameters, load_version, select_model_version
 
 from .nodes import (
     accept_inference_queries,
@@ -31,8 +31,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="load_inference_model",
             ),
             Node(
+                check_model_parameters,
+                [
+                    "inference_model",
+                    "inference_model_version",
+                    "params:feature_engineering.h3_resolution",
+                    "params:data_processing.source_timezone",
+                ],
+                "inference_model_parameter_mismatch",
+                name="check_inference_model_parameters",
+            ),
+            Node(
                 plan_forecast_window,
-                ["clean_events", "params:inference"],
+                ["clean_events", "params:inference", "params:data_processing.source_timezone"],
                 "forecast_window",
                 name="plan_forecast_window",
             ),
@@ -62,13 +73,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 report_inference,
-                [
-                    "inference_model_version",
-                    "forecast_window",
-                    "busyness_forecast",
-                    "scored_queries",
-                    "query_validation",
-                ],
+                {
+                    "model_version": "inference_model_version",
+                    "window": "forecast_window",
+                    "forecast": "busyness_forecast",
+                    "scored": "scored_queries",
+                    "validation": "query_validation",
+                    "parameter_mismatch": "inference_model_parameter_mismatch",
+                },
                 "inference_report",
                 name="report_inference",
             ),

@@ -127,8 +127,13 @@ def assemble_report(
     performance: dict[str, Any],
     data_quality: dict[str, Any],
     params: dict[str, Any],
+    parameter_mismatch: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
-    """The monitoring report, the retraining verdict with its reasons, and MLflow metrics."""
+    """The monitoring report, the retraining verdict with its reasons, and MLflow metrics.
+
+    ``parameter_mismatch`` (``registry.check_model_parameters``) lists where the model's own
+    parameters differ from the run's; the report records it as ``model_parameter_mismatch``.
+    """
     checks = [
         *feature_checks(event_drift),
         *cell_hour_checks(cell_hour_drift),
@@ -147,6 +152,7 @@ def assemble_report(
     report = {
         "generated_at_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": model,
+        "model_parameter_mismatch": list(parameter_mismatch or []),
         "reference_window": {
             "start": model_version["tags"]["window_train_start"],
             "end": model_version["tags"]["window_train_end"],

@@ -3,7 +3,7 @@
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from geo_busyness.pipelines import data_processing
-from geo_busyness.registry import load_version, select_model_version
+from geo_busyness.registry import check_model_parameters, load_version, select_model_version
 
 from .decision import assemble_report
 from .nodes import (
@@ -59,6 +59,17 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "monitored_model_version",
                 "monitored_model",
                 name="load_monitored_model",
+            ),
+            Node(
+                check_model_parameters,
+                [
+                    "monitored_model",
+                    "monitored_model_version",
+                    "params:feature_engineering.h3_resolution",
+                    "params:data_processing.source_timezone",
+                ],
+                "monitored_model_parameter_mismatch",
+                name="check_monitored_model_parameters",
             ),
             Node(
                 select_reference_events,
@@ -128,6 +139,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "performance": "recent_performance",
                     "data_quality": "data_quality_drift",
                     "params": "params:monitoring",
+                    "parameter_mismatch": "monitored_model_parameter_mismatch",
                 },
                 ["monitoring_report", "retrain_recommended", "monitoring_metrics"],
                 name="assemble_monitoring_report",

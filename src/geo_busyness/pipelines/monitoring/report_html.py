@@ -94,6 +94,11 @@ def _distribution(title: str, result: dict[str, Any]) -> str:
     )
 
 
+def _parameter_mismatch(mismatches: list[dict[str, Any]]) -> str:
+    """A warning paragraph per parameter where the model differs from the run (else nothing)."""
+    return "".join(f'<p class="verdict fired">{_esc(item["message"])}</p>' for item in mismatches)
+
+
 def _checks_table(checks: list[dict[str, Any]]) -> str:
     rows = "".join(
         f'<tr class="{"fired" if check["fired"] else "ok"}"><td>{_esc(check["check"])}</td>'
@@ -169,7 +174,8 @@ def render_report_html(report: dict[str, Any]) -> str:
         f"<h1>Monitoring report: {_esc(model['model_name'])} version {_esc(model['version'])}</h1>"
         f"<p>Chosen by {_esc(model['chosen_by'])}; reference = its train window"
         f" {_esc(report['reference_window']['start'])} .. {_esc(report['reference_window']['end'])};"
-        f" generated {_esc(report['generated_at_utc'])}.</p>{verdict}"
+        f" generated {_esc(report['generated_at_utc'])}.</p>"
+        f"{_parameter_mismatch(report.get('model_parameter_mismatch', []))}{verdict}"
         f"<h2>Checks</h2>{_checks_table(report['checks'])}"
         f'<h2>Event features</h2><p class="legend">{legend}</p>'
         f"<p>Recent events in cells the model never saw: {unseen['recent_event_share']:.2%}"
