@@ -120,9 +120,7 @@ def main() -> None:
             max_train_rows=args.max_train_rows,
             exclude_features=args.exclude,
             **json.loads(args.model_params),
-        ).fit(
-            history, cell_features, train_end=train_end
-        )
+        ).fit(history, cell_features, train_end=train_end)
 
     # Validation: every candidate fitted on train, intervals calibrated, scored; pick the best.
     candidates = {m: fitted(m, position["validation"]) for m in METHODS}

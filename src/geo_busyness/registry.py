@@ -18,7 +18,7 @@ from typing import Any
 
 from geo_busyness.model.bundle import bundle_code, model_requirements
 from geo_busyness.model.loading import fetch_model, load_model, parameter_mismatches
-from geo_busyness.model.predict import as_pipeline
+from geo_busyness.model.predict import as_forecaster
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def select_model_version(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_version(model_version: dict[str, Any]) -> Any:
-    """The version's model artifact (sklearn Pipeline), loaded as the server loads it."""
+    """The version's model artifact (a BusynessForecaster), loaded as the server loads it."""
     uri = model_version["model_uri"]
     with tempfile.TemporaryDirectory(prefix="geo-busyness-model-") as download:
         try:
@@ -100,7 +100,7 @@ def load_version(model_version: dict[str, Any]) -> Any:
                 f"Cannot load {uri} ({model_version['chosen_by']}): {error} Its artifacts were"
                 " moved or deleted; re-register the model (run the modeling pipeline)."
             ) from error
-    return as_pipeline(model)  # fails here, not mid-run, if it is not the busyness pipeline
+    return as_forecaster(model)  # fails here, not mid-run, if it is not the busyness model
 
 
 def check_model_parameters(

@@ -60,6 +60,10 @@ HOUR = "hour"
 TARGET = "busyness"
 #: The model's answer (beside ``H3_CELL`` and ``HOUR``).
 PREDICTION = "predicted_busyness"
+#: The forecast's P10 / P50 / P90 (a negative binomial around the mean, fitted on validation).
+INTERVAL_COLUMNS = ("p10", "p50", "p90")
+#: Hours from the forecast's origin (the first hour the model did not know) to the hour asked.
+HORIZON = "horizon_hours"
 #: The seasonal-naive baseline's answer.
 BASELINE = "baseline_busyness"
 

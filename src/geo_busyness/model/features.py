@@ -70,6 +70,15 @@ REFERENCE_FEATURES = (
     "is_weekend",
     "date_day_number",
 )
+#: Per-cell reference features the forecaster uses (when the source gives them).
+CELL_FEATURES = (
+    "h3_index",
+    "dist_to_restaurant",
+    "Hdist_to_restaurant",
+    "restaurants_per_index",
+    "avg_Hdist_to_restaurants",
+    "Five_Clusters_embedding",
+)
 #: Forecasting features added to the reference set; lag columns follow them.
 PROFILE_FEATURES = ("cell_hour_of_week_mean", "neighbours_hour_of_week_mean")
 #: Per-cell profile arrays of ``_cell_features`` -> the feature they give.
@@ -434,6 +443,15 @@ def _as_utc_hour(moment: pd.Timestamp) -> pd.Timestamp:
     return moment.floor("h").as_unit("ns")
 
 
+def cell_feature_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``BusynessFeatures`` arguments for the forecaster's per-cell statistics only."""
+    excluded = [*(n for n in REFERENCE_FEATURES if n not in CELL_FEATURES), *PROFILE_FEATURES]
+    return {
+        **feature_params({**params, "lags_hours": [], "horizon_hours": 168}),
+        "exclude_features": tuple(excluded),
+    }
+
+
 def feature_params(params: dict[str, Any]) -> dict[str, Any]:
     """Constructor arguments of ``BusynessFeatures`` from the feature_engineering parameters."""
     horizon = params.get("horizon_hours") or 24 * max(
@@ -442,7 +460,7 @@ def feature_params(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "resolution": params["h3_resolution"],
         "n_clusters": params["n_clusters"],
-        "lags_hours": tuple(params["lags_hours"]),
+        "lags_hours": tuple(params.get("lags_hours", (24, 168))),
         "horizon_hours": int(horizon),
         "random_state": params["random_state"],
         "exclude_features": tuple(params.get("exclude_features") or ()),

@@ -7,7 +7,9 @@
 - ``gradient_boosting``: a Poisson HistGradientBoosting model of the ratio between the count
   and the cell's shrunk profile (the profile as an exposure: fitting ``y / base`` with weight
   ``base`` is Poisson regression with offset ``log(base)``), so a level the trees never saw
-  still carries through the profile and the ratio features.
+  still carries through the profile and the ratio features;
+- ``random_forest``: the same ratio with a Poisson-criterion forest, grid-searched over
+  time-ordered folds.
 
 The answer to a pair is the mean, and P10/P50/P90 of a negative binomial around it whose
 dispersion is calibrated on the validation window (Poisson until then). The origin of a
@@ -26,27 +28,27 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.base import BaseEstimator
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 
-from geo_busyness.model.cell_hours import HOURS_PER_WEEK
-from geo_busyness.model.features import UNSEEN_CELL, BusynessFeatures
+from geo_busyness.model.cell_hours import HOURS_PER_WEEK, utc_hour_ns
+from geo_busyness.model.features import CELL_FEATURES, UNSEEN_CELL, BusynessFeatures
+from geo_busyness.model.geo import h3_cells
 from geo_busyness.model.history import CountHistory, DerivedHistory
 from geo_busyness.model.origin_features import MIN_ORIGIN, ORIGIN_FEATURES, origin_features
 from geo_busyness.model.tree_ensemble import SMALL_INPUT_ROWS, predict_ensemble, tree_ensemble
+from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, HORIZON
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("seasonal_naive", "level_adjusted", "gradient_boosting")
-#: Per-cell features of the reference notebook that the learned model uses (when available).
-CELL_FEATURES = (
-    "h3_index",
-    "dist_to_restaurant",
-    "Hdist_to_restaurant",
-    "restaurants_per_index",
-    "avg_Hdist_to_restaurants",
-    "Five_Clusters_embedding",
-)
+METHODS = ("seasonal_naive", "level_adjusted", "gradient_boosting", "random_forest")
+#: Methods with a learned ratio regressor (the others are statistical baselines).
+LEARNED = ("gradient_boosting", "random_forest")
 QUANTILES = (0.1, 0.5, 0.9)
+#: Horizon buckets (hours ahead, inclusive): nowcast, the rest of the day, the rest of the week.
+HORIZON_BUCKETS = ((1, 3), (4, 24), (25, 168))
+#: Candidate weights of the learned model against the seasonal profile in a combination.
+_BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
 #: Candidate negative-binomial sizes for the interval calibration (None = Poisson).
 _SIZES = (*np.geomspace(0.05, 500.0, 41), None)
 
@@ -69,7 +71,8 @@ class BusynessForecaster(BaseEstimator):
     base_floor: lowest exposure of the learned model (keeps ratios of empty cells finite).
     max_train_rows: (cell, origin, horizon) rows sampled for the learned model.
     holidays: local dates (ISO strings) that are public holidays.
-    Remaining parameters go to ``HistGradientBoostingRegressor``.
+    regressor_params: hyper-parameters of the learned regressor.
+    grid: a random forest's grid (GridSearchCV over ``cv_splits`` time-ordered folds).
     """
 
     def __init__(
@@ -79,11 +82,9 @@ class BusynessForecaster(BaseEstimator):
         shrink_weeks: float = 4.0,
         base_floor: float = 0.05,
         max_train_rows: int = 600_000,
-        max_iter: int = 200,
-        learning_rate: float = 0.05,
-        min_samples_leaf: int = 500,
-        max_depth: int | None = None,
-        l2_regularization: float = 1.0,
+        regressor_params: dict[str, Any] | None = None,
+        grid: dict[str, Sequence[Any]] | None = None,
+        cv_splits: int = 3,
         holidays: Sequence[str] = (),
         exclude_features: Sequence[str] = (),
         random_state: int = 42,
@@ -92,11 +93,9 @@ class BusynessForecaster(BaseEstimator):
         self.shrink_weeks = shrink_weeks
         self.base_floor = base_floor
         self.max_train_rows = max_train_rows
-        self.max_iter = max_iter
-        self.learning_rate = learning_rate
-        self.min_samples_leaf = min_samples_leaf
-        self.max_depth = max_depth
-        self.l2_regularization = l2_regularization
+        self.regressor_params = regressor_params
+        self.grid = grid
+        self.cv_splits = cv_splits
         self.holidays = holidays
         self.exclude_features = exclude_features
         self.random_state = random_state
@@ -153,8 +152,10 @@ class BusynessForecaster(BaseEstimator):
         )
         self.feature_names_ = (*self.origin_feature_names_, *self.cell_feature_names_)
         self.size_ = None  # Poisson until calibrate_intervals
+        self.blend_weights_ = None  # the learned mean alone until fit_blend
         self.regressor_ = None
-        if self.method == "gradient_boosting":
+        self.search_ = None
+        if self.method in LEARNED:
             end = history.hours if train_end is None else int(train_end)
             rows, origin, horizon = training_rows(
                 self.derived, end, self.max_train_rows, self.random_state
@@ -166,20 +167,37 @@ class BusynessForecaster(BaseEstimator):
                 )
             features, base = self.design(rows, origin, horizon)
             target = self.derived.counts[rows, origin + horizon - 1]
-            self.regressor_ = HistGradientBoostingRegressor(
-                loss="poisson",
-                max_iter=self.max_iter,
-                learning_rate=self.learning_rate,
-                min_samples_leaf=self.min_samples_leaf,
-                max_depth=self.max_depth,
-                l2_regularization=self.l2_regularization,
-                early_stopping=False,
-                random_state=self.random_state,
-            ).fit(features, target / base, sample_weight=base)
+            self.regressor_ = self._fit_regressor(features, target / base, base, origin + horizon)
             logger.info(
-                "Fitted the forecaster on %s (cell, origin, horizon) rows", f"{len(rows):,}"
+                "Fitted %s on %s (cell, origin, horizon) rows", self.method, f"{len(rows):,}"
             )
         return self
+
+    def _fit_regressor(
+        self, features: np.ndarray, ratio: np.ndarray, base: np.ndarray, target_hour: np.ndarray
+    ) -> Any:
+        """The ratio regressor (Poisson loss, exposure as weight); a forest is grid-searched
+        over time-ordered folds of the rows (sorted by target hour)."""
+        params = dict(self.regressor_params or {})
+        if self.method == "gradient_boosting":
+            return HistGradientBoostingRegressor(
+                loss="poisson", early_stopping=False, random_state=self.random_state, **params
+            ).fit(features, ratio, sample_weight=base)
+        order = np.argsort(target_hour, kind="stable")
+        forest = RandomForestRegressor(
+            criterion="poisson", random_state=self.random_state, **params
+        )
+        if not self.grid:
+            return forest.fit(features[order], ratio[order], sample_weight=base[order])
+        self.search_ = GridSearchCV(
+            forest,
+            param_grid={name: list(values) for name, values in self.grid.items()},
+            cv=TimeSeriesSplit(n_splits=self.cv_splits),
+            scoring="neg_mean_poisson_deviance",
+        ).fit(features[order], ratio[order], sample_weight=base[order])
+        logger.info("Random forest grid search: best %s", self.search_.best_params_)
+        # Single-threaded prediction sums the trees in a fixed order: repeatable answers.
+        return self.search_.best_estimator_.set_params(n_jobs=1)
 
     def design(
         self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray
@@ -214,7 +232,16 @@ class BusynessForecaster(BaseEstimator):
             )
             return profile * city
         features, base = self.design(rows, origin, horizon)
-        return base * self._regress(features)
+        learned = base * self._regress(features)
+        if self.blend_weights_ is None:
+            return learned
+        weight = bucket_values(np.asarray(horizon), self.blend_weights_)
+        return weight * learned + (1.0 - weight) * profile
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Mean forecast of query rows (timestamp, lat, lon), as ``mlflow.sklearn`` calls it."""
+        cells = h3_cells(X[EVENT_LAT], X[EVENT_LON], self.resolution)
+        return self.predict_pairs(cells, utc_hour_ns(X[EVENT_TIME]))["mean"]
 
     def _regress(self, features: np.ndarray) -> np.ndarray:
         """The regressor's ratio; small inputs through the all-trees-at-once numpy path."""
@@ -244,7 +271,7 @@ class BusynessForecaster(BaseEstimator):
         """Mean and P10/P50/P90 of (uint64 cell, UTC hour in int64 ns) pairs."""
         rows, origin, horizon = self.serving_rows(cells, hours_ns)
         mean = np.clip(self.predict_rows(rows, origin, horizon), 0.0, None)
-        answer = {"mean": mean, "horizon_hours": horizon}
+        answer = {"mean": mean, HORIZON: horizon}
         for q in QUANTILES:
             answer[f"p{round(q * 100)}"] = count_quantiles(mean, self.size_, q)
         return answer
@@ -256,6 +283,29 @@ class BusynessForecaster(BaseEstimator):
         extended.history_ = self.history_.extended(counts, int(pd.Timestamp(end).value))
         extended._derived = None
         return extended
+
+    def fit_blend(
+        self, horizon: np.ndarray, y: np.ndarray, learned: np.ndarray, profile: np.ndarray
+    ) -> list[float]:
+        """Per horizon bucket, the weight w of the learned mean in ``w * learned + (1 - w) *
+        profile`` with the lowest mean Poisson deviance on (validation) rows; kept and returned.
+
+        A forecast combination: where the learned model adds nothing over the seasonal profile
+        (e.g. a day ahead when tomorrow's level is a coin toss) the weight falls toward 0.
+        """
+        weights = []
+        for low, high in HORIZON_BUCKETS:
+            part = (horizon >= low) & (horizon <= high)
+            if not part.any():
+                weights.append(1.0)
+                continue
+            deviance = [
+                _poisson_deviance(y[part], w * learned[part] + (1 - w) * profile[part])
+                for w in _BLEND_WEIGHTS
+            ]
+            weights.append(float(_BLEND_WEIGHTS[int(np.argmin(deviance))]))
+        self.blend_weights_ = weights
+        return weights
 
     def calibrate_intervals(self, y: np.ndarray, mean: np.ndarray, seed: int = 0) -> float | None:
         """Fit the negative-binomial size to (actual, mean forecast) pairs by maximum likelihood.
@@ -278,6 +328,20 @@ class BusynessForecaster(BaseEstimator):
                 best, best_loglik = size, loglik
         self.size_ = None if best is None else float(best)
         return self.size_
+
+
+def bucket_values(horizon: np.ndarray, values: Sequence[float]) -> np.ndarray:
+    """The value of each horizon's bucket (``HORIZON_BUCKETS``; past the last: the last's)."""
+    edges = np.asarray([high for _, high in HORIZON_BUCKETS[:-1]])
+    return np.asarray(values, dtype=float)[np.searchsorted(edges, horizon, side="left")]
+
+
+def _poisson_deviance(y: np.ndarray, mean: np.ndarray) -> float:
+    """Mean Poisson deviance (means floored at 1e-9)."""
+    mean = np.maximum(mean, 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(y > 0, y * np.log(y / mean), 0.0)
+    return float(2.0 * np.mean(term - (y - mean)))
 
 
 def _cell_matrix(

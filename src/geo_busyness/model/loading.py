@@ -93,10 +93,9 @@ def parameter_mismatches(model: Any, run_parameters: dict[str, Any]) -> list[dic
     values. A parameter the model does not record (``timezone`` before models carried it), or
     the run does not give, is not compared. The model keeps answering with its own value.
     """
-    features = model.named_steps["features"]
     mismatches = []
     for attribute, parameter in MODEL_PARAMETERS.items():
-        own, run = getattr(features, attribute, None), run_parameters.get(parameter)
+        own, run = getattr(model, attribute, None), run_parameters.get(parameter)
         if own is None or run is None or own == run:
             continue
         mismatches.append(

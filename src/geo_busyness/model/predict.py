@@ -1,9 +1,10 @@
-"""The one prediction path: query rows, or (cell, hour) pairs, through the busyness model.
+"""The one prediction path: query rows, or (cell, hour) pairs, through the busyness forecaster.
 
 ``predict_busyness`` answers query rows (a timestamp and a point); ``predict_cell_hours``
 answers H3 cells in UTC hours directly, so a caller holding cells never turns them into centre
 points only to have them turned back into the same cells. Both share ``_answer_pairs``: batch
-inference, monitoring, the evaluation and the server all compute the same numbers.
+inference, monitoring, the evaluation and the server all compute the same numbers: the mean
+(``predicted_busyness``), P10/P50/P90 and the horizon from the model's origin.
 """
 
 from __future__ import annotations
@@ -12,32 +13,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from geo_busyness.model.cell_hours import distinct_pairs, hours_array, utc_hour_ns
-from geo_busyness.model.features import BusynessFeatures
+from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.model.geo import cell_centres, cell_names, h3_cells
-from geo_busyness.model.tree_ensemble import SMALL_INPUT_ROWS, predict_ensemble, tree_ensemble
 from geo_busyness.schemas import (
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
     H3_CELL,
+    HORIZON,
     HOUR,
+    INTERVAL_COLUMNS,
     PREDICTION,
     QUERY_COLUMNS,
 )
 
 
-def as_pipeline(model: Any) -> Any:
-    """The scikit-learn pipeline inside ``model`` (itself, or an MLflow pyfunc's raw model)."""
-    if hasattr(model, "named_steps"):
+def as_forecaster(model: Any) -> BusynessForecaster:
+    """The ``BusynessForecaster`` inside ``model`` (itself, or an MLflow pyfunc's raw model)."""
+    if isinstance(model, BusynessForecaster):
         return model
     if hasattr(model, "get_raw_model"):
-        return as_pipeline(model.get_raw_model())
-    raise TypeError(
-        f"Expected the busyness model (an sklearn Pipeline with a 'features' step), got {type(model)}."
-    )
+        return as_forecaster(model.get_raw_model())
+    raise TypeError(f"Expected the busyness model (a BusynessForecaster), got {type(model)}.")
 
 
 def cell_hour_queries(cells: np.ndarray, hours: pd.Series) -> pd.DataFrame:
@@ -58,13 +57,12 @@ def predict_busyness(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
     start) and ``predicted_busyness`` (>= 0), indexed like ``queries``. Each distinct
     (cell, hour) is predicted once, from the cell centre.
     """
-    pipeline = as_pipeline(model)
+    forecaster = as_forecaster(model)
     missing = [col for col in QUERY_COLUMNS if col not in queries.columns]
     if missing:
         raise KeyError(f"Query rows lack column(s) {missing}; expected {list(QUERY_COLUMNS)}.")
-    resolution = pipeline.named_steps["features"].resolution
-    cells = h3_cells(queries[EVENT_LAT], queries[EVENT_LON], resolution)
-    return _answer_pairs(pipeline, cells, utc_hour_ns(queries[EVENT_TIME]), queries.index)
+    cells = h3_cells(queries[EVENT_LAT], queries[EVENT_LON], forecaster.resolution)
+    return _answer_pairs(forecaster, cells, utc_hour_ns(queries[EVENT_TIME]), queries.index)
 
 
 def predict_cell_hours(model: Any, cells: np.ndarray, hours: Any) -> pd.DataFrame:
@@ -79,7 +77,7 @@ def predict_cell_hours(model: Any, cells: np.ndarray, hours: Any) -> pd.DataFram
     hours_ns = utc_hour_ns(pd.Series(hours))
     if len(cells) != len(hours_ns):
         raise ValueError(f"Got {len(cells)} cells for {len(hours_ns)} hours: pass them in pairs.")
-    return _answer_pairs(as_pipeline(model), cells, hours_ns, pd.RangeIndex(len(cells)))
+    return _answer_pairs(as_forecaster(model), cells, hours_ns, pd.RangeIndex(len(cells)))
 
 
 def cell_hour_grid(cells: np.ndarray, hours: pd.DatetimeIndex) -> tuple[np.ndarray, pd.Series]:
@@ -89,46 +87,18 @@ def cell_hour_grid(cells: np.ndarray, hours: pd.DatetimeIndex) -> tuple[np.ndarr
 
 
 def _answer_pairs(
-    pipeline: Any, cells: np.ndarray, hours: np.ndarray, index: pd.Index
+    forecaster: BusynessForecaster, cells: np.ndarray, hours: np.ndarray, index: pd.Index
 ) -> pd.DataFrame:
     """The answer table for (uint64 cell, int64 ns UTC hour) pairs: each distinct pair once."""
     distinct, inverse = distinct_pairs(cells, hours)
-    predictions = np.empty(0)
-    if len(distinct):
-        predictions = np.clip(_predict_pairs(pipeline, cells[distinct], hours[distinct]), 0.0, None)
+    answer = forecaster.predict_pairs(cells[distinct], hours[distinct])
     unique_cells, cell_index = np.unique(cells, return_inverse=True)
-    return pd.DataFrame(
-        {
-            H3_CELL: cell_names(unique_cells)[cell_index],
-            HOUR: hours_array(hours),
-            PREDICTION: predictions[inverse].astype(float, copy=False),
-        },
-        index=index,
-    )
-
-
-def _predict_pairs(pipeline: Any, cells: np.ndarray, hours: np.ndarray) -> np.ndarray:
-    """The model's prediction for (cell, UTC hour in int64 ns) pairs, from the cell centres.
-
-    A ``Pipeline([("features", BusynessFeatures), (name, regressor)])`` gets the features
-    straight from ``feature_columns`` (same numbers as ``transform`` of the centre queries);
-    a plain HistGradientBoostingRegressor is then evaluated by ``predict_ensemble`` for small
-    inputs, where scikit-learn's per-tree call overhead dominates (same sums in the same
-    order: identical numbers). Any other model predicts on ``cell_hour_queries`` rows.
-    """
-    steps = pipeline.steps if isinstance(pipeline, Pipeline) else []
-    if (
-        len(steps) != 2
-        or steps[0][0] != "features"
-        or not isinstance(steps[0][1], BusynessFeatures)
-    ):
-        return np.asarray(pipeline.predict(cell_hour_queries(cells, hours_array(hours))))
-    columns = steps[0][1].feature_columns(cells, hours)
-    regressor = steps[1][1]
-    ensemble = tree_ensemble(regressor)
-    if ensemble is None:
-        return np.asarray(regressor.predict(pd.DataFrame(columns)))
-    matrix = np.column_stack([np.asarray(values, dtype=float) for values in columns.values()])
-    if len(matrix) > SMALL_INPUT_ROWS:
-        return regressor.predict(pd.DataFrame(matrix, columns=list(columns), copy=False))
-    return ensemble.link_inverse(predict_ensemble(ensemble, matrix))
+    table = {
+        H3_CELL: cell_names(unique_cells)[cell_index],
+        HOUR: hours_array(hours),
+        PREDICTION: answer["mean"][inverse].astype(float, copy=False),
+    }
+    for column in INTERVAL_COLUMNS:
+        table[column] = answer[column][inverse].astype(float, copy=False)
+    table[HORIZON] = answer[HORIZON][inverse].astype(np.int64, copy=False)
+    return pd.DataFrame(table, index=index)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import signal
 
 from geo_busyness.model.cell_hours import HOURS_PER_WEEK
 from geo_busyness.schemas import (
@@ -90,7 +91,8 @@ def hourly_intensity(
     day_index = ((hour_starts - hour_starts[0]).days).to_numpy()
     n_days = day_index.max() + 1
     sigma = demand["day_shock_sigma"]
-    city_shock = rng.lognormal(-(sigma**2) / 2, sigma, n_days)[day_index]
+    persistent = ar1(rng.standard_normal(n_days), demand.get("day_shock_persistence", 0.0))
+    city_shock = np.exp(-(sigma**2) / 2 + sigma * persistent)[day_index]
     district_shock = rng.lognormal(
         -(sigma**2) / 8, sigma / 2, (restaurants["district"].max() + 1, n_days)
     )
@@ -103,6 +105,20 @@ def hourly_intensity(
         * temporal
         * district_shock[restaurants["district"].to_numpy()][:, day_index]
     )
+
+
+def ar1(innovations: np.ndarray, persistence: float) -> np.ndarray:
+    """A stationary AR(1) series with unit variance from standard-normal innovations.
+
+    ``y[0] = e[0]``, ``y[d] = phi * y[d-1] + sqrt(1 - phi^2) * e[d]``: a level shock carries
+    into the next days (weather spells, promotions) with the same day-to-day spread; phi = 0
+    gives the innovations themselves.
+    """
+    if not 0.0 <= persistence < 1.0:
+        raise ValueError(f"day_shock_persistence must be in [0, 1), got {persistence}.")
+    scaled = np.sqrt(1.0 - persistence**2) * innovations
+    scaled[:1] = innovations[:1]
+    return signal.lfilter([1.0], [1.0, -persistence], scaled)
 
 
 def expected_orders(

@@ -1,7 +1,7 @@
-"""Split events by time, count them per cell and hour, build dense panels and their features.
+"""Split events by time, count them per cell and hour: the dense count history and panels.
 
-Every statistic is fitted on the train window only; validation and test panels use the train
-cells, and events in cells unseen in train are counted in the report instead of vanishing.
+Per-cell statistics are fitted on the train window only; the history and the panels cover the
+train cells, and events in cells unseen in train are counted in the report instead of vanishing.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from geo_busyness.model.cell_hours import build_panel, count_cell_hours, parse_time_parameter
-from geo_busyness.model.features import BusynessFeatures, feature_params
+from geo_busyness.model.features import BusynessFeatures, cell_feature_params
 from geo_busyness.model.geo import cell_names
-from geo_busyness.model.predict import cell_hour_queries
+from geo_busyness.model.history import CountHistory, history_from_counts
 from geo_busyness.schemas import CELL, EVENT_TIME, H3_CELL, HOUR, TARGET
 
 logger = logging.getLogger(__name__)
@@ -89,18 +89,27 @@ def window_and_count_events(
 def fit_busyness_features(
     train_events: pd.DataFrame, windows: dict[str, str], params: dict[str, Any]
 ) -> BusynessFeatures:
-    """Fit the feature transformer on the train-window events."""
+    """Per-cell statistics of the train-window events (distances, restaurants, clusters)."""
     start, end = window_bounds(windows, "train")
-    return BusynessFeatures(**feature_params(params)).fit(
+    return BusynessFeatures(**cell_feature_params(params)).fit(
         train_events, window_start=start, window_end=end
     )
 
 
-def extend_known_history(
-    features: BusynessFeatures, validation_events: pd.DataFrame, windows: dict[str, str]
-) -> BusynessFeatures:
-    """The transformer knowing the validation actuals too (for test-window lags); no refit."""
-    return features.with_history(validation_events, window_bounds(windows, "validation")[1])
+def build_count_history(
+    counts: pd.DataFrame,
+    features: BusynessFeatures,
+    windows: dict[str, str],
+    source_timezone: str,
+) -> CountHistory:
+    """Every train cell's counts in every hour from the train start to the test end (dense).
+
+    The forecaster reads a row's features from the hours before its origin only, so one
+    history serves training, validation and the test backtest without leaking.
+    """
+    start, _ = window_bounds(windows, "train")
+    _, end = window_bounds(windows, "test")
+    return history_from_counts(counts, features.cells_, start, end, source_timezone)
 
 
 def count_events_per_cell_hour(
@@ -154,12 +163,3 @@ def build_panels(
             )
         panels.append(panel)
     return panels[0], panels[1], panels[2], report
-
-
-def make_model_input(panel: pd.DataFrame, features: BusynessFeatures) -> pd.DataFrame:
-    """Panel rows as query rows (hour start, cell centre), their features and the target."""
-    queries = cell_hour_queries(panel[CELL].to_numpy(), panel[HOUR])
-    table = pd.concat([queries, features.transform(queries)], axis=1)
-    table.insert(0, H3_CELL, cell_names(panel[CELL].to_numpy()))
-    table[TARGET] = panel[TARGET].to_numpy()
-    return table

@@ -1,18 +1,17 @@
-"""clean_events -> time windows -> dense cell x hour panels -> model-input tables + transformer."""
+"""clean_events -> time windows -> cell-hour counts -> the dense count history, panels, cell statistics."""
 
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
+    build_count_history,
     build_panels,
-    extend_known_history,
     fit_busyness_features,
-    make_model_input,
     window_and_count_events,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Windows and counts (one read of clean_events), fit on train, panels, then features."""
+    """Windows and counts (one read of clean_events), cell statistics on train, history, panels."""
     return Pipeline(
         [
             Node(
@@ -34,38 +33,25 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 fit_busyness_features,
                 ["train_events", "time_windows", "params:feature_engineering"],
-                "busyness_features_train",
+                "busyness_features",
                 name="fit_busyness_features",
             ),
             Node(
-                extend_known_history,
-                ["busyness_features_train", "validation_events", "time_windows"],
-                "busyness_features",
-                name="extend_known_history",
+                build_count_history,
+                [
+                    "cell_hour_counts",
+                    "busyness_features",
+                    "time_windows",
+                    "params:data_processing.source_timezone",
+                ],
+                "count_history",
+                name="build_count_history",
             ),
             Node(
                 build_panels,
-                ["cell_hour_counts", "busyness_features_train", "time_windows"],
+                ["cell_hour_counts", "busyness_features", "time_windows"],
                 ["train_panel", "validation_panel", "test_panel", "feature_engineering_report"],
                 name="build_panels",
-            ),
-            Node(
-                make_model_input,
-                ["train_panel", "busyness_features_train"],
-                "model_input_train",
-                name="make_model_input_train",
-            ),
-            Node(
-                make_model_input,
-                ["validation_panel", "busyness_features_train"],
-                "model_input_validation",
-                name="make_model_input_validation",
-            ),
-            Node(
-                make_model_input,
-                ["test_panel", "busyness_features"],
-                "model_input_test",
-                name="make_model_input_test",
             ),
         ],
         tags="feature_engineering",

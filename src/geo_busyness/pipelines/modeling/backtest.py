@@ -17,9 +17,8 @@ from scipy import stats
 
 from geo_busyness.metrics import regression_metrics
 from geo_busyness.model.cell_hours import HOURS_PER_WEEK
-from geo_busyness.model.forecaster import BusynessForecaster, count_quantiles
+from geo_busyness.model.forecaster import HORIZON_BUCKETS, BusynessForecaster, count_quantiles
 
-BUCKETS = ((1, 3), (4, 24), (25, 168))
 #: Rows scored per chunk (bounds the feature matrix's memory).
 _CHUNK_ROWS = 400_000
 
@@ -89,7 +88,7 @@ def score(
     """
     rows = []
     for product, table in means.items():
-        for low, high in BUCKETS:
+        for low, high in HORIZON_BUCKETS:
             part = table[(table["horizon_hours"] >= low) & (table["horizon_hours"] <= high)]
             if part.empty:
                 continue

@@ -1,83 +1,56 @@
-"""Model-input tables -> candidates -> chosen model -> test metrics -> gate -> registry (or not)."""
+"""Count history -> candidates -> validation choice -> refit -> test backtest -> gate -> registry."""
 
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
+    backtest_test_window,
     build_evaluation_report,
-    compose_model,
     evaluate_leaky_reference_protocol,
-    evaluate_test_window,
-    fit_gradient_boosting,
+    fit_candidates,
     gate_and_register,
     permutation_feature_importance,
-    predict_test_window,
-    seasonal_naive_baseline,
-    select_regressor,
-    tune_random_forest,
+    refit_chosen,
+    select_forecaster,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Tune and fit candidates on train, select on validation, evaluate on test, gate."""
+    """Fit candidates on train, choose on validation, refit through validation, backtest, gate."""
     return Pipeline(
         [
             Node(
-                tune_random_forest,
-                ["model_input_train", "busyness_features", "params:modeling"],
-                ["random_forest_candidate", "random_forest_search"],
-                name="tune_random_forest",
+                fit_candidates,
+                ["count_history", "busyness_features", "time_windows", "params:modeling"],
+                "forecast_candidates",
+                name="fit_candidates",
             ),
             Node(
-                fit_gradient_boosting,
-                ["model_input_train", "busyness_features", "params:modeling"],
-                "gradient_boosting_candidate",
-                name="fit_gradient_boosting",
+                select_forecaster,
+                ["forecast_candidates", "time_windows", "params:modeling"],
+                "model_selection",
+                name="select_forecaster",
             ),
             Node(
-                select_regressor,
-                {
-                    "random_forest": "random_forest_candidate",
-                    "gradient_boosting": "gradient_boosting_candidate",
-                    "model_input_train": "model_input_train",
-                    "model_input_validation": "model_input_validation",
-                    "features": "busyness_features",
-                    "params": "params:modeling",
-                },
-                ["busyness_regressor", "model_selection"],
-                name="select_regressor",
-            ),
-            Node(
-                compose_model,
-                ["busyness_features", "busyness_regressor"],
+                refit_chosen,
+                [
+                    "model_selection",
+                    "count_history",
+                    "busyness_features",
+                    "time_windows",
+                    "params:modeling",
+                ],
                 "busyness_model",
-                name="compose_model",
+                name="refit_chosen",
             ),
             Node(
-                predict_test_window,
-                ["busyness_model", "model_input_test"],
-                "test_predictions",
-                name="predict_test_window",
-            ),
-            Node(
-                seasonal_naive_baseline,
-                ["model_input_train", "model_input_test"],
-                "baseline_test_predictions",
-                name="seasonal_naive_baseline",
-            ),
-            Node(
-                evaluate_test_window,
-                ["test_predictions", "baseline_test_predictions"],
-                "test_metrics",
-                name="evaluate_test_window",
+                backtest_test_window,
+                ["busyness_model", "forecast_candidates", "time_windows"],
+                ["test_metrics", "test_predictions", "baseline_test_predictions"],
+                name="backtest_test_window",
             ),
             Node(
                 evaluate_leaky_reference_protocol,
-                [
-                    "clean_events",
-                    "params:feature_engineering",
-                    "random_forest_search",
-                    "params:modeling",
-                ],
+                ["clean_events", "params:feature_engineering", "params:modeling"],
                 "leaky_reference_protocol",
                 name="evaluate_leaky_reference_protocol",
             ),
@@ -86,7 +59,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 {
                     "test_metrics": "test_metrics",
                     "selection": "model_selection",
-                    "rf_search": "random_forest_search",
                     "leaky": "leaky_reference_protocol",
                     "windows": "time_windows",
                     "feature_engineering_report": "feature_engineering_report",
@@ -97,7 +69,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 permutation_feature_importance,
-                ["busyness_model", "model_input_test", "params:modeling"],
+                ["busyness_model", "time_windows", "params:modeling"],
                 "feature_importance",
                 name="permutation_feature_importance",
             ),
@@ -106,7 +78,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 [
                     "busyness_model",
                     "evaluation_report_draft",
-                    "model_input_test",
+                    "test_predictions",
                     "params:feature_engineering",
                     "params:modeling",
                 ],
