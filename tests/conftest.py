@@ -95,11 +95,12 @@ SMALL_TRAINING = {
     "feature_engineering": {"validation_days": 5, "test_days": 5},
     "modeling": {
         "random_forest": {
+            "max_train_rows": 20_000,
             "cv_splits": 2,
-            "fixed": {"n_estimators": 20},
-            "grid": {"max_depth": [8], "min_samples_leaf": [5, 20]},
+            "params": {"n_estimators": 20},
+            "grid": {"max_depth": [8], "min_samples_leaf": [20, 100]},
         },
-        "gradient_boosting": {"max_iter": 100, "learning_rate": 0.1},
+        "forecaster": {"max_train_rows": 100_000},
         "permutation_repeats": 1,
         "leaky_reference_protocol": {"max_rows": 10_000},
     },
@@ -113,16 +114,16 @@ class TrainedProject:
     path: Path
     report: dict[str, Any]
     test_predictions: pd.DataFrame
-    model_input_test: pd.DataFrame
+    baseline_test_predictions: pd.DataFrame
 
 
 def read_outputs(project: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """The evaluation report, test predictions and test model input a run saved."""
+    """The evaluation report, and the model's and the baseline's test predictions a run saved."""
     data = project / "data"
     report = json.loads((data / "08_reporting" / "evaluation_report.json").read_text())
     predictions = pd.read_parquet(data / "07_model_output" / "test_predictions.parquet")
-    model_input = pd.read_parquet(data / "05_model_input" / "model_input_test.parquet")
-    return report, predictions, model_input
+    baseline = pd.read_parquet(data / "07_model_output" / "baseline_test_predictions.parquet")
+    return report, predictions, baseline
 
 
 @contextmanager

@@ -9,16 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.pipeline import Pipeline
-from sklearn.tree import DecisionTreeRegressor
 
 from geo_busyness.model.cell_hours import (
     count_cell_hours,
 )
 from geo_busyness.model.features import BusynessFeatures
-from geo_busyness.model.geo import cell_centres, cell_names, h3_cells, venue_id
-from geo_busyness.model.predict import cell_hour_queries, predict_busyness
-from geo_busyness.schemas import PREDICTION
+from geo_busyness.model.geo import h3_cells, venue_id
+from geo_busyness.model.predict import cell_hour_queries
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")  # a Monday
 END = START + pd.Timedelta(weeks=2)
@@ -173,45 +170,6 @@ def test_fit_does_not_depend_on_row_order(fitted, events):
     pd.testing.assert_frame_equal(again.transform(rows), fitted.transform(rows))
 
 
-def test_predict_busyness_answers_every_row_from_its_cell_and_hour(fitted):
-    hours = pd.Series(pd.date_range(START, END, freq="h", inclusive="left"))
-    queries = cell_hour_queries(
-        np.repeat(fitted.cells_, len(hours)), pd.concat([hours] * 3, ignore_index=True)
-    )
-    regressor = DecisionTreeRegressor(max_depth=4, random_state=0)  # reads NaN lags
-    regressor.fit(fitted.transform(queries), np.arange(len(queries)) % 7)
-    model = Pipeline([("features", fitted), ("regressor", regressor)])
-
-    lat, lon = VENUES[0]
-    centre_lat, centre_lon = cell_centres(h3_cells([lat], [lon], 7))
-    asked = pd.DataFrame(
-        {
-            "courier_location_timestamp": [
-                "2026-01-13T12:05:00Z",
-                "2026-01-13T12:55:00",
-                "2026-01-13T13:01:00Z",
-            ],
-            "courier_lat": [lat, centre_lat[0], lat],
-            "courier_lon": [lon, centre_lon[0], lon],
-        },
-        index=[7, 8, 9],
-    )
-    answers = predict_busyness(model, asked)
-    assert list(answers.columns) == ["h3_cell", "hour", PREDICTION]
-    assert list(answers.index) == [7, 8, 9]
-    assert answers["h3_cell"].tolist() == [cell_names(h3_cells([lat], [lon], 7))[0]] * 3
-    assert answers["hour"].tolist() == [pd.Timestamp("2026-01-13T12:00Z")] * 2 + [
-        pd.Timestamp("2026-01-13T13:00Z")
-    ]
-    # Same cell and hour: the same answer, whatever the point or minute.
-    assert answers[PREDICTION].iloc[0] == answers[PREDICTION].iloc[1]
-    assert (answers[PREDICTION] >= 0).all()
-    expected = np.clip(model.predict(asked.iloc[[0, 2]]), 0, None)
-    np.testing.assert_allclose(answers[PREDICTION].iloc[[0, 2]], expected)
-    with pytest.raises(KeyError, match="courier_lat"):
-        predict_busyness(model, asked.drop(columns="courier_lat"))
-
-
 def test_sources_without_restaurants_fall_back_to_event_locations(events):
     rideshare = events.assign(restaurant_lat=np.nan, restaurant_lon=np.nan, restaurant_id=pd.NA)
     rideshare["restaurant_id"] = rideshare["restaurant_id"].astype("Int64")
@@ -301,20 +259,6 @@ def test_feature_columns_skip_excluded_features_and_match_transform(events, fitt
     older = BusynessFeatures(**lean.get_params()).fit(events, window_start=START, window_end=END)
     del older.cell_avg_hdist_, older.cell_cluster_
     pd.testing.assert_frame_equal(older.transform(rows), out)
-
-
-def test_predict_busyness_small_and_large_inputs_match_the_pipeline(fitted):
-    hours = pd.Series(pd.date_range(START, END, freq="h", inclusive="left"))
-    queries = cell_hour_queries(
-        np.repeat(fitted.cells_, len(hours)), pd.concat([hours] * 3, ignore_index=True)
-    )
-    regressor = HistGradientBoostingRegressor(loss="poisson", max_iter=30, random_state=0)
-    regressor.fit(fitted.transform(queries), np.arange(len(queries)) % 5)
-    model = Pipeline([("features", fitted), ("regressor", regressor)])
-    far = queries_at(*FAR_POINT, "2026-01-13T12:30", "2026-01-20T03:00")
-    for asked in (queries.iloc[:3], queries.iloc[::7], pd.concat([far, queries.iloc[:40]])):
-        expected = np.clip(model.predict(asked), 0, None)
-        np.testing.assert_array_equal(predict_busyness(model, asked)[PREDICTION], expected)
 
 
 def test_lags_from_the_lookup_arrays_equal_the_history_reindex(fitted, events):

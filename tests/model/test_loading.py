@@ -1,4 +1,4 @@
-"""The loaded model's own parameters against the run's (no MLflow: a stand-in pipeline)."""
+"""The loaded model's own parameters against the run's (no MLflow: stand-in models)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import logging
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
+from geo_busyness.model.forecaster import BusynessForecaster
+from geo_busyness.model.history import CountHistory
 from geo_busyness.model.loading import parameter_mismatches
 from geo_busyness.registry import check_model_parameters
 
@@ -17,8 +20,26 @@ VERSION = {"model_name": "geo-busyness", "version": "3", "chosen_by": "alias cha
 
 
 def model_with(**attributes: Any) -> SimpleNamespace:
-    """A stand-in for the busyness Pipeline: only ``named_steps["features"]`` is read."""
-    return SimpleNamespace(named_steps={"features": SimpleNamespace(**attributes)})
+    """A stand-in for the forecaster: only its ``resolution`` and ``timezone`` are read."""
+    return SimpleNamespace(**attributes)
+
+
+def forecaster_with(resolution: int, timezone: str) -> BusynessForecaster:
+    """A real (unfitted) forecaster holding a count history and per-cell statistics."""
+    model = BusynessForecaster()
+    model.history_ = CountHistory(np.zeros(0, np.uint64), 0, np.zeros((0, 0), np.float32), timezone)
+    model.cell_features_ = SimpleNamespace(resolution=resolution)
+    return model
+
+
+def test_the_forecaster_and_its_pyfunc_wrapper_give_their_own_values():
+    model = forecaster_with(7, "America/Regina")
+    run = {RESOLUTION: 8, TIMEZONE: "UTC"}
+    expected = [(RESOLUTION, 7, 8), (TIMEZONE, "America/Regina", "UTC")]
+    for loaded in (model, SimpleNamespace(get_raw_model=lambda: model)):
+        found = parameter_mismatches(loaded, run)
+        assert [(m["parameter"], m["model_value"], m["run_value"]) for m in found] == expected
+    assert parameter_mismatches(model, {RESOLUTION: 7, TIMEZONE: "America/Regina"}) == []
 
 
 def test_a_model_with_the_run_parameters_has_no_mismatch():

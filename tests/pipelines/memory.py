@@ -16,10 +16,11 @@ from kedro.runner import SequentialRunner
 
 from geo_busyness.testing import PROJECT_ROOT
 
-#: A tiny city with weeks enough for train (11 days), validation (5) and test (5) windows.
+#: A tiny city with weeks enough for train (18 days: two weeks of history behind the first
+#: training origin, and a few days of origins), validation (5) and test (5) windows.
 TINY_GENERATION = {
-    "n_events": 8_000,
-    "weeks": 3,
+    "n_events": 10_000,
+    "weeks": 4,
     "n_restaurants": 30,
     "n_couriers": 40,
     "dirty_fraction": 0.02,
@@ -30,11 +31,13 @@ TINY_TRAINING = {
     "modeling": {
         "n_jobs": 1,
         "random_forest": {
+            "max_train_rows": 5_000,
             "cv_splits": 2,
-            "fixed": {"n_estimators": 10},
+            "params": {"n_estimators": 10, "n_jobs": 1},
             "grid": {"max_depth": [6], "min_samples_leaf": [20]},
         },
-        "gradient_boosting": {"max_iter": 30, "learning_rate": 0.1},
+        "gradient_boosting": {"params": {"max_iter": 30, "learning_rate": 0.1}},
+        "forecaster": {"max_train_rows": 20_000},
         "permutation_repeats": 1,
         "leaky_reference_protocol": {"max_rows": 2_000},
     },

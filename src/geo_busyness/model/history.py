@@ -117,7 +117,7 @@ class DerivedHistory:
         local = utc.tz_convert(self.history.timezone)
         return {
             "hour": local.hour.to_numpy(),
-            "day_of_week": local.dayofweek.to_numpy(),
+            "day_of_week": local.day_of_week.to_numpy(),
             "date": local.normalize().tz_localize(None).asi8 // (24 * HOUR_NS),
         }
 

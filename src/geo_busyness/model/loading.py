@@ -3,8 +3,9 @@
 A model location is an MLflow model directory (holding ``MLmodel``), an unpacked
 ``model.tar.gz`` (the MLflow model files at its root, ``code/`` beside them), or an MLflow URI
 such as ``models:/geo-busyness@champion`` (downloaded first). The loaded object is the
-scikit-learn ``Pipeline`` that training logged; the server, the SageMaker entry points and
-batch inference all load it here and answer through ``geo_busyness.model.predict``.
+``BusynessForecaster`` that training logged (with ``mlflow.sklearn``); the server, the
+SageMaker entry points, batch inference and monitoring all load it here and answer through
+``geo_busyness.model.predict``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _trusted_deserialization() -> Iterator[None]:
 
 
 def load_model(location: str | Path) -> Any:
-    """The busyness model (sklearn ``Pipeline``) at ``location``.
+    """The busyness model (a ``BusynessForecaster``) at ``location``.
 
     Loading deserialises the artifact, which can run code: only point this at models from the
     project's own registry or packages (the server and the SageMaker container do exactly that).
@@ -78,8 +79,9 @@ def load_model(location: str | Path) -> Any:
         return mlflow.sklearn.load_model(str(model_dir))
 
 
-#: The model's own parameters a run can disagree with: the fitted transformer's attribute ->
-#: the run parameter that should hold the same value.
+#: The model's own parameters a run can disagree with: the forecaster's attribute (its H3
+#: resolution and the time zone of its calendar) -> the run parameter that should hold the
+#: same value.
 MODEL_PARAMETERS = {
     "resolution": "feature_engineering.h3_resolution",
     "timezone": "data_processing.source_timezone",
@@ -90,9 +92,12 @@ def parameter_mismatches(model: Any, run_parameters: dict[str, Any]) -> list[dic
     """Where the model's own parameters differ from the run's, one entry per parameter.
 
     ``run_parameters`` maps run parameter names (values of ``MODEL_PARAMETERS``) to their
-    values. A parameter the model does not record (``timezone`` before models carried it), or
-    the run does not give, is not compared. The model keeps answering with its own value.
+    values. ``model`` is the forecaster (or a pyfunc wrapping it). A parameter the model does
+    not record, or the run does not give, is not compared. The model keeps answering with its
+    own value.
     """
+    if hasattr(model, "get_raw_model"):  # an MLflow pyfunc: its forecaster holds the values
+        model = model.get_raw_model()
     mismatches = []
     for attribute, parameter in MODEL_PARAMETERS.items():
         own, run = getattr(model, attribute, None), run_parameters.get(parameter)

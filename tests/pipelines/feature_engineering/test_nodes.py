@@ -10,12 +10,11 @@ import pytest
 
 from geo_busyness.model.features import BusynessFeatures
 from geo_busyness.pipelines.feature_engineering.nodes import (
+    build_count_history,
     build_panels,
     count_events_per_cell_hour,
     define_time_windows,
-    extend_known_history,
     fit_busyness_features,
-    make_model_input,
     split_events_by_window,
     window_and_count_events,
 )
@@ -28,31 +27,25 @@ PARAMS = {
     "test_days": 5,
     "end": None,
     "n_clusters": 5,
-    "lags_hours": [24, 168],
-    "horizon_hours": None,
     "random_state": 42,
-    "exclude_features": ["date_day_number"],
 }
 
 
 def run_nodes(events: pd.DataFrame, params: dict) -> dict:
     """The feature_engineering nodes in order, as the pipeline wires them."""
     windows = define_time_windows(events, params)
-    train, validation, _ = split_events_by_window(events, windows)
+    train, _, _ = split_events_by_window(events, windows)
     features = fit_busyness_features(train, windows, params)
     counts = count_events_per_cell_hour(events, windows, params["h3_resolution"])
-    train_panel, validation_panel, test_panel, report = build_panels(counts, features, windows)
-    for_test = extend_known_history(features, validation, windows)
+    train_panel, _, test_panel, report = build_panels(counts, features, windows)
     return {
         "windows": windows,
         "features": features,
-        "features_for_test": for_test,
+        "counts": counts,
+        "history": build_count_history(counts, features, windows, "America/Regina"),
         "train_panel": train_panel,
         "test_panel": test_panel,
         "report": report,
-        "model_input_train": make_model_input(train_panel, features),
-        "model_input_validation": make_model_input(validation_panel, features),
-        "model_input_test": make_model_input(test_panel, for_test),
     }
 
 
@@ -100,9 +93,15 @@ def test_test_window_events_do_not_leak_into_train_features(clean_events, origin
 
     assert modified["windows"] == original["windows"]
     assert_same_state(modified["features"], original["features"])
-    assert_same_state(modified["features_for_test"], original["features_for_test"])
     pd.testing.assert_frame_equal(modified["train_panel"], original["train_panel"])
-    pd.testing.assert_frame_equal(modified["model_input_train"], original["model_input_train"])
+    # The count history is the same up to the test window (the forecaster reads a row's
+    # features from the hours before its origin only), and differs inside it.
+    before = int(
+        (test_start - pd.Timestamp(original["windows"]["train_start"])) / pd.Timedelta("1h")
+    )
+    history, changed_history = original["history"], modified["history"]
+    np.testing.assert_array_equal(changed_history.counts[:, :before], history.counts[:, :before])
+    assert not np.array_equal(changed_history.counts[:, before:], history.counts[:, before:])
     # The change is real: the test panel saw it, and events moved to unseen cells are reported.
     assert not modified["test_panel"]["busyness"].equals(original["test_panel"]["busyness"])
     assert modified["report"]["windows"]["test"]["events_in_unseen_cells"] > 0
@@ -133,22 +132,21 @@ def test_panels_are_dense_with_zero_rows(original, clean_events):
     assert total == len(clean_events)
 
 
-def test_model_input_tables_are_query_rows_features_and_target(original):
-    table = original["model_input_test"]
-    names = list(original["features_for_test"].get_feature_names_out())
-    assert list(table.columns) == [
-        "h3_cell",
-        "courier_location_timestamp",
-        "courier_lat",
-        "courier_lon",
-        *names,
-        "busyness",
-    ]
-    assert "date_day_number" not in names
-    assert len(table) == len(original["test_panel"])
-    # The test window's lag_168h is known throughout: the history includes the validation window.
-    assert table["lag_168h"].notna().all()
-    assert original["model_input_train"]["lag_168h"].isna().any()  # the first train week
+def test_the_count_history_is_every_train_cell_in_every_hour_to_the_test_end(original):
+    history, windows, counts = original["history"], original["windows"], original["counts"]
+    start, end = pd.Timestamp(windows["train_start"]), pd.Timestamp(windows["test_end"])
+    hours = int((end - start) / pd.Timedelta("1h"))
+    np.testing.assert_array_equal(history.cells, original["features"].cells_)
+    assert history.counts.shape == (len(history.cells), hours)
+    assert history.start_ns == start.value and history.end_ns == end.value
+    assert history.timezone == "America/Regina"
+    known = counts[np.isin(counts["cell"], history.cells)]
+    assert history.counts.sum() == known["busyness"].sum()
+    # One cell-hour read back from its row and column.
+    row = known.iloc[len(known) // 2]
+    i = np.searchsorted(history.cells, np.uint64(row["cell"]))
+    j = int((row["hour"] - start) / pd.Timedelta("1h"))
+    assert history.counts[i, j] == row["busyness"]
 
 
 def test_counts_are_labelled_with_their_window_and_none_outside(clean_events):
@@ -187,9 +185,12 @@ def test_the_nodes_that_read_clean_events_leave_it_unchanged(clean_events):
     evaluate_leaky_reference_protocol(
         events,
         PARAMS,
-        {"best_params": {"n_estimators": 5, "max_depth": 4}},
         {
-            "leaky_reference_protocol": {"max_rows": 2_000, "test_size": 0.2},
+            "leaky_reference_protocol": {
+                "max_rows": 2_000,
+                "test_size": 0.2,
+                "forest": {"n_estimators": 5, "max_depth": 4},
+            },
             "random_state": 0,
             "n_jobs": 1,
         },

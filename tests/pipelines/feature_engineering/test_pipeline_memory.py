@@ -26,13 +26,8 @@ def test_panels_are_dense_cells_by_hours_inside_their_windows(
         assert (panel[TARGET] >= 0).all() and panel[TARGET].sum() > 0, name
 
 
-def test_model_inputs_carry_every_model_feature_for_every_panel_row(
-    features_in_memory: dict[str, Any],
-) -> None:
-    features = features_in_memory["busyness_features"]
-    for name in ("train", "validation", "test"):
-        model_input = features_in_memory[f"model_input_{name}"]
-        assert len(model_input) == len(features_in_memory[f"{name}_panel"]), name
-        columns = list(features.get_feature_names_out())
-        assert set(columns) <= set(model_input.columns), name
-        assert not model_input[columns].isna().all().any(), name
+def test_the_count_history_holds_every_panel_count(features_in_memory: dict[str, Any]) -> None:
+    history = features_in_memory["count_history"]
+    panels = [features_in_memory[f"{name}_panel"] for name in ("train", "validation", "test")]
+    assert history.counts.sum() == sum(panel[TARGET].sum() for panel in panels)
+    assert history.counts.shape[1] == sum(panel[HOUR].nunique() for panel in panels)

@@ -6,24 +6,30 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.pipeline import Pipeline
+import pandas as pd
 
+from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.pipelines.modeling.nodes import gate_decision
-from geo_busyness.schemas import PREDICTION, TARGET
+from geo_busyness.schemas import BASELINE, HOUR, INTERVAL_COLUMNS, PREDICTION, TARGET
 
 
-def test_the_model_is_one_artifact_answering_every_test_row(
+def test_the_model_is_one_forecaster_answering_every_test_hour_once(
     modeled_in_memory: dict[str, Any], features_in_memory: dict[str, Any]
 ) -> None:
     model = modeled_in_memory["busyness_model"]
     predictions = modeled_in_memory["test_predictions"]
-    assert isinstance(model, Pipeline)
-    assert list(model.named_steps) == ["features", "regressor"]
-    assert len(predictions) == len(features_in_memory["model_input_test"])
+    test_panel = features_in_memory["test_panel"]
+    assert isinstance(model, BusynessForecaster)
+    assert model.origin == pd.Timestamp(features_in_memory["time_windows"]["test_end"])
+    # Day-ahead rows: every cell in every test hour exactly once, with the actual count.
+    assert len(predictions) == len(test_panel)
+    assert predictions[TARGET].sum() == test_panel[TARGET].sum()
     assert np.isfinite(predictions[PREDICTION]).all() and (predictions[PREDICTION] >= 0).all()
-    np.testing.assert_array_equal(
-        predictions[TARGET], features_in_memory["model_input_test"][TARGET]
-    )
+    p10, p50, p90 = (predictions[c] for c in INTERVAL_COLUMNS)
+    assert ((p10 <= p50) & (p50 <= p90)).all()
+    baseline = modeled_in_memory["baseline_test_predictions"]
+    pd.testing.assert_series_equal(baseline[HOUR], predictions[HOUR])
+    assert (baseline[BASELINE] >= 0).all()
 
 
 def test_the_report_draft_holds_metrics_gate_and_windows(
@@ -35,7 +41,11 @@ def test_the_report_draft_holds_metrics_gate_and_windows(
     passed, reasons = gate_decision(test, tiny_parameters["modeling"]["min_r2"])
     assert report["gate"]["passed"] is passed and report["gate"]["reasons"] == reasons
     assert report["time_windows"] == features_in_memory["time_windows"]
-    assert report["model_selection"]["chosen"] in report["model_selection"]["candidates"]
+    selection = report["model_selection"]
+    assert selection["chosen"] in selection["validation_average"]
+    assert set(selection["validation_average"]) == set(tiny_parameters["modeling"]["candidates"])
+    products = {(row["product"], row["bucket"]) for row in test["backtest"]}
+    assert ("nowcast", "1-3h") in products and ("week_ahead", "25-168h") in products
     metrics = modeled_in_memory["evaluation_metrics"]
     assert metrics["test_mae"] == {"value": test["model"]["mae"], "step": 0}
     assert metrics["gate_passed"]["value"] == float(passed)
@@ -44,6 +54,9 @@ def test_the_report_draft_holds_metrics_gate_and_windows(
 def test_feature_importance_covers_every_model_feature(
     modeled_in_memory: dict[str, Any],
 ) -> None:
-    features = modeled_in_memory["busyness_model"].named_steps["features"]
+    model = modeled_in_memory["busyness_model"]
     importance = modeled_in_memory["feature_importance"]
-    assert set(importance["feature"]) == set(features.get_feature_names_out())
+    if model.regressor_ is None:  # a statistical baseline was chosen: nothing to permute
+        assert importance.empty
+    else:
+        assert set(importance["feature"]) == set(model.feature_names_)

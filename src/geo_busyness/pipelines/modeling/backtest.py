@@ -24,20 +24,28 @@ _CHUNK_ROWS = 400_000
 
 
 def product_pairs(forecaster: BusynessForecaster, start: int, end: int) -> dict[str, Any]:
-    """(origin, horizon) pairs of each product with origins in [start, end), targets < end."""
+    """(origin, horizon) pairs of each product with origins in [start, end), targets < end.
+
+    The nowcast has an origin every hour. Day-ahead and week-ahead origins are the local
+    midnights, plus the window's start when it is not one; day-ahead runs to the next origin,
+    so its rows hold every hour of the window exactly once.
+    """
     hourly = np.arange(max(start, 1), end)
-    midnights = hourly[forecaster.derived.calendar["hour"][hourly] == 0]
-    pairs = {}
-    for product, origins, longest in (
-        ("nowcast", hourly, 3),
-        ("day_ahead", midnights, 24),
-        ("week_ahead", midnights, HOURS_PER_WEEK),
-    ):
-        origin = np.repeat(origins, longest)
-        horizon = np.tile(np.arange(1, longest + 1), len(origins))
-        keep = origin + horizon - 1 < end
-        pairs[product] = (origin[keep], horizon[keep])
+    daily = hourly[(forecaster.derived.calendar["hour"][hourly] == 0) | (hourly == hourly[:1])]
+    to_next = np.diff(np.append(daily, end))
+    pairs = {"nowcast": _pairs(hourly, np.full(len(hourly), 3), end)}
+    pairs["day_ahead"] = _pairs(daily, to_next, end)
+    pairs["week_ahead"] = _pairs(daily, np.full(len(daily), HOURS_PER_WEEK), end)
     return pairs
+
+
+def _pairs(origins: np.ndarray, lengths: np.ndarray, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Horizons 1..length from each origin, targets before ``end``."""
+    origin = np.repeat(origins, lengths)
+    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    horizon = np.arange(len(origin)) - first + 1
+    keep = origin + horizon - 1 < end
+    return origin[keep], horizon[keep]
 
 
 def backtest_means(
