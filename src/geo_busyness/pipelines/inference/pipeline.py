@@ -1,4 +1,5 @@
-"""Registry version -> loaded model -> cell x hour forecast, scored queries (+ quarantine), report."""
+"""Registry version -> loaded model -> told the latest counts -> cell x hour forecast from the
+latest hour, scored queries (+ quarantine), report."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -6,6 +7,7 @@ from geo_busyness.registry import check_model_parameters, load_version, select_m
 
 from .nodes import (
     accept_inference_queries,
+    extend_with_recent_counts,
     forecast_known_cells,
     plan_forecast_window,
     report_inference,
@@ -48,8 +50,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="plan_forecast_window",
             ),
             Node(
+                extend_with_recent_counts,
+                ["inference_model", "clean_events", "forecast_window"],
+                ["inference_forecaster", "forecast_origin"],
+                name="extend_with_recent_counts",
+            ),
+            Node(
                 forecast_known_cells,
-                ["inference_model", "inference_model_version", "forecast_window"],
+                ["inference_forecaster", "inference_model_version", "forecast_window"],
                 "busyness_forecast",
                 name="forecast_known_cells",
             ),
@@ -67,7 +75,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 score_inference_queries,
-                ["inference_model", "inference_model_version", "accepted_inference_queries"],
+                ["inference_forecaster", "inference_model_version", "accepted_inference_queries"],
                 "scored_queries",
                 name="score_inference_queries",
             ),
@@ -80,6 +88,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "scored": "scored_queries",
                     "validation": "query_validation",
                     "parameter_mismatch": "inference_model_parameter_mismatch",
+                    "extension": "forecast_origin",
                 },
                 "inference_report",
                 name="report_inference",

@@ -201,7 +201,13 @@ def refit_chosen(
     """
     chosen = selection["chosen"]
     end = window_position(history, windows, "test_start")
-    model = forecaster_for(chosen, history, params).fit(history, cell_features, end)
+    model = forecaster_for(chosen, history, params)
+    search = selection.get("random_forest_search")
+    if chosen == "random_forest" and search:  # the grid was searched on train: reuse its best
+        model.set_params(
+            grid=None, regressor_params={**(model.regressor_params or {}), **search["best_params"]}
+        )
+    model.fit(history, cell_features, end)
     model.size_ = selection["negative_binomial_size"][chosen]
     model.blend_weights_ = selection["blend_weights"].get(chosen)
     return model

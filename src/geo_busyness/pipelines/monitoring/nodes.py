@@ -1,7 +1,13 @@
 """Monitoring: the model in use, its training window as the reference, recent events against it.
 
-Every comparison takes the reference from the version's own tags (its train window and test
-metrics), so the report says how far the world has moved from what *this* model learnt.
+Every comparison takes the reference from the version's own tags (its train window, test window
+and test metrics), so the report says how far the world has moved from what *this* model learnt.
+
+The model is a ``BusynessForecaster``: its cells are its count history's, and it forecasts from
+an origin. Recent performance is measured on forecasts made *before* each recent hour: the
+model is told the recent counts (``with_counts``, no refit) and each recent hour gets its
+day-ahead forecast from the local midnight before it (the window's first hour for a partial
+first day), the product whose P50 MAE and mean R² the test-window tags record.
 """
 
 from __future__ import annotations
@@ -13,16 +19,19 @@ import numpy as np
 import pandas as pd
 
 from geo_busyness.metrics import regression_metrics
-from geo_busyness.model.cell_hours import build_panel, count_cell_hours
+from geo_busyness.model.cell_hours import HOUR_NS, build_panel, count_cell_hours, utc_hour_ns
+from geo_busyness.model.forecaster import QUANTILES, BusynessForecaster, count_quantiles
 from geo_busyness.model.geo import cell_names, euclidean_deg, h3_cells, haversine_km
-from geo_busyness.model.predict import predict_cell_hours
+from geo_busyness.model.predict import as_forecaster
 from geo_busyness.schemas import (
     CELL,
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
     H3_CELL,
+    HORIZON,
     HOUR,
+    INTERVAL_COLUMNS,
     PREDICTION,
     TARGET,
     VENUE_LAT,
@@ -39,6 +48,9 @@ UNSEEN_BUCKET = "unseen"
 NUMERIC_FEATURES = (EVENT_LAT, EVENT_LON, "Hdist_to_restaurant", "dist_to_restaurant")
 CATEGORICAL_FEATURES = ("hour_of_day", "day_of_week", CELL)
 KNOWN_CELL = "known_cell"
+#: (cell, origin, horizon) rows predicted per call (bounds the feature matrix's memory).
+_CHUNK_ROWS = 200_000
+_HOUR = pd.Timedelta(hours=1)
 
 
 # ---------------------------------------------------------------- the model's reference
@@ -59,32 +71,34 @@ def select_reference_events(
 
 def _train_window(model_version: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The version's train window, from the tags the modeling pipeline set."""
+    return _window(model_version, "train")
+
+
+def _window(model_version: dict[str, Any], name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The version's ``name`` window (train, validation, test) from its tags."""
     tags = model_version["tags"]
-    missing = [key for key in ("window_train_start", "window_train_end") if key not in tags]
+    keys = (f"window_{name}_start", f"window_{name}_end")
+    missing = [key for key in keys if key not in tags]
     if missing:
         raise ValueError(
             f"Model {model_version['model_name']} version {model_version['version']} lacks the"
-            f" tag(s) {missing}: monitoring takes its reference window from them (set by the"
+            f" tag(s) {missing}: monitoring takes its reference windows from them (set by the"
             " modeling pipeline)."
         )
-    return pd.Timestamp(tags["window_train_start"]), pd.Timestamp(tags["window_train_end"])
-
-
-def _model_features(model: Any) -> Any:
-    return model.named_steps["features"]
+    return pd.Timestamp(tags[keys[0]]), pd.Timestamp(tags[keys[1]])
 
 
 # ---------------------------------------------------------------- event-level features
 def describe_events(events: pd.DataFrame, model: Any) -> pd.DataFrame:
     """Per event: lat, lon, UTC hour of day and day of week, distances to the restaurant, and
     the H3 cell (hex name when the model knows it, else ``unseen``)."""
-    features = _model_features(model)
+    forecaster = as_forecaster(model)
     times = events[EVENT_TIME].dt.tz_convert("UTC")
     lat, lon = events[EVENT_LAT].to_numpy(float), events[EVENT_LON].to_numpy(float)
     venue_lat = events[VENUE_LAT].to_numpy(float, na_value=np.nan)
     venue_lon = events[VENUE_LON].to_numpy(float, na_value=np.nan)
-    cells = h3_cells(lat, lon, features.resolution)
-    known = np.isin(cells, features.cells_)
+    cells = h3_cells(lat, lon, forecaster.resolution)
+    known = np.isin(cells, forecaster.history_.cells)
     return pd.DataFrame(
         {
             EVENT_LAT: lat,
@@ -103,7 +117,7 @@ def compare_event_features(
 ) -> dict[str, Any]:
     """Drift of each configured event feature, and the share of events in unseen cells."""
     bins, thresholds = params["bins"], params["thresholds"]
-    known_names = sorted(cell_names(_model_features(model).cells_).tolist())
+    known_names = sorted(cell_names(as_forecaster(model).history_.cells).tolist())
     categories = {
         "hour_of_day": np.arange(24),
         "day_of_week": np.arange(7),
@@ -146,70 +160,202 @@ def _judge(result: dict[str, Any], psi_threshold: float, ks_threshold: float | N
 
 
 # ---------------------------------------------------------------- cell-hours: busyness, predictions
+def extend_monitored_model(
+    model: Any, clean_events: pd.DataFrame, recent_events: pd.DataFrame
+) -> tuple[BusynessForecaster, dict[str, Any]]:
+    """The model told every count up to the end of the recent window (no refit).
+
+    Hours between the model's origin and the recent window come from ``clean_events`` (if the
+    history has them), the recent window's hours from the recent batch; recent hours the
+    model already knows keep its own counts. A gap no table covers counts as zero events: the
+    summary names it (``gap_hours_without_events``), since it lowers the forecasts after it.
+    """
+    if recent_events.empty:
+        raise ValueError("recent_raw_events has no clean event left to monitor.")
+    forecaster = as_forecaster(model)
+    origin = forecaster.origin
+    recent_hours = recent_events[EVENT_TIME].dt.tz_convert("UTC").dt.floor("h")
+    recent_start, recent_end = recent_hours.min(), recent_hours.max() + _HOUR
+    times = clean_events[EVENT_TIME]
+    gap = clean_events.loc[(times >= origin) & (times < recent_start)]
+    summary = {
+        "model_origin_utc": origin.isoformat(),
+        "recent_start_utc": recent_start.isoformat(),
+        "recent_end_utc": recent_end.isoformat(),
+        "gap_hours": max(0, int((recent_start - origin) // _HOUR)),
+        "gap_events_from_history": len(gap),
+        "gap_hours_without_events": 0,
+    }
+    if recent_end > origin:
+        events = pd.concat([gap[recent_events.columns], recent_events], ignore_index=True)
+        forecaster = forecaster.with_counts(
+            count_cell_hours(events, forecaster.resolution), recent_end
+        )
+        if summary["gap_hours"]:
+            counted = utc_hour_ns(gap[EVENT_TIME]) if len(gap) else np.empty(0, np.int64)
+            summary["gap_hours_without_events"] = summary["gap_hours"] - len(np.unique(counted))
+    if summary["gap_hours"] and not len(gap):
+        logger.warning(
+            "The recent window starts %d hour(s) after the model's origin %s and clean_events"
+            " has no event in between: those hours count as zero events",
+            summary["gap_hours"],
+            origin,
+        )
+    summary["origin_utc"] = forecaster.origin.isoformat()
+    return forecaster, summary
+
+
+def day_ahead_answers(model: Any, cells: np.ndarray, hours: pd.Series) -> dict[str, np.ndarray]:
+    """Day-ahead forecasts of known (cell, hour) pairs: each hour from the local midnight before
+    it, or from the first hour asked when that midnight is earlier (a partial first day).
+
+    Mean, P10/P50/P90 and the horizon, as the modeling backtest's day-ahead product scores them
+    (every forecast made from the counts before its origin only).
+    """
+    forecaster = as_forecaster(model)
+    history = forecaster.history_
+    position = history.positions(utc_hour_ns(pd.Series(hours)))
+    if len(position) and (position.min() < 0 or position.max() >= history.hours):
+        raise ValueError(
+            "Day-ahead forecasts need hours the model knows: extend it with their counts first."
+        )
+    first = int(position.min()) if len(position) else 0
+    span = np.arange(first, int(position.max()) + 1 if len(position) else first)
+    is_origin = (forecaster.derived.calendar["hour"][span] == 0) | (span == first)
+    latest = np.maximum.accumulate(np.where(is_origin, span, first))
+    origin = latest[position - first]
+    horizon = position - origin + 1
+    rows = history.rows(np.asarray(cells, dtype=np.uint64))
+    mean = np.concatenate(
+        [
+            np.clip(forecaster.predict_rows(rows[s], origin[s], horizon[s]), 0.0, None)
+            for s in (slice(i, i + _CHUNK_ROWS) for i in range(0, len(rows), _CHUNK_ROWS))
+        ]
+        or [np.empty(0)]
+    )
+    answers = {PREDICTION: mean, HORIZON: horizon}
+    for column, q in zip(INTERVAL_COLUMNS, QUANTILES, strict=True):
+        answers[column] = count_quantiles(mean, forecaster.size_, q)
+    return answers
+
+
 def score_cell_hours(
-    events: pd.DataFrame,
+    events: pd.DataFrame | None,
     model: Any,
     start: pd.Timestamp,
     end: pd.Timestamp,
     cells: np.ndarray,
+    *,
+    predict: bool = True,
 ) -> pd.DataFrame:
-    """Dense panel ``cells`` x hours [start, end) of actual busyness (zero-filled), the model's
-    prediction and whether the cell is one the model knows."""
-    features = _model_features(model)
-    counts = count_cell_hours(events, features.resolution)
+    """Dense panel ``cells`` x hours [start, end) of actual busyness (zero-filled), whether the
+    cell is one the model knows and (``predict``) its day-ahead forecast of each cell-hour.
+
+    ``events`` gives the actuals; None reads them from the model's own history.
+    """
+    forecaster = as_forecaster(model)
+    if events is None:
+        counts = _history_counts(forecaster, start, end)
+    else:
+        counts = count_cell_hours(events, forecaster.resolution)
     panel = build_panel(counts, cells, start, end)
-    answers = predict_cell_hours(model, panel[CELL].to_numpy(), panel[HOUR])
-    panel[PREDICTION] = answers[PREDICTION].to_numpy()
-    panel[H3_CELL] = answers[H3_CELL].to_numpy()
-    panel[KNOWN_CELL] = np.isin(panel[CELL].to_numpy(), features.cells_)
+    panel[H3_CELL] = cell_names(panel[CELL].to_numpy())
+    panel[KNOWN_CELL] = np.isin(panel[CELL].to_numpy(), forecaster.history_.cells)
+    if predict:
+        answers = day_ahead_answers(forecaster, panel[CELL].to_numpy(), panel[HOUR])
+        for column in (PREDICTION, *INTERVAL_COLUMNS, HORIZON):
+            panel[column] = answers[column]
     return panel.drop(columns=CELL)
+
+
+def _history_counts(
+    forecaster: BusynessForecaster, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """``cell, hour, busyness`` rows of the model's own counts in [start, end) (non-zero only)."""
+    history = forecaster.history_
+    first = max(0, int(history.positions(np.array([start.value]))[0]))
+    last = min(history.hours, int(history.positions(np.array([end.value]))[0]))
+    block = history.counts[:, first:last]
+    row, col = np.nonzero(block)
+    hours = pd.DatetimeIndex(history.start_ns + (first + col) * HOUR_NS, tz="UTC")
+    return pd.DataFrame({CELL: history.cells[row], HOUR: hours, TARGET: block[row, col]})
 
 
 def score_reference_cell_hours(
     reference_events: pd.DataFrame, model: Any, model_version: dict[str, Any]
 ) -> pd.DataFrame:
-    """The train window's panel over the model's cells, with in-sample predictions."""
+    """The train window's busyness panel over the model's cells (the busyness reference)."""
     start, end = _train_window(model_version)
-    return score_cell_hours(reference_events, model, start, end, _model_features(model).cells_)
+    cells = as_forecaster(model).history_.cells
+    return score_cell_hours(reference_events, model, start, end, cells, predict=False)
+
+
+def score_reference_forecasts(model: Any, model_version: dict[str, Any]) -> pd.DataFrame:
+    """The model's day-ahead forecasts over its test window (the predictions' reference).
+
+    The train window's first two weeks are every feature's warm-up (a learned row needs two
+    weeks before its origin), so its forecasts are not the model's usual ones; the test
+    window's are genuine forecasts, the ones its test metrics scored.
+    """
+    start, end = _window(model_version, "test")
+    forecaster = as_forecaster(model)
+    return score_cell_hours(None, forecaster, start, end, forecaster.history_.cells)
 
 
 def score_recent_cell_hours(recent_events: pd.DataFrame, model: Any) -> pd.DataFrame:
-    """The recent window's panel over the model's cells plus the new cells events fell in."""
+    """The recent window's panel over the model's cells plus the new cells events fell in,
+    with day-ahead forecasts (``model``: extended with the recent counts)."""
     if recent_events.empty:
         raise ValueError("recent_raw_events has no clean event left to monitor.")
     hours = recent_events[EVENT_TIME].dt.tz_convert("UTC").dt.floor("h")
-    features = _model_features(model)
-    seen = h3_cells(recent_events[EVENT_LAT], recent_events[EVENT_LON], features.resolution)
-    cells = np.union1d(features.cells_, seen)
-    return score_cell_hours(
-        recent_events, model, hours.min(), hours.max() + pd.Timedelta(hours=1), cells
-    )
+    forecaster = as_forecaster(model)
+    seen = h3_cells(recent_events[EVENT_LAT], recent_events[EVENT_LON], forecaster.resolution)
+    cells = np.union1d(forecaster.history_.cells, seen)
+    return score_cell_hours(recent_events, forecaster, hours.min(), hours.max() + _HOUR, cells)
 
 
 def compare_cell_hours(
-    reference: pd.DataFrame, recent: pd.DataFrame, params: dict[str, Any]
+    reference: pd.DataFrame,
+    reference_forecasts: pd.DataFrame,
+    recent: pd.DataFrame,
+    params: dict[str, Any],
 ) -> dict[str, Any]:
-    """Drift of the busyness distribution (known cells) and of the model's predictions."""
+    """Drift of the busyness distribution (known cells, against the train window) and of the
+    model's day-ahead predictions (against its test window's)."""
     bins, thresholds = params["bins"], params["thresholds"]
     known = recent[KNOWN_CELL]
     busyness = numeric_drift(reference[TARGET], recent.loc[known, TARGET], bins, TARGET)
-    predictions = numeric_drift(reference[PREDICTION], recent[PREDICTION], bins, PREDICTION)
+    predictions = numeric_drift(
+        reference_forecasts[PREDICTION], recent[PREDICTION], bins, PREDICTION
+    )
     return {
         "busyness": busyness | _judge(busyness, thresholds["busyness_psi"], None),
         "predictions": predictions | _judge(predictions, thresholds["prediction_psi"], None),
         "reference_hours": int(reference[HOUR].nunique()),
+        "reference_forecast_hours": int(reference_forecasts[HOUR].nunique()),
         "recent_hours": int(recent[HOUR].nunique()),
         "recent_unseen_cells": int(recent.loc[~known, H3_CELL].nunique()),
     }
 
 
 def evaluate_recent_performance(
-    recent: pd.DataFrame, model_version: dict[str, Any], params: dict[str, Any]
+    recent: pd.DataFrame,
+    model_version: dict[str, Any],
+    params: dict[str, Any],
+    forecast_origin: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """MAE and R² on the recent known-cell panel against the version's test-window metrics."""
+    """Day-ahead MAE (of the P50) and R² (of the mean) on the recent known-cell panel against
+    the version's test-window metrics (the same product and metrics)."""
     thresholds = params["thresholds"]
     panel = recent.loc[recent[KNOWN_CELL]]
-    metrics = regression_metrics(panel[TARGET].to_numpy(), panel[PREDICTION].to_numpy())
+    y = panel[TARGET].to_numpy()
+    metrics = regression_metrics(y, panel[PREDICTION].to_numpy())
+    metrics["mae"] = float(np.mean(np.abs(y - panel["p50"].to_numpy()))) if len(panel) else 0.0
+    metrics["coverage_80"] = (
+        float(np.mean((y >= panel["p10"].to_numpy()) & (y <= panel["p90"].to_numpy())))
+        if len(panel)
+        else 0.0
+    )
     tags = model_version["tags"]
     test_mae, test_r2 = float(tags["test_mae"]), float(tags["test_r2"])
     mae_increase = metrics["mae"] / test_mae - 1 if test_mae > 0 else float("inf")
@@ -218,6 +364,12 @@ def evaluate_recent_performance(
         hour_of_day=panel[HOUR].dt.hour, error=(panel[PREDICTION] - panel[TARGET]).abs()
     ).groupby("hour_of_day")
     return {
+        "forecast": (
+            "day-ahead: each recent hour forecast from the local midnight before it (from the"
+            " window's first hour on a partial first day), the model told the counts before"
+            " that origin only; MAE of the P50, R² of the mean, as the test-window tags"
+        ),
+        "origin": dict(forecast_origin or {}),
         "rows": len(panel),
         "recent": metrics,
         "recent_mean_actual": float(panel[TARGET].mean()),

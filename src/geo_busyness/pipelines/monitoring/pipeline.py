@@ -12,8 +12,10 @@ from .nodes import (
     compare_event_features,
     describe_events,
     evaluate_recent_performance,
+    extend_monitored_model,
     score_recent_cell_hours,
     score_reference_cell_hours,
+    score_reference_forecasts,
     select_reference_events,
 )
 from .report_html import render_report_html
@@ -107,20 +109,42 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="score_reference_cell_hours",
             ),
             Node(
+                score_reference_forecasts,
+                ["monitored_model", "monitored_model_version"],
+                "reference_forecasts",
+                name="score_reference_forecasts",
+            ),
+            Node(
+                extend_monitored_model,
+                ["monitored_model", "clean_events", "recent_clean_events"],
+                ["monitored_forecaster", "monitoring_forecast_origin"],
+                name="extend_monitored_model",
+            ),
+            Node(
                 score_recent_cell_hours,
-                ["recent_clean_events", "monitored_model"],
+                ["recent_clean_events", "monitored_forecaster"],
                 "recent_cell_hours",
                 name="score_recent_cell_hours",
             ),
             Node(
                 compare_cell_hours,
-                ["reference_cell_hours", "recent_cell_hours", "params:monitoring"],
+                [
+                    "reference_cell_hours",
+                    "reference_forecasts",
+                    "recent_cell_hours",
+                    "params:monitoring",
+                ],
                 "cell_hour_drift",
                 name="compare_cell_hours",
             ),
             Node(
                 evaluate_recent_performance,
-                ["recent_cell_hours", "monitored_model_version", "params:monitoring"],
+                [
+                    "recent_cell_hours",
+                    "monitored_model_version",
+                    "params:monitoring",
+                    "monitoring_forecast_origin",
+                ],
                 "recent_performance",
                 name="evaluate_recent_performance",
             ),

@@ -175,7 +175,8 @@ def error_by_cell_figure(
 
 
 def feature_importance_figure(feature_importance: pd.DataFrame) -> go.Figure:
-    """Permutation importance (MAE increase when a feature is shuffled), largest on top."""
+    """Permutation importance of the ratio model (Poisson-deviance increase when a feature is
+    shuffled), largest on top; a note instead when a statistical baseline was chosen."""
     columns = ("feature", "importance_mean", "importance_std")
     _require(feature_importance, columns, "feature_importance")
     ordered = feature_importance.sort_values("importance_mean")
@@ -186,12 +187,15 @@ def feature_importance_figure(feature_importance: pd.DataFrame) -> go.Figure:
             orientation="h",
             error_x={"type": "data", "array": ordered["importance_std"].to_numpy()},
             marker_color=_MODEL_COLOUR,
-            name="MAE increase",
+            name="deviance increase",
         )
     )
+    title = "Permutation feature importance, test window"
+    if ordered.empty:
+        title += ": the chosen forecaster is a statistical baseline (no learned features)"
     return figure.update_layout(
-        title="Permutation feature importance, test window",
-        xaxis_title="MAE increase when the feature is permuted",
+        title=title,
+        xaxis_title="Poisson-deviance increase of the ratio model when the feature is permuted",
         height=max(350, 40 * len(ordered) + 120),
     )
 
