@@ -275,19 +275,20 @@ def test_intervals_fitted_by_likelihood_widen_for_overdispersed_counts():
     assert 0.78 < np.mean((overdispersed >= low) & (overdispersed <= high)) < 0.95
 
 
-def test_the_combination_weight_follows_which_forecast_is_right():
+def test_the_combination_weights_follow_which_forecast_is_right():
     rng = np.random.default_rng(0)
     horizon = np.tile(np.arange(1, 169), 50)
     truth = rng.uniform(1, 10, len(horizon))
     y = rng.poisson(truth)
     model = BusynessForecaster()
     noise = truth * rng.uniform(0.2, 2.0, len(horizon))
-    # Learned right where the horizon is short, noise beyond a day; the profile the reverse.
-    learned = np.where(horizon <= 24, truth, noise)
-    profile = np.where(horizon <= 24, noise, truth)
-    weights = model.fit_blend(horizon, y, learned, profile)
-    assert weights[0] >= 0.8 and weights[1] >= 0.8 and weights[2] <= 0.2
-    assert bucket_values(np.array([2, 10, 100]), weights).tolist() == weights
+    # Learned right for 1-3 h, level-adjusted right for 4-24 h, the plain profile beyond.
+    learned = np.where(horizon <= 3, truth, noise)
+    level = np.where((horizon > 3) & (horizon <= 24), truth, noise)
+    plain = np.where(horizon > 24, truth, noise)
+    weights = model.fit_blend(horizon, y, learned, plain, level)
+    assert weights[0][0] >= 0.8 and weights[1][1] >= 0.8 and sum(weights[2]) <= 0.2
+    np.testing.assert_array_equal(bucket_values(np.array([2, 10, 100]), weights), weights)
 
 
 def test_cell_features_a_source_lacks_are_left_out(events, history):

@@ -47,8 +47,8 @@ LEARNED = ("gradient_boosting", "random_forest")
 QUANTILES = (0.1, 0.5, 0.9)
 #: Horizon buckets (hours ahead, inclusive): nowcast, the rest of the day, the rest of the week.
 HORIZON_BUCKETS = ((1, 3), (4, 24), (25, 168))
-#: Candidate weights of the learned model against the seasonal profile in a combination.
-_BLEND_WEIGHTS = np.linspace(0.0, 1.0, 11)
+#: Candidate (learned, level-adjusted) weights of a combination; the plain profile takes the rest.
+_BLEND_GRID = [(a / 10, b / 10) for a in range(11) for b in range(11 - a)]
 #: Candidate negative-binomial sizes for the interval calibration (None = Poisson).
 _SIZES = (*np.geomspace(0.05, 500.0, 41), None)
 
@@ -220,23 +220,31 @@ class BusynessForecaster(BaseEstimator):
     # ---------------------------------------------------------------- predict
     def predict_rows(self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray) -> np.ndarray:
         """Mean forecast of (history row, origin position, horizon) rows."""
-        derived = self.derived
-        target = np.asarray(origin) + np.asarray(horizon) - 1
-        profile = np.nan_to_num(derived.profile[rows, target])
+        plain, level = self.baseline_means(rows, origin, horizon)
         if self.method == "seasonal_naive":
-            return profile
+            return plain
         if self.method == "level_adjusted":
-            first = np.maximum(np.asarray(origin) - HOURS_PER_WEEK, 0)
-            city = (derived.city_cum_profiled[origin] - derived.city_cum_profiled[first] + 10.0) / (
-                derived.city_cum_profile[origin] - derived.city_cum_profile[first] + 10.0
-            )
-            return profile * city
+            return level
         features, base = self.design(rows, origin, horizon)
         learned = base * self._regress(features)
         if self.blend_weights_ is None:
             return learned
         weight = bucket_values(np.asarray(horizon), self.blend_weights_)
-        return weight * learned + (1.0 - weight) * profile
+        return weight[:, 0] * learned + weight[:, 1] * level + (1 - weight.sum(axis=1)) * plain
+
+    def baseline_means(
+        self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The seasonal profile over all weeks before each origin, and that profile times the
+        city's actual/profile ratio over the last week (the two baselines)."""
+        derived = self.derived
+        origin = np.asarray(origin)
+        profile = np.nan_to_num(derived.profile[rows, origin + np.asarray(horizon) - 1])
+        first = np.maximum(origin - HOURS_PER_WEEK, 0)
+        city = (derived.city_cum_profiled[origin] - derived.city_cum_profiled[first] + 10.0) / (
+            derived.city_cum_profile[origin] - derived.city_cum_profile[first] + 10.0
+        )
+        return profile, profile * city
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Mean forecast of query rows (timestamp, lat, lon), as ``mlflow.sklearn`` calls it."""
@@ -285,25 +293,36 @@ class BusynessForecaster(BaseEstimator):
         return extended
 
     def fit_blend(
-        self, horizon: np.ndarray, y: np.ndarray, learned: np.ndarray, profile: np.ndarray
-    ) -> list[float]:
-        """Per horizon bucket, the weight w of the learned mean in ``w * learned + (1 - w) *
-        profile`` with the lowest mean Poisson deviance on (validation) rows; kept and returned.
+        self,
+        horizon: np.ndarray,
+        y: np.ndarray,
+        learned: np.ndarray,
+        plain: np.ndarray,
+        level: np.ndarray,
+    ) -> list[list[float]]:
+        """Per horizon bucket, the weights (learned, level-adjusted) of the combination
+        ``a * learned + b * level + (1 - a - b) * plain`` with the lowest mean Poisson deviance
+        on (validation) rows, on a 0.1 grid; kept and returned.
 
-        A forecast combination: where the learned model adds nothing over the seasonal profile
-        (e.g. a day ahead when tomorrow's level is a coin toss) the weight falls toward 0.
+        A forecast combination: where the learned model adds nothing over the baselines (a day
+        ahead when tomorrow's level is a coin toss) its weight falls toward 0.
         """
         weights = []
         for low, high in HORIZON_BUCKETS:
             part = (horizon >= low) & (horizon <= high)
             if not part.any():
-                weights.append(1.0)
+                weights.append([1.0, 0.0])
                 continue
-            deviance = [
-                _poisson_deviance(y[part], w * learned[part] + (1 - w) * profile[part])
-                for w in _BLEND_WEIGHTS
+            scored = [
+                (
+                    _poisson_deviance(
+                        y[part], a * learned[part] + b * level[part] + (1 - a - b) * plain[part]
+                    ),
+                    [float(a), float(b)],
+                )
+                for a, b in _BLEND_GRID
             ]
-            weights.append(float(_BLEND_WEIGHTS[int(np.argmin(deviance))]))
+            weights.append(min(scored, key=lambda item: item[0])[1])
         self.blend_weights_ = weights
         return weights
 
@@ -330,8 +349,8 @@ class BusynessForecaster(BaseEstimator):
         return self.size_
 
 
-def bucket_values(horizon: np.ndarray, values: Sequence[float]) -> np.ndarray:
-    """The value of each horizon's bucket (``HORIZON_BUCKETS``; past the last: the last's)."""
+def bucket_values(horizon: np.ndarray, values: Sequence[Any]) -> np.ndarray:
+    """The value (row) of each horizon's bucket (``HORIZON_BUCKETS``; past the last: the last's)."""
     edges = np.asarray([high for _, high in HORIZON_BUCKETS[:-1]])
     return np.asarray(values, dtype=float)[np.searchsorted(edges, horizon, side="left")]
 

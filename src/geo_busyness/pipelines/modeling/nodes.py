@@ -147,29 +147,42 @@ def select_forecaster(
         "negative_binomial_size": sizes,
         "blend_weights": blends,
         "blend_buckets": [f"{low}-{high}h" for low, high in HORIZON_BUCKETS],
+        "blend_components": ["learned", "level_adjusted"],  # the plain profile takes the rest
         "validation": scores,
         "random_forest_search": _search_summary(search.search_ if search else None),
     }
 
 
-def _blend(candidate: BusynessForecaster, name: str, means: dict[str, pd.DataFrame]) -> list[float]:
-    """Fit the candidate's combination with its seasonal profile on the validation rows, and
+def _blend(
+    candidate: BusynessForecaster, name: str, means: dict[str, pd.DataFrame]
+) -> list[list[float]]:
+    """Fit the candidate's combination with both baselines on the validation rows, and
     rewrite its validation means as the combination's (what it will serve)."""
     pooled = pd.concat(means.values(), ignore_index=True)
-    profile = np.nan_to_num(candidate.derived.profile[pooled["row"], _targets(pooled)])
+    plain, level = _baselines(candidate, pooled)
     weights = candidate.fit_blend(
-        pooled[HORIZON].to_numpy(), pooled["actual"].to_numpy(), pooled[name].to_numpy(), profile
+        pooled[HORIZON].to_numpy(),
+        pooled["actual"].to_numpy(),
+        pooled[name].to_numpy(),
+        plain,
+        level,
     )
     for table in means.values():
         weight = bucket_values(table[HORIZON].to_numpy(), weights)
-        profile = np.nan_to_num(candidate.derived.profile[table["row"], _targets(table)])
-        table[name] = weight * table[name].to_numpy() + (1 - weight) * profile
+        plain, level = _baselines(candidate, table)
+        table[name] = (
+            weight[:, 0] * table[name].to_numpy()
+            + weight[:, 1] * level
+            + (1 - weight.sum(axis=1)) * plain
+        )
     return weights
 
 
-def _targets(table: pd.DataFrame) -> np.ndarray:
-    """Target hour positions of backtest rows."""
-    return (table["origin"] + table[HORIZON] - 1).to_numpy()
+def _baselines(candidate: BusynessForecaster, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Both baselines' means of backtest rows."""
+    return candidate.baseline_means(
+        table["row"].to_numpy(), table["origin"].to_numpy(), table[HORIZON].to_numpy()
+    )
 
 
 def _search_summary(search: Any) -> dict[str, Any] | None:
