@@ -22,19 +22,7 @@ from geo_busyness.testing import make_project_copy
 from tests.conftest import SMALL_GENERATION, SMALL_TRAINING, run_kedro
 from tests.pipelines.memory import project_parameters
 
-pytestmark = [
-    pytest.mark.slow,
-    # Known blocker outside this change: modeling's evaluate_leaky_reference_protocol selects
-    # `[list(REFERENCE_FEATURES)]`, which a ride table's transformer no longer outputs (the
-    # restaurant features are left out). Selecting the names in `leaky.feature_names_` instead
-    # makes every test here pass (checked); the modeling rewrite takes that over. Strict: once
-    # fixed, these XPASS and fail, so this mark goes.
-    pytest.mark.xfail(
-        raises=KeyError,
-        strict=True,
-        reason="modeling's leaky reference protocol indexes every REFERENCE_FEATURES column",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 RIDE_FORMAT = "%m/%d/%Y %H:%M:%S"
 TIMEZONE = "America/Regina"  # UTC-6 all year

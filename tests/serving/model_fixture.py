@@ -1,7 +1,9 @@
-"""A small real busyness model for serving tests: the project's BusynessFeatures + a regressor.
+"""A small real busyness model for serving tests: a fitted ``BusynessForecaster``.
 
-Built from synthetic events in a second or two and saved the way the modeling pipeline logs
-it (``mlflow.sklearn``, the ``geo_busyness`` modules bundled as ``code_paths``).
+Built from synthetic events in a few seconds the way the modeling pipeline builds it (counts ->
+``CountHistory``, per-cell ``BusynessFeatures`` fitted on the events, a Poisson gradient
+boosting forecaster fitted on the history) and saved the way the registry logs it
+(``mlflow.sklearn``, the ``geo_busyness`` modules bundled as ``code_paths``).
 """
 
 from __future__ import annotations
@@ -12,21 +14,27 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.pipeline import Pipeline
 
 from geo_busyness.model.bundle import bundle_code, model_requirements
 from geo_busyness.model.cell_hours import count_cell_hours
-from geo_busyness.model.features import BusynessFeatures
+from geo_busyness.model.features import BusynessFeatures, cell_feature_params
+from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.model.geo import venue_id
-from geo_busyness.model.predict import cell_hour_queries
+from geo_busyness.model.history import history_from_counts
 
-START = pd.Timestamp("2026-01-05T00:00:00Z")
-WEEKS = 3
+START = pd.Timestamp("2026-01-05T00:00:00Z")  # a Monday
+#: Weeks of history: a learned row needs two weeks before its origin (``MIN_ORIGIN``), so
+#: four weeks leave two weeks of training origins.
+WEEKS = 4
+#: The model's origin: the hour after its history (served forecasts start here).
+END = START + pd.Timedelta(weeks=WEEKS)
 CENTRE = (50.45, -104.6)
+TIMEZONE = "America/Regina"
+RESOLUTION = 7
+FEATURE_PARAMS = {"h3_resolution": RESOLUTION, "n_clusters": 3, "random_state": 0}
 
 
-def synthetic_events(n_events: int = 6000, seed: int = 0) -> pd.DataFrame:
+def synthetic_events(n_events: int = 8000, seed: int = 0, weeks: int = WEEKS) -> pd.DataFrame:
     """Courier pings around a few restaurants with lunch and dinner peaks (clean schema)."""
     rng = np.random.default_rng(seed)
     venues = np.column_stack(
@@ -35,7 +43,7 @@ def synthetic_events(n_events: int = 6000, seed: int = 0) -> pd.DataFrame:
     popularity = rng.dirichlet(np.ones(len(venues)))
     hour_weight = 0.2 + np.exp(-0.5 * ((np.arange(24) - 18) / 1.5) ** 2)
     hour_weight += np.exp(-0.5 * ((np.arange(24) - 12) / 1.5) ** 2)
-    day = rng.integers(0, WEEKS * 7, n_events)
+    day = rng.integers(0, weeks * 7, n_events)
     hour = rng.choice(24, n_events, p=hour_weight / hour_weight.sum())
     minute = rng.uniform(0, 60, n_events)
     times = START + pd.to_timedelta(day * 24 + hour, unit="h") + pd.to_timedelta(minute, unit="m")
@@ -55,29 +63,32 @@ def synthetic_events(n_events: int = 6000, seed: int = 0) -> pd.DataFrame:
 
 
 @functools.cache
-def fit_model() -> Pipeline:
+def fit_model() -> BusynessForecaster:
     """The default small model, fitted once per test process (read-only for tests)."""
     return fit_model_on(synthetic_events())
 
 
-def fit_model_on(events: pd.DataFrame) -> Pipeline:
-    """Features fitted on the events, a regressor on their dense cell x hour panel."""
-    end = START + pd.Timedelta(weeks=WEEKS)
-    features = BusynessFeatures(resolution=7, horizon_hours=24, lags_hours=(24, 168))
-    features.fit(events, window_start=START, window_end=end)
-    hours = pd.Series(pd.date_range(START, end, freq="h", inclusive="left"))
-    cells = np.repeat(features.cells_, len(hours))
-    panel_hours = pd.Series(np.tile(hours.to_numpy(), len(features.cells_)))
-    queries = cell_hour_queries(cells, panel_hours)
-    counts = count_cell_hours(events, features.resolution).set_index(["cell", "hour"])["busyness"]
-    keys = pd.MultiIndex.from_arrays([cells, queries["courier_location_timestamp"]])
-    target = counts.reindex(keys, fill_value=0).to_numpy(dtype=float)
-    regressor = HistGradientBoostingRegressor(max_iter=40, loss="poisson", random_state=0)
-    regressor.fit(features.transform(queries), target)
-    return Pipeline([("features", features), ("regressor", regressor)])
+def fit_model_on(
+    events: pd.DataFrame, start: pd.Timestamp = START, end: pd.Timestamp = END
+) -> BusynessForecaster:
+    """Per-cell statistics fitted on the events, a gradient boosting forecaster on their
+    count history [start, end), with a negative-binomial dispersion for its intervals."""
+    features = BusynessFeatures(
+        **cell_feature_params({**FEATURE_PARAMS, "validation_days": 7, "test_days": 7})
+    ).fit(events, window_start=start, window_end=end)
+    counts = count_cell_hours(events, RESOLUTION)
+    history = history_from_counts(counts, features.cells_, start, end, TIMEZONE)
+    model = BusynessForecaster(
+        method="gradient_boosting",
+        max_train_rows=20_000,
+        regressor_params={"max_iter": 30, "max_depth": 3, "min_samples_leaf": 50},
+        random_state=0,
+    ).fit(history, features)
+    model.size_ = 2.0  # as if calibrated on a validation window: P10 < P90 around the mean
+    return model
 
 
-def save_model(model: Pipeline, path: Path) -> Path:
+def save_model(model: BusynessForecaster, path: Path) -> Path:
     """Save as an MLflow sklearn model with the project modules bundled, like the registry's."""
     import mlflow.sklearn  # noqa: PLC0415
 

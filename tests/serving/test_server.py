@@ -17,7 +17,7 @@ from geo_busyness.model.predict import predict_busyness
 from geo_busyness.serving.app import ServingApp, Settings
 from geo_busyness.testing import running_server
 from tests.serving.cases import BAD_REQUESTS, GOOD_ROW
-from tests.serving.model_fixture import WEEKS, synthetic_events
+from tests.serving.model_fixture import END, WEEKS, synthetic_events
 
 MAX_BODY = 300_000
 
@@ -49,12 +49,28 @@ def expected(unpacked_package, queries) -> pd.DataFrame:
     return predict_busyness(load_model(unpacked_package), queries)
 
 
+ANSWER_KEYS = [
+    "h3_cell",
+    "hour",
+    "predicted_busyness",
+    "p10",
+    "p50",
+    "p90",
+    "horizon_hours",
+]
+
+
 def _check_answers(predictions: list[dict], expected: pd.DataFrame) -> None:
+    assert all(list(row) == ANSWER_KEYS for row in predictions)
     assert [row["h3_cell"] for row in predictions] == expected["h3_cell"].tolist()
     hours = pd.to_datetime([row["hour"] for row in predictions], utc=True)
     assert (hours == pd.DatetimeIndex(expected["hour"])).all()
-    got = np.array([row["predicted_busyness"] for row in predictions])
-    np.testing.assert_array_equal(got, expected["predicted_busyness"].to_numpy())
+    for column in ("predicted_busyness", "p10", "p50", "p90"):
+        got = np.array([row[column] for row in predictions])
+        np.testing.assert_array_equal(got, expected[column].to_numpy())
+    horizons = [row["horizon_hours"] for row in predictions]
+    assert all(isinstance(h, int) for h in horizons)
+    assert horizons == expected["horizon_hours"].tolist()
 
 
 def test_ping(server):
@@ -72,6 +88,14 @@ def test_json_invocations_answer_predict_busyness_exactly(server, queries, expec
     assert answer.headers["content-type"] == "application/json"
     _check_answers(answer.json()["predictions"], expected)
     assert expected["predicted_busyness"].nunique() > 5  # a real model, not a constant
+    # Forecast from the artifact's origin (the hour after its history): the queries lie in
+    # the weeks after it; beyond a week ahead, the week-ahead forecast of the same hour.
+    ahead = (pd.DatetimeIndex(expected["hour"]) - END) // pd.Timedelta(hours=1)
+    assert ahead.min() >= 0 and ahead.max() > 168
+    assert expected["horizon_hours"].tolist() == (ahead % 168 + 1).tolist()
+    assert (expected["p10"] <= expected["p50"]).all()
+    assert (expected["p50"] <= expected["p90"]).all()
+    assert (expected["p90"] > expected["p10"]).any()
 
 
 def test_csv_invocations_answer_predict_busyness_exactly(server, queries, expected):
@@ -91,8 +115,11 @@ def test_csv_answer_when_only_csv_is_accepted(server, queries, expected):
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "text/csv"
     lines = answer.text.splitlines()
-    assert lines[0] == "h3_cell,hour,predicted_busyness"
-    assert float(lines[1].split(",")[2]) == expected["predicted_busyness"].iloc[0]
+    assert lines[0] == "h3_cell,hour,predicted_busyness,p10,p50,p90,horizon_hours"
+    first = lines[1].split(",")
+    assert float(first[2]) == expected["predicted_busyness"].iloc[0]
+    assert [float(v) for v in first[3:6]] == expected[["p10", "p50", "p90"]].iloc[0].tolist()
+    assert int(first[6]) == expected["horizon_hours"].iloc[0]
 
 
 @pytest.mark.parametrize(
@@ -242,15 +269,13 @@ def test_a_model_fault_is_500_and_the_app_keeps_serving(busyness_model):
     calls_made = []
 
     class Flaky:
-        """Fails on its first prediction only."""
+        """A pyfunc-like wrapper whose raw model fails on the first prediction only."""
 
-        named_steps = busyness_model.named_steps
-
-        def predict(self, rows):
-            calls_made.append(len(rows))
+        def get_raw_model(self):
+            calls_made.append(1)
             if len(calls_made) == 1:
                 raise RuntimeError("boom")
-            return busyness_model.predict(rows)
+            return busyness_model
 
     app = ServingApp(Settings(model="unused", loader=lambda _location: Flaky()))
 

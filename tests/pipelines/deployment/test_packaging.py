@@ -27,9 +27,11 @@ def test_package_layout(model_package, mlflow_model_dir):
     assert {name for name in model_files if "." in name or name == "MLmodel"} <= names
     assert {"MLmodel", "code/inference.py", "code/requirements.txt"} <= names
     assert "code/geo_busyness/serving/requests.py" in names
+    for module in ("forecaster", "history", "origin_features", "tree_ensemble", "predict"):
+        assert f"code/geo_busyness/model/{module}.py" in names, module  # the pickle's classes
     assert all(not name.startswith(("/", "..")) for name in names)
     requirements = model_package["requirements"]
-    for dist in ("scikit-learn", "pandas", "h3ronpy", "mlflow", "orjson"):
+    for dist in ("scikit-learn", "scipy", "pandas", "h3ronpy", "mlflow", "orjson"):
         assert any(line.startswith(dist) for line in requirements), dist
 
 
@@ -72,7 +74,8 @@ print(inference.output_fn(inference.predict_fn(data, model), "application/json")
     )
     answers = orjson.loads(out.strip().splitlines()[-1])["predictions"]
     expected = predict_busyness(busyness_model, pd.DataFrame(rows))
-    assert [a["predicted_busyness"] for a in answers] == expected["predicted_busyness"].tolist()
+    for column in ("predicted_busyness", "p10", "p50", "p90", "horizon_hours"):
+        assert [a[column] for a in answers] == expected[column].tolist(), column
 
 
 @pytest.mark.slow  # a subprocess interpreter
@@ -83,14 +86,15 @@ import mlflow.sklearn, pandas as pd
 from geo_busyness.model.predict import predict_busyness
 model = mlflow.sklearn.load_model(sys.argv[2])
 print(json.dumps(predict_busyness(model, pd.DataFrame(json.loads(sys.argv[3])))
-      ["predicted_busyness"].tolist()))
+      [["predicted_busyness", "p10", "p90", "horizon_hours"]].values.tolist()))
 """
     rows = [GOOD_ROW, {**GOOD_ROW, "courier_lat": 50.47, "courier_lon": -104.55}]
     out = run_without_project(
         script, mlflow_model_dir / "code", str(mlflow_model_dir), orjson.dumps(rows).decode()
     )
     expected = predict_busyness(busyness_model, pd.DataFrame(rows))
-    assert json.loads(out.strip().splitlines()[-1]) == expected["predicted_busyness"].tolist()
+    columns = ["predicted_busyness", "p10", "p90", "horizon_hours"]
+    assert json.loads(out.strip().splitlines()[-1]) == expected[columns].values.tolist()
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +117,8 @@ def test_inference_functions_answer_predict_busyness(inference, unpacked_package
     assert media == "application/json"
     answers = orjson.loads(body)["predictions"]
     expected = predict_busyness(busyness_model, pd.DataFrame(rows))
-    assert [a["predicted_busyness"] for a in answers] == expected["predicted_busyness"].tolist()
-    assert [a["h3_cell"] for a in answers] == expected["h3_cell"].tolist()
+    for column in ("h3_cell", "predicted_busyness", "p10", "p50", "p90", "horizon_hours"):
+        assert [a[column] for a in answers] == expected[column].tolist(), column
 
     csv_body, csv_media = inference.output_fn(
         inference.predict_fn(
@@ -123,7 +127,8 @@ def test_inference_functions_answer_predict_busyness(inference, unpacked_package
         "text/csv",
     )
     assert csv_media == "text/csv"
-    assert csv_body.decode().splitlines()[0] == "h3_cell,hour,predicted_busyness"
+    header = csv_body.decode().splitlines()[0]
+    assert header == "h3_cell,hour,predicted_busyness,p10,p50,p90,horizon_hours"
 
 
 def test_inference_input_fn_refuses_bad_requests(inference):

@@ -115,7 +115,10 @@ def test_local_deployment_serves_the_new_champion(project):
         "champion",
     )
     package = json.loads((project / "data/06_models/deployment/model_package.json").read_text())
-    assert package["smoke_test"]["answer"]["predicted_busyness"] >= 0
+    answer = package["smoke_test"]["answer"]
+    assert answer["predicted_busyness"] >= 0
+    assert answer["p10"] <= answer["p50"] <= answer["p90"]
+    assert answer["horizon_hours"] >= 1
     model_dir = project / record["deployment"]["model_dir"]
     assert (model_dir / "code" / "inference.py").is_file()
     served = predict_busyness(load_model(model_dir), parse_request(json_rows(GOOD_ROW)))

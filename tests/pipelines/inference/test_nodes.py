@@ -1,4 +1,5 @@
-"""Inference nodes that need no model: splitting query rows, the forecast window."""
+"""Inference nodes: splitting query rows, the forecast window, and forecasting from the latest
+hour with the serving tests' small model told later counts."""
 
 from __future__ import annotations
 
@@ -6,16 +7,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from geo_busyness.model.geo import cell_centres, cell_ids, h3_cells
+from geo_busyness.model.predict import predict_cell_hours
 from geo_busyness.pipelines.inference.nodes import (
     QueryRejectionError,
     accept_inference_queries,
+    extend_with_recent_counts,
+    forecast_known_cells,
     plan_forecast_window,
     report_inference,
+    score_inference_queries,
     split_inference_queries,
 )
 from geo_busyness.pipelines.inference.pipeline import create_pipeline
-from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, SOURCE_ROW
+from geo_busyness.schemas import (
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    H3_CELL,
+    HORIZON,
+    HOUR,
+    INTERVAL_COLUMNS,
+    PREDICTION,
+    SOURCE_ROW,
+)
 from geo_busyness.serving.requests import RequestError, validate_queries
+from tests.serving.model_fixture import END, START, WEEKS, fit_model, synthetic_events
 
 ROWS = 3000
 #: position -> (column, bad value, reason, column named)
@@ -171,3 +188,146 @@ def test_inference_checks_the_model_against_the_run_and_reports_it():
     ]
     (report,) = pipeline.only_nodes("report_inference").nodes
     assert check.outputs[0] in report.inputs
+
+
+# ---------------------------------------------------------------- forecasting from the latest hour
+def later_events(days: int = 2) -> pd.DataFrame:
+    """Events of the fixture's city (same seed: same venues) in the ``days`` after the model's
+    history, at the history's rate."""
+    week = synthetic_events(2000, seed=0, weeks=1)
+    week = week[week[EVENT_TIME] < START + pd.Timedelta(days=days)]
+    return week.assign(**{EVENT_TIME: week[EVENT_TIME] + pd.Timedelta(weeks=WEEKS)})
+
+
+@pytest.fixture(scope="module")
+def extended_run():
+    """The fixture model told two more days of events, and its forecast from the latest hour."""
+    model = fit_model()
+    history, later = synthetic_events(), later_events()
+    clean = pd.concat([history, later], ignore_index=True)
+    window = plan_forecast_window(clean, {"horizon_hours": 30, "start": None})
+    forecaster, extension = extend_with_recent_counts(model, clean, window)
+    forecast = forecast_known_cells(forecaster, VERSION, window)
+    return model, later, window, forecaster, extension, forecast
+
+
+VERSION = {
+    "model_name": "geo-busyness",
+    "version": "3",
+    "chosen_by": "alias champion",
+    "model_uri": "models:/geo-busyness/3",
+    "run_id": "r",
+    "tags": {},
+}
+
+
+def test_the_forecast_starts_from_the_latest_hour(extended_run):
+    model, later, window, forecaster, extension, forecast = extended_run
+    start = window["start"]
+    assert start == later[EVENT_TIME].max().floor("h") + pd.Timedelta(hours=1)
+    assert model.origin == END  # the artifact is untouched
+    assert forecaster.origin == start
+    assert extension["model_origin_utc"] == END.isoformat()
+    assert extension["origin_utc"] == start.isoformat()
+    assert extension["hours_added"] == (start - END) // pd.Timedelta(hours=1)
+    assert extension["events_added"] == len(later)
+    assert extension["hours_after_last_clean_event"] == 0
+    # the added hours hold exactly the later events' counts, the known ones are unchanged
+    assert forecaster.history_.counts[:, model.history_.hours :].sum() == pytest.approx(
+        np.isin(
+            h3_cells(later[EVENT_LAT], later[EVENT_LON], model.resolution), model.history_.cells
+        ).sum()
+    )
+    np.testing.assert_array_equal(
+        forecaster.history_.counts[:, : model.history_.hours], model.history_.counts
+    )
+    hours = (forecast[HOUR] - start) // pd.Timedelta(hours=1)
+    assert (forecast[HORIZON] == hours + 1).all()
+    assert len(forecast) == len(model.history_.cells) * 30
+    assert list(forecast.columns) == [
+        H3_CELL,
+        HOUR,
+        PREDICTION,
+        *INTERVAL_COLUMNS,
+        HORIZON,
+        "model_name",
+        "model_version",
+    ]
+
+
+def test_the_nowcast_uses_the_latest_counts(extended_run):
+    """The artifact alone forecasts those hours two days ahead; the pipeline one hour ahead."""
+    model, _, window, _, _, forecast = extended_run
+    first = forecast[forecast[HORIZON] == 1]
+    from_artifact = predict_cell_hours(model, cell_ids(first[H3_CELL]), first[HOUR])
+    assert (from_artifact[HORIZON] > 24).all()
+    assert not np.allclose(from_artifact[PREDICTION], first[PREDICTION])
+
+
+def test_query_rows_are_scored_on_the_extended_model(extended_run):
+    _, later, window, forecaster, _, forecast = extended_run
+    centres = cell_centres(cell_ids(forecast[H3_CELL].head(40)))
+    queries = pd.DataFrame(
+        {
+            SOURCE_ROW: np.arange(40),
+            EVENT_TIME: forecast[HOUR].head(40).to_numpy(),
+            EVENT_LAT: centres[0],
+            EVENT_LON: centres[1],
+        }
+    )
+    scored = score_inference_queries(forecaster, VERSION, queries)
+    for column in (PREDICTION, *INTERVAL_COLUMNS, HORIZON):
+        np.testing.assert_array_equal(scored[column], forecast[column].head(40))
+
+
+def test_the_report_names_the_origin_and_the_products(extended_run):
+    _, _, window, _, extension, forecast = extended_run
+    validation = {"rows": 0, "rows_rejected": 0, "rejected_by_reason_and_column": []}
+    report = report_inference(
+        VERSION, window, forecast, forecast.iloc[:0], validation, extension=extension
+    )
+    assert report["forecast"]["origin"] == extension
+    products = report["forecast"]["products"]
+    cells = forecast[H3_CELL].nunique()
+    assert products["served"] == ["nowcast", "day_ahead", "week_ahead"]
+    assert products["nowcast"] == {"rows": 3 * cells, "hours": 3, "horizon_hours": "1-3"}
+    assert products["day_ahead"] == {"rows": 21 * cells, "hours": 21, "horizon_hours": "4-24"}
+    assert products["week_ahead"] == {"rows": 6 * cells, "hours": 6, "horizon_hours": "25-168"}
+    assert report["forecast"]["p90_total"] >= report["forecast"]["p10_total"]
+
+
+def test_a_start_before_the_models_origin_adds_nothing(extended_run):
+    model = extended_run[0]
+    start = END - pd.Timedelta(hours=5)
+    window = {
+        "start": start,
+        "horizon_hours": 8,
+        "start_from": "parameter inference.start",
+        "last_clean_event": END - pd.Timedelta(hours=1),
+    }
+    forecaster, extension = extend_with_recent_counts(model, synthetic_events(), window)
+    assert forecaster.origin == END and extension["hours_added"] == 0
+    forecast = forecast_known_cells(forecaster, VERSION, window)
+    validation = {"rows": 0, "rows_rejected": 0, "rejected_by_reason_and_column": []}
+    report = report_inference(
+        VERSION, window, forecast, forecast.iloc[:0], validation, extension=extension
+    )
+    products = report["forecast"]["products"]
+    assert products["served"] == ["known", "nowcast"]
+    assert products["known"]["hours"] == 5 and products["nowcast"]["hours"] == 3
+
+
+def test_hours_after_the_last_clean_event_are_counted_as_empty(extended_run):
+    model, later = extended_run[0], extended_run[1]
+    clean = pd.concat([synthetic_events(), later], ignore_index=True)
+    last = later[EVENT_TIME].max()
+    start = last.floor("h") + pd.Timedelta(hours=6)
+    window = {
+        "start": start,
+        "horizon_hours": 3,
+        "start_from": "parameter inference.start",
+        "last_clean_event": last,
+    }
+    forecaster, extension = extend_with_recent_counts(model, clean, window)
+    assert forecaster.origin == start
+    assert extension["hours_after_last_clean_event"] == 5

@@ -1,7 +1,9 @@
 """The inference pipeline in copies of the trained project: real registry, real server.
 
 One run on the challenger serves most tests; its outputs are compared with the project's HTTP
-server answering the same rows from the same registered version.
+server answering the same rows from the same registered version. The clean events end where the
+model's history ends, so the pipeline's extended model has the artifact's origin and the two
+must agree exactly (tests/pipelines/inference/test_nodes.py covers later counts).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from geo_busyness.schemas import (
     EVENT_LON,
     EVENT_TIME,
     H3_CELL,
+    HORIZON,
     HOUR,
+    INTERVAL_COLUMNS,
     PREDICTION,
     QUERY_COLUMNS,
     SOURCE_ROW,
@@ -32,7 +36,7 @@ from geo_busyness.testing import running_server
 from tests.conftest import TrainedProject, copy_project, project_mlflow, run_kedro
 
 NAME = "geo-busyness"
-HORIZON = 6
+HORIZON_HOURS = 6
 GOOD_ROWS = 120
 #: Bad rows appended after the good ones: (column, value, reason).
 BAD_ROWS = [
@@ -96,7 +100,7 @@ def fresh_copy(trained: TrainedProject, tmp_path_factory, name: str, **kwargs) -
 def challenger_run(trained_project, tmp_path_factory):
     """One inference run on a copy whose registry has only the challenger."""
     project = fresh_copy(trained_project, tmp_path_factory, "inference", with_mlflow=True)
-    run_kedro(project, ["inference"], {"inference": {"horizon_hours": HORIZON}})
+    run_kedro(project, ["inference"], {"inference": {"horizon_hours": HORIZON_HOURS}})
     with project_mlflow(project) as client:
         version = str(client.get_model_version_by_alias(NAME, "challenger").version)
     return project, version, read_outputs(project)
@@ -131,12 +135,12 @@ def test_forecast_covers_every_known_cell_for_each_hour(challenger_run):
     project, version, outputs = challenger_run
     with project_mlflow(project):
         model = load_model(f"models:/{NAME}/{version}")
-    cells = set(cell_names(model.named_steps["features"].cells_))
+    cells = set(cell_names(model.history_.cells))
     start = last_clean_event(project).floor("h") + pd.Timedelta(hours=1)
-    hours = pd.date_range(start, periods=HORIZON, freq="h")
+    hours = pd.date_range(start, periods=HORIZON_HOURS, freq="h")
     forecast = outputs.forecast
     assert len(cells) > 5
-    assert len(forecast) == len(cells) * HORIZON
+    assert len(forecast) == len(cells) * HORIZON_HOURS
     assert not forecast.duplicated([H3_CELL, HOUR]).any()
     assert set(forecast[H3_CELL]) == cells
     assert sorted(forecast[HOUR].unique()) == list(hours)
@@ -144,12 +148,27 @@ def test_forecast_covers_every_known_cell_for_each_hour(challenger_run):
     assert (forecast["model_version"] == version).all()
     assert (forecast["model_name"] == NAME).all()
     assert (forecast[PREDICTION] >= 0).all() and forecast[PREDICTION].nunique() > 5
+    # From the latest hour: the first forecast hour is one hour ahead, then one more each hour.
+    assert (forecast[HORIZON] == (forecast[HOUR] - start) // pd.Timedelta(hours=1) + 1).all()
+    p10, p50, p90 = (forecast[column] for column in INTERVAL_COLUMNS)
+    assert (p10 <= p50).all() and (p50 <= p90).all() and (p90 > p10).any()
     report = outputs.report
     assert report["model"]["version"] == version
     assert report["model"]["chosen_by"] == "alias challenger"  # no champion yet
     assert report["forecast"]["start_utc"] == start.isoformat()
     assert report["forecast"]["start_from"] == "the hour after the last clean event"
-    assert (report["forecast"]["cells"], report["forecast"]["hours"]) == (len(cells), HORIZON)
+    assert (report["forecast"]["cells"], report["forecast"]["hours"]) == (
+        len(cells),
+        HORIZON_HOURS,
+    )
+    # The clean events end where the model's history ends: nothing to add, same origin.
+    origin = report["forecast"]["origin"]
+    assert origin["origin_utc"] == origin["model_origin_utc"] == start.isoformat()
+    assert (origin["hours_added"], origin["hours_after_last_clean_event"]) == (0, 0)
+    products = report["forecast"]["products"]
+    assert products["served"] == ["nowcast", "day_ahead"]
+    assert products["nowcast"] == {"rows": 3 * len(cells), "hours": 3, "horizon_hours": "1-3"}
+    assert products["day_ahead"]["hours"] == HORIZON_HOURS - 3
 
 
 def test_scored_queries_equal_the_servers_answers(challenger_run, server):
@@ -160,9 +179,10 @@ def test_scored_queries_equal_the_servers_answers(challenger_run, server):
     answers = served(server, queries.iloc[scored[SOURCE_ROW]])
     assert answers[H3_CELL].tolist() == scored[H3_CELL].tolist()
     assert (pd.DatetimeIndex(answers[HOUR]) == pd.DatetimeIndex(scored[HOUR])).all()
-    np.testing.assert_allclose(
-        answers[PREDICTION].to_numpy(), scored[PREDICTION].to_numpy(), rtol=0, atol=1e-9
-    )
+    for column in (PREDICTION, *INTERVAL_COLUMNS, HORIZON):
+        np.testing.assert_allclose(
+            answers[column].to_numpy(), scored[column].to_numpy(), rtol=0, atol=1e-9
+        )
     assert (scored["model_version"] == version).all()
     assert list(scored.columns[:4]) == [SOURCE_ROW, *QUERY_COLUMNS]
     assert str(scored[EVENT_TIME].dtype) == "datetime64[ns, UTC]"
@@ -181,9 +201,10 @@ def test_forecast_equals_the_servers_answers_for_cell_centres(challenger_run, se
     )
     answers = served(server, rows)
     assert answers[H3_CELL].tolist() == forecast[H3_CELL].tolist()
-    np.testing.assert_allclose(
-        answers[PREDICTION].to_numpy(), forecast[PREDICTION].to_numpy(), rtol=0, atol=1e-9
-    )
+    for column in (PREDICTION, *INTERVAL_COLUMNS, HORIZON):
+        np.testing.assert_allclose(
+            answers[column].to_numpy(), forecast[column].to_numpy(), rtol=0, atol=1e-9
+        )
 
 
 def test_bad_rows_are_quarantined_with_the_servers_words(challenger_run, server):

@@ -18,7 +18,7 @@ import orjson
 
 from geo_busyness.model.loading import fetch_model
 from geo_busyness.registry import move_alias, run_json_artifact, run_metrics, run_tags
-from geo_busyness.schemas import PREDICTION
+from geo_busyness.schemas import HORIZON, PREDICTION
 
 from .packaging import build_package, unpack_package
 
@@ -104,7 +104,13 @@ def smoke_test(tarball: Path, query: dict[str, Any], workdir: Path) -> dict[str,
         "application/json",
     )
     answer = orjson.loads(body)["predictions"][0]
-    if not (isinstance(answer[PREDICTION], float) and math.isfinite(answer[PREDICTION])):
+    quantiles = [answer.get(name) for name in ("p10", "p50", "p90")]
+    if not (
+        all(isinstance(v, float) and math.isfinite(v) for v in [answer[PREDICTION], *quantiles])
+        and quantiles[0] <= quantiles[1] <= quantiles[2]
+        and isinstance(answer.get(HORIZON), int)
+        and answer[HORIZON] >= 1
+    ):
         raise DeploymentRefused(
             f"The packaged model answered {answer} to the smoke-test query {query}."
         )
