@@ -127,6 +127,11 @@ def main() -> None:
     print(
         "  " + ", ".join(f"{k} {v:.4f}" for k, v in selection["validation_average"].items()) + ")"
     )
+    blend = selection.get("blend_weights", {}).get(selection["chosen"])
+    if blend:
+        print(
+            f"combination weights (learned, level-adjusted) per bucket {selection['blend_buckets']}: {blend}"
+        )
     print(table(report).round(3).to_string(index=False))
     headline = report["test"]
     print(
