@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from geo_busyness.redaction import redact
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES, RequestError, parse_request
 from geo_busyness.serving.responses import encode_error, encode_predictions, response_type
 from geo_busyness.serving.threads import limit_current_thread
@@ -103,12 +104,18 @@ class ServingApp:
 
         def done(future: asyncio.Future) -> None:
             if future.exception() is not None:
-                self._load_error = f"{type(future.exception()).__name__}: {future.exception()}"
-                logger.error("Model %s failed to load: %s", self.settings.model, self._load_error)
+                self._load_error = redact(
+                    f"{type(future.exception()).__name__}: {future.exception()}"
+                )
+                logger.error(
+                    "Model %s failed to load: %s", redact(self.settings.model), self._load_error
+                )
             else:
                 self.model = future.result()
                 logger.info(
-                    "Model %s loaded in %.1f s", self.settings.model, time.perf_counter() - started
+                    "Model %s loaded in %.1f s",
+                    redact(self.settings.model),
+                    time.perf_counter() - started,
                 )
 
         self._load = asyncio.get_running_loop().run_in_executor(None, self._load_model)
@@ -152,7 +159,8 @@ class ServingApp:
         if self.model is not None:
             await _respond(send, 200, b'{"status":"ready"}')
         elif self._load_error is not None:
-            await _respond(send, 503, orjson.dumps({"status": "failed", "error": self._load_error}))
+            # The cause (paths, URIs) is in the server's log, never in an answer.
+            await _respond(send, 503, b'{"status":"failed","error":"The model failed to load."}')
         else:
             await _respond(send, 503, b'{"status":"loading"}')
 
@@ -217,7 +225,8 @@ class ServingApp:
             try:
                 answers = await loop.run_in_executor(self._worker, self.invoke_many, requests)
             except Exception as exc:  # noqa: BLE001 - invoke_many answers faults itself
-                logger.exception("Batch of %d invocation(s) failed", len(batch))
+                # One line: a traceback rendered here would stall the event loop (and /ping).
+                logger.error("Batch of %d invocation(s) failed: %s", len(batch), _one_line(exc))
                 failed = (500, encode_error(500, f"Server fault: {type(exc).__name__}."), JSON)
                 answers = [failed] * len(batch)
             for (_, job), result in zip(batch, answers, strict=True):
@@ -233,7 +242,7 @@ class ServingApp:
         except Exception:  # noqa: BLE001 - reported through _load_error
             pass
         if self.model is None:
-            return f"The model failed to load: {self._load_error}"
+            return "The model failed to load; see the server's log."
         return None
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> Answer:
@@ -255,6 +264,12 @@ class ServingApp:
                 queries = parse_request(body, content_type, self.settings.max_body_bytes)
             except RequestError as exc:
                 answers[index] = (exc.status, encode_error(exc.status, exc.message), JSON)
+            except Exception as exc:  # noqa: BLE001 - one unreadable body fails only itself
+                # The parser words every problem it knows as a RequestError; anything else is a
+                # body it did not foresee. It is answered 400 alone, never failing batch-mates.
+                _log_fault("Unreadable request body", exc)
+                message = f"Could not read the request body ({type(exc).__name__})."
+                answers[index] = (400, encode_error(400, message), JSON)
             else:
                 valid.append((index, queries, media))
         if len(valid) > 1:
@@ -279,9 +294,32 @@ class ServingApp:
     def _predict_one(self, queries: pd.DataFrame, media: str) -> Answer:
         try:
             return 200, encode_predictions(answer(self.model, queries), media), media
-        except Exception as exc:
-            logger.exception("Prediction failed for %d query row(s)", len(queries))
+        except Exception as exc:  # noqa: BLE001 - answered 500, logged once per kind
+            _log_fault(f"Prediction failed for {len(queries)} query row(s)", exc)
             return 500, encode_error(500, f"Prediction failed: {type(exc).__name__}."), JSON
+
+
+#: Exception types whose traceback was already logged: each kind is logged in full once per
+#: process, then in one line (a client repeating a bad request cannot flood the log).
+_TRACED: set[str] = set()
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _log_fault(what: str, exc: BaseException) -> None:
+    """Log a fault: the first of its kind with its traceback, later ones in one line."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    if kind in _TRACED:
+        logger.warning("%s: %s", what, _one_line(exc))
+        return
+    _TRACED.add(kind)
+    logger.warning(
+        "%s: %s (traceback logged once for this kind)", what, _one_line(exc), exc_info=exc
+    )
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
