@@ -23,6 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 from kedro.io import CachedDataset as _CachedDataset
+from kedro.io import DatasetError
 from kedro.io.core import get_filepath_str
 from kedro_datasets.json import JSONDataset as _JSONDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
@@ -31,6 +32,7 @@ from kedro_datasets.pickle import PickleDataset as _PickleDataset
 from kedro_datasets.plotly import HTMLDataset as _PlotlyHTMLDataset
 from kedro_datasets.plotly import JSONDataset as _PlotlyJSONDataset
 from kedro_datasets.text import TextDataset as _TextDataset
+from pandas.errors import EmptyDataError
 
 if TYPE_CHECKING:
     from kedro_datasets._typing import TablePreview
@@ -47,6 +49,15 @@ class _StagingFileSystem(MemoryFileSystem):
         super().__init__(*args, **kwargs)
         self.store: dict = {}
         self.pseudo_dirs: list[str] = [""]
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The exception and every cause or context behind it."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
 
 
 def _first_missing(folder: str) -> str | None:
@@ -125,7 +136,50 @@ class ParquetDataset(_AtomicSave, _ParquetDataset):
 
 
 class CSVDataset(_AtomicSave, _CSVDataset):
-    """``pandas.CSVDataset`` with all-or-nothing saves."""
+    """``pandas.CSVDataset`` with all-or-nothing saves, and load errors that name the file and
+    the lines: an empty file, or bytes that are not text in the file's encoding."""
+
+    def load(self) -> Any:
+        try:
+            return super().load()
+        except DatasetError as error:
+            causes = _causes(error)
+            if any(isinstance(cause, EmptyDataError) for cause in causes):
+                raise DatasetError(
+                    f"{self._display_path()} is empty: expected a CSV file with a header row"
+                    " naming its columns and at least one data row."
+                ) from error
+            if any(isinstance(cause, UnicodeDecodeError) for cause in causes):
+                raise DatasetError(self._undecodable_lines_message()) from error
+            raise
+
+    def _display_path(self) -> str:
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        return path if self._protocol in _LOCAL else f"{self._protocol}://{path}"
+
+    def _undecodable_lines_message(self, show: int = 5) -> str:
+        """Which lines (1-based, the header is line 1) are not text in the file's encoding."""
+        encoding = self._load_args.get("encoding") or "utf-8"
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        bad: list[int] = []
+        count = 0
+        with self._fs.open(path, "rb") as stream:
+            for number, line in enumerate(stream, start=1):
+                try:
+                    line.decode(encoding)
+                except UnicodeDecodeError:
+                    count += 1
+                    if len(bad) < show:
+                        bad.append(number)
+        where = ", ".join(str(n) for n in bad) + (
+            f" and {count - len(bad)} more" if count > show else ""
+        )
+        return (
+            f"{self._display_path()} is not {encoding} text at line(s) {where}"
+            f" ({count} line(s) in all); nothing was read. Fix or remove those lines, re-export"
+            f" the file as {encoding}, or set load_args.encoding for this dataset in the catalog"
+            " (e.g. latin-1)."
+        )
 
 
 class JSONDataset(_AtomicSave, _JSONDataset):
