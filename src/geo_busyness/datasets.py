@@ -14,6 +14,7 @@ kedro-viz the file it wraps.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -214,3 +215,61 @@ class CachedDataset(_CachedDataset):
     def preview(self, nrows: int = 5) -> TablePreview:
         """The first rows of the wrapped file (kedro-viz's preview asks the wrapper)."""
         return self._dataset.preview(nrows=nrows)  # type: ignore[attr-defined]
+
+
+#: Suffix of the marker beside a generated file: the sha256 of the bytes the generator wrote.
+GENERATED_MARKER_SUFFIX = ".generated.sha256"
+
+
+class GeneratedFileError(DatasetError):
+    """The generator was about to replace a file it did not write."""
+
+
+class _GeneratedOnly:
+    """Mixin for what data_generation writes: it never replaces a file it did not write.
+
+    Each save leaves ``<file>.generated.sha256`` beside the file; a later save overwrites the
+    file only if it still has exactly those bytes. A user's own export at the same path (no
+    marker, or other bytes) is refused, whatever the catalog says.
+    """
+
+    _fs: fsspec.AbstractFileSystem
+    _protocol: str
+
+    def save(self, data: Any) -> None:
+        path = get_filepath_str(self._get_save_path(), self._protocol)  # type: ignore[attr-defined]
+        marker = path + GENERATED_MARKER_SUFFIX
+        if self._fs.exists(path) and self._recorded_digest(marker) != self._digest(path):
+            shown = path if self._protocol in _LOCAL else f"{self._protocol}://{path}"
+            raise GeneratedFileError(
+                f"data_generation will not overwrite {shown}: that file was not written by"
+                " data_generation (or was changed since), so it may be your data. Move it"
+                " elsewhere and point raw_events at it, or delete it to generate a synthetic one."
+            )
+        super().save(data)  # type: ignore[misc]
+        self._fs.pipe_file(marker, self._digest(path).encode())
+
+    def _digest(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self._fs.open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def _recorded_digest(self, marker: str) -> str | None:
+        try:
+            return self._fs.cat_file(marker).decode().strip()
+        except (FileNotFoundError, OSError):
+            return None
+
+
+class GeneratedCSVDataset(_GeneratedOnly, CSVDataset):
+    """A CSV file data_generation writes (never over a file it did not write)."""
+
+
+class GeneratedParquetDataset(_GeneratedOnly, ParquetDataset):
+    """A Parquet file data_generation writes (never over a file it did not write)."""
+
+
+class GeneratedJSONDataset(_GeneratedOnly, JSONDataset):
+    """A JSON file data_generation writes (never over a file it did not write)."""
