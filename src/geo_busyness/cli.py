@@ -47,7 +47,26 @@ def _current_champion(project_path: Path, env: str | None) -> str:
             record = catalog.load(RECORD_DATASET)
         except DatasetError:
             record = None
-        return champion_location(record, *registry_names(context.config_loader["globals"]))
+        name, alias = registry_names(context.config_loader["globals"])
+        location = champion_location(record, name, alias)
+        if location.startswith("models:/"):
+            _require_champion((record or {}).get("model_name", name), alias)
+        return location
+
+
+def _require_champion(name: str, alias: str) -> None:
+    """One line saying what to run first when the registry has no ``alias`` version yet."""
+    from geo_busyness.registry import ModelNotFound, resolve_version  # noqa: PLC0415
+
+    try:
+        resolve_version(name, aliases=[alias])
+    except ModelNotFound:
+        raise click.ClickException(
+            f"Nothing to serve: registered model {name!r} has no {alias!r} version yet. Run"
+            " `kedro run` (trains and registers a challenger if it passes the gate), then"
+            " `kedro run --pipelines deployment` (deploys it and makes it the champion), or"
+            " pass --model DIR_OR_URI."
+        ) from None
 
 
 @click.group(name="geo-busyness")

@@ -22,6 +22,7 @@ from geo_busyness.serving.threads import single_threaded_math
 
 single_threaded_math()  # before numpy/scikit-learn load their thread pools
 
+from geo_busyness.redaction import install_log_redaction, redact  # noqa: E402
 from geo_busyness.serving.app import (  # noqa: E402
     ENV_LOAD_TIMEOUT,
     ENV_MAX_BODY_BYTES,
@@ -80,14 +81,24 @@ def serve(argv: Sequence[str] | None = None) -> None:
     from geo_busyness.model.loading import fetch_model, is_local  # noqa: PLC0415
 
     model = args.model
+    install_log_redaction()
     if not is_local(model):
         target = tempfile.mkdtemp(prefix="geo-busyness-model-")
-        logger.info("Downloading %s to %s", model, target)
-        model = str(fetch_model(model, target))
+        logger.info("Downloading %s to %s", redact(model), target)
+        try:
+            model = str(fetch_model(model, target))
+        except Exception as error:  # noqa: BLE001 - one line, not a traceback, then exit
+            lines = str(error).strip().splitlines() or [""]
+            raise SystemExit(
+                f"Cannot fetch the model {redact(model)}: {type(error).__name__}:"
+                f" {redact(lines[0])}"
+            ) from None
     os.environ[ENV_MODEL] = model
     os.environ[ENV_MAX_BODY_BYTES] = str(args.max_body_bytes)
     os.environ[ENV_LOAD_TIMEOUT] = str(args.load_timeout)
-    logger.info("Serving %s on %s:%d with %d worker(s)", model, args.host, args.port, args.workers)
+    logger.info(
+        "Serving %s on %s:%d with %d worker(s)", redact(model), args.host, args.port, args.workers
+    )
     uvicorn.run(
         "geo_busyness.serving.app:create_app",
         factory=True,
