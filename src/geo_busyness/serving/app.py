@@ -45,8 +45,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ENV_MODEL = "GEO_BUSYNESS_MODEL"
 ENV_MAX_BODY_BYTES = "GEO_BUSYNESS_MAX_BODY_BYTES"
 ENV_LOAD_TIMEOUT = "GEO_BUSYNESS_MODEL_LOAD_TIMEOUT"
+ENV_BODY_TIMEOUT = "GEO_BUSYNESS_BODY_TIMEOUT"
+ENV_MAX_CONCURRENCY = "GEO_BUSYNESS_MAX_CONCURRENCY"
 JSON = "application/json"
 JSON_HEADERS = [(b"content-type", JSON.encode())]
+#: Ends the connection after the answer (uvicorn closes it): for clients that are not reading.
+CLOSE = ((b"connection", b"close"),)
 
 
 @dataclass
@@ -59,6 +63,11 @@ class Settings:
     load_timeout: float = 120.0
     #: Invocations answered together when they queue up behind a busy worker.
     max_batch_requests: int = 64
+    #: Seconds a client has to send a request's whole body (slowloris): then 408, closed.
+    body_timeout: float = 20.0
+    #: Invocations open at once (reading, queued or answering) before new ones get 503. /ping
+    #: is never limited: stalled clients cannot make the container look unhealthy.
+    max_concurrency: int = 256
     loader: Callable[[str], Any] | None = field(default=None, repr=False)
 
     @classmethod
@@ -70,6 +79,8 @@ class Settings:
             model=model,
             max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES),
             load_timeout=float(os.environ.get(ENV_LOAD_TIMEOUT, "120")),
+            body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or 20.0),
+            max_concurrency=int(os.environ.get(ENV_MAX_CONCURRENCY) or 256),
         )
 
 
@@ -84,6 +95,7 @@ class ServingApp:
         self._queue: asyncio.Queue | None = None
         self._batcher: asyncio.Task | None = None
         self._carry: list[tuple[tuple[bytes, str, str], asyncio.Future]] = []
+        self._open_invocations = 0
         self._worker = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="predict", initializer=limit_current_thread
         )
@@ -135,8 +147,15 @@ class ServingApp:
         elif path == "/invocations":
             if method != "POST":
                 await _respond(send, 405, encode_error(405, "Use POST for /invocations."))
+            elif self._open_invocations >= self.settings.max_concurrency:
+                busy = encode_error(503, "Too many open invocations; retry shortly.")
+                await _respond(send, 503, busy, [(b"retry-after", b"1"), *CLOSE])
             else:
-                await self._invocations(scope, receive, send)
+                self._open_invocations += 1
+                try:
+                    await self._invocations(scope, receive, send)
+                finally:
+                    self._open_invocations -= 1
         elif path == "/execution-parameters" and method == "GET":
             await _respond(send, 200, orjson.dumps(self.execution_parameters()))
         else:
@@ -184,7 +203,13 @@ class ServingApp:
         if declared > limit:
             await _respond(send, 413, _too_large(declared, limit))
             return
-        body = await _read_body(receive, limit)
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):
+                body = await _read_body(receive, limit)
+        except TimeoutError:
+            slow = f"The request body did not arrive within {self.settings.body_timeout:g} s."
+            await _respond(send, 408, encode_error(408, slow), list(CLOSE))
+            return
         if body is None:
             await _respond(send, 413, _too_large(limit + 1, limit))
             return
