@@ -104,6 +104,9 @@ TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
 AMBIGUOUS_LOCAL_TIME = "ambiguous_local_time"
 COORDINATES_OUT_OF_RANGE = "coordinates_out_of_range"
 OUTSIDE_SERVICE_AREA = "outside_service_area"
+#: A query farther than the allowed distance from every cell the model knows (e.g. lat/lon
+#: swapped): refused rather than scored with a confident number the model has no basis for.
+OUTSIDE_KNOWN_AREA = "outside_known_area"
 FUTURE_TIMESTAMP = "future_timestamp"
 PING_BEFORE_ORDER_CREATION = "ping_before_order_creation"
 DUPLICATE_ORDER = "duplicate_order"

@@ -178,3 +178,34 @@ def test_ping_never_reveals_the_load_error(tmp_path, caplog):
     for answer in (ping, invocation):
         assert secret_path not in answer.text and "secret-folder" not in answer.text
     assert any(secret_path in record.getMessage() for record in caplog.records)  # in the log
+
+
+def test_a_query_far_from_every_known_cell_is_refused(busyness_model):
+    """Item 7: a lat/lon-swapped New York row (-73.98, 40.75) got 200 and a confident 0.014."""
+    app = _app(busyness_model)
+    swapped = json_rows({TS: "2026-01-26T12:00:00Z", "courier_lat": -73.98, "courier_lon": 40.75})
+    elsewhere = json_rows(GOOD_ROW, {**GOOD_ROW, "courier_lat": 50.45, "courier_lon": -100.0})
+    near = json_rows({**GOOD_ROW, "courier_lat": 50.50, "courier_lon": -104.65})
+    answers = app.invoke_many([(swapped, JSON, ""), (elsewhere, JSON, ""), (near, JSON, "")])
+    assert [status for status, _, _ in answers] == [400, 400, 200]
+    assert b"swapped" in answers[0][1]
+    assert b"1 row(s): 1" in answers[1][1]
+
+
+def test_the_known_area_check_can_be_turned_off(busyness_model):
+    app = ServingApp(Settings(model="unused", max_distance_km=0))
+    app.model = busyness_model
+    swapped = json_rows({TS: "2026-01-26T12:00:00Z", "courier_lat": -73.98, "courier_lon": 40.75})
+    assert app.invoke(swapped, JSON, "")[0] == 200
+
+
+def test_known_cells_reads_both_model_forms(busyness_model):
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from geo_busyness.model.queries import known_cells  # noqa: PLC0415
+
+    cells = busyness_model.named_steps["features"].cells_
+    assert known_cells(busyness_model) is cells
+    forecaster = SimpleNamespace(history_=SimpleNamespace(cells=cells))
+    assert known_cells(forecaster) is cells
+    assert known_cells(object()) is None

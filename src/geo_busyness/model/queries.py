@@ -290,3 +290,65 @@ def _parse_one(value: Any) -> pd.Timestamp:
         return pd.to_datetime(value, utc=True, errors="coerce", format="ISO8601").as_unit("us")
     except (OverflowError, ValueError):
         return pd.NaT
+
+
+# ---------------------------------------------------------------- far from every known cell
+#: Default of the largest distance (km) from a query to the nearest known cell's centre.
+DEFAULT_MAX_DISTANCE_KM = 20.0
+_EARTH_RADIUS_KM = 6372.8
+_TREES: dict[int, tuple[np.ndarray, Any]] = {}
+
+
+def known_cells(model: Any) -> np.ndarray | None:
+    """The H3 cells (uint64) a model knows, whatever its form, or None if it does not say.
+
+    Reads ``BusynessFeatures.cells_`` (the pipeline's ``features`` step) today and the
+    forecaster's ``history_.cells`` after the redesign.
+    """
+    candidates = [model]
+    steps = getattr(model, "named_steps", None)
+    if steps is not None:
+        candidates += list(steps.values())
+    for candidate in candidates:
+        for found in (
+            getattr(candidate, "cells_", None),
+            getattr(getattr(candidate, "history_", None), "cells", None),
+        ):
+            if found is not None and len(found):
+                return np.asarray(found)
+    return None
+
+
+def distance_to_known_km(lat: np.ndarray, lon: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Great-circle distance (km) from each point to the nearest centre of ``cells``
+    (a ball tree over the centres, built once per cells array: O(rows x log cells))."""
+    key = id(cells)
+    cached = _TREES.get(key)
+    if cached is None or cached[0] is not cells:
+        from sklearn.neighbors import BallTree  # noqa: PLC0415
+
+        from geo_busyness.model.geo import cell_centres  # noqa: PLC0415
+
+        centre_lat, centre_lon = cell_centres(cells)
+        tree = BallTree(np.radians(np.column_stack([centre_lat, centre_lon])), metric="haversine")
+        _TREES.clear()  # one model per process: keep one tree
+        _TREES[key] = cached = (cells, tree)
+    points = np.radians(np.column_stack([np.asarray(lat, float), np.asarray(lon, float)]))
+    distance, _ = cached[1].query(points, k=1)
+    return distance[:, 0] * _EARTH_RADIUS_KM
+
+
+def check_known_area(
+    queries: pd.DataFrame, cells: np.ndarray | None, max_distance_km: float | None
+) -> None:
+    """Refuse (``RequestError`` 400) typed query rows farther than ``max_distance_km`` from
+    every known cell; no check without cells or with a distance of None or <= 0."""
+    if cells is None or not max_distance_km or max_distance_km <= 0 or queries.empty:
+        return
+    far = distance_to_known_km(queries[EVENT_LAT], queries[EVENT_LON], cells) > max_distance_km
+    if far.any():
+        raise RequestError(
+            400,
+            f"Outside the model's area in {_rows(far)}: farther than {max_distance_km:g} km from"
+            " every cell the model was trained on (are courier_lat and courier_lon swapped?).",
+        )

@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from geo_busyness.model.queries import DEFAULT_MAX_DISTANCE_KM, check_known_area, known_cells
 from geo_busyness.redaction import redact
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES, RequestError, parse_request
 from geo_busyness.serving.responses import encode_error, encode_predictions, response_type
@@ -47,6 +48,7 @@ ENV_MAX_BODY_BYTES = "GEO_BUSYNESS_MAX_BODY_BYTES"
 ENV_LOAD_TIMEOUT = "GEO_BUSYNESS_MODEL_LOAD_TIMEOUT"
 ENV_BODY_TIMEOUT = "GEO_BUSYNESS_BODY_TIMEOUT"
 ENV_MAX_CONCURRENCY = "GEO_BUSYNESS_MAX_CONCURRENCY"
+ENV_MAX_DISTANCE_KM = "GEO_BUSYNESS_MAX_DISTANCE_KM"
 JSON = "application/json"
 JSON_HEADERS = [(b"content-type", JSON.encode())]
 #: Ends the connection after the answer (uvicorn closes it): for clients that are not reading.
@@ -68,6 +70,9 @@ class Settings:
     #: Invocations open at once (reading, queued or answering) before new ones get 503. /ping
     #: is never limited: stalled clients cannot make the container look unhealthy.
     max_concurrency: int = 256
+    #: Queries farther than this (km) from every cell the model knows are refused (400); 0
+    #: turns the check off.
+    max_distance_km: float = DEFAULT_MAX_DISTANCE_KM
     loader: Callable[[str], Any] | None = field(default=None, repr=False)
 
     @classmethod
@@ -81,6 +86,7 @@ class Settings:
             load_timeout=float(os.environ.get(ENV_LOAD_TIMEOUT, "120")),
             body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or 20.0),
             max_concurrency=int(os.environ.get(ENV_MAX_CONCURRENCY) or 256),
+            max_distance_km=float(os.environ.get(ENV_MAX_DISTANCE_KM) or DEFAULT_MAX_DISTANCE_KM),
         )
 
 
@@ -287,6 +293,7 @@ class ServingApp:
             try:
                 media = response_type(accept)
                 queries = parse_request(body, content_type, self.settings.max_body_bytes)
+                check_known_area(queries, self._known_cells(), self.settings.max_distance_km)
             except RequestError as exc:
                 answers[index] = (exc.status, encode_error(exc.status, exc.message), JSON)
             except Exception as exc:  # noqa: BLE001 - one unreadable body fails only itself
@@ -315,6 +322,12 @@ class ServingApp:
         for index, queries, media in valid:
             answers[index] = self._predict_one(queries, media)
         return answers
+
+    def _known_cells(self) -> Any:
+        """The model's known cells (cached per loaded model; None if it does not say)."""
+        if getattr(self, "_cells_of", None) is not self.model:
+            self._cells_of, self._cells = self.model, known_cells(self.model)
+        return self._cells
 
     def _predict_one(self, queries: pd.DataFrame, media: str) -> Answer:
         try:
