@@ -37,6 +37,7 @@ def registry(tmp_path_factory):
     previous_uri, previous_cwd = mlflow.get_tracking_uri(), Path.cwd()
     os.chdir(root)
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    mlflow.set_experiment("hardening")  # an earlier Kedro session's experiment id is not here
     try:
         example = synthetic_events(5, seed=3)[
             ["courier_location_timestamp", "courier_lat", "courier_lon"]
