@@ -2,7 +2,6 @@
 # Both bootstrap uv with pip when it is missing, then install the locked environment.
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
-RAW_EVENTS := data/01_raw/courier_events.csv
 export KEDRO_DISABLE_TELEMETRY := 1
 
 .PHONY: install run data test test-fast lint format viz
@@ -17,8 +16,9 @@ install:  ## uv (via pip if missing) and the locked environment in .venv
 	@# would otherwise compile every imported module on every `kedro` command (~9 s of start-up).
 	$(UV) sync --frozen --compile-bytecode
 
-data: install  ## generate the synthetic city once, when no raw events exist
-	@test -f $(RAW_EVENTS) || $(UV) run --frozen kedro run --pipelines data_generation
+data: install  ## generate the synthetic city once, when the catalog's raw_events do not exist
+	@# Asks the catalog, wherever raw_events point: a user's own file is never replaced.
+	$(UV) run --frozen kedro generate-data
 
 run: data  ## train (the default pipeline), then forecast and monitor with the registered model
 	$(UV) run --frozen kedro run

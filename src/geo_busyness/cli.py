@@ -12,7 +12,7 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run
 
-__all__ = ["champion_location", "cli", "registry_names", "run"]
+__all__ = ["champion_location", "cli", "generation_decision", "registry_names", "run"]
 
 RECORD_DATASET = "deployment_record"
 
@@ -47,7 +47,26 @@ def _current_champion(project_path: Path, env: str | None) -> str:
             record = catalog.load(RECORD_DATASET)
         except DatasetError:
             record = None
-        return champion_location(record, *registry_names(context.config_loader["globals"]))
+        name, alias = registry_names(context.config_loader["globals"])
+        location = champion_location(record, name, alias)
+        if location.startswith("models:/"):
+            _require_champion((record or {}).get("model_name", name), alias)
+        return location
+
+
+def _require_champion(name: str, alias: str) -> None:
+    """One line saying what to run first when the registry has no ``alias`` version yet."""
+    from geo_busyness.registry import ModelNotFound, resolve_version  # noqa: PLC0415
+
+    try:
+        resolve_version(name, aliases=[alias])
+    except ModelNotFound:
+        raise click.ClickException(
+            f"Nothing to serve: registered model {name!r} has no {alias!r} version yet. Run"
+            " `kedro run` (trains and registers a challenger if it passes the gate), then"
+            " `kedro run --pipelines deployment` (deploys it and makes it the champion), or"
+            " pass --model DIR_OR_URI."
+        ) from None
 
 
 @click.group(name="geo-busyness")
@@ -76,3 +95,53 @@ def serve(  # noqa: PLR0917 - click passes options positionally
         model = _current_champion(project_path, env)
     click.echo(f"Serving {model} on http://{host}:{port}")
     run_server(["--model", model, "--host", host, "--port", str(port), "--workers", str(workers)])
+
+
+#: The input data_generation stands in for, and the dataset it writes in its place.
+RAW_INPUT, GENERATED_INPUT = "raw_events", "generated_events"
+
+
+def _location(dataset: Any) -> str | None:
+    described = dataset._describe() if hasattr(dataset, "_describe") else {}
+    path = described.get("filepath")
+    protocol = described.get("protocol") or "file"
+    if path is None:
+        return None
+    return str(path) if protocol in ("file", "local") else f"{protocol}://{path}"
+
+
+def generation_decision(catalog: Any) -> tuple[bool, str]:
+    """Whether to generate the synthetic city, and why (given the project's catalog).
+
+    Never when ``raw_events`` exists, wherever it points; and never when it points somewhere
+    data_generation does not write (generating would not give it any data).
+    """
+    raw = catalog.get(RAW_INPUT)
+    where = _location(raw) or RAW_INPUT
+    if raw.exists():
+        return False, f"raw_events exists at {where}: using it, nothing generated."
+    generated = _location(catalog.get(GENERATED_INPUT))
+    if generated != _location(raw):
+        raise click.ClickException(
+            f"raw_events points at {where}, which does not exist; data_generation writes"
+            f" {generated} only. Put your file at {where}, or point raw_events at {generated}"
+            " to use synthetic data."
+        )
+    return True, f"raw_events does not exist at {where}: generating the synthetic city there."
+
+
+@cli.command(name="generate-data")
+@click.option("--env", "-e", default=None, help="Kedro environment.")
+@click.pass_obj
+def generate_data(metadata: Any, env: str | None) -> None:
+    """Run data_generation only if the catalog's raw_events do not exist (make data/run)."""
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+    from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
+
+    project_path = Path(getattr(metadata, "project_path", Path.cwd()))
+    bootstrap_project(project_path)
+    with KedroSession.create(project_path=project_path, env=env) as session:
+        generate, why = generation_decision(session.load_context().catalog)
+        click.echo(why)
+        if generate:
+            session.run(pipeline_names=["data_generation"])

@@ -14,6 +14,7 @@ kedro-viz the file it wraps.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -23,6 +24,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 from kedro.io import CachedDataset as _CachedDataset
+from kedro.io import DatasetError
 from kedro.io.core import get_filepath_str
 from kedro_datasets.json import JSONDataset as _JSONDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
@@ -31,6 +33,7 @@ from kedro_datasets.pickle import PickleDataset as _PickleDataset
 from kedro_datasets.plotly import HTMLDataset as _PlotlyHTMLDataset
 from kedro_datasets.plotly import JSONDataset as _PlotlyJSONDataset
 from kedro_datasets.text import TextDataset as _TextDataset
+from pandas.errors import EmptyDataError
 
 if TYPE_CHECKING:
     from kedro_datasets._typing import TablePreview
@@ -47,6 +50,15 @@ class _StagingFileSystem(MemoryFileSystem):
         super().__init__(*args, **kwargs)
         self.store: dict = {}
         self.pseudo_dirs: list[str] = [""]
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The exception and every cause or context behind it."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
 
 
 def _first_missing(folder: str) -> str | None:
@@ -125,7 +137,50 @@ class ParquetDataset(_AtomicSave, _ParquetDataset):
 
 
 class CSVDataset(_AtomicSave, _CSVDataset):
-    """``pandas.CSVDataset`` with all-or-nothing saves."""
+    """``pandas.CSVDataset`` with all-or-nothing saves, and load errors that name the file and
+    the lines: an empty file, or bytes that are not text in the file's encoding."""
+
+    def load(self) -> Any:
+        try:
+            return super().load()
+        except DatasetError as error:
+            causes = _causes(error)
+            if any(isinstance(cause, EmptyDataError) for cause in causes):
+                raise DatasetError(
+                    f"{self._display_path()} is empty: expected a CSV file with a header row"
+                    " naming its columns and at least one data row."
+                ) from error
+            if any(isinstance(cause, UnicodeDecodeError) for cause in causes):
+                raise DatasetError(self._undecodable_lines_message()) from error
+            raise
+
+    def _display_path(self) -> str:
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        return path if self._protocol in _LOCAL else f"{self._protocol}://{path}"
+
+    def _undecodable_lines_message(self, show: int = 5) -> str:
+        """Which lines (1-based, the header is line 1) are not text in the file's encoding."""
+        encoding = self._load_args.get("encoding") or "utf-8"
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        bad: list[int] = []
+        count = 0
+        with self._fs.open(path, "rb") as stream:
+            for number, line in enumerate(stream, start=1):
+                try:
+                    line.decode(encoding)
+                except UnicodeDecodeError:
+                    count += 1
+                    if len(bad) < show:
+                        bad.append(number)
+        where = ", ".join(str(n) for n in bad) + (
+            f" and {count - len(bad)} more" if count > show else ""
+        )
+        return (
+            f"{self._display_path()} is not {encoding} text at line(s) {where}"
+            f" ({count} line(s) in all); nothing was read. Fix or remove those lines, re-export"
+            f" the file as {encoding}, or set load_args.encoding for this dataset in the catalog"
+            " (e.g. latin-1)."
+        )
 
 
 class JSONDataset(_AtomicSave, _JSONDataset):
@@ -160,3 +215,61 @@ class CachedDataset(_CachedDataset):
     def preview(self, nrows: int = 5) -> TablePreview:
         """The first rows of the wrapped file (kedro-viz's preview asks the wrapper)."""
         return self._dataset.preview(nrows=nrows)  # type: ignore[attr-defined]
+
+
+#: Suffix of the marker beside a generated file: the sha256 of the bytes the generator wrote.
+GENERATED_MARKER_SUFFIX = ".generated.sha256"
+
+
+class GeneratedFileError(DatasetError):
+    """The generator was about to replace a file it did not write."""
+
+
+class _GeneratedOnly:
+    """Mixin for what data_generation writes: it never replaces a file it did not write.
+
+    Each save leaves ``<file>.generated.sha256`` beside the file; a later save overwrites the
+    file only if it still has exactly those bytes. A user's own export at the same path (no
+    marker, or other bytes) is refused, whatever the catalog says.
+    """
+
+    _fs: fsspec.AbstractFileSystem
+    _protocol: str
+
+    def save(self, data: Any) -> None:
+        path = get_filepath_str(self._get_save_path(), self._protocol)  # type: ignore[attr-defined]
+        marker = path + GENERATED_MARKER_SUFFIX
+        if self._fs.exists(path) and self._recorded_digest(marker) != self._digest(path):
+            shown = path if self._protocol in _LOCAL else f"{self._protocol}://{path}"
+            raise GeneratedFileError(
+                f"data_generation will not overwrite {shown}: that file was not written by"
+                " data_generation (or was changed since), so it may be your data. Move it"
+                " elsewhere and point raw_events at it, or delete it to generate a synthetic one."
+            )
+        super().save(data)  # type: ignore[misc]
+        self._fs.pipe_file(marker, self._digest(path).encode())
+
+    def _digest(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self._fs.open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def _recorded_digest(self, marker: str) -> str | None:
+        try:
+            return self._fs.cat_file(marker).decode().strip()
+        except (FileNotFoundError, OSError):
+            return None
+
+
+class GeneratedCSVDataset(_GeneratedOnly, CSVDataset):
+    """A CSV file data_generation writes (never over a file it did not write)."""
+
+
+class GeneratedParquetDataset(_GeneratedOnly, ParquetDataset):
+    """A Parquet file data_generation writes (never over a file it did not write)."""
+
+
+class GeneratedJSONDataset(_GeneratedOnly, JSONDataset):
+    """A JSON file data_generation writes (never over a file it did not write)."""

@@ -31,6 +31,7 @@ from kedro.io import DatasetError
 from kedro.io.core import VersionNotFoundError
 
 from geo_busyness.memory_budget import check_raw_inputs
+from geo_busyness.redaction import install_log_redaction, redact
 from geo_busyness.run_summary import inference_summary, monitoring_summary, run_summary
 
 logger = logging.getLogger(__name__)
@@ -162,31 +163,95 @@ class StorageErrorHook:
             raise StorageError(explanation) from error
 
 
+class UnreachableTrackingServerError(_ExplainedError):
+    """The MLflow tracking server named by the configuration does not answer."""
+
+
+#: MLflow's HTTP client defaults (7 retries with exponential backoff, 120 s per request) made a
+#: run against a tracking server that is down take ~250 s to fail. Already-set values win.
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+#: How long the start-up probe of a tracking server may take in all, in seconds.
+PROBE_BUDGET_S = 10.0
+
+
+def probe_tracking_server(uri: str, budget_s: float = PROBE_BUDGET_S) -> str | None:
+    """None if the HTTP(S) tracking server at ``uri`` answers at all (any HTTP status), else
+    why not. Other URIs (sqlite, file, databricks) are not probed."""
+    import time  # noqa: PLC0415
+    import urllib.error  # noqa: PLC0415
+    import urllib.parse  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{parts.port}" if parts.port else host  # no user-info on the wire here
+    url = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
+    )
+    deadline = time.monotonic() + budget_s
+    reason = "no answer"
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with urllib.request.urlopen(url, timeout=max(0.5, min(5.0, left))):  # noqa: S310
+                return None
+        except urllib.error.HTTPError:
+            return None  # it answered (401, 404...): the server is there
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = str(getattr(error, "reason", error))
+        if deadline - time.monotonic() < 1.0:
+            return redact(reason)
+        time.sleep(1.0)
+
+
 class TrackingServerHook:
-    """With ``mlflow_tracking_uri: null`` (the cloud env), insist on MLFLOW_TRACKING_URI.
+    """With ``mlflow_tracking_uri: null`` (the cloud env), insist on MLFLOW_TRACKING_URI; check
+    that an HTTP tracking server answers before anything talks to it; keep its credentials out
+    of logs and errors.
 
     MLflow would otherwise fall back to a SQLite file in the working directory, and a team run
-    would be tracked where nobody sees it.
+    would be tracked where nobody sees it; and a server that is down took ~250 s to fail, with a
+    traceback quoting the URI, password included.
     """
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
-        """Fail before any node runs when the cloud env has no tracking server to use."""
+        """Fail before any node runs when there is no tracking server to use, or it is down."""
+        install_log_redaction()
+        for name, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         patterns = context.config_loader.config_patterns
         patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
         try:
             server = context.config_loader["mlflow"].get("server", {})
         except Exception:  # noqa: BLE001 - no mlflow.yml: kedro-mlflow's defaults apply
             return
-        if server.get("mlflow_tracking_uri") is not None:
-            return
-        exported = context._get_config_credentials().get(server.get("credentials") or "", {})
-        if not (os.environ.get("MLFLOW_TRACKING_URI") or exported.get("MLFLOW_TRACKING_URI")):
+        uri = server.get("mlflow_tracking_uri")
+        if uri is None:
+            exported = context._get_config_credentials().get(server.get("credentials") or "", {})
+            uri = os.environ.get("MLFLOW_TRACKING_URI") or exported.get("MLFLOW_TRACKING_URI")
+        if not uri:
             raise MissingTrackingServerError(
                 f"The '{context.env}' environment tracks runs on a team MLflow server but "
                 "MLFLOW_TRACKING_URI is not set: export it (e.g. http://mlflow.internal:5000) "
                 "or add it to the credentials entry named in mlflow.yml."
             )
+        problem = probe_tracking_server(str(uri))
+        if problem is not None:
+            raise UnreachableTrackingServerError(
+                f"The MLflow tracking server {redact(uri)} does not answer ({problem}): start it,"
+                " or check MLFLOW_TRACKING_URI and the network."
+            )
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error: Exception) -> None:
+        """Re-raise an error whose message quotes a credential with the credential masked."""
+        for link in _chain(error):
+            text = str(link)
+            if redact(text) != text:
+                raise _ExplainedError(f"{type(link).__name__}: {redact(text)}") from None
 
 
 class MemoryBudgetHook:

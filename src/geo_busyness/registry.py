@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from geo_busyness.model.bundle import bundle_code, model_requirements
-from geo_busyness.model.loading import fetch_model, load_model, parameter_mismatches
+from geo_busyness.model.loading import (
+    DIGEST_TAG,
+    MLMODEL,
+    artifact_digest,
+    fetch_model,
+    find_model_dir,
+    load_model,
+    parameter_mismatches,
+)
 from geo_busyness.model.predict import as_forecaster
+from geo_busyness.model.pyfunc import LOADER_MODULE as PYFUNC_LOADER
 
 logger = logging.getLogger(__name__)
 
@@ -132,16 +141,25 @@ def check_model_parameters(
 
 
 def register_model(model: Any, example: Any, name: str, alias: str) -> str:
-    """Log ``model`` to the active run, register it under ``name`` with ``alias``: the version."""
-    import mlflow.sklearn  # noqa: PLC0415
-    from mlflow.models import infer_signature  # noqa: PLC0415
+    """Log ``model`` to the active run, register it under ``name`` with ``alias``: the version.
+
+    The version is tagged with ``artifact_sha256`` (``artifact_digest`` of the files as
+    stored), which ``fetch_model`` checks before anything unpickles them. Its pyfunc flavour
+    answers as the server does (``geo_busyness.model.pyfunc``).
+    """
+    import mlflow  # noqa: PLC0415
+    from mlflow.models import Model  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as code_dir:
-        info = mlflow.sklearn.log_model(
-            model,
+        info = Model.log(
+            artifact_path=None,
             name="model",
+            flavor=_BusynessFlavor,
+            sk_model=model,
             registered_model_name=name,
-            signature=infer_signature(example, model.predict(example)),
+            # No input signature: MLflow would enforce it before the model sees the rows and
+            # refuse UTC-aware times and ISO text, which the pyfunc flavour reads as the server.
+            signature=False,
             input_example=example,
             pip_requirements=model_requirements(),
             code_paths=[str(bundle_code(Path(code_dir)))],
@@ -150,8 +168,26 @@ def register_model(model: Any, example: Any, name: str, alias: str) -> str:
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
         )
     version = str(info.registered_model_version)
-    _client().set_registered_model_alias(name, alias, version)
+    with tempfile.TemporaryDirectory(prefix="geo-busyness-digest-") as stored:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=stored)
+        digest = artifact_digest(find_model_dir(local))
+    client = _client()
+    client.set_model_version_tag(name, version, DIGEST_TAG, digest)
+    client.set_registered_model_alias(name, alias, version)
     return version
+
+
+class _BusynessFlavor:
+    """``mlflow.sklearn`` with the pyfunc flavour's loader pointed at ``model/pyfunc.py``."""
+
+    @staticmethod
+    def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
+        import mlflow.sklearn  # noqa: PLC0415
+        from mlflow.pyfunc import FLAVOR_NAME  # noqa: PLC0415
+
+        mlflow.sklearn.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        mlflow_model.flavors[FLAVOR_NAME]["loader_module"] = PYFUNC_LOADER
+        mlflow_model.save(str(Path(path) / MLMODEL))
 
 
 def tag_version(name: str, version: str, tags: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
@@ -78,13 +79,38 @@ COORDINATE_LIMITS = {
     VENUE_LON: LON_LIMIT,
 }
 
+# ---------------------------------------------------------------- time limits
+#: Event and query times the project accepts: [EARLIEST_TIME, LATEST_TIME), UTC. pandas'
+#: nanosecond timestamps end in 2262 and wrap silently beyond (9999-12-31 -> 1816-03-30); the
+#: margin keeps every window and horizon computed from an accepted time representable.
+EARLIEST_TIME = pd.Timestamp("1900-01-01T00:00:00Z")
+LATEST_TIME = pd.Timestamp("2200-01-01T00:00:00Z")
+
+
+def outside_time_range(times: Any) -> np.ndarray:
+    """Mask of parsed times (any unit, tz-aware UTC or naive UTC) outside the accepted range;
+    NaT is not outside (it is missing or unparsable, judged by its own rule)."""
+    index = pd.DatetimeIndex(times)
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    # pandas compares across units exactly (no conversion to nanoseconds, nothing wraps).
+    outside = np.asarray((index < EARLIEST_TIME) | (index >= LATEST_TIME), dtype=bool)
+    return outside & ~np.asarray(index.isna())
+
+
 # ---------------------------------------------------------------- reject reasons
 MISSING_VALUE = "missing_value"
 WRONG_TYPE = "wrong_type"
 UNPARSABLE_TIMESTAMP = "unparsable_timestamp"
+#: A time that parses but lies outside ``EARLIEST_TIME``..``LATEST_TIME`` (year 9999, year 1,
+#: Unix milliseconds sent as seconds): refused, never wrapped into another century.
+TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
 AMBIGUOUS_LOCAL_TIME = "ambiguous_local_time"
 COORDINATES_OUT_OF_RANGE = "coordinates_out_of_range"
 OUTSIDE_SERVICE_AREA = "outside_service_area"
+#: A query farther than the allowed distance from every cell the model knows (e.g. lat/lon
+#: swapped): refused rather than scored with a confident number the model has no basis for.
+OUTSIDE_KNOWN_AREA = "outside_known_area"
 FUTURE_TIMESTAMP = "future_timestamp"
 PING_BEFORE_ORDER_CREATION = "ping_before_order_creation"
 DUPLICATE_ORDER = "duplicate_order"
@@ -92,6 +118,7 @@ DUPLICATE_ORDER = "duplicate_order"
 CLEANING_REJECT_REASONS = (
     MISSING_VALUE,
     UNPARSABLE_TIMESTAMP,
+    TIMESTAMP_OUT_OF_RANGE,
     AMBIGUOUS_LOCAL_TIME,
     COORDINATES_OUT_OF_RANGE,
     OUTSIDE_SERVICE_AREA,

@@ -233,7 +233,7 @@ def test_ping_is_503_until_the_model_is_loaded(busyness_model):
     assert after.status_code == 200
 
 
-def test_a_model_that_fails_to_load_is_503_with_the_reason():
+def test_a_model_that_fails_to_load_is_503_with_the_reason_in_the_log(caplog):
     def broken(_location):
         raise FileNotFoundError("no MLmodel here")
 
@@ -244,9 +244,12 @@ def test_a_model_that_fails_to_load_is_503_with_the_reason():
         await asyncio.sleep(0.1)
         return await client.get("/ping"), await client.post("/invocations", json=[GOOD_ROW])
 
-    ping, invocation = _asgi_calls(app, calls)
+    with caplog.at_level("ERROR", logger="geo_busyness.serving.app"):
+        ping, invocation = _asgi_calls(app, calls)
     assert ping.status_code == 503
-    assert "no MLmodel here" in ping.json()["error"]
+    assert ping.json()["status"] == "failed"
+    assert "no MLmodel here" not in ping.text  # the reason is logged, never answered
+    assert any("no MLmodel here" in record.getMessage() for record in caplog.records)
     assert invocation.status_code == 503
 
 

@@ -11,7 +11,10 @@ SageMaker entry points, batch inference and monitoring all load it here and answ
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,85 @@ from typing import Any
 
 MLMODEL = "MLmodel"
 _ALLOW_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+#: Model-version tag holding ``artifact_digest`` of the artifact as registered.
+DIGEST_TAG = "artifact_sha256"
+#: ``models:/<name>/<version>`` or ``models:/<name>@<alias>``.
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?$")
+
+#: Files MLflow writes on the caller's side when it downloads a registry version (not stored).
+_NOT_STORED = frozenset({"registered_model_meta"})
+
+logger = logging.getLogger(__name__)
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """The model's files are not the ones recorded at registration: refused, never unpickled."""
+
+
+def artifact_digest(model_dir: str | Path) -> str:
+    """sha256 over every file of an MLflow model directory (its relative path and its bytes'
+    sha256, in path order): the pickle, the bundled code and the MLmodel alike. Bytecode caches
+    (written when the bundled code is imported) and the ``registered_model_meta`` MLflow adds on
+    download are left out."""
+    root = Path(model_dir)
+    manifest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        if (
+            relative in _NOT_STORED
+            or "__pycache__" in relative.split("/")
+            or relative.endswith(".pyc")
+        ):
+            continue
+        content = hashlib.sha256()
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                content.update(block)
+        manifest.update(f"{relative}\0{content.hexdigest()}\n".encode())
+    return manifest.hexdigest()
+
+
+def recorded_digest(location: str) -> str | None:
+    """The digest recorded on the registry version a ``models:/`` URI names (None if the URI
+    names no registry version, or the version predates the record)."""
+    match = _REGISTRY_URI.match(str(location))
+    if match is None:
+        return None
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 - heavy; registry URIs only
+
+    client = MlflowClient()
+    if match["version"]:
+        version = client.get_model_version(match["name"], match["version"])
+    else:
+        version = client.get_model_version_by_alias(match["name"], match["alias"])
+    return (version.tags or {}).get(DIGEST_TAG)
+
+
+def verify_artifact(model_dir: str | Path, expected: str | None, location: str) -> None:
+    """Refuse a model directory whose files differ from the digest recorded at registration."""
+    if not expected:
+        logger.warning(
+            "%s has no %s tag (registered before artifacts were fingerprinted): loading it"
+            " unverified; re-register it (kedro run) to have it checked.",
+            _shown(location),
+            DIGEST_TAG,
+        )
+        return
+    actual = artifact_digest(model_dir)
+    if actual != expected:
+        raise ArtifactIntegrityError(
+            f"The model artifact of {_shown(location)} was changed after registration: its files"
+            f" hash to {actual[:16]}..., the registry recorded {expected[:16]}... Refusing to"
+            " load it (loading unpickles code). Re-register the model (kedro run) if the change"
+            " was intended."
+        )
+
+
+def _shown(location: str | Path) -> str:
+    """A location for messages, credentials masked (a URI may carry them)."""
+    from geo_busyness.redaction import redact  # noqa: PLC0415
+
+    return redact(location)
 
 
 def find_model_dir(path: str | Path) -> Path:
@@ -42,14 +124,23 @@ def is_local(location: str | Path) -> bool:
 
 
 def fetch_model(location: str | Path, dst: str | Path | None = None) -> Path:
-    """A local MLflow model directory for ``location``, downloading an MLflow URI into ``dst``."""
+    """A local MLflow model directory for ``location``, downloading an MLflow URI into ``dst``.
+
+    A registry version (``models:/name/3``, ``models:/name@champion``) is checked against the
+    digest recorded when it was registered (``DIGEST_TAG``): a changed artifact is refused
+    with ``ArtifactIntegrityError`` before anything unpickles it.
+    """
     if is_local(location):
         return find_model_dir(location)
     import mlflow  # noqa: PLC0415 - heavy; only needed for registry URIs
 
     dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="geo-busyness-model-"))
+    expected = recorded_digest(str(location))  # asked before the download: what was registered
     local = mlflow.artifacts.download_artifacts(artifact_uri=str(location), dst_path=str(dst))
-    return find_model_dir(local)
+    model_dir = find_model_dir(local)
+    if _REGISTRY_URI.match(str(location)):
+        verify_artifact(model_dir, expected, str(location))
+    return model_dir
 
 
 @contextlib.contextmanager

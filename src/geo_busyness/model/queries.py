@@ -19,9 +19,11 @@ from pandas.api.types import infer_dtype
 from geo_busyness.schemas import (
     COORDINATE_LIMITS,
     COORDINATES_OUT_OF_RANGE,
+    EARLIEST_TIME,
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    LATEST_TIME,
     MISSING_VALUE,
     OPTIONAL_QUERY_COLUMNS,
     QUERY_COLUMNS,
@@ -29,8 +31,10 @@ from geo_busyness.schemas import (
     REJECT_MESSAGE,
     REJECT_REASON,
     SOURCE_ROW,
+    TIMESTAMP_OUT_OF_RANGE,
     UNPARSABLE_TIMESTAMP,
     WRONG_TYPE,
+    outside_time_range,
 )
 
 #: How many offending rows a message lists.
@@ -147,12 +151,19 @@ def _coordinates(values: pd.Series, name: str, required: bool) -> tuple[np.ndarr
         wrong = np.zeros(len(values), dtype=bool)
     else:
         raw = values.to_numpy(dtype=object)
-        missing = pd.isna(raw)
-        if infer_dtype(raw, skipna=True) in ("boolean", "mixed"):
-            # JSON true/false must not pass as 1/0: blank them before the numeric conversion.
-            booleans = np.isin(raw.astype(str), ["True", "False"]) & ~missing
-            raw = np.where(booleans, "not a number", raw)
-        numbers = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(
+        missing = _missing(raw)
+        if infer_dtype(raw, skipna=True) not in (
+            "string",
+            "floating",
+            "integer",
+            "mixed-integer-float",
+        ):
+            # JSON true/false must not pass as 1/0, and lists or objects are no numbers: only
+            # numbers and text go on to the numeric conversion (a type check per value, for
+            # columns that are not plainly text or numbers).
+            scalar = _of_types(raw, _NUMBER_OR_TEXT)
+            raw = np.where(scalar | missing, raw, "not a number")
+        numbers = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
             dtype=float, na_value=np.nan
         )
         wrong = np.isnan(numbers) & ~missing
@@ -181,25 +192,39 @@ def _coordinates(values: pd.Series, name: str, required: bool) -> tuple[np.ndarr
 
 
 def _timestamps(values: pd.Series) -> tuple[pd.DatetimeIndex, list[Check]]:
-    """Query times as UTC (ISO 8601 text, naive = UTC, offsets converted; or Unix seconds)."""
-    missing = values.isna().to_numpy()
+    """Query times as UTC (ISO 8601 text, naive = UTC, offsets converted; or Unix seconds).
+
+    Times are parsed at microsecond or finer resolution (nothing wraps), then times outside
+    ``EARLIEST_TIME``..``LATEST_TIME`` are refused as out of range before the conversion to
+    nanoseconds, which would otherwise fail or wrap into another century.
+    """
+    raw = values.to_numpy(dtype=object) if values.dtype == object else None
+    missing = _missing(raw) if raw is not None else values.isna().to_numpy()
     wrong = np.zeros(len(values), dtype=bool)
+    not_a_time = np.zeros(len(values), dtype=bool)  # numbers no time can be (inf, 1e300)
     kind = "datetime"
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
     elif is_number_dtype(values):
         seconds = values.to_numpy(dtype=float)
-        parsed = pd.DatetimeIndex(pd.to_datetime(seconds, unit="s", utc=True, errors="coerce"))
+        with np.errstate(invalid="ignore"):
+            # Beyond +-1e13 s (~317,000 years) pandas cannot hold the time even in microseconds.
+            seconds = np.where(np.abs(seconds) < 1e13, seconds, np.nan)
+        finite = np.isfinite(seconds)
+        parsed = pd.DatetimeIndex(
+            pd.to_datetime(np.where(finite, seconds, np.nan), unit="s", utc=True, errors="coerce")
+        )
+        not_a_time = ~finite & ~missing
     else:
         raw = values.to_numpy(dtype=object)
         kind = infer_dtype(raw, skipna=True)
         if kind != "string":
-            mixed = kind in ("mixed", "mixed-integer")
-            text = values.str.startswith("", na=False).to_numpy() if mixed else False
-            wrong = ~np.asarray(text) & ~missing
+            text = _of_types(raw, (str,))
+            wrong = ~text & ~missing
             raw = np.where(wrong, None, raw)
-        parsed = pd.DatetimeIndex(pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601"))
-    unparsable = np.asarray(parsed.isna()) & ~missing & ~wrong
+        parsed = _parse_iso(raw)
+    far = outside_time_range(parsed) | not_a_time
+    unparsable = np.asarray(parsed.isna()) & ~missing & ~wrong & ~far
     checks = [
         Check(EVENT_TIME, MISSING_VALUE, missing, f"Missing value in {EVENT_TIME!r} in {_ROWS}."),
         Check(
@@ -216,5 +241,103 @@ def _timestamps(values: pd.Series) -> tuple[pd.DatetimeIndex, list[Check]]:
             f"Unparsable timestamp in {EVENT_TIME!r} in {_ROWS}: expected ISO 8601 "
             "(e.g. 2026-01-05T12:30:00Z; naive times are UTC) or Unix seconds.",
         ),
+        Check(
+            EVENT_TIME,
+            TIMESTAMP_OUT_OF_RANGE,
+            far,
+            f"Timestamp out of range in {EVENT_TIME!r} in {_ROWS}: times from "
+            f"{EARLIEST_TIME:%Y-%m-%d} to before {LATEST_TIME:%Y-%m-%d} UTC are served "
+            "(numbers are Unix seconds, not milliseconds).",
+        ),
     ]
-    return parsed.as_unit("ns"), checks
+    safe = parsed.where(~far)  # NaT where out of range: the nanosecond conversion cannot wrap
+    return safe.as_unit("ns"), checks
+
+
+#: Python types a coordinate value may have before its numeric conversion (not bool).
+_NUMBER_OR_TEXT = (int, float, str, np.floating, np.integer)
+
+
+def _of_types(raw: np.ndarray, types: tuple[type, ...]) -> np.ndarray:
+    """Mask of the values of an object array whose type is one of ``types`` (bool never is)."""
+    return np.fromiter(
+        (isinstance(value, types) and not isinstance(value, bool | np.bool_) for value in raw),
+        dtype=bool,
+        count=len(raw),
+    )
+
+
+def _missing(raw: np.ndarray) -> np.ndarray:
+    """Mask of null values (None, NaN, NaT) of an object array; lists and dicts are not null."""
+    try:
+        return np.asarray(pd.isna(raw), dtype=bool)
+    except (TypeError, ValueError):  # pragma: no cover - pd.isna handles object arrays
+        return np.fromiter((value is None for value in raw), dtype=bool, count=len(raw))
+
+
+def _parse_iso(raw: np.ndarray) -> pd.DatetimeIndex:
+    """ISO 8601 text as UTC times (NaT where unparsable), at the resolution pandas picks."""
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601"))
+    except (OverflowError, ValueError):  # a value pandas cannot even coerce: one by one
+        return pd.DatetimeIndex(
+            [_parse_one(value) for value in raw], dtype=pd.DatetimeTZDtype("us", "UTC")
+        )
+
+
+def _parse_one(value: Any) -> pd.Timestamp:
+    try:
+        return pd.to_datetime(value, utc=True, errors="coerce", format="ISO8601").as_unit("us")
+    except (OverflowError, ValueError):
+        return pd.NaT
+
+
+# ---------------------------------------------------------------- far from every known cell
+#: Default of the largest distance (km) from a query to the nearest known cell's centre.
+DEFAULT_MAX_DISTANCE_KM = 20.0
+_EARTH_RADIUS_KM = 6372.8
+_TREES: dict[int, tuple[np.ndarray, Any]] = {}
+
+
+def known_cells(model: Any) -> np.ndarray | None:
+    """The H3 cells (uint64) a model knows (the forecaster's ``history_.cells``; a pyfunc
+    wrapper is unwrapped), or None if it does not say."""
+    if hasattr(model, "get_raw_model"):
+        model = model.get_raw_model()
+    found = getattr(getattr(model, "history_", None), "cells", None)
+    return np.asarray(found) if found is not None and len(found) else None
+
+
+def distance_to_known_km(lat: np.ndarray, lon: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Great-circle distance (km) from each point to the nearest centre of ``cells``
+    (a ball tree over the centres, built once per cells array: O(rows x log cells))."""
+    key = id(cells)
+    cached = _TREES.get(key)
+    if cached is None or cached[0] is not cells:
+        from sklearn.neighbors import BallTree  # noqa: PLC0415
+
+        from geo_busyness.model.geo import cell_centres  # noqa: PLC0415
+
+        centre_lat, centre_lon = cell_centres(cells)
+        tree = BallTree(np.radians(np.column_stack([centre_lat, centre_lon])), metric="haversine")
+        _TREES.clear()  # one model per process: keep one tree
+        _TREES[key] = cached = (cells, tree)
+    points = np.radians(np.column_stack([np.asarray(lat, float), np.asarray(lon, float)]))
+    distance, _ = cached[1].query(points, k=1)
+    return distance[:, 0] * _EARTH_RADIUS_KM
+
+
+def check_known_area(
+    queries: pd.DataFrame, cells: np.ndarray | None, max_distance_km: float | None
+) -> None:
+    """Refuse (``RequestError`` 400) typed query rows farther than ``max_distance_km`` from
+    every known cell; no check without cells or with a distance of None or <= 0."""
+    if cells is None or not max_distance_km or max_distance_km <= 0 or queries.empty:
+        return
+    far = distance_to_known_km(queries[EVENT_LAT], queries[EVENT_LON], cells) > max_distance_km
+    if far.any():
+        raise RequestError(
+            400,
+            f"Outside the model's area in {_rows(far)}: farther than {max_distance_km:g} km from"
+            " every cell the model was trained on (are courier_lat and courier_lon swapped?).",
+        )

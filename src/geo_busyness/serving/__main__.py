@@ -22,10 +22,18 @@ from geo_busyness.serving.threads import single_threaded_math
 
 single_threaded_math()  # before numpy/scikit-learn load their thread pools
 
+from geo_busyness.redaction import install_log_redaction, redact  # noqa: E402
 from geo_busyness.serving.app import (  # noqa: E402
+    ENV_BODY_TIMEOUT,
     ENV_LOAD_TIMEOUT,
     ENV_MAX_BODY_BYTES,
+    ENV_MAX_CONCURRENCY,
     ENV_MODEL,
+)
+from geo_busyness.serving.protocol import (  # noqa: E402
+    DEFAULT_HEADER_TIMEOUT,
+    ENV_HEADER_TIMEOUT,
+    GuardedHttpToolsProtocol,
 )
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES  # noqa: E402
 
@@ -61,7 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-concurrency",
         type=int,
         default=256,
-        help="open requests per worker before new ones get 503 (bounds the queue under overload)",
+        help="open invocations per worker before new ones get 503 (bounds the queue under"
+        " overload; /ping is never limited)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=float(os.environ.get(ENV_BODY_TIMEOUT) or 20.0),
+        help="seconds a client has to send a request body (then 408 and the connection closes)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=float(os.environ.get(ENV_HEADER_TIMEOUT) or DEFAULT_HEADER_TIMEOUT),
+        help="seconds a client has to send a request's headers (then the connection closes)",
     )
     parser.add_argument("--log-level", default=os.environ.get("GEO_BUSYNESS_LOG_LEVEL", "info"))
     return parser
@@ -80,14 +101,27 @@ def serve(argv: Sequence[str] | None = None) -> None:
     from geo_busyness.model.loading import fetch_model, is_local  # noqa: PLC0415
 
     model = args.model
+    install_log_redaction()
     if not is_local(model):
         target = tempfile.mkdtemp(prefix="geo-busyness-model-")
-        logger.info("Downloading %s to %s", model, target)
-        model = str(fetch_model(model, target))
+        logger.info("Downloading %s to %s", redact(model), target)
+        try:
+            model = str(fetch_model(model, target))
+        except Exception as error:  # noqa: BLE001 - one line, not a traceback, then exit
+            lines = str(error).strip().splitlines() or [""]
+            raise SystemExit(
+                f"Cannot fetch the model {redact(model)}: {type(error).__name__}:"
+                f" {redact(lines[0])}"
+            ) from None
     os.environ[ENV_MODEL] = model
     os.environ[ENV_MAX_BODY_BYTES] = str(args.max_body_bytes)
     os.environ[ENV_LOAD_TIMEOUT] = str(args.load_timeout)
-    logger.info("Serving %s on %s:%d with %d worker(s)", model, args.host, args.port, args.workers)
+    os.environ[ENV_BODY_TIMEOUT] = str(args.body_timeout)
+    os.environ[ENV_HEADER_TIMEOUT] = str(args.header_timeout)
+    os.environ[ENV_MAX_CONCURRENCY] = str(args.max_concurrency)
+    logger.info(
+        "Serving %s on %s:%d with %d worker(s)", redact(model), args.host, args.port, args.workers
+    )
     uvicorn.run(
         "geo_busyness.serving.app:create_app",
         factory=True,
@@ -95,13 +129,14 @@ def serve(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with a header-read deadline; body deadlines and the invocation limit are
+        # the app's (uvicorn's own limit_concurrency would 503 /ping behind stalled clients).
+        http=GuardedHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_level=args.log_level.lower(),
         timeout_keep_alive=75,  # above the 60 s idle timeout of SageMaker's front end
         timeout_graceful_shutdown=30,
-        limit_concurrency=args.max_concurrency,
     )
 
 

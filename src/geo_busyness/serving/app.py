@@ -37,6 +37,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from geo_busyness.model.queries import DEFAULT_MAX_DISTANCE_KM, check_known_area, known_cells
+from geo_busyness.redaction import redact
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES, RequestError, parse_request
 from geo_busyness.serving.responses import encode_error, encode_predictions, response_type
 from geo_busyness.serving.threads import limit_current_thread
@@ -52,8 +54,13 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ENV_MODEL = "GEO_BUSYNESS_MODEL"
 ENV_MAX_BODY_BYTES = "GEO_BUSYNESS_MAX_BODY_BYTES"
 ENV_LOAD_TIMEOUT = "GEO_BUSYNESS_MODEL_LOAD_TIMEOUT"
+ENV_BODY_TIMEOUT = "GEO_BUSYNESS_BODY_TIMEOUT"
+ENV_MAX_CONCURRENCY = "GEO_BUSYNESS_MAX_CONCURRENCY"
+ENV_MAX_DISTANCE_KM = "GEO_BUSYNESS_MAX_DISTANCE_KM"
 JSON = "application/json"
 JSON_HEADERS = [(b"content-type", JSON.encode())]
+#: Ends the connection after the answer (uvicorn closes it): for clients that are not reading.
+CLOSE = ((b"connection", b"close"),)
 
 
 @dataclass
@@ -66,6 +73,14 @@ class Settings:
     load_timeout: float = 120.0
     #: Invocations answered together when they queue up behind a busy worker.
     max_batch_requests: int = 64
+    #: Seconds a client has to send a request's whole body (slowloris): then 408, closed.
+    body_timeout: float = 20.0
+    #: Invocations open at once (reading, queued or answering) before new ones get 503. /ping
+    #: is never limited: stalled clients cannot make the container look unhealthy.
+    max_concurrency: int = 256
+    #: Queries farther than this (km) from every cell the model knows are refused (400); 0
+    #: turns the check off.
+    max_distance_km: float = DEFAULT_MAX_DISTANCE_KM
     loader: Callable[[str], Any] | None = field(default=None, repr=False)
 
     @classmethod
@@ -77,6 +92,9 @@ class Settings:
             model=model,
             max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES),
             load_timeout=float(os.environ.get(ENV_LOAD_TIMEOUT, "120")),
+            body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or 20.0),
+            max_concurrency=int(os.environ.get(ENV_MAX_CONCURRENCY) or 256),
+            max_distance_km=float(os.environ.get(ENV_MAX_DISTANCE_KM) or DEFAULT_MAX_DISTANCE_KM),
         )
 
 
@@ -91,6 +109,7 @@ class ServingApp:
         self._queue: asyncio.Queue | None = None
         self._batcher: asyncio.Task | None = None
         self._carry: list[tuple[tuple[bytes, str, str], asyncio.Future]] = []
+        self._open_invocations = 0
         self._worker = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="predict", initializer=limit_current_thread
         )
@@ -111,12 +130,18 @@ class ServingApp:
 
         def done(future: asyncio.Future) -> None:
             if future.exception() is not None:
-                self._load_error = f"{type(future.exception()).__name__}: {future.exception()}"
-                logger.error("Model %s failed to load: %s", self.settings.model, self._load_error)
+                self._load_error = redact(
+                    f"{type(future.exception()).__name__}: {future.exception()}"
+                )
+                logger.error(
+                    "Model %s failed to load: %s", redact(self.settings.model), self._load_error
+                )
             else:
                 self.model = future.result()
                 logger.info(
-                    "Model %s loaded in %.1f s", self.settings.model, time.perf_counter() - started
+                    "Model %s loaded in %.1f s",
+                    redact(self.settings.model),
+                    time.perf_counter() - started,
                 )
 
         self._load = asyncio.get_running_loop().run_in_executor(None, self._load_model)
@@ -136,8 +161,15 @@ class ServingApp:
         elif path == "/invocations":
             if method != "POST":
                 await _respond(send, 405, encode_error(405, "Use POST for /invocations."))
+            elif self._open_invocations >= self.settings.max_concurrency:
+                busy = encode_error(503, "Too many open invocations; retry shortly.")
+                await _respond(send, 503, busy, [(b"retry-after", b"1"), *CLOSE])
             else:
-                await self._invocations(scope, receive, send)
+                self._open_invocations += 1
+                try:
+                    await self._invocations(scope, receive, send)
+                finally:
+                    self._open_invocations -= 1
         elif path == "/execution-parameters" and method == "GET":
             await _respond(send, 200, orjson.dumps(self.execution_parameters()))
         else:
@@ -160,7 +192,8 @@ class ServingApp:
         if self.model is not None:
             await _respond(send, 200, b'{"status":"ready"}')
         elif self._load_error is not None:
-            await _respond(send, 503, orjson.dumps({"status": "failed", "error": self._load_error}))
+            # The cause (paths, URIs) is in the server's log, never in an answer.
+            await _respond(send, 503, b'{"status":"failed","error":"The model failed to load."}')
         else:
             await _respond(send, 503, b'{"status":"loading"}')
 
@@ -184,7 +217,13 @@ class ServingApp:
         if declared > limit:
             await _respond(send, 413, _too_large(declared, limit))
             return
-        body = await _read_body(receive, limit)
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):
+                body = await _read_body(receive, limit)
+        except TimeoutError:
+            slow = f"The request body did not arrive within {self.settings.body_timeout:g} s."
+            await _respond(send, 408, encode_error(408, slow), list(CLOSE))
+            return
         if body is None:
             await _respond(send, 413, _too_large(limit + 1, limit))
             return
@@ -225,7 +264,8 @@ class ServingApp:
             try:
                 answers = await loop.run_in_executor(self._worker, self.invoke_many, requests)
             except Exception as exc:  # noqa: BLE001 - invoke_many answers faults itself
-                logger.exception("Batch of %d invocation(s) failed", len(batch))
+                # One line: a traceback rendered here would stall the event loop (and /ping).
+                logger.error("Batch of %d invocation(s) failed: %s", len(batch), _one_line(exc))
                 failed = (500, encode_error(500, f"Server fault: {type(exc).__name__}."), JSON)
                 answers = [failed] * len(batch)
             for (_, job), result in zip(batch, answers, strict=True):
@@ -241,7 +281,7 @@ class ServingApp:
         except Exception:  # noqa: BLE001 - reported through _load_error
             pass
         if self.model is None:
-            return f"The model failed to load: {self._load_error}"
+            return "The model failed to load; see the server's log."
         return None
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> Answer:
@@ -261,8 +301,15 @@ class ServingApp:
             try:
                 media = response_type(accept)
                 queries = parse_request(body, content_type, self.settings.max_body_bytes)
+                check_known_area(queries, self._known_cells(), self.settings.max_distance_km)
             except RequestError as exc:
                 answers[index] = (exc.status, encode_error(exc.status, exc.message), JSON)
+            except Exception as exc:  # noqa: BLE001 - one unreadable body fails only itself
+                # The parser words every problem it knows as a RequestError; anything else is a
+                # body it did not foresee. It is answered 400 alone, never failing batch-mates.
+                _log_fault("Unreadable request body", exc)
+                message = f"Could not read the request body ({type(exc).__name__})."
+                answers[index] = (400, encode_error(400, message), JSON)
             else:
                 valid.append((index, queries, media))
         if len(valid) > 1:
@@ -284,12 +331,41 @@ class ServingApp:
             answers[index] = self._predict_one(queries, media)
         return answers
 
+    def _known_cells(self) -> Any:
+        """The model's known cells (cached per loaded model; None if it does not say)."""
+        if getattr(self, "_cells_of", None) is not self.model:
+            self._cells_of, self._cells = self.model, known_cells(self.model)
+        return self._cells
+
     def _predict_one(self, queries: pd.DataFrame, media: str) -> Answer:
         try:
             return 200, encode_predictions(answer(self.model, queries), media), media
-        except Exception as exc:
-            logger.exception("Prediction failed for %d query row(s)", len(queries))
+        except Exception as exc:  # noqa: BLE001 - answered 500, logged once per kind
+            _log_fault(f"Prediction failed for {len(queries)} query row(s)", exc)
             return 500, encode_error(500, f"Prediction failed: {type(exc).__name__}."), JSON
+
+
+#: Exception types whose traceback was already logged: each kind is logged in full once per
+#: process, then in one line (a client repeating a bad request cannot flood the log).
+_TRACED: set[str] = set()
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _log_fault(what: str, exc: BaseException) -> None:
+    """Log a fault: the first of its kind with its traceback, later ones in one line."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    if kind in _TRACED:
+        logger.warning("%s: %s", what, _one_line(exc))
+        return
+    _TRACED.add(kind)
+    logger.warning(
+        "%s: %s (traceback logged once for this kind)", what, _one_line(exc), exc_info=exc
+    )
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -22,9 +22,11 @@ import pandas as pd
 from geo_busyness.model.queries import RequestError, validate_queries
 from geo_busyness.schemas import (
     COORDINATE_LIMITS,
+    EARLIEST_TIME,
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    LATEST_TIME,
     OPTIONAL_QUERY_COLUMNS,
     QUERY_COLUMNS,
 )
@@ -51,6 +53,8 @@ _PLAIN_ISO_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EARLIEST = EARLIEST_TIME.to_pydatetime()
+_LATEST = LATEST_TIME.to_pydatetime()
 _MICROSECOND = timedelta(microseconds=1)
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
@@ -119,8 +123,15 @@ def json_rows(body: bytes) -> list[Any]:
 
 def json_frame(document: list[Any]) -> pd.DataFrame:
     """JSON query rows as a raw frame; refuses rows that are not objects."""
+    if not all(type(row) is dict for row in document):
+        raise RequestError(
+            400, f"Each query must be a JSON object with fields {list(QUERY_COLUMNS)}."
+        )
+    # Only the fields a query can use are kept: rows with distinct other keys would otherwise
+    # build a rows x keys frame (a 136 KiB body of such rows took 1.3 GB).
+    document = [{key: row[key] for key in _KEPT_KEYS if key in row} for row in document]
     try:
-        frame = pd.DataFrame(document)
+        frame = pd.DataFrame(document, columns=[k for k in _KEPT_KEYS if _any_has(document, k)])
     except (TypeError, ValueError):
         raise RequestError(
             400, f"Each query must be a JSON object with fields {list(QUERY_COLUMNS)}."
@@ -130,6 +141,14 @@ def json_frame(document: list[Any]) -> pd.DataFrame:
             400, f"Each query must be a JSON object with fields {list(QUERY_COLUMNS)}."
         )
     return frame
+
+
+#: JSON fields read from a query row (others are ignored, as CSV columns are).
+_KEPT_KEYS = (*QUERY_COLUMNS, *OPTIONAL_QUERY_COLUMNS)
+
+
+def _any_has(rows: list[dict[str, Any]], key: str) -> bool:
+    return any(key in row for row in rows)
 
 
 def _small_clean_queries(document: list[Any]) -> pd.DataFrame | None:
@@ -163,9 +182,10 @@ def _small_clean_queries(document: list[Any]) -> pd.DataFrame | None:
         moments = [datetime.fromisoformat(text) for text in times]
     except ValueError:  # e.g. month 13: the general path words the error
         return None
-    micros = [
-        ((m if m.tzinfo else m.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND for m in moments
-    ]
+    moments = [m if m.tzinfo else m.replace(tzinfo=UTC) for m in moments]
+    if not all(_EARLIEST <= m < _LATEST for m in moments):
+        return None  # out of range: the general path refuses it (nanoseconds would wrap)
+    micros = [(m - _EPOCH) // _MICROSECOND for m in moments]
     stamps = np.asarray(micros, dtype="datetime64[us]").astype("datetime64[ns]")
     return pd.DataFrame(
         {EVENT_TIME: pd.DatetimeIndex(stamps, dtype=_UTC_NS), **columns},

@@ -540,7 +540,7 @@ def _pandas_reference(values: pd.Series) -> pd.Series:
 )
 def test_iso_timestamps_parse_as_pandas_parses_them(dtype, extra):
     values = pd.Series(TRICKY_STAMPS + extra, dtype=dtype)
-    parsed, ambiguous = _parse_timestamps(values, "ISO8601", "America/Regina")
+    parsed, ambiguous, _ = _parse_timestamps(values, "ISO8601", "America/Regina")
     pd.testing.assert_series_equal(parsed, _pandas_reference(values), check_names=False)
     assert not ambiguous.any()
     if extra:
@@ -549,7 +549,7 @@ def test_iso_timestamps_parse_as_pandas_parses_them(dtype, extra):
 
 def test_iso_timestamps_with_offsets_fall_back_to_pandas_whole():
     values = pd.Series(["2026-01-05T10:30:00Z", "2026-01-05T11:30:00Z", "nope"])
-    parsed, _ = _parse_timestamps(values, "ISO8601", "America/Regina")
+    parsed, _, _ = _parse_timestamps(values, "ISO8601", "America/Regina")
     assert list(parsed.iloc[:2]) == list(pd.to_datetime(values.iloc[:2], format="ISO8601"))
     assert pd.isna(parsed.iloc[2])
 

@@ -237,3 +237,73 @@ def test_an_endpoint_busy_updating_is_not_touched():
     with stubber, pytest.raises(DeploymentError, match="is Updating; not updating"):
         deployer.rollout("geo-busyness-v4")
     stubber.assert_no_pending_responses()
+
+
+# ---------------------------------------------------------------- issue #15 item 16
+
+
+def test_a_failed_rollout_marks_the_model_package_rejected(aws, package, monkeypatch):
+    sm, s3 = aws
+    deployer = SageMakerDeployer(config(), sm, s3)
+
+    def failing_rollout(name):
+        raise DeploymentError("Endpoint geo-busyness is Failed instead of serving it.", "Failed")
+
+    monkeypatch.setattr(deployer, "rollout", failing_rollout)
+    with pytest.raises(DeploymentError):
+        deployer.deploy(package, "geo-busyness", "5", METRICS)
+    packages = sm.list_model_packages(ModelPackageGroupName=deployer.config.model_package_group)
+    (summary,) = packages["ModelPackageSummaryList"]
+    described = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+    assert described["ModelApprovalStatus"] == "Rejected"
+    assert "Rollout failed" in described.get("ApprovalDescription", "Rollout failed")
+
+
+def test_a_successful_rollout_leaves_the_package_approved(aws, package):
+    sm, s3 = aws
+    record = SageMakerDeployer(config(), sm, s3).deploy(package, "geo-busyness", "6", METRICS)
+    described = sm.describe_model_package(ModelPackageName=record["model_package_arn"])
+    assert described["ModelApprovalStatus"] == "Approved"
+
+
+def test_a_rollback_that_fails_too_says_both_and_that_nothing_may_serve():
+    """The branch where the rollback itself fails (was untested)."""
+    deployer, stubber = _stubbed(
+        [
+            _endpoint("InService", "geo-busyness-v3"),
+            _endpoint("Updating", "geo-busyness-v3"),
+            _endpoint("Failed", "geo-busyness-v4", reason="Image pull failed"),
+        ]
+    )
+    stubber.add_client_error(
+        "update_endpoint",
+        service_error_code="ValidationException",
+        service_message="Cannot update in-progress endpoint",
+        expected_params={"EndpointName": "geo-busyness", "EndpointConfigName": "geo-busyness-v3"},
+    )
+    with stubber, pytest.raises(DeploymentError) as failed:
+        deployer.rollout("geo-busyness-v4")
+    stubber.assert_no_pending_responses()
+    message = str(failed.value)
+    assert "Image pull failed" in message
+    assert "Rolling back to geo-busyness-v3 failed too" in message
+    assert "Cannot update in-progress endpoint" in message
+    assert failed.value.status != "InService"
+
+
+def test_rejecting_the_package_failing_too_keeps_the_rollouts_error(
+    aws, package, monkeypatch, caplog
+):
+    sm, s3 = aws
+    deployer = SageMakerDeployer(config(), sm, s3)
+    monkeypatch.setattr(
+        deployer, "rollout", lambda name: (_ for _ in ()).throw(DeploymentError("boom", "Failed"))
+    )
+
+    def refuse(**kwargs):
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(sm, "update_model_package", refuse)
+    with pytest.raises(DeploymentError, match="boom"):
+        deployer.deploy(package, "geo-busyness", "7", METRICS)
+    assert "Reject it by hand" in caplog.text

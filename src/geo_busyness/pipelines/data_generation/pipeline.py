@@ -1,5 +1,10 @@
 """Writes synthetic raw events (and the labels of the faults injected into them), and a recent
-window after them with query rows for batch inference."""
+window after them with query rows for batch inference.
+
+Its outputs have their own names (``generated_*``), never the inputs' (``raw_events``...): by
+default they are the same files, so a fresh clone runs end to end, but pointing ``raw_events``
+at your data never makes generation write there, and a generated dataset refuses to overwrite
+a file it did not write."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -13,13 +18,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=generate_events,
                 inputs="params:data_generation",
-                outputs=["raw_events", "raw_fault_labels", "raw_generation_summary"],
+                outputs=["generated_events", "generated_fault_labels", "generated_summary"],
                 name="generate_events",
             ),
             Node(
                 func=generate_recent_events,
                 inputs=["params:data_generation", "params:data_processing.source_timezone"],
-                outputs=["recent_raw_events", "inference_queries"],
+                outputs=["generated_recent_events", "generated_inference_queries"],
                 name="generate_recent_events",
             ),
         ],

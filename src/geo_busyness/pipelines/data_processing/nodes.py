@@ -33,10 +33,12 @@ from geo_busyness.schemas import (
     REQUIRED_COLUMNS,
     SOURCE_ROW,
     TIMESTAMP_COLUMNS,
+    TIMESTAMP_OUT_OF_RANGE,
     UNPARSABLE_TIMESTAMP,
     VENUE_ID,
     VENUE_LAT,
     VENUE_LON,
+    outside_time_range,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,12 @@ def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -
 
 #: The timestamp layout most sources write; Arrow parses it, pandas only what does not match.
 _ISO_SECONDS = "%Y-%m-%dT%H:%M:%S"
+#: ISO 8601 text ending in a UTC offset or Z after a time of day: an instant, not a local time.
+_AWARE_ISO = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)\s*$"
+#: Times are parsed in microseconds (+-294k years): years 1 or 9999 parse as what they are and
+#: are then quarantined as out of range, instead of wrapping in nanoseconds (2500 -> 1915).
+_US = "datetime64[us]"
+_NAT = np.datetime64("NaT", "us")
 
 
 #: Rows parsed per Arrow step: bounds the temporary copies a 10M-row column would need.
@@ -106,27 +114,26 @@ _PARSE_BLOCK_ROWS = 1_000_000
 
 
 def _parse_iso_block(text: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
-    """Arrow's parse of a block of naive 'YYYY-MM-DDTHH:MM:SS' text: datetime64[ns], NaT where
+    """Arrow's parse of a block of naive 'YYYY-MM-DDTHH:MM:SS' text: datetime64[us], NaT where
     the text has another layout; None if Arrow's strict ISO cast disagrees with strptime."""
-    parsed = pc.strptime(text, format=_ISO_SECONDS, unit="ns", error_is_null=True)
+    parsed = pc.strptime(text, format=_ISO_SECONDS, unit="us", error_is_null=True)
     accepted = pc.is_valid(parsed)
     try:
-        strict = pc.cast(pc.filter(text, accepted), pa.timestamp("ns"))
+        strict = pc.cast(pc.filter(text, accepted), pa.timestamp("us"))
     except pa.ArrowInvalid:
         return None
     if pc.all(pc.equal(strict, pc.filter(parsed, accepted))).as_py() not in (True, None):
         return None
-    return parsed.to_numpy(zero_copy_only=False)
+    return parsed.to_numpy(zero_copy_only=False).astype(_US)
 
 
-def _parse_iso_with_arrow(values: pd.Series) -> pd.Series | None:
-    """Naive ISO 8601 text parsed by Arrow, with pandas (ISO8601) for the values Arrow misses.
+def _parse_iso_with_arrow(values: pd.Series) -> np.ndarray | None:
+    """Naive 'YYYY-MM-DDTHH:MM:SS' text parsed by Arrow (NaT where it has another layout), or
+    None when Arrow cannot judge the column (not text, or a disagreement with its strict cast).
 
     pandas' parser first turns Arrow text into a Python object per row; Arrow parses in place,
     several times faster, block by block. Arrow's strptime rolls impossible dates over (Feb 30
-    -> Mar 2), so what it accepts is checked against Arrow's strict ISO cast. ``None`` means
-    "parse the whole column with pandas" (not text, a disagreement, or values pandas reads as
-    timezone-aware), so the result is always what pandas alone would give.
+    -> Mar 2), so what it accepts is checked against Arrow's strict ISO cast.
     """
     try:
         text = pa.array(values, from_pandas=True)  # zero-copy for Arrow-backed text
@@ -134,45 +141,127 @@ def _parse_iso_with_arrow(values: pd.Series) -> pd.Series | None:
         return None
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         return None
-    stamps = np.empty(len(text), dtype="datetime64[ns]")
+    stamps = np.empty(len(text), dtype=_US)
     for start in range(0, len(text), _PARSE_BLOCK_ROWS):
         block = _parse_iso_block(text.slice(start, _PARSE_BLOCK_ROWS))
         if block is None:
             return None
         stamps[start : start + len(block)] = block
-    misses = np.flatnonzero(np.isnat(stamps) & values.notna().to_numpy())
-    if len(misses):
-        # Arrow's take: pandas' positional take over a many-chunked column is far slower.
-        rest = pd.to_datetime(
-            pd.Series(text.take(misses).to_numpy(zero_copy_only=False), dtype="string"),
-            format="ISO8601",
-            errors="coerce",
-        )
-        if rest.dt.tz is not None:
-            return None
-        stamps[misses] = rest.to_numpy(dtype="datetime64[ns]")
-    return pd.Series(stamps, index=values.index, name=values.name)
+    return stamps
+
+
+def _to_datetime(
+    text: pd.Series, timestamp_format: str, utc: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``text`` parsed as (naive local times, UTC instants as naive UTC), microseconds, NaT where
+    unparsable or of the other kind; a group pandas cannot parse at once goes value by value."""
+    try:
+        parsed = pd.to_datetime(text, format=timestamp_format, errors="coerce", utc=utc)
+        if not pd.api.types.is_datetime64_any_dtype(parsed):
+            raise ValueError("mixed")  # noqa: TRY301 - handled below, value by value
+    except (ValueError, TypeError, OverflowError):
+        return _to_datetime_one_by_one(text, timestamp_format)
+    naive = np.full(len(text), _NAT)
+    aware = np.full(len(text), _NAT)
+    if parsed.dt.tz is None:
+        naive = parsed.dt.as_unit("us").to_numpy(dtype=_US)
+    else:
+        aware = parsed.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("us").to_numpy(_US)
+    return naive, aware
+
+
+def _to_datetime_one_by_one(
+    text: pd.Series, timestamp_format: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The slow path of ``_to_datetime`` (a column mixing layouts pandas refuses together)."""
+    naive = np.full(len(text), _NAT)
+    aware = np.full(len(text), _NAT)
+    for position, value in enumerate(text.tolist()):
+        try:
+            moment = pd.to_datetime(value, format=timestamp_format, errors="coerce")
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if moment is None or pd.isna(moment):
+            continue
+        if moment.tzinfo is None:
+            naive[position] = moment.as_unit("us").to_datetime64()
+        else:
+            aware[position] = (
+                moment.tz_convert("UTC").tz_localize(None).as_unit("us").to_datetime64()
+            )
+    return naive, aware
+
+
+def _parse_text(values: pd.Series, timestamp_format: str) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamp text as (naive local times, UTC instants as naive UTC), in microseconds.
+
+    Offset-aware values (``...Z``, ``+02:00``) are instants; the others are local times of the
+    source. A column mixing both (which pandas refuses: "Mixed timezones detected") is split.
+    """
+    naive = np.full(len(values), _NAT)
+    aware = np.full(len(values), _NAT)
+    todo = values.notna().to_numpy(dtype=bool, copy=True)
+    if timestamp_format == "ISO8601":
+        arrow = _parse_iso_with_arrow(values)
+        if arrow is not None:
+            naive = arrow
+            todo &= np.isnat(arrow)
+    rows = np.flatnonzero(todo)
+    if not len(rows):
+        return naive, aware
+    rest = values if len(rows) == len(values) else values.iloc[rows]
+    rest = rest.astype("string").reset_index(drop=True)
+    if timestamp_format == "ISO8601":
+        instant = rest.str.contains(_AWARE_ISO, regex=True, na=False).to_numpy()
+    else:
+        instant = np.full(len(rest), "%z" in timestamp_format or "%Z" in timestamp_format)
+    for group in (instant, ~instant):
+        if group.any():
+            found_naive, found_aware = _to_datetime(
+                rest[group], timestamp_format, utc=bool(group is instant)
+            )
+            naive[rows[group]] = found_naive
+            aware[rows[group]] = found_aware
+    return naive, aware
 
 
 def _parse_timestamps(
     values: pd.Series, timestamp_format: str, source_timezone: str
-) -> tuple[pd.Series, pd.Series]:
-    """Parse to UTC; return the parsed values and a mask of local times that do not exist once."""
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Parse to UTC: the parsed values (NaT where not usable), a mask of local times that do
+    not exist once (ambiguous or skipped), and a mask of times out of the accepted range.
+
+    Naive values are local times of ``source_timezone``; offset-aware ones are converted to
+    UTC. Times outside ``EARLIEST_TIME``..``LATEST_TIME`` are NaT here and flagged: they are
+    never converted to nanoseconds, where they would wrap into another century.
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values
+        empty = np.full(len(values), _NAT)
+        if values.dt.tz is None:
+            naive, aware = values.dt.as_unit("us").to_numpy(dtype=_US), empty
+        else:
+            utc = values.dt.tz_convert("UTC").dt.tz_localize(None)
+            naive, aware = empty, utc.dt.as_unit("us").to_numpy(dtype=_US)
     else:
-        parsed = _parse_iso_with_arrow(values) if timestamp_format == "ISO8601" else None
-        if parsed is None:
-            parsed = pd.to_datetime(
-                values.astype("string"), format=timestamp_format, errors="coerce"
-            )
-    if parsed.dt.tz is None:
-        localised = parsed.dt.tz_localize(source_timezone, ambiguous="NaT", nonexistent="NaT")
-        ambiguous = parsed.notna() & localised.isna()
-        parsed = localised
-    else:
-        ambiguous = pd.Series(False, index=values.index)
-    return parsed.dt.tz_convert("UTC").dt.as_unit("ns"), ambiguous
+        naive, aware = _parse_text(values, timestamp_format)
+    # Local times are judged as if UTC first (a day of margin is irrelevant at these limits),
+    # so localising never sees a time it cannot hold.
+    far = outside_time_range(naive) | outside_time_range(aware)
+    naive = np.where(far, _NAT, naive)
+    localised = pd.Series(naive, index=values.index).dt.tz_localize(
+        source_timezone, ambiguous="NaT", nonexistent="NaT"
+    )
+    ambiguous = pd.Series(~np.isnat(naive), index=values.index) & localised.isna()
+    from_local = localised.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype=_US)
+    combined = np.where(np.isnat(aware) | far, from_local, aware)
+    far |= outside_time_range(combined)  # the offset moved a time over the edge
+    combined = np.where(far, _NAT, combined)
+    parsed = pd.Series(
+        pd.DatetimeIndex(combined.astype("datetime64[ns]")).tz_localize("UTC"),
+        index=values.index,
+        name=values.name,
+    )
+    return parsed, ambiguous, pd.Series(far, index=values.index)
 
 
 def _rules(
@@ -181,15 +270,18 @@ def _rules(
     ambiguous: dict[str, pd.Series],
     mapped: list[str],
     params: dict[str, Any],
+    *,
+    far: dict[str, pd.Series],
 ) -> list[tuple[str, str, pd.Series]]:
     """Each cleaning rule as (reason, column, mask of failing rows), in priority order."""
     rules = [(MISSING_VALUE, col, events[col].isna()) for col in mapped]
     # A local time that is ambiguous or skipped parses to NaT too; it has its own reason below.
     rules += [
-        (UNPARSABLE_TIMESTAMP, col, parsed[col].isna() & ~ambiguous[col])
+        (UNPARSABLE_TIMESTAMP, col, parsed[col].isna() & ~ambiguous[col] & ~far[col])
         for col in TIMESTAMP_COLUMNS
         if col in mapped
     ]
+    rules += [(TIMESTAMP_OUT_OF_RANGE, col, far[col]) for col in TIMESTAMP_COLUMNS if col in mapped]
     rules += [
         (AMBIGUOUS_LOCAL_TIME, col, ambiguous[col]) for col in TIMESTAMP_COLUMNS if col in mapped
     ]
@@ -225,16 +317,16 @@ def split_clean_and_rejected(
     A repeated order number rejects every occurrence after the first valid one.
     """
     mapped = [col for col in CANONICAL_COLUMNS if params["column_mapping"].get(col)]
-    parsed, ambiguous = {}, {}
+    parsed, ambiguous, far = {}, {}, {}
     for col in TIMESTAMP_COLUMNS:
-        parsed[col], ambiguous[col] = _parse_timestamps(
+        parsed[col], ambiguous[col], far[col] = _parse_timestamps(
             events[col], params["timestamp_format"], params["source_timezone"]
         )
     reason_code = np.zeros(
         len(events), dtype=np.int8
     )  # 0 = clean, else 1 + index in REJECT_REASONS
     column_code = np.zeros(len(events), dtype=np.int8)
-    for reason, col, mask in _rules(events, parsed, ambiguous, mapped, params):
+    for reason, col, mask in _rules(events, parsed, ambiguous, mapped, params, far=far):
         hit = (reason_code == 0) & mask.to_numpy(dtype=bool, na_value=False)
         reason_code[hit] = REJECT_REASONS.index(reason) + 1
         column_code[hit] = CANONICAL_COLUMNS.index(col)

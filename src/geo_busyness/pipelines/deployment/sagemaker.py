@@ -9,7 +9,9 @@
 4. creates the endpoint, or updates it blue/green: SageMaker keeps the old fleet serving until
    the new one is InService and rolls back by itself when the new one fails;
 5. waits for InService within a timeout. A failed update leaves the previous config serving;
-   ``DeploymentError`` says which config serves, so the caller does not promote the model.
+   ``DeploymentError`` says which config serves, so the caller does not promote the model, and
+   the model package is marked back to *Rejected* (SageMaker deploys approved packages only,
+   so it is approved at registration and un-approved when its rollout fails).
 
 Credentials come from boto3's chain (AWS_* environment, profile, web identity in CI); Kedro
 credentials reach it through kedro-mlflow's ``server.credentials`` (exported to the
@@ -347,9 +349,16 @@ class SageMakerDeployer:
             model_data_url, metrics_url, model_name, version, metadata
         )
         name = self.resource_name(version)
-        self.create_model(name, package_arn)
-        self.create_endpoint_config(name, name)
-        outcome = self.rollout(name)
+        try:
+            self.create_model(name, package_arn)
+            self.create_endpoint_config(name, name)
+            outcome = self.rollout(name)
+        except Exception as failure:
+            # The package was registered Approved (SageMaker deploys approved packages only);
+            # a rollout that did not end with it serving marks it back, so nothing reading the
+            # registry takes a version that never served for a good one.
+            self._reject_package(package_arn, failure)
+            raise
         return {
             "model_data_url": model_data_url,
             "metrics_url": metrics_url,
@@ -358,6 +367,25 @@ class SageMakerDeployer:
             "sagemaker_model": name,
             **outcome,
         }
+
+    def _reject_package(self, package_arn: str, failure: BaseException) -> None:
+        """Mark the model package Rejected after a failed rollout (logged if that fails too)."""
+        reason = f"Rollout failed: {type(failure).__name__}: {failure}"[:1000]
+        try:
+            self.sm.update_model_package(
+                ModelPackageArn=package_arn,
+                ModelApprovalStatus="Rejected",
+                ApprovalDescription=reason,
+            )
+            logger.error("Model package %s marked Rejected: %s", package_arn, reason)
+        except Exception as exc:  # noqa: BLE001 - the rollout's failure is what the caller sees
+            logger.error(
+                "Model package %s stays Approved although its rollout failed; marking it"
+                " Rejected failed too (%s: %s). Reject it by hand.",
+                package_arn,
+                type(exc).__name__,
+                exc,
+            )
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
