@@ -200,13 +200,8 @@ def test_the_known_area_check_can_be_turned_off(busyness_model):
     assert app.invoke(swapped, JSON, "")[0] == 200
 
 
-def test_known_cells_reads_the_forecaster_and_its_pyfunc_wrapper(busyness_model):
-    from types import SimpleNamespace  # noqa: PLC0415
-
+def test_known_cells_reads_the_forecaster(busyness_model):
     from geo_busyness.model.queries import known_cells  # noqa: PLC0415
 
-    cells = busyness_model.history_.cells
-    np.testing.assert_array_equal(known_cells(busyness_model), cells)
-    wrapped = SimpleNamespace(get_raw_model=lambda: busyness_model)
-    np.testing.assert_array_equal(known_cells(wrapped), cells)
+    np.testing.assert_array_equal(known_cells(busyness_model), busyness_model.history_.cells)
     assert known_cells(object()) is None

@@ -300,10 +300,9 @@ _TREES: dict[int, tuple[np.ndarray, Any]] = {}
 
 
 def known_cells(model: Any) -> np.ndarray | None:
-    """The H3 cells (uint64) a model knows (the forecaster's ``history_.cells``; a pyfunc
-    wrapper is unwrapped), or None if it does not say."""
-    if hasattr(model, "get_raw_model"):
-        model = model.get_raw_model()
+    """The H3 cells (uint64) a model knows (the forecaster's ``history_.cells``), or None if
+    it does not say (a wrapper is not opened here: a fault in it belongs to the prediction,
+    which reports it as a model fault, not to the request's validation)."""
     found = getattr(getattr(model, "history_", None), "cells", None)
     return np.asarray(found) if found is not None and len(found) else None
 
