@@ -137,6 +137,7 @@ def generate_data(metadata: Any, env: str | None) -> None:
     """Run data_generation only if the catalog's raw_events do not exist (make data/run)."""
     from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
+    from kedro.runner import SequentialRunner  # noqa: PLC0415
 
     project_path = Path(getattr(metadata, "project_path", Path.cwd()))
     bootstrap_project(project_path)
@@ -144,4 +145,6 @@ def generate_data(metadata: Any, env: str | None) -> None:
         generate, why = generation_decision(session.load_context().catalog)
         click.echo(why)
         if generate:
-            session.run(pipeline_names=["data_generation"])
+            # A runner instance, as `kedro run` passes one: kedro-viz's hook warns on a run
+            # whose recorded runner is not a SequentialRunner instance.
+            session.run(pipeline_names=["data_generation"], runner=SequentialRunner())
