@@ -9,11 +9,9 @@ validation, and the test window is scored on exactly the same cells x hours for 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
@@ -30,16 +28,9 @@ from geo_busyness.model.forecaster import (
     bucket_values,
     count_quantiles,
 )
-from geo_busyness.model.geo import cell_centres, cell_names, h3_cells
+from geo_busyness.model.geo import cell_names, h3_cells
 from geo_busyness.model.history import CountHistory
 from geo_busyness.pipelines.modeling.backtest import backtest_means, score
-from geo_busyness.pipelines.modeling.model_card import (
-    git_revision,
-    model_card,
-    model_card_markdown,
-    params_digest,
-)
-from geo_busyness.registry import log_model_card, register_model, tag_version
 from geo_busyness.schemas import (
     BASELINE,
     CELL,
@@ -282,19 +273,6 @@ def _prediction_tables(
     return predictions, baseline
 
 
-def query_example(test_predictions: pd.DataFrame) -> pd.DataFrame:
-    """Five query rows (naive UTC time: MLflow schemas hold naive datetimes) for the signature."""
-    head = test_predictions.head(5).reset_index(drop=True)
-    lat, lon = cell_centres(np.asarray([int(c, 16) for c in head[H3_CELL]], dtype=np.uint64))
-    return pd.DataFrame(
-        {
-            EVENT_TIME: pd.DatetimeIndex(head[HOUR]).tz_convert("UTC").tz_localize(None),
-            EVENT_LAT: lat,
-            EVENT_LON: lon,
-        }
-    )
-
-
 def evaluate_leaky_reference_protocol(
     clean_events: pd.DataFrame,
     feature_engineering_params: dict[str, Any],
@@ -395,80 +373,6 @@ def build_evaluation_report(
             flat[f"{key}_{name}"] = row["model"][name]
     flat["gate_passed"] = float(passed)
     return report, {name: {"value": float(value), "step": 0} for name, value in flat.items()}
-
-
-def gate_and_register(
-    model: BusynessForecaster,
-    report: dict[str, Any],
-    test_predictions: pd.DataFrame,
-    feature_engineering_params: dict[str, Any],
-    params: dict[str, Any],
-) -> dict[str, Any]:
-    """Register the model (alias challenger, tagged) if the gate passed; tag the run either way."""
-    report = json.loads(json.dumps(report))  # a copy
-    gate = report["gate"]
-    started = mlflow.active_run() is None
-    run = mlflow.start_run() if started else mlflow.active_run()
-    try:
-        mlflow.set_tags(
-            {
-                "gate": "passed" if gate["passed"] else "failed",
-                "gate_reasons": "; ".join(gate["reasons"]) or "-",
-            }
-        )
-        report["registration"] = {"run_id": run.info.run_id, "registered": False}
-        if not gate["passed"]:
-            logger.warning(
-                "Quality gate failed, nothing registered: %s", "; ".join(gate["reasons"])
-            )
-            return report
-        report["registration"] = _register(
-            model, report, test_predictions, feature_engineering_params, params
-        )
-        report["registration"]["run_id"] = run.info.run_id
-        return report
-    finally:
-        if started:
-            mlflow.end_run()
-
-
-def _register(
-    model: BusynessForecaster,
-    report: dict[str, Any],
-    test_predictions: pd.DataFrame,
-    feature_engineering_params: dict[str, Any],
-    params: dict[str, Any],
-) -> dict[str, Any]:
-    """Register the model (alias ``challenger``), tag the version, log its model card."""
-    name, alias = params["registered_model_name"], params["registry_alias"]
-    example = query_example(test_predictions)
-    version = register_model(model, example, name, alias)
-    tags = {f"test_{k}": v for k, v in report["test"]["model"].items()}
-    tags |= {"origin": model.origin.isoformat(), "negative_binomial_size": model.size_}
-    tags |= {f"baseline_{k}": v for k, v in report["test"]["seasonal_naive_baseline"].items()}
-    tags |= {f"window_{k}": v for k, v in report["time_windows"].items()}
-    tags |= {
-        "model_type": report["model_selection"]["chosen"],
-        "git_revision": git_revision(),
-        "params_sha256": params_digest(
-            feature_engineering=feature_engineering_params, modeling=params
-        ),
-        "gate": "passed",
-    }
-    tag_version(name, version, tags)
-    mlflow.set_tag("registered_model_version", version)
-    registration = {
-        "registered": True,
-        "model_name": name,
-        "version": version,
-        "alias": alias,
-        "model_uri": f"models:/{name}@{alias}",
-        "tags": {k: str(v) for k, v in tags.items()},
-    }
-    card = model_card(report, registration)
-    log_model_card(card, model_card_markdown(card))
-    logger.info("Registered %s version %s with alias %s (model card logged)", name, version, alias)
-    return registration
 
 
 def permutation_feature_importance(

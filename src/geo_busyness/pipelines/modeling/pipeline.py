@@ -7,11 +7,11 @@ from .nodes import (
     build_evaluation_report,
     evaluate_leaky_reference_protocol,
     fit_candidates,
-    gate_and_register,
     permutation_feature_importance,
     refit_chosen,
     select_forecaster,
 )
+from .registration import gate_and_register
 
 
 def create_pipeline(**kwargs) -> Pipeline:
