@@ -1,5 +1,5 @@
 """Forecast candidates on the count history, selection on validation, a rolling-origin test
-backtest beside the baselines, the quality gate and the registry.
+backtest beside the baselines, and the quality gate (registration: ``registration.py``).
 
 Every candidate is a ``BusynessForecaster`` (the baselines too), fitted on rows whose target
 hour lies in the train window and scored on the validation window by the same backtest; the
