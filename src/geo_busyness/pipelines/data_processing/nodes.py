@@ -269,15 +269,25 @@ def quality_report(
 ) -> dict[str, Any]:
     """The data quality report from rejected rows counted per (reason, column); raises
     ``DataQualityError`` above the allowed rejected share (both engines' gate)."""
-    by_reason = rejected_by_reason_and_column[rejected_by_reason_and_column > 0].sort_values(
-        ascending=False
+    # Keyed by text, most rows first, ties by reason then column: the same order whatever the
+    # engine (and the index's dtype) that counted them.
+    by_reason = pd.Series(
+        rejected_by_reason_and_column.to_numpy(dtype=np.int64),
+        index=pd.MultiIndex.from_tuples(
+            [(str(r), str(c)) for r, c in rejected_by_reason_and_column.index],
+            names=[REJECT_REASON, REJECT_COLUMN],
+        )
+        if len(rejected_by_reason_and_column)
+        else pd.MultiIndex.from_arrays([[], []], names=[REJECT_REASON, REJECT_COLUMN]),
+        dtype=np.int64,
     )
+    by_reason = by_reason[by_reason > 0].sort_index().sort_values(ascending=False, kind="stable")
     rows_rejected = int(by_reason.sum())
     total = rows_clean + rows_rejected
     if total == 0:
         raise DataQualityError("The raw events table has no rows.")
     top = [{"reason": r, "column": c, "rows": int(n)} for (r, c), n in by_reason.items()]
-    per_reason = by_reason.groupby(level=0, observed=True).sum().sort_values(ascending=False)
+    per_reason = by_reason.groupby(level=0).sum().sort_values(ascending=False, kind="stable")
     share = rows_rejected / total
     report = {
         "rows_in": total,

@@ -1,0 +1,262 @@
+"""data_processing on Spark (`kedro run --env spark`): the same mapping, rules, reasons and
+report as ``nodes``, as DataFrame code.
+
+The rules are ``geo_busyness.cleaning_rules`` (shared with pandas) on Spark columns; timestamps
+are parsed by Spark's own functions (``geo_busyness.spark.timestamps``). The labelled table (every
+row with its parsed timestamps and reject reason, if any) is written once; the quarantine, the
+report and the clean events are read from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from geo_busyness.cleaning_rules import cleaning_rules
+from geo_busyness.model.geo import _ID_SCALE, _LON_SPAN
+from geo_busyness.schemas import (
+    CANONICAL_COLUMNS,
+    COORDINATE_COLUMNS,
+    COORDINATE_LIMITS,
+    DUPLICATE_ORDER,
+    EVENT_TIME,
+    LAT_LIMIT,
+    LON_LIMIT,
+    ORDER_CREATED,
+    ORDER_NUMBER,
+    REJECT_COLUMN,
+    REJECT_REASON,
+    SOURCE_ROW,
+    TIMESTAMP_COLUMNS,
+    VENUE_ID,
+    VENUE_LAT,
+    VENUE_LON,
+)
+from geo_busyness.spark.rules import SparkRuleEngine
+from geo_busyness.spark.timestamps import parse_utc
+
+from .nodes import DataQualityError, quality_report, resolve_column_mapping
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the labelled table beside the canonical ones.
+_UTC = "_utc_{}"
+_AMBIGUOUS = "_ambiguous_{}"
+
+
+def with_source_row(raw: DataFrame) -> DataFrame:
+    """``raw`` with its row number in read order first (``SOURCE_ROW``, 0-based, consecutive).
+
+    Rows of a partition keep their order and partitions follow the file (a single file is
+    split in order), so a file's rows get their line number, as in pandas. One small job
+    counts the rows of each partition; the numbers are then a column expression.
+    """
+    tagged = raw.withColumn("_partition", F.spark_partition_id()).withColumn(
+        "_row_id", F.monotonically_increasing_id()
+    )
+    sizes = sorted(tagged.groupBy("_partition").count().collect())
+    offsets, total = [], 0
+    for partition, count in sizes:
+        offsets += [F.lit(partition), F.lit(total)]
+        total += count
+    # monotonically_increasing_id = partition << 33 + position in the partition.
+    position = F.col("_row_id") - F.shiftleft(F.col("_partition").cast("long"), 33)
+    offset = F.element_at(F.create_map(*offsets), F.col("_partition")) if offsets else F.lit(0)
+    numbered = tagged.withColumn(SOURCE_ROW, (offset + position).cast("long"))
+    return numbered.select(SOURCE_ROW, *raw.columns)
+
+
+def map_to_canonical(raw: DataFrame, column_mapping: dict[str, str | None]) -> DataFrame:
+    """Spark ``nodes.map_to_canonical``: canonical names, numbered rows, coordinates as double
+    (text that is not a number, and NaN, become null), absent optional columns as nulls."""
+    mapping = resolve_column_mapping(column_mapping, list(raw.columns))
+    numbered = with_source_row(raw)
+    columns: list[Column] = [F.col(SOURCE_ROW)]
+    for col in CANONICAL_COLUMNS:
+        if col in COORDINATE_COLUMNS:
+            value = (
+                F.col(f"`{mapping[col]}`").try_cast(T.DoubleType())
+                if col in mapping
+                else F.lit(None).cast(T.DoubleType())
+            )
+            value = F.when(F.isnan(value), F.lit(None)).otherwise(value)
+        elif col in mapping:
+            value = F.col(f"`{mapping[col]}`")
+        else:
+            value = F.lit(None).cast(T.StringType())
+        columns.append(value.alias(col))
+    canonical = numbered.select(*columns)
+    _check_canonical(canonical)
+    return canonical
+
+
+def _check_canonical(canonical: DataFrame) -> None:
+    """The structure ``schemas.CanonicalEvents`` checks on pandas: exactly these columns,
+    coordinates as double (values are judged row by row by the cleaning rules)."""
+    types = {field.name: field.dataType for field in canonical.schema.fields}
+    expected = [SOURCE_ROW, *CANONICAL_COLUMNS]
+    wrong = [c for c in COORDINATE_COLUMNS if not isinstance(types.get(c), T.DoubleType)]
+    if list(types) != expected or wrong:
+        raise DataQualityError(
+            f"canonical events on Spark have columns {list(types)} (expected {expected}); "
+            f"coordinate columns not double: {wrong}"
+        )
+
+
+def split_clean_and_rejected(canonical: DataFrame, params: dict[str, Any]) -> DataFrame:
+    """Every canonical row with its parsed UTC timestamps and its reject reason and column
+    (null when clean): Spark ``nodes.split_clean_and_rejected`` before the split.
+
+    Rules apply in priority order (``cleaning_rules``); a repeated order number rejects every
+    occurrence after the first otherwise valid one (smallest ``SOURCE_ROW``).
+    """
+    mapped = [col for col in CANONICAL_COLUMNS if params["column_mapping"].get(col)]
+    types = {field.name: field.dataType for field in canonical.schema.fields}
+    parsed_columns = []
+    for col in TIMESTAMP_COLUMNS:
+        instant, ambiguous = parse_utc(
+            F.col(col), types[col], params["timestamp_format"], params["source_timezone"]
+        )
+        parsed_columns += [instant.alias(_UTC.format(col)), ambiguous.alias(_AMBIGUOUS.format(col))]
+    frame = canonical.select("*", *parsed_columns)
+    engine = SparkRuleEngine(
+        {col: _UTC.format(col) for col in TIMESTAMP_COLUMNS},
+        {col: _AMBIGUOUS.format(col) for col in TIMESTAMP_COLUMNS},
+    )
+    # The first rule a row fails wins: one CASE WHEN chain (the required columns' missing_value
+    # rules are always there, so the chain is never empty).
+    (first_reason, first_column, first_mask), *rest = cleaning_rules(engine, mapped, params)
+    reason = F.when(first_mask, F.lit(first_reason))
+    column = F.when(first_mask, F.lit(first_column))
+    for rule_reason, rule_column, mask in rest:
+        reason = reason.when(mask, F.lit(rule_reason))
+        column = column.when(mask, F.lit(rule_column))
+    labelled = frame.select("*", reason.alias(REJECT_REASON), column.alias(REJECT_COLUMN))
+    if ORDER_NUMBER in mapped:
+        labelled = _reject_duplicate_orders(labelled)
+    return labelled
+
+
+def _reject_duplicate_orders(labelled: DataFrame) -> DataFrame:
+    """Reject later occurrences of an order number among otherwise valid rows.
+
+    The repeated orders are found on a narrow projection (order number, row) aggregated per
+    order; only orders seen more than once are joined back (Spark broadcasts them when few).
+    """
+    repeated = (
+        labelled.where(F.col(REJECT_REASON).isNull())
+        .groupBy(ORDER_NUMBER)
+        .agg(F.min(SOURCE_ROW).alias("_first_row"), F.count(F.lit(1)).alias("_rows"))
+        .where(F.col("_rows") > 1)
+        .select(ORDER_NUMBER, "_first_row")
+    )
+    joined = labelled.join(repeated, on=ORDER_NUMBER, how="left")
+    duplicate = (
+        F.col(REJECT_REASON).isNull()
+        & F.col("_first_row").isNotNull()
+        & (F.col(SOURCE_ROW) != F.col("_first_row"))
+    )
+    return joined.select(
+        *(
+            F.when(duplicate, F.lit(DUPLICATE_ORDER)).otherwise(F.col(name)).alias(name)
+            if name == REJECT_REASON
+            else F.when(duplicate, F.lit(ORDER_NUMBER)).otherwise(F.col(name)).alias(name)
+            if name == REJECT_COLUMN
+            else F.col(name)
+            for name in labelled.columns
+        )
+    )
+
+
+def quarantine_rejected(labelled: DataFrame) -> DataFrame:
+    """The rejected rows with their raw values, reason and column (the quarantine)."""
+    return labelled.where(F.col(REJECT_REASON).isNotNull()).select(
+        SOURCE_ROW, *CANONICAL_COLUMNS, REJECT_REASON, REJECT_COLUMN
+    )
+
+
+def _venue_id() -> Column:
+    """``model.geo.venue_id`` as a column: coordinates rounded half-to-even like numpy."""
+    lat_units = F.bround((F.col(VENUE_LAT) + LAT_LIMIT) * _ID_SCALE)
+    lon_units = F.bround((F.col(VENUE_LON) + LON_LIMIT) * _ID_SCALE)
+    return (lat_units * _LON_SPAN + lon_units).cast("long")
+
+
+def clean_rows(labelled: DataFrame) -> DataFrame:
+    """The clean events: UTC timestamps in place of the text, and the venue id (``CleanEvents``)."""
+    columns = [
+        F.col(_UTC.format(col)).alias(col) if col in TIMESTAMP_COLUMNS else F.col(col)
+        for col in (SOURCE_ROW, *CANONICAL_COLUMNS)
+    ]
+    return labelled.where(F.col(REJECT_REASON).isNull()).select(
+        *columns, _venue_id().alias(VENUE_ID)
+    )
+
+
+def _clean_violations() -> dict[str, Column]:
+    """``schemas.CleanEvents``' checks as counts of clean rows that break them."""
+    checks = {
+        f"{EVENT_TIME} is null": F.col(_UTC.format(EVENT_TIME)).isNull(),
+        f"{ORDER_CREATED} is after {EVENT_TIME}": F.col(_UTC.format(ORDER_CREATED))
+        > F.col(_UTC.format(EVENT_TIME)),
+    }
+    for col in COORDINATE_COLUMNS:
+        out = F.abs(F.col(col)) > COORDINATE_LIMITS[col]
+        checks[f"{col} out of range"] = (
+            out if col in (VENUE_LAT, VENUE_LON) else (out | F.col(col).isNull())
+        )
+    clean = F.col(REJECT_REASON).isNull()
+    return {
+        name: F.sum((clean & F.coalesce(check, F.lit(False))).cast("long"))
+        for name, check in checks.items()
+    }
+
+
+def enforce_rejected_share(
+    labelled: DataFrame, rejected: DataFrame, max_rejected_fraction: float
+) -> tuple[DataFrame, dict[str, Any]]:
+    """Spark ``nodes.enforce_rejected_share``: the same report and gate, from one aggregation of
+    the labelled table (``rejected`` is the saved quarantine: the gate runs after it is written).
+
+    The clean rows are also validated against ``schemas.CleanEvents``' checks in that pass.
+    """
+    del rejected  # an input only so that the quarantine is saved before the gate
+    counts = (
+        labelled.groupBy(REJECT_REASON, REJECT_COLUMN)
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.unix_micros(F.min(_UTC.format(EVENT_TIME))).alias("first"),
+            F.unix_micros(F.max(_UTC.format(EVENT_TIME))).alias("last"),
+            *(value.alias(name) for name, value in _clean_violations().items()),
+        )
+        .toPandas()
+    )
+    clean = counts[counts[REJECT_REASON].isna()]
+    rejected_counts = counts[counts[REJECT_REASON].notna()]
+    broken = {
+        name: int(clean[name].sum())
+        for name in _clean_violations()
+        if len(clean) and clean[name].sum()
+    }
+    if broken:
+        raise DataQualityError(f"Clean events on Spark break the CleanEvents checks: {broken}")
+    rows_clean = int(clean["rows"].sum()) if len(clean) else 0
+    micros = (lambda v: pd.Timestamp(int(v), unit="us", tz="UTC")) if rows_clean else None
+    report = quality_report(
+        rejected_counts.set_index([REJECT_REASON, REJECT_COLUMN])["rows"].astype("int64"),
+        rows_clean,
+        micros(clean["first"].iloc[0]) if rows_clean else None,
+        micros(clean["last"].iloc[0]) if rows_clean else None,
+        max_rejected_fraction,
+    )
+    logger.info(
+        "Cleaning (Spark) kept %s rows and rejected %s",
+        f"{report['rows_clean']:,}",
+        f"{report['rows_rejected']:,}",
+    )
+    return clean_rows(labelled), report
