@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -61,63 +61,81 @@ def java_pattern(timestamp_format: str) -> str:
     return "".join(out)
 
 
-def localize(wall: Column, timezone: str) -> tuple[Column, Column]:
-    """UTC instants of wall-clock times of ``timezone`` (given as UTC-labelled timestamps), and
-    a flag where the wall time is ambiguous or does not exist (the instant is then null).
+def with_utc_timestamps(
+    frame: DataFrame,
+    columns: dict[str, tuple[str, str]],
+    timestamp_format: str,
+    source_timezone: str,
+) -> DataFrame:
+    """``frame`` with, for each raw timestamp column, its UTC instant (null where unparsable or
+    ambiguous) and an ambiguous-local-time flag: ``columns`` maps each raw column to the names
+    of those two new columns.
 
-    The zone's offset a day before and a day after each time gives the two candidate instants;
-    a candidate is valid if it shows that wall time in the zone. One valid: that instant. Both,
-    with different offsets: ambiguous. Neither: skipped by a DST jump.
-    """
-    micros = F.unix_micros(wall)
-
-    def offset(at_micros: Column) -> Column:
-        at = F.timestamp_micros(at_micros)
-        return F.unix_micros(F.from_utc_timestamp(at, timezone)) - at_micros
-
-    before, after = offset(micros - _DAY_MICROS), offset(micros + _DAY_MICROS)
-    first, second = micros - before, micros - after
-
-    def shows_wall(candidate: Column) -> Column:
-        return (
-            F.unix_micros(F.from_utc_timestamp(F.timestamp_micros(candidate), timezone)) == micros
-        )
-
-    ok_first, ok_second = shows_wall(first), shows_wall(second)
-    ambiguous = wall.isNotNull() & (
-        (ok_first & ok_second & (before != after)) | (~ok_first & ~ok_second)
-    )
-    instant = (
-        F.when(ambiguous, F.lit(None))
-        .when(ok_first, F.timestamp_micros(first))
-        .otherwise(F.timestamp_micros(second))
-    )
-    return instant.cast(T.TimestampType()), F.coalesce(ambiguous, F.lit(False))
-
-
-def parse_utc(
-    values: Column, data_type: T.DataType, timestamp_format: str, source_timezone: str
-) -> tuple[Column, Column]:
-    """(UTC instant or null, ambiguous-local-time flag) of a raw timestamp column.
-
-    Text is parsed with ``try_cast`` (ISO 8601, any separator, optional fraction and offset)
+    Text is parsed with ``try_cast`` (ISO 8601: either separator, optional fraction and offset)
     or ``try_to_timestamp`` with ``timestamp_format``; unparsable text gives null. Naive values
-    (text without an offset, TIMESTAMP_NTZ) are localized in ``source_timezone``; instants
-    (TIMESTAMP) are kept as they are.
+    (text without an offset, TIMESTAMP_NTZ) are wall-clock times of ``source_timezone``;
+    instants (TIMESTAMP) and text with an offset are kept as they are.
+
+    A naive time's instant: the zone's offset a day before and a day after gives two candidate
+    instants; a candidate is valid if it shows that wall time in the zone. One valid: that
+    instant. Both, with different offsets: ambiguous (DST ends). Neither: the time never
+    happened (DST starts). Each step is its own projection, referring to the previous one's
+    columns by name, so no expression is copied into the next (plans stay small).
     """
-    if isinstance(data_type, T.TimestampType):
-        return values, F.lit(False)
-    if isinstance(data_type, T.TimestampNTZType):
-        return localize(values.cast(T.TimestampType()), source_timezone)
-    text = values.cast(T.StringType())
-    if timestamp_format == "ISO8601":
-        parsed = text.try_cast(T.TimestampType())
-        aware = text.rlike(_HAS_ZONE)
-    else:
-        parsed = F.try_to_timestamp(text, F.lit(java_pattern(timestamp_format)))
-        aware = F.lit("%z" in timestamp_format)
-    local, ambiguous = localize(parsed, source_timezone)
-    return (
-        F.when(aware, parsed).otherwise(local),
-        F.when(aware, F.lit(False)).otherwise(ambiguous),
-    )
+    types = {field.name: field.dataType for field in frame.schema.fields}
+    keep = list(frame.columns)
+    steps: list[dict[str, Column]] = [{}, {}, {}, {}]
+    finals: dict[str, Column] = {}
+    for raw, (utc, ambiguous) in columns.items():
+        wall, aware, micros = f"_wall_{raw}", f"_aware_{raw}", f"_wall_us_{raw}"
+        before, after, ok_before, ok_after = (
+            f"_{k}_{raw}" for k in ("before", "after", "ok1", "ok2")
+        )
+        data_type = types[raw]
+        if isinstance(data_type, T.TimestampType):
+            steps[0][wall], steps[0][aware] = F.col(raw), F.lit(True)
+        elif isinstance(data_type, T.TimestampNTZType):
+            steps[0][wall], steps[0][aware] = F.col(raw).cast(T.TimestampType()), F.lit(False)
+        elif timestamp_format == "ISO8601":
+            text = F.col(raw).cast(T.StringType())
+            steps[0][wall] = text.try_cast(T.TimestampType())
+            steps[0][aware] = F.coalesce(text.rlike(_HAS_ZONE), F.lit(False))
+        else:
+            pattern = F.lit(java_pattern(timestamp_format))
+            steps[0][wall] = F.try_to_timestamp(F.col(raw).cast(T.StringType()), pattern)
+            steps[0][aware] = F.lit("%z" in timestamp_format)
+        steps[1][micros] = F.unix_micros(F.col(wall))
+        steps[2][before] = _offset(F.col(micros) - _DAY_MICROS, source_timezone)
+        steps[2][after] = _offset(F.col(micros) + _DAY_MICROS, source_timezone)
+        steps[3][ok_before] = _shows(F.col(micros) - F.col(before), F.col(micros), source_timezone)
+        steps[3][ok_after] = _shows(F.col(micros) - F.col(after), F.col(micros), source_timezone)
+        is_ambiguous = (
+            ~F.col(aware)
+            & F.col(wall).isNotNull()
+            & (
+                (F.col(ok_before) & F.col(ok_after) & (F.col(before) != F.col(after)))
+                | (~F.col(ok_before) & ~F.col(ok_after))
+            )
+        )
+        finals[ambiguous] = F.coalesce(is_ambiguous, F.lit(False))
+        finals[utc] = (
+            F.when(F.col(aware), F.col(wall))
+            .when(is_ambiguous, F.lit(None))
+            .when(F.col(ok_before), F.timestamp_micros(F.col(micros) - F.col(before)))
+            .otherwise(F.timestamp_micros(F.col(micros) - F.col(after)))
+            .cast(T.TimestampType())
+        )
+    for step in steps:
+        frame = frame.withColumns(step)
+    return frame.select(*keep, *(value.alias(name) for name, value in finals.items()))
+
+
+def _offset(at_micros: Column, timezone: str) -> Column:
+    """The zone's UTC offset (micros) at an instant (micros)."""
+    return F.unix_micros(F.from_utc_timestamp(F.timestamp_micros(at_micros), timezone)) - at_micros
+
+
+def _shows(candidate_micros: Column, wall_micros: Column, timezone: str) -> Column:
+    """Whether the instant shows the wall time in the zone."""
+    shown = F.from_utc_timestamp(F.timestamp_micros(candidate_micros), timezone)
+    return F.unix_micros(shown) == wall_micros

@@ -38,7 +38,7 @@ from geo_busyness.schemas import (
     VENUE_LON,
 )
 from geo_busyness.spark.rules import SparkRuleEngine
-from geo_busyness.spark.timestamps import parse_utc
+from geo_busyness.spark.timestamps import with_utc_timestamps
 
 from .nodes import DataQualityError, quality_report, resolve_column_mapping
 
@@ -116,14 +116,12 @@ def split_clean_and_rejected(canonical: DataFrame, params: dict[str, Any]) -> Da
     occurrence after the first otherwise valid one (smallest ``SOURCE_ROW``).
     """
     mapped = [col for col in CANONICAL_COLUMNS if params["column_mapping"].get(col)]
-    types = {field.name: field.dataType for field in canonical.schema.fields}
-    parsed_columns = []
-    for col in TIMESTAMP_COLUMNS:
-        instant, ambiguous = parse_utc(
-            F.col(col), types[col], params["timestamp_format"], params["source_timezone"]
-        )
-        parsed_columns += [instant.alias(_UTC.format(col)), ambiguous.alias(_AMBIGUOUS.format(col))]
-    frame = canonical.select("*", *parsed_columns)
+    frame = with_utc_timestamps(
+        canonical,
+        {col: (_UTC.format(col), _AMBIGUOUS.format(col)) for col in TIMESTAMP_COLUMNS},
+        params["timestamp_format"],
+        params["source_timezone"],
+    )
     engine = SparkRuleEngine(
         {col: _UTC.format(col) for col in TIMESTAMP_COLUMNS},
         {col: _AMBIGUOUS.format(col) for col in TIMESTAMP_COLUMNS},
@@ -145,13 +143,18 @@ def split_clean_and_rejected(canonical: DataFrame, params: dict[str, Any]) -> Da
 def _reject_duplicate_orders(labelled: DataFrame) -> DataFrame:
     """Reject later occurrences of an order number among otherwise valid rows.
 
-    The repeated orders are found on a narrow projection (order number, row) aggregated per
-    order; only orders seen more than once are joined back (Spark broadcasts them when few).
+    The repeated orders are counted per order number with conditional aggregates (valid rows
+    only), and only orders seen more than once are joined back (Spark broadcasts them when
+    few). A filter on the reason instead would be pushed below the projections by the
+    optimizer, inlining the whole rule chain into it: ten times slower at 1M rows.
     """
+    valid = F.col(REJECT_REASON).isNull()
     repeated = (
-        labelled.where(F.col(REJECT_REASON).isNull())
-        .groupBy(ORDER_NUMBER)
-        .agg(F.min(SOURCE_ROW).alias("_first_row"), F.count(F.lit(1)).alias("_rows"))
+        labelled.groupBy(ORDER_NUMBER)
+        .agg(
+            F.min(F.when(valid, F.col(SOURCE_ROW))).alias("_first_row"),
+            F.count(F.when(valid, F.lit(1))).alias("_rows"),
+        )
         .where(F.col("_rows") > 1)
         .select(ORDER_NUMBER, "_first_row")
     )

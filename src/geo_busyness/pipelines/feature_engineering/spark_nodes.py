@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from geo_busyness.model.cell_hours import hours_array
 from geo_busyness.model.geo import cell_names
 from geo_busyness.schemas import CELL, EVENT_LAT, EVENT_LON, EVENT_TIME, H3_CELL, HOUR, TARGET
-from geo_busyness.spark.h3 import with_h3_cells
+from geo_busyness.spark.h3 import count_cells_and_hours
 
 from .nodes import WINDOWS, build_panels, define_time_windows, window_bounds
 
@@ -34,12 +34,15 @@ def count_cell_hours(clean_events: DataFrame, resolution: int) -> pd.DataFrame:
         EVENT_LON,
         F.unix_micros(F.date_trunc("hour", F.col(EVENT_TIME))).alias("hour_us"),
     )
-    counts = (
-        with_h3_cells(points, EVENT_LAT, EVENT_LON, resolution, cell=CELL)
-        .groupBy(CELL, "hour_us")
-        .agg(F.count(F.lit(1)).alias(TARGET))
-        .toPandas()
-    )
+    counts = count_cells_and_hours(
+        points,
+        lat=EVENT_LAT,
+        lon=EVENT_LON,
+        hour_us="hour_us",
+        resolution=resolution,
+        cell=CELL,
+        count=TARGET,
+    ).toPandas()
     cells = counts[CELL].to_numpy(dtype=np.int64).view(np.uint64)
     hours_ns = counts["hour_us"].to_numpy(dtype=np.int64) * 1000
     order = np.lexsort((hours_ns, cells))
