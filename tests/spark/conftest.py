@@ -110,10 +110,11 @@ def run_spark(
     processing = parameters["data_processing"]
     raw = spark.read.csv(str(raw_csv), header=True)
     canonical = dp.map_to_canonical(raw, processing["column_mapping"])
-    labelled = dp.split_clean_and_rejected(canonical, processing).cache()
-    rejected = dp.quarantine_rejected(labelled).toPandas()
+    labelled = dp.split_clean_and_rejected(canonical, processing).cache()  # as if written
+    repeated = dp.find_duplicate_orders(labelled)
+    rejected = dp.quarantine_rejected(labelled, repeated).toPandas()
     clean, report = dp.enforce_rejected_share(
-        labelled, rejected, processing["max_rejected_fraction"]
+        labelled, repeated, rejected, processing["max_rejected_fraction"]
     )
     clean = clean.cache()
     result = EngineResult(
@@ -126,8 +127,8 @@ def run_spark(
         *panels, panel_report = fe.build_panels_from_counts(counts, windows)
         result.windows, result.counts = windows, counts
         result.panels, result.panel_report = tuple(panels), panel_report
-    clean.unpersist()
-    labelled.unpersist()
+    for frame in (clean, repeated, labelled):
+        frame.unpersist()
     return result
 
 

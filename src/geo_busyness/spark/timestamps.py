@@ -107,8 +107,17 @@ def with_utc_timestamps(
         steps[1][micros] = F.unix_micros(F.col(wall))
         steps[2][before] = _offset(F.col(micros) - _DAY_MICROS, source_timezone)
         steps[2][after] = _offset(F.col(micros) + _DAY_MICROS, source_timezone)
-        steps[3][ok_before] = _shows(F.col(micros) - F.col(before), F.col(micros), source_timezone)
-        steps[3][ok_after] = _shows(F.col(micros) - F.col(after), F.col(micros), source_timezone)
+        # The zone's offset is the same a day before and after (no DST change near): the
+        # instant is wall - offset, valid by construction; only near a change are the
+        # candidates checked (CASE WHEN evaluates its branches lazily: two zone look-ups per
+        # value instead of four on every other day).
+        steady = F.col(before) == F.col(after)
+        steps[3][ok_before] = steady | _shows(
+            F.col(micros) - F.col(before), F.col(micros), source_timezone
+        )
+        steps[3][ok_after] = ~steady & _shows(
+            F.col(micros) - F.col(after), F.col(micros), source_timezone
+        )
         is_ambiguous = (
             ~F.col(aware)
             & F.col(wall).isNotNull()

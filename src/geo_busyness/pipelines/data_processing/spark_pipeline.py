@@ -1,11 +1,12 @@
 """data_processing on Spark: raw_events -> canonical_events -> labelled events (written once)
--> quarantine, then the gate and clean_events. Selected by the `spark` environment
+-> repeated orders -> quarantine, then the gate and clean_events. Selected by the `spark` environment
 (``geo_busyness.spark.pipeline_registry``)."""
 
 from kedro.pipeline import Node, Pipeline
 
 from .spark_nodes import (
     enforce_rejected_share,
+    find_duplicate_orders,
     map_to_canonical,
     quarantine_rejected,
     split_clean_and_rejected,
@@ -29,8 +30,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="split_clean_and_rejected",
             ),
             Node(
-                func=quarantine_rejected,
+                func=find_duplicate_orders,
                 inputs="clean_event_candidates",
+                outputs="repeated_orders",
+                name="find_duplicate_orders",
+            ),
+            Node(
+                func=quarantine_rejected,
+                inputs=["clean_event_candidates", "repeated_orders"],
                 outputs="rejected_events",
                 name="quarantine_rejected",
             ),
@@ -38,6 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 func=enforce_rejected_share,
                 inputs=[
                     "clean_event_candidates",
+                    "repeated_orders",
                     "rejected_events",
                     "params:data_processing.max_rejected_fraction",
                 ],
