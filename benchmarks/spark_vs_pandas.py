@@ -21,9 +21,11 @@ once too (``--pandas-at-large``): the memory budget refuses it before reading an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,8 +76,9 @@ def _processes() -> dict[int, tuple[int, str, int]]:
 class TreeMemory:
     """Peak RSS of a process tree, in total and per role (driver, JVM, Python workers)."""
 
-    def __init__(self, root: int, interval: float = 0.2) -> None:
-        self.root, self.interval = root, interval
+    def __init__(self, root: int, interval: float = 0.2, limit_mb: float | None = None) -> None:
+        self.root, self.interval, self.limit_mb = root, interval, limit_mb
+        self.killed = False
         self.peak = {"total": 0, "python_driver": 0, "jvm": 0, "python_workers": 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -106,6 +109,12 @@ class TreeMemory:
                 ] += rss
         for role, value in roles.items():
             self.peak[role] = max(self.peak[role], value)
+        if self.limit_mb and roles["total"] > self.limit_mb * 2**20 and not self.killed:
+            # The machine is shared: a run heading for the OOM killer is stopped first.
+            self.killed = True
+            for pid in tree & procs.keys():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _driver(self, procs: dict, tree: set) -> int:
         """The kedro process: the tree's first Python process below /usr/bin/time."""
@@ -123,6 +132,10 @@ class TreeMemory:
         return {f"peak_{role}_mb": round(value / 2**20) for role, value in self.peak.items()}
 
 
+#: Largest memory (MB) a benchmarked run's process tree may take before it is killed.
+MAX_MEMORY_MB = 16_000
+
+
 def kedro_run(project: Path, args: list[str], timeout: float) -> dict:
     """One `kedro run` in its own process: wall and node seconds, peak memory, its outcome."""
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "200"}
@@ -136,7 +149,7 @@ def kedro_run(project: Path, args: list[str], timeout: float) -> dict:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    with TreeMemory(process.pid) as memory:
+    with TreeMemory(process.pid, limit_mb=MAX_MEMORY_MB) as memory:
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -153,7 +166,9 @@ def kedro_run(project: Path, args: list[str], timeout: float) -> dict:
         "load_1min": round(load, 2),
         **memory.mb(),
     }
-    if not result["ok"]:
+    if memory.killed:
+        result["error"] = f"killed at {MAX_MEMORY_MB:,} MB (the benchmark's memory guard)"
+    elif not result["ok"]:
         lines = [line for line in output.splitlines() if line.strip()]
         result["error"] = " ".join(" ".join(lines[-6:]).split())[-600:]
     return result
