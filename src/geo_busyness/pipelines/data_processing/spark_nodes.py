@@ -134,7 +134,10 @@ def split_clean_and_rejected(canonical: DataFrame, params: dict[str, Any]) -> Da
     for rule_reason, rule_column, mask in rest:
         reason = reason.when(mask, F.lit(rule_reason))
         column = column.when(mask, F.lit(rule_column))
-    return frame.select("*", reason.alias(REJECT_REASON), column.alias(REJECT_COLUMN))
+    labelled = frame.select("*", reason.alias(REJECT_REASON), column.alias(REJECT_COLUMN))
+    # The ambiguity flags have served the rules; the raw text stays for every row (a row
+    # found to repeat an order later is quarantined with its raw values).
+    return labelled.drop(*(_AMBIGUOUS.format(col) for col in TIMESTAMP_COLUMNS))
 
 
 #: Repeated orders up to this many are broadcast to every task (a hash join without a shuffle
