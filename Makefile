@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: install run data test test-fast lint format viz
+.PHONY: install install-spark run data test test-fast lint format viz
 
 install:  ## uv (via pip if missing) and the locked environment in .venv
 	@# pip into the interpreter, else the user site; a distribution's Python (PEP 668) refuses
@@ -16,6 +16,9 @@ install:  ## uv (via pip if missing) and the locked environment in .venv
 	@# would otherwise compile every imported module on every `kedro` command (~9 s of start-up).
 	$(UV) sync --frozen --compile-bytecode
 
+install-spark: install  ## the locked environment plus the optional Spark extra (kedro run --env spark; needs Java 17+)
+	$(UV) sync --frozen --compile-bytecode --extra spark
+
 data: install  ## generate the synthetic city once, when the catalog's raw_events do not exist
 	@# Asks the catalog, wherever raw_events point: a user's own file is never replaced.
 	$(UV) run --frozen kedro generate-data
@@ -24,8 +27,8 @@ run: data  ## train (the default pipeline), then forecast and monitor with the r
 	$(UV) run --frozen kedro run
 	$(UV) run --frozen kedro run --pipelines inference,monitoring
 
-test: install lint  ## ruff, then the whole test suite (what CI runs)
-	$(UV) run --frozen pytest
+test: install-spark lint  ## ruff, then the whole test suite with the Spark tests (what CI runs)
+	$(UV) run --frozen --extra spark pytest
 
 test-fast: install  ## the unit tier: every test not marked slow (no Kedro sessions, servers, browser)
 	$(UV) run --frozen pytest -m "not slow"

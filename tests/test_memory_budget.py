@@ -73,6 +73,17 @@ def test_a_file_over_the_limit_fails_before_the_run_naming_the_figures(raw_files
     assert "data_processing.memory_limit_mb=" in message  # the parameter to change
 
 
+def test_a_folder_of_parquet_files_is_budgeted_as_the_sum_of_its_files(raw_files, tmp_path):
+    folder = tmp_path / "events.parquet"  # a partitioned dataset: a folder of part files
+    folder.mkdir()
+    for part in range(3):
+        (folder / f"part-{part}.parquet").write_bytes(raw_files["parquet"].read_bytes())
+    (folder / "_SUCCESS").write_text("")
+    catalog = catalog_for(folder, limit_mb=0.5 + 3 * 3 * BYTES_PER_VALUE * ROWS / 2**20)
+    with pytest.raises(MemoryBudgetError, match=r"about 2\.7 MB in memory"):
+        MemoryBudgetHook().before_pipeline_run({}, create_pipeline(), catalog)
+
+
 def test_a_file_within_the_limit_passes(raw_files):
     catalog = catalog_for(raw_files["parquet"], limit_mb=1000)
     MemoryBudgetHook().before_pipeline_run({}, create_pipeline(), catalog)

@@ -63,4 +63,5 @@ def test_every_registered_hook_comes_from_the_hooks_module(name: str) -> None:
         "StorageErrorHook",
         "MemoryBudgetHook",
         "RunSummaryHook",
+        "SparkHooks",
     }

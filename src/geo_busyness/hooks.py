@@ -4,6 +4,8 @@
 - ``MemoryBudgetHook``: refuse a raw file too large for memory before anything reads it
   (the estimate lives in ``memory_budget``).
 - ``StorageErrorHook``: explain storage faults.
+- ``SparkHooks``: in an environment with Spark settings (``conf/spark``), start the
+  SparkSession and run the Spark pipelines (``spark.session``; pyspark is imported only then).
 - ``RunSummaryHook``: end a run with a short summary of its reports (rendered by
   ``run_summary``).
 
@@ -316,3 +318,14 @@ class RunSummaryHook:
                 continue
             wanted = [name, *(file for file in files if file in outputs)]
             click.echo(render(report, reports_at=report_locations(wanted, catalog)))
+
+
+class SparkHooks:
+    """The `spark` environment's SparkSession (Kedro's PySpark guide) and Spark pipelines."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Start the session and select the Spark pipelines where Spark settings exist."""
+        from geo_busyness.spark.session import activate_engine  # noqa: PLC0415 - keeps pyspark optional
+
+        activate_engine(context)

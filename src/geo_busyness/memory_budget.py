@@ -113,6 +113,14 @@ def _file_of(dataset: Any) -> tuple[Any, str] | None:
     return dataset._fs, get_filepath_str(dataset._get_load_path(), dataset._protocol)
 
 
+def _parts(fs: Any, path: str) -> list[str]:
+    """``path`` itself, or the data files of a folder (a partitioned Parquet dataset: every
+    file under it but hidden and marker ones, such as ``_SUCCESS``)."""
+    if not fs.isdir(path):
+        return [path]
+    return [part for part in sorted(fs.find(path)) if not Path(part).name.startswith(("_", "."))]
+
+
 def check_raw_inputs(pipeline: Any, catalog: Any) -> None:
     """Raise ``MemoryBudgetError`` when a raw input the pipeline reads would not fit in memory.
 
@@ -131,9 +139,12 @@ def check_raw_inputs(pipeline: Any, catalog: Any) -> None:
         try:
             if not fs.exists(path):
                 continue  # the load itself will say the file is missing
-            file_bytes = fs.size(path)
-            with fs.open(path, "rb") as handle:
-                memory_bytes = in_memory_bytes(path, file_bytes, handle)
+            file_bytes, memory_bytes = 0, 0
+            for part in _parts(fs, path):  # a file, or every file of a folder (partitioned)
+                size = fs.size(part)
+                with fs.open(part, "rb") as handle:
+                    memory_bytes += in_memory_bytes(part, size, handle)
+                file_bytes += size
         except Exception as error:  # noqa: BLE001 - storage faults are the load's to report
             logger.debug("Memory budget of %s not checked: %s", name, error)
             continue

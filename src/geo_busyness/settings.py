@@ -5,6 +5,7 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 from geo_busyness.hooks import (
     MemoryBudgetHook,
     RunSummaryHook,
+    SparkHooks,
     StorageErrorHook,
     TrackingServerHook,
 )
@@ -17,7 +18,14 @@ silence_known_warnings()
 # Every project hook lives in geo_busyness.hooks. Hooks run Last-In-First-Out; these also set
 # tryfirst/trylast. MemoryBudgetHook refuses a raw file too large for memory before anything
 # reads it; RunSummaryHook prints the run's summary once everything else is done.
-HOOKS = (TrackingServerHook(), StorageErrorHook(), MemoryBudgetHook(), RunSummaryHook())
+# SparkHooks starts a SparkSession only in an environment with Spark settings (conf/spark).
+HOOKS = (
+    TrackingServerHook(),
+    StorageErrorHook(),
+    MemoryBudgetHook(),
+    RunSummaryHook(),
+    SparkHooks(),
+)
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
@@ -50,6 +58,8 @@ CONFIG_LOADER_ARGS = {
     # destructive merge, a runtime `a.b` replaces the whole `a` block when the run's
     # environment has a parameters file (other keys of `a` vanish: KeyError).
     "merge_strategy": {"parameters": "soft"},
+    # Spark properties of the `spark` environment (conf/spark/spark.yml; SparkHooks).
+    "config_patterns": {"spark": ["spark*", "spark*/**"]},
     # "config_patterns": {
     #     "spark" : ["spark*/"],
     #     "parameters": ["parameters*", "parameters*/**", "**/parameters*"],

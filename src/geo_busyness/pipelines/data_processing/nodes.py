@@ -10,31 +10,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geo_busyness.cleaning_rules import PandasRuleEngine, cleaning_rules
 from geo_busyness.model.geo import venue_id
 from geo_busyness.schemas import (
-    AMBIGUOUS_LOCAL_TIME,
     CANONICAL_COLUMNS,
     CLEANING_REJECT_REASONS,
     COORDINATE_COLUMNS,
-    COORDINATE_LIMITS,
-    COORDINATES_OUT_OF_RANGE,
     DUPLICATE_ORDER,
-    EVENT_LAT,
-    EVENT_LON,
     EVENT_TIME,
-    FUTURE_TIMESTAMP,
-    MISSING_VALUE,
-    ORDER_CREATED,
     ORDER_NUMBER,
-    OUTSIDE_SERVICE_AREA,
-    PING_BEFORE_ORDER_CREATION,
     REJECT_COLUMN,
     REJECT_REASON,
     REQUIRED_COLUMNS,
     SOURCE_ROW,
     TIMESTAMP_COLUMNS,
-    TIMESTAMP_OUT_OF_RANGE,
-    UNPARSABLE_TIMESTAMP,
     VENUE_ID,
     VENUE_LAT,
     VENUE_LON,
@@ -55,12 +44,11 @@ class DataQualityError(ValueError):
     """Too many rows were rejected for the run to go on."""
 
 
-def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -> pd.DataFrame:
-    """Rename a source table's columns to the canonical schema and number its rows.
-
-    ``column_mapping`` maps canonical names to source column names; optional canonical columns
-    left out (or mapped to null) are filled with nulls. Coordinates become float, with values
-    that are not numbers turned into nulls (the cleaning node rejects them as missing).
+def resolve_column_mapping(
+    column_mapping: dict[str, str | None], source_columns: list[str]
+) -> dict[str, str]:
+    """The mapping's canonical -> source pairs that are set, checked against the source's
+    columns (both engines' ``map_to_canonical`` use it); ``EventMappingError`` if it does not fit.
     """
     mapping = {canonical: source for canonical, source in column_mapping.items() if source}
     unknown = sorted(set(mapping) - set(CANONICAL_COLUMNS))
@@ -75,14 +63,25 @@ def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -
             f"data_processing.column_mapping must map the required column(s) {unmapped}."
         )
     absent = {
-        canonical: source for canonical, source in mapping.items() if source not in raw.columns
+        canonical: source for canonical, source in mapping.items() if source not in source_columns
     }
     if absent:
         raise EventMappingError(
             "The raw table lacks mapped column(s) "
             + ", ".join(f"{source!r} (for {canonical})" for canonical, source in absent.items())
-            + f"; its columns are {list(raw.columns)}."
+            + f"; its columns are {source_columns}."
         )
+    return mapping
+
+
+def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -> pd.DataFrame:
+    """Rename a source table's columns to the canonical schema and number its rows.
+
+    ``column_mapping`` maps canonical names to source column names; optional canonical columns
+    left out (or mapped to null) are filled with nulls. Coordinates become float, with values
+    that are not numbers turned into nulls (the cleaning node rejects them as missing).
+    """
+    mapping = resolve_column_mapping(column_mapping, list(raw.columns))
     # Columns are moved as pandas arrays, not copied: converting Arrow-backed text to numpy
     # would make a Python object per row, and copying a 10M-row table costs a gigabyte.
     columns: dict[str, Any] = {SOURCE_ROW: np.arange(len(raw), dtype=np.int64)}
@@ -273,39 +272,11 @@ def _rules(
     *,
     far: dict[str, pd.Series],
 ) -> list[tuple[str, str, pd.Series]]:
-    """Each cleaning rule as (reason, column, mask of failing rows), in priority order."""
-    rules = [(MISSING_VALUE, col, events[col].isna()) for col in mapped]
-    # A local time that is ambiguous or skipped parses to NaT too; it has its own reason below.
-    rules += [
-        (UNPARSABLE_TIMESTAMP, col, parsed[col].isna() & ~ambiguous[col] & ~far[col])
-        for col in TIMESTAMP_COLUMNS
-        if col in mapped
-    ]
-    rules += [(TIMESTAMP_OUT_OF_RANGE, col, far[col]) for col in TIMESTAMP_COLUMNS if col in mapped]
-    rules += [
-        (AMBIGUOUS_LOCAL_TIME, col, ambiguous[col]) for col in TIMESTAMP_COLUMNS if col in mapped
-    ]
-    for col in (c for c in COORDINATE_COLUMNS if c in mapped):
-        rules.append((COORDINATES_OUT_OF_RANGE, col, events[col].abs() > COORDINATE_LIMITS[col]))
-    area = params.get("service_area")
-    if area:
-        for col, low, high in (
-            (EVENT_LAT, "lat_min", "lat_max"),
-            (EVENT_LON, "lon_min", "lon_max"),
-        ):
-            rules.append((OUTSIDE_SERVICE_AREA, col, ~events[col].between(area[low], area[high])))
-    as_of = pd.Timestamp(params["as_of"]) if params.get("as_of") else pd.Timestamp.now(tz="UTC")
-    if as_of.tz is None:  # a naive as_of is read like naive event times: in the source timezone
-        as_of = as_of.tz_localize(params["source_timezone"])
-    as_of = as_of.tz_convert("UTC")
-    rules += [
-        (FUTURE_TIMESTAMP, col, parsed[col] > as_of) for col in TIMESTAMP_COLUMNS if col in mapped
-    ]
-    if ORDER_CREATED in mapped:
-        rules.append(
-            (PING_BEFORE_ORDER_CREATION, EVENT_TIME, parsed[ORDER_CREATED] > parsed[EVENT_TIME])
-        )
-    return rules
+    """Each cleaning rule as (reason, column, mask of failing rows), in priority order.
+
+    The rules are defined once in ``geo_busyness.cleaning_rules``, shared with the Spark engine.
+    """
+    return cleaning_rules(PandasRuleEngine(events, parsed, ambiguous, far), mapped, params)
 
 
 def split_clean_and_rejected(
@@ -368,34 +339,62 @@ def enforce_rejected_share(
     clean: pd.DataFrame, rejected: pd.DataFrame, max_rejected_fraction: float
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Pass clean rows on with a quality report, or fail if too large a share was rejected."""
-    total = len(clean) + len(rejected)
+    by_reason = rejected.groupby([REJECT_REASON, REJECT_COLUMN], observed=True).size()
+    report = quality_report(
+        by_reason,
+        len(clean),
+        clean[EVENT_TIME].min() if len(clean) else None,
+        clean[EVENT_TIME].max() if len(clean) else None,
+        max_rejected_fraction,
+    )
+    return clean, report
+
+
+def quality_report(
+    rejected_by_reason_and_column: pd.Series,
+    rows_clean: int,
+    first_event: pd.Timestamp | None,
+    last_event: pd.Timestamp | None,
+    max_rejected_fraction: float,
+) -> dict[str, Any]:
+    """The data quality report from rejected rows counted per (reason, column); raises
+    ``DataQualityError`` above the allowed rejected share (both engines' gate)."""
+    # Keyed by text, most rows first, ties by reason then column: the same order whatever the
+    # engine (and the index's dtype) that counted them.
+    by_reason = pd.Series(
+        rejected_by_reason_and_column.to_numpy(dtype=np.int64),
+        index=pd.MultiIndex.from_tuples(
+            [(str(r), str(c)) for r, c in rejected_by_reason_and_column.index],
+            names=[REJECT_REASON, REJECT_COLUMN],
+        )
+        if len(rejected_by_reason_and_column)
+        else pd.MultiIndex.from_arrays([[], []], names=[REJECT_REASON, REJECT_COLUMN]),
+        dtype=np.int64,
+    )
+    by_reason = by_reason[by_reason > 0].sort_index().sort_values(ascending=False, kind="stable")
+    rows_rejected = int(by_reason.sum())
+    total = rows_clean + rows_rejected
     if total == 0:
         raise DataQualityError("The raw events table has no rows.")
-    by_reason = (
-        rejected.groupby([REJECT_REASON, REJECT_COLUMN], observed=True)
-        .size()
-        .sort_values(ascending=False)
-    )
     top = [{"reason": r, "column": c, "rows": int(n)} for (r, c), n in by_reason.items()]
-    share = len(rejected) / total
+    per_reason = by_reason.groupby(level=0).sum().sort_values(ascending=False, kind="stable")
+    share = rows_rejected / total
     report = {
         "rows_in": total,
-        "rows_clean": len(clean),
-        "rows_rejected": len(rejected),
+        "rows_clean": rows_clean,
+        "rows_rejected": rows_rejected,
         "rejected_fraction": round(share, 6),
         "max_rejected_fraction": max_rejected_fraction,
-        "rejected_by_reason": {
-            str(r): int(n) for r, n in rejected[REJECT_REASON].value_counts().items() if n
-        },
+        "rejected_by_reason": {str(r): int(n) for r, n in per_reason.items() if n},
         "rejected_by_reason_and_column": top,
-        "first_event_utc": str(clean[EVENT_TIME].min()) if len(clean) else None,
-        "last_event_utc": str(clean[EVENT_TIME].max()) if len(clean) else None,
+        "first_event_utc": str(first_event) if rows_clean else None,
+        "last_event_utc": str(last_event) if rows_clean else None,
     }
     if share > max_rejected_fraction:
         reasons = "; ".join(f"{t['reason']} in {t['column']}: {t['rows']:,}" for t in top[:5])
         raise DataQualityError(
-            f"Rejected {len(rejected):,} of {total:,} rows ({share:.1%}), above "
+            f"Rejected {rows_rejected:,} of {total:,} rows ({share:.1%}), above "
             f"data_processing.max_rejected_fraction={max_rejected_fraction:.1%}. Top reasons: {reasons}. "
             "The rejected rows, with their reasons, are in the 'rejected_events' dataset."
         )
-    return clean, report
+    return report
