@@ -35,7 +35,12 @@ from geo_busyness.model.cell_hours import HOURS_PER_WEEK, utc_hour_ns
 from geo_busyness.model.features import CELL_FEATURES, UNSEEN_CELL, BusynessFeatures
 from geo_busyness.model.geo import h3_cells
 from geo_busyness.model.history import CountHistory, DerivedHistory
-from geo_busyness.model.origin_features import MIN_ORIGIN, ORIGIN_FEATURES, origin_features
+from geo_busyness.model.origin_features import (
+    MIN_ORIGIN,
+    ORIGIN_FEATURES,
+    city_ratio,
+    origin_features,
+)
 from geo_busyness.model.tree_ensemble import SMALL_INPUT_ROWS, predict_ensemble, tree_ensemble
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, HORIZON
 
@@ -240,10 +245,7 @@ class BusynessForecaster(BaseEstimator):
         derived = self.derived
         origin = np.asarray(origin)
         profile = np.nan_to_num(derived.profile[rows, origin + np.asarray(horizon) - 1])
-        first = np.maximum(origin - HOURS_PER_WEEK, 0)
-        city = (derived.city_cum_profiled[origin] - derived.city_cum_profiled[first] + 10.0) / (
-            derived.city_cum_profile[origin] - derived.city_cum_profile[first] + 10.0
-        )
+        city = city_ratio(derived, origin, np.maximum(origin - HOURS_PER_WEEK, 0))
         return profile, profile * city
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -390,7 +392,11 @@ def training_rows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sampled (row, origin, horizon) with every target before ``end``: hourly origins for
     1-3 h ahead, local-midnight origins for 1-168 h ahead (the three products' rows)."""
-    origin, horizon = product_pairs(derived, MIN_ORIGIN, end, include_week=True)
+    hourly = np.arange(MIN_ORIGIN, end)
+    midnights = hourly[derived.calendar["hour"][hourly] == 0]
+    nowcast = horizon_pairs(hourly, np.full(len(hourly), 3), end)
+    week = horizon_pairs(midnights, np.full(len(midnights), HOURS_PER_WEEK), end)
+    origin, horizon = (np.concatenate(parts) for parts in zip(nowcast, week, strict=True))
     cells = len(derived.history.cells)
     total = len(origin) * cells
     rng = np.random.default_rng(seed)
@@ -398,17 +404,12 @@ def training_rows(
     return pick % cells, origin[pick // cells], horizon[pick // cells]
 
 
-def product_pairs(
-    derived: DerivedHistory, start: int, end: int, *, include_week: bool
+def horizon_pairs(
+    origins: np.ndarray, lengths: np.ndarray, end: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(origin, horizon) pairs with origin in [start, end) and target < end: hourly origins
-    1-3 h ahead, and local-midnight origins 1-168 h ahead (if ``include_week``) else 1-24 h."""
-    hourly = np.arange(max(start, 1), end)
-    midnights = hourly[derived.calendar["hour"][hourly] == 0]
-    longest = HOURS_PER_WEEK if include_week else 24
-    origin = np.concatenate([np.repeat(hourly, 3), np.repeat(midnights, longest)])
-    horizon = np.concatenate(
-        [np.tile(np.arange(1, 4), len(hourly)), np.tile(np.arange(1, longest + 1), len(midnights))]
-    )
+    """(origin, horizon) pairs: horizons 1..length from each origin, targets before ``end``."""
+    origin = np.repeat(origins, lengths)
+    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    horizon = np.arange(len(origin)) - first + 1
     keep = origin + horizon - 1 < end
     return origin[keep], horizon[keep]

@@ -53,11 +53,16 @@ def _window_ratio(
     """log((actual + a) / (profile + a)) over positions [first, origin), per cell and city-wide."""
     actual = derived.cum_profiled[rows, origin] - derived.cum_profiled[rows, first]
     expected = derived.cum_profile[rows, origin] - derived.cum_profile[rows, first]
-    city_actual = derived.city_cum_profiled[origin] - derived.city_cum_profiled[first]
-    city_expected = derived.city_cum_profile[origin] - derived.city_cum_profile[first]
     cell = np.log((actual + CELL_RATIO_PRIOR) / (expected + CELL_RATIO_PRIOR))
-    city = np.log((city_actual + CITY_RATIO_PRIOR) / (city_expected + CITY_RATIO_PRIOR))
-    return cell, city
+    return cell, np.log(city_ratio(derived, origin, first))
+
+
+def city_ratio(derived: DerivedHistory, origin: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """(city actual + a) / (city profile + a) over positions [first, origin): the city's level
+    against its seasonal profile (the level-adjusted baseline's factor over the last week)."""
+    actual = derived.city_cum_profiled[origin] - derived.city_cum_profiled[first]
+    expected = derived.city_cum_profile[origin] - derived.city_cum_profile[first]
+    return (actual + CITY_RATIO_PRIOR) / (expected + CITY_RATIO_PRIOR)
 
 
 def _lag_ratio(

@@ -17,7 +17,12 @@ from scipy import stats
 
 from geo_busyness.metrics import regression_metrics
 from geo_busyness.model.cell_hours import HOURS_PER_WEEK
-from geo_busyness.model.forecaster import HORIZON_BUCKETS, BusynessForecaster, count_quantiles
+from geo_busyness.model.forecaster import (
+    HORIZON_BUCKETS,
+    BusynessForecaster,
+    count_quantiles,
+    horizon_pairs,
+)
 
 #: Rows scored per chunk (bounds the feature matrix's memory).
 _CHUNK_ROWS = 400_000
@@ -33,19 +38,10 @@ def product_pairs(forecaster: BusynessForecaster, start: int, end: int) -> dict[
     hourly = np.arange(max(start, 1), end)
     daily = hourly[(forecaster.derived.calendar["hour"][hourly] == 0) | (hourly == hourly[:1])]
     to_next = np.diff(np.append(daily, end))
-    pairs = {"nowcast": _pairs(hourly, np.full(len(hourly), 3), end)}
-    pairs["day_ahead"] = _pairs(daily, to_next, end)
-    pairs["week_ahead"] = _pairs(daily, np.full(len(daily), HOURS_PER_WEEK), end)
+    pairs = {"nowcast": horizon_pairs(hourly, np.full(len(hourly), 3), end)}
+    pairs["day_ahead"] = horizon_pairs(daily, to_next, end)
+    pairs["week_ahead"] = horizon_pairs(daily, np.full(len(daily), HOURS_PER_WEEK), end)
     return pairs
-
-
-def _pairs(origins: np.ndarray, lengths: np.ndarray, end: int) -> tuple[np.ndarray, np.ndarray]:
-    """Horizons 1..length from each origin, targets before ``end``."""
-    origin = np.repeat(origins, lengths)
-    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    horizon = np.arange(len(origin)) - first + 1
-    keep = origin + horizon - 1 < end
-    return origin[keep], horizon[keep]
 
 
 def backtest_means(
