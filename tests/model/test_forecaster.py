@@ -35,6 +35,14 @@ START = pd.Timestamp("2026-01-05T06:00:00Z")  # local midnight in Regina, a Mond
 WEEKS = 4
 CENTRES = np.array([[50.45, -104.61], [50.43, -104.56], [50.49, -104.66]])
 TZ = "America/Regina"
+#: feature_engineering parameters of the per-cell statistics in these tests.
+CELL_PARAMS = {
+    "h3_resolution": 7,
+    "n_clusters": 2,
+    "random_state": 0,
+    "validation_days": 7,
+    "test_days": 7,
+}
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +82,7 @@ def history(events) -> CountHistory:
 
 @pytest.fixture(scope="module")
 def cell_features(events) -> BusynessFeatures:
-    params = {
-        "h3_resolution": 7,
-        "n_clusters": 2,
-        "random_state": 0,
-        "validation_days": 7,
-        "test_days": 7,
-    }
-    return BusynessFeatures(**cell_feature_params(params)).fit(events)
+    return BusynessFeatures(**cell_feature_params(CELL_PARAMS)).fit(events)
 
 
 @pytest.fixture(scope="module")
@@ -293,14 +294,7 @@ def test_the_combination_weights_follow_which_forecast_is_right():
 
 def test_cell_features_a_source_lacks_are_left_out(events, history):
     rides = events.assign(**{VENUE_LAT: np.nan, VENUE_LON: np.nan, VENUE_ID: pd.NA})
-    params = {
-        "h3_resolution": 7,
-        "n_clusters": 2,
-        "random_state": 0,
-        "validation_days": 7,
-        "test_days": 7,
-    }
-    features = BusynessFeatures(**cell_feature_params(params)).fit(rides)
+    features = BusynessFeatures(**cell_feature_params(CELL_PARAMS)).fit(rides)
     model = BusynessForecaster(method="gradient_boosting", regressor_params={"max_iter": 10}).fit(
         history, features
     )

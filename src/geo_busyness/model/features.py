@@ -57,19 +57,6 @@ logger = logging.getLogger(__name__)
 UNSEEN_CELL = -1
 _HOUR = pd.Timedelta(hours=1)
 
-#: The reference notebook's features (the leaky reference protocol uses only these).
-REFERENCE_FEATURES = (
-    "h3_index",
-    "dist_to_restaurant",
-    "Hdist_to_restaurant",
-    "restaurants_per_index",
-    "avg_Hdist_to_restaurants",
-    "Five_Clusters_embedding",
-    "date_hour_number",
-    "day_of_week",
-    "is_weekend",
-    "date_day_number",
-)
 #: Per-cell reference features the forecaster uses (when the source gives them).
 CELL_FEATURES = (
     "h3_index",
@@ -78,6 +65,14 @@ CELL_FEATURES = (
     "restaurants_per_index",
     "avg_Hdist_to_restaurants",
     "Five_Clusters_embedding",
+)
+#: The reference notebook's features (the leaky reference protocol uses only these).
+REFERENCE_FEATURES = (
+    *CELL_FEATURES,
+    "date_hour_number",
+    "day_of_week",
+    "is_weekend",
+    "date_day_number",
 )
 #: Forecasting features added to the reference set; lag columns follow them.
 PROFILE_FEATURES = ("cell_hour_of_week_mean", "neighbours_hour_of_week_mean")

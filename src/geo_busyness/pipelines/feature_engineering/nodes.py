@@ -120,7 +120,12 @@ def count_events_per_cell_hour(
     clean_events: pd.DataFrame, windows: dict[str, str], resolution: int
 ) -> pd.DataFrame:
     """Events per H3 cell and UTC hour, labelled with their window."""
-    counts = count_cell_hours(clean_events, resolution)
+    return label_windows(count_cell_hours(clean_events, resolution), windows)
+
+
+def label_windows(counts: pd.DataFrame, windows: dict[str, str]) -> pd.DataFrame:
+    """Cell-hour counts (``cell, hour, busyness``) with the cell's name first and the window
+    last (the Spark engine labels its counts with this too)."""
     counts.insert(0, H3_CELL, cell_names(counts[CELL].to_numpy()))
     hours = counts[HOUR].array.asi8
     window_code = np.full(len(counts), -1, dtype=np.int8)  # -1: outside every window

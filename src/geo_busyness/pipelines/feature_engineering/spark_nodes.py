@@ -19,11 +19,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from geo_busyness.model.cell_hours import hours_array
-from geo_busyness.model.geo import cell_names
-from geo_busyness.schemas import CELL, EVENT_LAT, EVENT_LON, EVENT_TIME, H3_CELL, HOUR, TARGET
+from geo_busyness.schemas import CELL, EVENT_LAT, EVENT_LON, EVENT_TIME, HOUR, TARGET
 from geo_busyness.spark.h3 import count_cells_and_hours
 
-from .nodes import WINDOWS, build_panels, define_time_windows, window_bounds
+from .nodes import build_panels, define_time_windows, label_windows
 
 
 def count_cell_hours(clean_events: DataFrame, resolution: int) -> pd.DataFrame:
@@ -71,18 +70,6 @@ def window_and_count_events(
     )
     windows = define_time_windows(span.reset_index(drop=True), params)
     return windows, label_windows(counts, windows)
-
-
-def label_windows(counts: pd.DataFrame, windows: dict[str, str]) -> pd.DataFrame:
-    """``nodes.count_events_per_cell_hour``'s table: the cell's name first, the window last."""
-    counts.insert(0, H3_CELL, cell_names(counts[CELL].to_numpy()))
-    hours = counts[HOUR].array.asi8
-    window_code = np.full(len(counts), -1, dtype=np.int8)  # -1: outside every window
-    for code, name in enumerate(WINDOWS):
-        start, end = window_bounds(windows, name)
-        window_code[(hours >= start.value) & (hours < end.value)] = code
-    counts["window"] = pd.Categorical.from_codes(window_code, categories=list(WINDOWS))
-    return counts
 
 
 @dataclass(frozen=True)
