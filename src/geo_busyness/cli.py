@@ -1,4 +1,5 @@
-"""Project CLI commands, found by Kedro in ``<package>.cli``: ``kedro serve``.
+"""Project CLI commands, found by Kedro in ``<package>.cli``: ``kedro serve``, ``kedro retrain``
+and ``kedro generate-data``.
 
 Kedro also takes this module's ``run`` for ``python -m geo_busyness`` and the
 ``geo-busyness`` script, so it re-exports Kedro's own ``run`` command unchanged.
@@ -95,6 +96,45 @@ def serve(  # noqa: PLR0917 - click passes options positionally
         model = _current_champion(project_path, env)
     click.echo(f"Serving {model} on http://{host}:{port}")
     run_server(["--model", model, "--host", host, "--port", str(port), "--workers", str(workers)])
+
+
+@cli.command()
+@click.option(
+    "--force", is_flag=True, default=None, help="Retrain even if monitoring sees no reason."
+)
+@click.option(
+    "--target",
+    type=click.Choice(["local", "sagemaker"]),
+    default=None,
+    help="Where to deploy a promoted challenger [default: retraining.deployment_target].",
+)
+@click.option("--env", "-e", default=None, help="Kedro environment.")
+@click.pass_obj
+def retrain(metadata: Any, force: bool | None, target: str | None, env: str | None) -> None:
+    """Monitoring -> retrain if recommended (or --force) -> gates, the champion included ->
+    deploy -> record. One job at a time; a failed step leaves the champion serving."""
+    from geo_busyness.retraining import (  # noqa: PLC0415
+        RetrainingFailed,
+        RetrainingJob,
+        RetrainingLocked,
+    )
+
+    project_path = Path(getattr(metadata, "project_path", Path.cwd()))
+    try:
+        record = RetrainingJob(project_path, env=env).run(force=force, target=target)
+    except (RetrainingFailed, RetrainingLocked) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(retraining_summary(record))
+
+
+def retraining_summary(record: dict[str, Any]) -> str:
+    """A few lines on what the job did."""
+    lines = [
+        f"Retraining: {record['status']} (champion v{record['champion_before']} ->"
+        f" v{record['champion_after']})"
+    ]
+    lines += [f"  {s['step']}: {s['status']} - {s['detail']}" for s in record["steps"]]
+    return "\n".join(lines)
 
 
 #: The input data_generation stands in for, and the dataset it writes in its place.

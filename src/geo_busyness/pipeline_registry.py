@@ -7,8 +7,9 @@ from kedro.pipeline import Pipeline
 
 #: Pipelines left out of the default run (the training job): data generation writes the inputs,
 #: deployment pushes a model somewhere, which a plain `kedro run` should never do, and inference
-#: and monitoring are scheduled jobs that read the registry, not this run's outputs.
-NOT_IN_DEFAULT = ("data_generation", "deployment", "inference", "monitoring")
+#: and monitoring are scheduled jobs that read the registry, not this run's outputs, and
+#: retraining is the training job again on the history plus the recent batch (`kedro retrain`).
+NOT_IN_DEFAULT = ("data_generation", "deployment", "inference", "monitoring", "retraining")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -20,8 +20,10 @@ from tests.pipelines.memory import (
     run_in_memory,
 )
 
-#: The modeling nodes that need no MLflow tracking store (all but the registration).
-REGISTRATION = "gate_and_register"
+#: The modeling nodes that need an MLflow tracking store (the rest run in memory).
+REGISTRY_NODES = ("load_champion", "gate_and_register")
+#: What ``load_champion`` returns when no version is the champion (the first model).
+NO_CHAMPION = {"model_name": "geo-busyness", "alias": "champion", "version": None, "model": None}
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +53,10 @@ def features_in_memory(processed_in_memory, tiny_parameters) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def modeled_in_memory(processed_in_memory, features_in_memory, tiny_parameters) -> dict[str, Any]:
-    """modeling's outputs up to (without) the registration, which needs a tracking store."""
+    """modeling's outputs without the registry's nodes (no champion, nothing registered)."""
     pipeline = modeling()
     unregistered = pipeline.only_nodes(
-        *(node.name for node in pipeline.nodes if node.name != REGISTRATION)
+        *(node.name for node in pipeline.nodes if node.name not in REGISTRY_NODES)
     )
-    return run_in_memory(unregistered, processed_in_memory | features_in_memory, tiny_parameters)
+    inputs = processed_in_memory | features_in_memory | {"serving_champion": NO_CHAMPION}
+    return run_in_memory(unregistered, inputs, tiny_parameters)

@@ -28,6 +28,7 @@ from tests.conftest import (
     read_outputs,
     run_kedro,
 )
+from tests.pipelines.conftest import NO_CHAMPION
 
 MODEL_NAME = "geo-busyness"
 
@@ -167,7 +168,7 @@ def test_same_data_params_and_seed_give_identical_metrics(trained_project):
     candidates = fit_candidates(history, features, windows, params)
     selection = select_forecaster(candidates, windows, params)
     model = refit_chosen(selection, history, features, windows, params)
-    metrics, predictions, _ = backtest_test_window(model, candidates, windows)
+    metrics, predictions, _ = backtest_test_window(model, candidates, NO_CHAMPION, windows)
     report = trained_project.report
     assert selection["chosen"] == report["model_selection"]["chosen"]
     assert selection["validation_average"] == report["model_selection"]["validation_average"]

@@ -9,6 +9,7 @@ the median (P50) by MAE against each baseline's own median (a Poisson median of 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ from geo_busyness.model.forecaster import (
     horizon_pairs,
 )
 
+#: A mean forecast of (history row, origin position, horizon) rows.
+Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 #: Rows scored per chunk (bounds the feature matrix's memory).
 _CHUNK_ROWS = 400_000
 
@@ -45,10 +48,18 @@ def product_pairs(forecaster: BusynessForecaster, start: int, end: int) -> dict[
 
 
 def backtest_means(
-    forecasters: dict[str, BusynessForecaster], start: int, end: int
+    forecasters: dict[str, BusynessForecaster],
+    start: int,
+    end: int,
+    others: dict[str, Predictor] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Per product: one row per (cell, origin, horizon) with the actual and each mean forecast."""
+    """Per product: one row per (cell, origin, horizon) with the actual and each mean forecast.
+
+    Rows, origins and hours are those of the first forecaster's history; ``others`` are more
+    columns from predictors taking those positions (e.g. the champion's, in its own positions).
+    """
     reference = next(iter(forecasters.values()))
+    predictors = {name: f.predict_rows for name, f in forecasters.items()} | (others or {})
     cells = len(reference.history_.cells)
     out = {}
     for product, (origin, horizon) in product_pairs(reference, start, end).items():
@@ -60,21 +71,21 @@ def backtest_means(
             "horizon_hours": horizons,
             "actual": reference.derived.counts[rows, origins + horizons - 1],
         }
-        for name, forecaster in forecasters.items():
-            table[name] = (
-                np.concatenate(
-                    [
-                        np.clip(
-                            forecaster.predict_rows(rows[s], origins[s], horizons[s]), 0.0, None
-                        )
-                        for s in _chunks(len(rows))
-                    ]
-                )
-                if len(rows)
-                else np.empty(0)
-            )
+        for name, predict in predictors.items():
+            table[name] = predict_in_chunks(predict, rows, origins, horizons)
         out[product] = pd.DataFrame(table)
     return out
+
+
+def predict_in_chunks(
+    predict: Predictor, rows: np.ndarray, origins: np.ndarray, horizons: np.ndarray
+) -> np.ndarray:
+    """``predict`` over chunks of at most ``_CHUNK_ROWS`` rows, clipped at zero."""
+    if not len(rows):
+        return np.empty(0)
+    return np.concatenate(
+        [np.clip(predict(rows[s], origins[s], horizons[s]), 0.0, None) for s in _chunks(len(rows))]
+    )
 
 
 def _chunks(n: int) -> list[slice]:

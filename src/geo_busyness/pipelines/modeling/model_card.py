@@ -53,6 +53,7 @@ def model_card(report: dict[str, Any], registration: dict[str, Any]) -> dict[str
         },
         "leaky_reference_protocol_r2": report["leaky_reference_protocol"]["metrics"]["r2"],
         "gate": report["gate"],
+        "champion_comparison": report["gate"].get("champion_comparison", {"status": "none"}),
         "limits": [
             "Cells never seen in the training window get the unseen-cell encoding: their"
             " forecasts rest on location features alone.",
@@ -75,6 +76,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     windows = "\n".join(f"- {key}: {value}" for key, value in card["data_windows"].items())
     gate = card["gate"]
     limits = "\n".join(f"- {limit}" for limit in card["limits"])
+    champion = champion_markdown(card["champion_comparison"])
     return (
         f"# {model['name']} version {model['version']}\n\n"
         f"{model['type']}; git {model['git_revision']}; params sha256 {model['params_sha256']}\n\n"
@@ -86,5 +88,18 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"{card['leaky_reference_protocol_r2']:.4f}\n\n"
         f"## Gate\n{'passed' if gate['passed'] else 'failed'}: {gate['rule']}"
         f" (min_r2 {gate['min_r2']})\n\n"
+        f"## Against the serving champion\n{champion}\n\n"
         f"## Limits\n{limits}\n"
+    )
+
+
+def champion_markdown(comparison: dict[str, Any]) -> str:
+    """One line on the challenger against the champion it had to beat."""
+    if comparison.get("status") != "scored":
+        return f"Not compared: {comparison.get('reason') or 'no champion'}."
+    return (
+        f"Version {comparison['version']} on the same test rows: {comparison['metric']}"
+        f" {comparison['challenger']:.4f} (this model) vs {comparison['champion']:.4f}"
+        f" (champion), improvement {comparison['improvement']:+.2%}"
+        f" (needed > {comparison['min_improvement']:.2%})."
     )

@@ -31,6 +31,12 @@ from geo_busyness.model.forecaster import (
 from geo_busyness.model.geo import cell_names, h3_cells
 from geo_busyness.model.history import CountHistory
 from geo_busyness.pipelines.modeling.backtest import backtest_means, score
+from geo_busyness.pipelines.modeling.champion import (
+    champion_on_history,
+    champion_predictor,
+    champion_reasons,
+    verdict,
+)
 from geo_busyness.schemas import (
     BASELINE,
     CELL,
@@ -220,15 +226,18 @@ def refit_chosen(
 def backtest_test_window(
     model: BusynessForecaster,
     candidates: dict[str, BusynessForecaster],
+    champion: dict[str, Any],
     windows: dict[str, str],
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """The test backtest of the model beside the baselines (same cells x hours), and the
-    day-ahead rows (every test hour once) for the figures: model and baseline tables."""
+    """The test backtest of the model beside the baselines and the serving champion (same cells
+    x hours), and the day-ahead rows (every test hour once) for the figures: model and baseline
+    tables."""
     forecasters = {"model": model, **{name: candidates[name] for name in BASELINES}}
     start = window_position(model.history_, windows, "test_start")
     end = window_position(model.history_, windows, "test_end")
-    means = backtest_means(forecasters, start, end)
-    sizes = {"model": model.size_, **{name: None for name in BASELINES}}
+    others, sizes, comparison = _champion_column(model, champion)
+    means = backtest_means(forecasters, start, end, others)
+    sizes = {"model": model.size_, **{name: None for name in BASELINES}} | sizes
     scores = score(means, sizes, reference=REFERENCE)
     headline = means[HEADLINE_PRODUCT]
     metrics = {
@@ -239,8 +248,34 @@ def backtest_test_window(
         "level_adjusted_baseline": _headline(headline, "level_adjusted", None),
         "rows": len(headline),
         "origin_hours": {name: int(table["origin"].nunique()) for name, table in means.items()},
+        "champion_comparison": comparison,
     }
+    if others:
+        comparison["headline"] = _headline(headline, "champion", sizes["champion"])
     return metrics, *_prediction_tables(model, headline)
+
+
+def _champion_column(
+    model: BusynessForecaster, champion: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, float | None], dict[str, Any]]:
+    """The champion's predictor and size for the backtest, and what the comparison is."""
+    comparison = {key: champion.get(key) for key in ("model_name", "alias", "version")}
+    if champion.get("model") is None:
+        return {}, {}, comparison | {"status": "none", "reason": champion.get("reason")}
+    extended, reason = champion_on_history(champion["model"], model)
+    if extended is None:
+        logger.warning("Champion version %s not scored: %s", champion["version"], reason)
+        return {}, {}, comparison | {"status": "incomparable", "reason": reason}
+    predictor = champion_predictor(extended, model.history_)
+    return (
+        {"champion": predictor},
+        {"champion": extended.size_},
+        comparison
+        | {
+            "status": "scored",
+            "reason": reason,
+        },
+    )
 
 
 def _headline(table: pd.DataFrame, name: str, size: float | None) -> dict[str, float]:
@@ -346,8 +381,16 @@ def build_evaluation_report(
     feature_engineering_report: dict[str, Any],
     params: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The evaluation report (gate decided, registration pending) and its metrics for MLflow."""
-    passed, reasons = gate_decision(test_metrics, params["min_r2"])
+    """The evaluation report (gate decided, registration pending) and its metrics for MLflow.
+
+    The gate is the baseline gate plus, when a champion serves, beating it on the same rows.
+    """
+    baseline_passed, reasons = gate_decision(test_metrics, params["min_r2"])
+    comparison = test_metrics["champion_comparison"]
+    if comparison["status"] == "scored":
+        comparison |= verdict(test_metrics["backtest"], params["champion_challenge"])
+    reasons += champion_reasons(comparison)
+    passed = not reasons
     report = {
         "time_windows": windows,
         "test": test_metrics,
@@ -359,8 +402,11 @@ def build_evaluation_report(
             "min_r2": params["min_r2"],
             "rule": (
                 f"test R2 ({HEADLINE_PRODUCT}) >= min_r2 and P50 MAE below the seasonal-naive"
-                " median's in every product and horizon bucket"
+                " median's in every product and horizon bucket; and, when a champion serves,"
+                " a lower average error than the champion's on the same rows"
             ),
+            "baseline_gate_passed": baseline_passed,
+            "champion_comparison": comparison,
             "reasons": reasons,
         },
     }
@@ -372,6 +418,12 @@ def build_evaluation_report(
         for name in ("skill_mae", "skill_rmse", "pit_coverage_80", "r2"):
             flat[f"{key}_{name}"] = row["model"][name]
     flat["gate_passed"] = float(passed)
+    if comparison["status"] == "scored":
+        flat |= {
+            f"champion_{comparison['metric']}": comparison["champion"],
+            f"challenger_{comparison['metric']}": comparison["challenger"],
+            "challenger_improvement": comparison["improvement"],
+        }
     return report, {name: {"value": float(value), "step": 0} for name, value in flat.items()}
 
 

@@ -1,7 +1,9 @@
-"""Count history -> candidates -> validation choice -> refit -> test backtest -> gate -> registry."""
+"""Count history -> candidates -> validation choice -> refit -> test backtest beside the
+baselines and the serving champion -> gate -> registry."""
 
 from kedro.pipeline import Node, Pipeline
 
+from .champion import load_champion
 from .nodes import (
     backtest_test_window,
     build_evaluation_report,
@@ -43,8 +45,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="refit_chosen",
             ),
             Node(
+                load_champion,
+                "params:modeling",
+                "serving_champion",
+                name="load_champion",
+            ),
+            Node(
                 backtest_test_window,
-                ["busyness_model", "forecast_candidates", "time_windows"],
+                ["busyness_model", "forecast_candidates", "serving_champion", "time_windows"],
                 ["test_metrics", "test_predictions", "baseline_test_predictions"],
                 name="backtest_test_window",
             ),

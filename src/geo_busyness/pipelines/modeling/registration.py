@@ -87,6 +87,12 @@ def _register(
         ),
         "gate": "passed",
     }
+    comparison = report["gate"].get("champion_comparison", {})
+    if comparison.get("status") == "scored":
+        tags |= {
+            "champion_compared_version": comparison["version"],
+            "champion_improvement": comparison["improvement"],
+        }
     tag_version(name, version, tags)
     mlflow.set_tag("registered_model_version", version)
     registration = {
