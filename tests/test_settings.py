@@ -64,4 +64,5 @@ def test_every_registered_hook_comes_from_the_hooks_module(name: str) -> None:
         "MemoryBudgetHook",
         "RunSummaryHook",
         "SparkHooks",
+        "AlertHook",
     }

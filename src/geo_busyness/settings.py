@@ -3,6 +3,7 @@ from the Kedro defaults. For further information, including these default values
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
 from geo_busyness.hooks import (
+    AlertHook,
     MemoryBudgetHook,
     RunSummaryHook,
     SparkHooks,
@@ -19,12 +20,14 @@ silence_known_warnings()
 # tryfirst/trylast. MemoryBudgetHook refuses a raw file too large for memory before anything
 # reads it; RunSummaryHook prints the run's summary once everything else is done.
 # SparkHooks starts a SparkSession only in an environment with Spark settings (conf/spark).
+# AlertHook sends alerts (SNS, webhook) only when the `alerts` parameters enable them.
 HOOKS = (
     TrackingServerHook(),
     StorageErrorHook(),
     MemoryBudgetHook(),
     RunSummaryHook(),
     SparkHooks(),
+    AlertHook(),
 )
 
 # Installed plugins for which to disable hook auto-registration.
