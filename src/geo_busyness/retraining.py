@@ -102,7 +102,7 @@ class RetrainingJob:
         self.project_path = Path(project_path)
         self.env = env
         self.runtime_params = runtime_params or {}
-        self.notify = notify or (lambda event, summary, details: None)
+        self.notify = notify or self.send_alert
 
     # ------------------------------------------------------------------ sessions
     def _session(self, extra: dict[str, Any] | None = None):
@@ -135,6 +135,18 @@ class RetrainingJob:
     def save_record(self, record: dict[str, Any]) -> None:
         with self._session() as session:
             session.load_context().catalog.save(RECORD, record)
+
+    def send_alert(self, event: str, summary: str, record: dict[str, Any]) -> None:
+        """The job's alert through the project's ``alerts`` settings (off by default)."""
+        from geo_busyness.alerts import Alert, read_credentials, send_alert  # noqa: PLC0415
+
+        keys = ("status", "failed_step", "registered_version", "champion_before", "champion_after")
+        details = {key: record[key] for key in keys if record.get(key) is not None}
+        details["reasons"] = record.get("gate", {}).get("reasons") or record.get("reasons") or []
+        with self._session() as session:
+            context = session.load_context()
+            alert = Alert(event, summary, details, {"env": self.env, "pipelines": ["retrain"]})
+            send_alert(alert, context.params.get("alerts"), read_credentials(context.config_loader))
 
     def params(self) -> dict[str, Any]:
         with self._session() as session:
