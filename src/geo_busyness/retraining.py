@@ -184,13 +184,14 @@ class RetrainingJob:
                 record["resumed_version"] = version
                 self._log(record, "monitoring", "skipped", f"resuming deployment of v{version}")
             else:
-                step, due = "monitoring", self._monitor(record)
+                due = self._monitor(record)
                 step = "decision"
                 if not retraining_due(due, force):
                     self._log(record, "decision", "ok", "no reason to retrain")
                     return self._finish(record, "skipped", params)
                 self._log(record, "decision", "ok", "retrain" + (" (forced)" if force else ""))
-                step, version = "training", self._train(record)
+                step = "training"
+                version = self._train(record)
             if version is not None:
                 step = "deployment"
                 record["registered_version"] = version

@@ -1,0 +1,98 @@
+"""`kedro retrain` as a job over a trained small project: failures keep the champion and name
+their step, a rerun resumes a failed deployment, and a held lock stops a second job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from geo_busyness.retraining import (
+    RetrainingFailed,
+    RetrainingJob,
+    RetrainingLocked,
+    _merge,
+    retraining_lock,
+)
+from tests.conftest import SMALL_TRAINING, copy_project, inside, run_kedro
+from tests.pipelines.monitoring.test_pipeline import write_recent_window
+
+pytestmark = pytest.mark.slow
+RECORDS = Path("data") / "08_reporting" / "retraining" / "retraining_record.json"
+#: Retrains without the forest's grid search (the slowest candidate), to keep the tests short.
+RETRAIN = SMALL_TRAINING | {
+    "modeling": {
+        **SMALL_TRAINING["modeling"],
+        "candidates": ["seasonal_naive", "level_adjusted", "gradient_boosting"],
+    }
+}
+#: Evening demand doubled: monitoring recommends retraining, the retrained model passes the
+#: baseline gate (on an unshifted week of the small city it misses day-ahead 4-24 h by ~4%).
+EVENING_SHIFT = {"evening_demand_factor": 2.0}
+
+
+@pytest.fixture
+def served(trained_project, tmp_path) -> Path:
+    """A copy of the trained project whose version 1 is deployed locally (the champion), with
+    a recent week whose evening demand doubled."""
+    project = copy_project(trained_project.path, tmp_path / "project", with_mlflow=True)
+    run_kedro(project, ["deployment"], SMALL_TRAINING)
+    write_recent_window(project, EVENING_SHIFT)
+    return project
+
+
+def _records(project: Path) -> list[dict]:
+    """Every saved record (versioned dataset), oldest first."""
+    return [json.loads(p.read_text()) for p in sorted((project / RECORDS).glob("*/*.json"))]
+
+
+def _job(project: Path, **params) -> RetrainingJob:
+    return RetrainingJob(project, runtime_params=_merge(RETRAIN, params))
+
+
+def test_a_failed_training_names_its_step_and_keeps_the_champion(served) -> None:
+    with inside(served), pytest.raises(RetrainingFailed, match="step 'training'") as failed:
+        _job(served, feature_engineering={"h3_resolution": 99}).run(force=True)
+    record = failed.value.record
+    assert record["status"] == "failed" and record["failed_step"] == "training"
+    assert record["champion_before"] == record["champion_after"] == "1"
+    assert "h3_resolution" in record["error"] or "99" in record["error"]
+    assert _records(served)[-1]["failed_step"] == "training"
+
+
+def test_a_failed_deployment_is_resumed_by_the_next_job(served) -> None:
+    """Any challenger is accepted here (a margin of -100%): what is tested is the resume."""
+    accept_any = {"modeling": {"champion_challenge": {"min_improvement": -1.0}}}
+    with inside(served), pytest.raises(RetrainingFailed, match="step 'deployment'") as failed:
+        # SageMaker without a bucket, role or image: refused before any AWS call.
+        _job(served, **accept_any).run(force=True, target="sagemaker")
+    record = failed.value.record
+    assert record["registered_version"] == "2" and record["champion_after"] == "1"
+
+    with inside(served):
+        resumed = _job(served).run(target="local")
+    assert resumed["resumed_version"] == "2" and resumed["status"] == "promoted"
+    assert [s["step"] for s in resumed["steps"]] == ["monitoring", "deployment"]
+    assert resumed["champion_before"] == "1" and resumed["champion_after"] == "2"
+    assert [r["status"] for r in _records(served)] == ["failed", "promoted"]
+
+
+def test_a_held_lock_stops_a_second_job_before_it_runs_anything(served) -> None:
+    with inside(served), retraining_lock(served / "data" / "retraining.lock"):
+        with pytest.raises(RetrainingLocked, match="Another retraining job holds"):
+            _job(served).run(force=True)
+    assert _records(served) == []
+
+
+def test_the_command_reports_a_skipped_job(served) -> None:
+    """`kedro retrain` with nothing to do: monitoring sees no reason, the champion stays."""
+    from kedro.framework.cli.cli import KedroCLI  # noqa: PLC0415
+
+    write_recent_window(served, {})
+    with inside(served):
+        result = CliRunner().invoke(KedroCLI(served), ["retrain"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Retraining: skipped (champion v1 -> v1)" in result.output
+    assert "decision: ok - no reason to retrain" in result.output
