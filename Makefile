@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: install install-spark run data test test-fast lint format viz
+.PHONY: install install-spark install-airflow airflow-dag run data test test-fast lint format viz
 
 install:  ## uv (via pip if missing) and the locked environment in .venv
 	@# pip into the interpreter, else the user site; a distribution's Python (PEP 668) refuses
@@ -18,6 +18,13 @@ install:  ## uv (via pip if missing) and the locked environment in .venv
 
 install-spark: install  ## the locked environment plus the optional Spark extra (kedro run --env spark; needs Java 17+)
 	$(UV) sync --frozen --compile-bytecode --extra spark
+
+install-airflow: install  ## the Airflow worker environment in .venv-airflow: the project + its `airflow` extra
+	@# A resolution of its own in uv.lock (Airflow caps FastAPI below the main environment's).
+	UV_PROJECT_ENVIRONMENT=.venv-airflow $(UV) sync --frozen --no-dev --extra airflow --compile-bytecode
+
+airflow-dag: install  ## regenerate the Airflow DAG (airflow/dags/) with kedro-airflow from airflow/dag_template.j2
+	$(UV) run --frozen kedro airflow create --pipelines monitoring --jinja-file airflow/dag_template.j2 --target-dir airflow/dags
 
 data: install  ## generate the synthetic city once, when the catalog's raw_events do not exist
 	@# Asks the catalog, wherever raw_events point: a user's own file is never replaced.

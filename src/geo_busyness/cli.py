@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from kedro.framework.cli.project import run
+from kedro.framework.cli.project import PARAMS_ARG_HELP, run
+from kedro.framework.cli.utils import _split_params
 
 __all__ = ["champion_location", "cli", "generation_decision", "registry_names", "run"]
 
@@ -109,10 +110,16 @@ def serve(  # noqa: PLR0917 - click passes options positionally
     help="Where to deploy a promoted challenger [default: retraining.deployment_target].",
 )
 @click.option("--env", "-e", default=None, help="Kedro environment.")
+@click.option(
+    "--params", type=click.UNPROCESSED, default="", help=PARAMS_ARG_HELP, callback=_split_params
+)
 @click.pass_obj
-def retrain(metadata: Any, force: bool | None, target: str | None, env: str | None) -> None:
+def retrain(  # noqa: PLR0917 - click passes options positionally
+    metadata: Any, force: bool | None, target: str | None, env: str | None, params: dict[str, Any]
+) -> None:
     """Monitoring -> retrain if recommended (or --force) -> gates, the champion included ->
-    deploy -> record. One job at a time; a failed step leaves the champion serving."""
+    deploy -> record. One job at a time; a failed step leaves the champion serving. ``--params``
+    reach every step, as in ``kedro run`` (e.g. the SageMaker settings of the deployment)."""
     from geo_busyness.retraining import (  # noqa: PLC0415
         RetrainingFailed,
         RetrainingJob,
@@ -121,7 +128,8 @@ def retrain(metadata: Any, force: bool | None, target: str | None, env: str | No
 
     project_path = Path(getattr(metadata, "project_path", Path.cwd()))
     try:
-        record = RetrainingJob(project_path, env=env).run(force=force, target=target)
+        job = RetrainingJob(project_path, env=env, runtime_params=params)
+        record = job.run(force=force, target=target)
     except (RetrainingFailed, RetrainingLocked) as error:
         raise click.ClickException(str(error)) from None
     click.echo(retraining_summary(record))

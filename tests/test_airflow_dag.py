@@ -1,0 +1,202 @@
+"""The Airflow DAG (airflow/dags/): kedro-airflow's output from the project's template, parsed by
+Airflow's own DagBag in the Airflow worker environment (the `airflow` extra, in .venv-airflow).
+
+Airflow pins FastAPI below the main environment's, so it lives in an environment of its own
+(`uv sync --no-dev --extra airflow`, the lock's separate resolution): the DagBag check runs
+there as a subprocess, tests/airflow_dag_check.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from geo_busyness.testing import PROJECT_ROOT, make_project_copy
+
+DAGS = PROJECT_ROOT / "airflow" / "dags"
+TEMPLATE = PROJECT_ROOT / "airflow" / "dag_template.j2"
+DAG_FILE = DAGS / "geo_busyness_monitoring_dag.py"
+DAG_ID = "geo_busyness_monitoring_retraining"
+AIRFLOW_VENV = PROJECT_ROOT / ".venv-airflow"
+CHECK = Path(__file__).with_name("airflow_dag_check.py")
+
+
+def makefile_recipe(target: str) -> list[str]:
+    """The command lines of a Makefile target."""
+    lines = (PROJECT_ROOT / "Makefile").read_text().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith(f"{target}:")))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        if not line.strip().startswith("@#"):
+            recipe.append(line.strip())
+    return recipe
+
+
+def generation_command(target_dir: Path) -> list[str]:
+    """`make airflow-dag`'s `kedro airflow create ...`, writing to ``target_dir`` instead."""
+    line = next(line for line in makefile_recipe("airflow-dag") if "kedro airflow create" in line)
+    words = shlex.split(line)
+    words = words[words.index("kedro") + 1 :]
+    words[words.index("--target-dir") + 1] = str(target_dir)
+    return [sys.executable, "-m", "kedro", *words]
+
+
+def test_the_makefile_regenerates_the_committed_dag_folder_from_the_template():
+    command = generation_command(Path("OUT"))
+    assert command[3:7] == ["airflow", "create", "--pipelines", "monitoring"]
+    assert command[command.index("--jinja-file") + 1] == str(TEMPLATE.relative_to(PROJECT_ROOT))
+    assert any("--target-dir airflow/dags" in line for line in makefile_recipe("airflow-dag"))
+    assert sorted(path.name for path in DAGS.glob("*.py")) == [DAG_FILE.name]
+
+
+@pytest.mark.slow
+def test_committed_dag_is_what_kedro_airflow_generates(tmp_path):
+    """Regenerated with the Makefile's command in a project copy: byte for byte the same file."""
+    project = make_project_copy(tmp_path / "project")
+    (project / "airflow").mkdir()
+    shutil.copy(TEMPLATE, project / "airflow" / TEMPLATE.name)
+    out = tmp_path / "dags"
+    result = subprocess.run(
+        generation_command(out), cwd=project, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    generated = sorted(out.iterdir())
+    assert [path.name for path in generated] == [DAG_FILE.name]
+    assert generated[0].read_text() == DAG_FILE.read_text(), (
+        "airflow/dags/ differs from kedro-airflow's output: run `make airflow-dag`"
+    )
+
+
+def airflow_python() -> Path:
+    """The Airflow worker environment's Python, synced from the lock (`make install-airflow`)."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    assert uv, "uv is needed to build the Airflow environment (.venv-airflow)"
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env["UV_PROJECT_ENVIRONMENT"] = str(AIRFLOW_VENV)
+    result = subprocess.run(
+        [uv, "sync", "--frozen", "--no-dev", "--extra", "airflow"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return AIRFLOW_VENV / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def dag_check(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """What Airflow's DagBag found and what DAG runs did (tests/airflow_dag_check.py)."""
+    python = airflow_python()
+    work = tmp_path_factory.mktemp("airflow")
+    project = make_project_copy(work / "project")
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    # Compiled once into .venv-airflow, rather than on every run where CI sets it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env |= {
+        "AIRFLOW_HOME": str(work / "airflow_home"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "GEO_BUSYNESS_PROJECT_PATH": str(project),
+        "KEDRO_ENV": "local",  # instead of the DAG's `cloud`: no tracking server here
+        "KEDRO_DISABLE_TELEMETRY": "1",
+    }
+    out = work / "dag_check.json"
+    result = subprocess.run(
+        [str(python), str(CHECK), str(DAGS), DAG_ID, str(out)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_airflow_parses_the_dag_folder_without_errors(dag_check):
+    assert dag_check["import_errors"] == {}
+    assert dag_check["dag_ids"] == [DAG_ID]
+
+
+@pytest.mark.slow
+def test_the_dag_schedule_and_guards(dag_check):
+    dag = dag_check["dag"]
+    assert (dag["schedule"], dag["timetable"]) == ("0 5 * * *", "CronTriggerTimetable")
+    assert dag["max_active_runs"] == 1
+    assert dag["catchup"] is False
+    assert dag["params"] == {"force": False, "target": None}
+    assert dag["target_accepts"] == {"None": True, "local": True, "sagemaker": True, "gcp": False}
+
+
+@pytest.mark.slow
+def test_the_dag_tasks_and_their_order(dag_check):
+    tasks = dag_check["dag"]["tasks"]
+    order = ["monitoring", "retrain_due", "retraining", "deployment"]
+    assert set(tasks) == set(order)
+    for before, after in zip(order, order[1:], strict=False):
+        assert tasks[before]["downstream"] == [after]
+        assert tasks[after]["upstream"] == [before]
+    assert tasks["monitoring"]["upstream"] == [] and tasks["deployment"]["downstream"] == []
+    # the two short-circuits: retraining only when due, deployment only of a registered version
+    assert tasks["retrain_due"]["operator"] == "_ShortCircuitDecoratedOperator"
+    assert tasks["retraining"]["operator"] == "_ShortCircuitDecoratedOperator"
+
+
+@pytest.mark.slow
+def test_the_dag_runs_the_job_steps_it_should(dag_check):
+    """Real DAG runs (Airflow's dag.test) with a stand-in job: the short-circuits skip what they
+    should, `force` and `target` reach the tasks, the registered version reaches deployment."""
+    runs = dag_check["runs"]
+    assert all(run["state"] == "success" for run in runs.values()), runs
+    deploy_9 = {"deployment": {"model_version": "9", "target": "local"}}
+    expected = {
+        "not_recommended": (
+            {"retraining": "skipped", "deployment": "skipped"},
+            [["monitoring", None]],
+        ),
+        "forced_to_sagemaker": (
+            {"retraining": "success", "deployment": "success"},
+            [
+                ["monitoring", None],
+                ["retraining", None],
+                ["deployment", {"deployment": {"model_version": "9", "target": "sagemaker"}}],
+            ],
+        ),
+        "recommended_not_registered": (
+            {"retraining": "success", "deployment": "skipped"},
+            [["monitoring", None], ["retraining", None]],
+        ),
+        "recommended": (
+            {"retraining": "success", "deployment": "success"},
+            [["monitoring", None], ["retraining", None], ["deployment", deploy_9]],
+        ),
+    }
+    for name, (states, pipeline_runs) in expected.items():
+        tasks = runs[name]["tasks"]
+        assert (tasks["monitoring"], tasks["retrain_due"]) == ("success", "success"), name
+        assert {task: tasks[task] for task in states} == states, name
+        assert runs[name]["runs"] == pipeline_runs, name
+
+
+@pytest.mark.slow
+def test_the_tasks_job_is_the_workers_project_in_this_environment(dag_check):
+    """The job the DAG builds: GEO_BUSYNESS_PROJECT_PATH and KEDRO_ENV; a real Kedro session
+    of the project read its parameters in the Airflow environment."""
+    job = dag_check["job"]
+    assert Path(job["project_path"]).name == "project" and job["env"] == "local"
+    parameters = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_retraining.yml").read_text())
+    assert job["lock_file"] == parameters["retraining"]["lock_file"]
