@@ -9,7 +9,6 @@ from kedro.pipeline import Pipeline
 
 from geo_busyness.pipeline_registry import NOT_IN_DEFAULT, register_pipelines
 
-
 #: The training job again on other raw input: it repeats the training nodes by design.
 VARIANTS = ("__default__", "retraining")
 

@@ -33,7 +33,9 @@ def test_a_second_job_stops_while_the_lock_is_held(tmp_path) -> None:
         probe = (
             "import fcntl,sys; f=open(sys.argv[1],'a+');fcntl.flock(f, fcntl.LOCK_EX|fcntl.LOCK_NB)"
         )
-        other = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, check=False)
+        other = subprocess.run(
+            [sys.executable, "-c", probe, str(lock)], capture_output=True, check=False
+        )
         assert other.returncode != 0 and b"BlockingIOError" in other.stderr
     with retraining_lock(lock):  # released on exit, also after the refusal above
         pass

@@ -44,6 +44,24 @@ def retraining_due(retrain_recommended: bool, force: bool) -> bool:
     return bool(retrain_recommended) or bool(force)
 
 
+def recommended(verdict: dict[str, Any] | None) -> bool:
+    """Monitoring's ``retrain_recommended`` dataset as a bool (None: not written)."""
+    return bool((verdict or {}).get("retrain_recommended"))
+
+
+def registered_version(report: dict[str, Any] | None) -> str | None:
+    """The version a training run registered (None: the gates kept the champion)."""
+    registration = (report or {}).get("registration") or {}
+    return str(registration["version"]) if registration.get("registered") else None
+
+
+def deployment_target(params: dict[str, Any], requested: str | None) -> str:
+    """``requested``, else ``retraining.deployment_target``, else ``deployment.target``."""
+    return (
+        requested or params["retraining"].get("deployment_target") or params["deployment"]["target"]
+    )
+
+
 @contextmanager
 def retraining_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed), or raise ``RetrainingLocked``."""
@@ -172,7 +190,7 @@ class RetrainingJob:
         params = self.params()
         settings = params["retraining"]
         force = settings["force"] if force is None else force
-        target = target or settings.get("deployment_target") or params["deployment"]["target"]
+        target = deployment_target(params, target)
         with retraining_lock(self.project_path / settings["lock_file"]):
             record = self._steps(params, force=force, target=target)
         self.save_record(record)
@@ -225,7 +243,7 @@ class RetrainingJob:
         self.run_pipeline("monitoring")
         verdict = self.load("retrain_recommended") or {}
         record["reasons"] = list(verdict.get("reasons", []))
-        due = bool(verdict.get("retrain_recommended"))
+        due = recommended(verdict)
         self._log(record, "monitoring", "ok", f"retrain_recommended={due}", started)
         return due
 
@@ -238,8 +256,7 @@ class RetrainingJob:
         record["gate"] = {
             key: gate.get(key) for key in ("passed", "baseline_gate_passed", "reasons")
         } | {"champion_comparison": _plain(gate.get("champion_comparison"))}
-        registration = report.get("registration", {})
-        version = registration.get("version") if registration.get("registered") else None
+        version = registered_version(report)
         detail = (
             f"registered v{version}"
             if version

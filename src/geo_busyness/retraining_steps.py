@@ -18,7 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from geo_busyness.retraining import RetrainingJob, retraining_due, retraining_lock
+from geo_busyness.retraining import (
+    RetrainingJob,
+    deployment_target,
+    recommended,
+    registered_version,
+    retraining_due,
+    retraining_lock,
+)
 
 __all__ = [
     "deploy",
@@ -64,11 +71,6 @@ def _locked(job: Job) -> Iterator[dict[str, Any]]:
         yield params
 
 
-def recommended(verdict: dict[str, Any] | None) -> bool:
-    """Monitoring's ``retrain_recommended`` dataset as a bool (None: not written)."""
-    return bool((verdict or {}).get("retrain_recommended"))
-
-
 def monitor(job: Job) -> bool:
     """Run monitoring against the champion; whether it recommends retraining. With no champion
     yet there is nothing to compare with: True, training the first one (as ``kedro retrain``)."""
@@ -80,12 +82,6 @@ def monitor(job: Job) -> bool:
     return recommended(job.load(VERDICT))
 
 
-def registered_version(report: dict[str, Any] | None) -> str | None:
-    """The version a training run registered (None: the gates kept the champion)."""
-    registration = (report or {}).get("registration") or {}
-    return str(registration["version"]) if registration.get("registered") else None
-
-
 def retrain(job: Job) -> str | None:
     """The retraining pipeline; the version it registered, or None."""
     with _locked(job):
@@ -93,13 +89,6 @@ def retrain(job: Job) -> str | None:
     version = registered_version(job.load(REPORT))
     logger.info("Retraining registered %s.", f"version {version}" if version else "nothing")
     return version
-
-
-def deployment_target(params: dict[str, Any], requested: str | None) -> str:
-    """``requested``, else ``retraining.deployment_target``, else ``deployment.target``."""
-    return (
-        requested or params["retraining"].get("deployment_target") or params["deployment"]["target"]
-    )
 
 
 def deploy(job: Job, version: str, target: str | None = None) -> str:
