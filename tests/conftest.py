@@ -21,7 +21,7 @@ from geo_busyness.testing import make_project_copy, tracking_uri, use_own_mlflow
 
 __all__ = ["make_project_copy"]  # re-exported for tests
 #: The small packaged model (tests/serving, tests/pipelines/deployment).
-pytest_plugins = ("tests.packaged_model",)
+pytest_plugins = ("tests.packaged_model", "tests.alerting")
 
 #: A small city sample that still has weeks enough for train, validation and test windows.
 SMALL_GENERATION = {
@@ -40,7 +40,15 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 #: one, directly or through another fixture, is marked ``slow``; `make test-fast` leaves those
 #: out. Tests that start such things themselves carry ``@pytest.mark.slow`` instead.
 SLOW_FIXTURES = frozenset(
-    {"processed_project", "trained_project", "s3_endpoint", "cloud_env", "viz_site", "server"}
+    {
+        "processed_project",
+        "trained_project",
+        "s3_endpoint",
+        "cloud_env",
+        "viz_site",
+        "server",
+        "moto_endpoint",
+    }
 )
 
 

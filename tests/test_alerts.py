@@ -3,14 +3,10 @@ server for the webhook, moto for SNS), and the hook that raises them from a run.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,12 +35,18 @@ from geo_busyness.alerts import (
 )
 from geo_busyness.hooks import AlertHook, StorageError
 from geo_busyness.testing import PROJECT_ROOT, free_port
-from tests.cloud.conftest import AWS_ENV, start_moto, stop
+from tests.alerting import (
+    REGION,
+    SECRET_PATH,
+    moto_client,
+    payloads,
+    received_notifications,
+    subscribe_queue,
+    text_of,
+    write_credentials,
+)
+from tests.cloud.conftest import AWS_ENV
 from tests.conftest import SMALL_TRAINING, copy_project, inside, make_project_copy, run_kedro
-
-#: The secret part of the test webhook URL: it must never reach a log line.
-SECRET_PATH = "/services/T0000/B0000/s3cr3tW3bh00kP4th"
-REGION = "us-east-1"
 
 GATE_REPORT = {
     "gate": {
@@ -67,59 +69,6 @@ MONITORING_REPORT = {
     "reasons": ["psi hour_of_day 0.09 > 0.05", "unseen cell share 7.0% > 5.0%"],
     "model": {"model_name": "geo-busyness", "version": "3"},
 }
-
-
-# ------------------------------------------------------------------ a local webhook receiver
-@dataclass
-class Webhook:
-    """A local HTTP server taking webhook POSTs: what it received, the statuses to answer."""
-
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # answered in order, then 200
-    delay_seconds: float = 0.0
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    """A webhook receiver on a free loopback port, its URL ending in a secret-looking path."""
-    hook = Webhook(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            hook.received.append(
-                {"content_type": self.headers["Content-Type"], "path": self.path, "json": body}
-            )
-            time.sleep(hook.delay_seconds)
-            status = hook.statuses.pop(0) if hook.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            """Quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}"
-    try:
-        yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def payloads(hook: Webhook) -> list[dict[str, Any]]:
-    """The JSON bodies the webhook received."""
-    return [json.loads(item["json"]) for item in hook.received]
-
-
-def text_of(payload: dict[str, Any]) -> str:
-    """A payload's ``text`` as Slack shows it (&lt; back to <)."""
-    return html.unescape(payload["text"])
 
 
 def enabled(**overrides: Any) -> dict[str, Any]:
@@ -411,20 +360,6 @@ def test_a_non_http_url_is_refused_without_naming_it():
 
 
 # ------------------------------------------------------------------ the SNS channel (moto)
-def subscribe_queue(sns: Any, sqs: Any, topic_arn: str) -> str:
-    """An SQS queue subscribed to the topic; its URL."""
-    queue_url = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
-    return queue_url
-
-
-def received_notifications(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """The SNS notifications waiting in the queue (envelope with Subject, Message, ...)."""
-    answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
-    return [json.loads(message["Body"]) for message in answer.get("Messages", [])]
-
-
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto's in-process AWS with test credentials (nothing leaves the process)."""
@@ -574,32 +509,6 @@ def test_the_module_lists_the_retraining_jobs_events():
 
 
 # ------------------------------------------------------------------ real Kedro runs
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """The project's moto server (tests/cloud) on a free loopback port, for SNS and SQS."""
-    process, endpoint = start_moto()
-    try:
-        yield endpoint
-    finally:
-        stop(process)
-
-
-def moto_client(service: str, endpoint: str) -> Any:
-    """A boto3 client on the moto server, with the test credentials."""
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
-def write_credentials(project: Any, entries: dict[str, Any]) -> None:
-    """The project copy's conf/local/credentials.yml (where a user keeps the webhook URL)."""
-    (project / "conf" / "local" / "credentials.yml").write_text(yaml.safe_dump(entries))
-
-
 @pytest.mark.slow  # a real KedroSession run and the moto server
 def test_a_failed_gate_in_a_kedro_run_alerts_the_webhook_and_sns(
     trained_project, tmp_path, webhook, moto_endpoint
