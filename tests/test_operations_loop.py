@@ -1,0 +1,124 @@
+"""The loop end to end on the synthetic city with the recent week's level up 20%: monitoring
+recommends retraining, `kedro retrain` trains on the newest data, the challenger beats the
+champion (promoted, deployed) and then a weaker one loses to it (champion kept); every alert
+reaches the local webhook server and moto's SNS."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geo_busyness.retraining import RetrainingJob
+from tests.alerting import (
+    moto_client,
+    payloads,
+    received_notifications,
+    subscribe_queue,
+    write_credentials,
+)
+from tests.cloud.conftest import AWS_ENV
+from tests.conftest import SMALL_TRAINING, copy_project, inside, run_kedro
+from tests.pipelines.monitoring.test_pipeline import write_recent_window
+
+pytestmark = pytest.mark.slow
+
+#: The statistical baselines only: the level-adjusted one is chosen (weaker than the learned).
+BASELINES_ONLY = ["seasonal_naive", "level_adjusted"]
+#: Learned candidates without the forest's grid search, to keep the run short.
+LEARNED = ["seasonal_naive", "level_adjusted", "gradient_boosting"]
+
+
+def training(candidates: list[str]) -> dict[str, Any]:
+    """The small-run parameters with these candidates."""
+    params = copy.deepcopy(SMALL_TRAINING)
+    params["modeling"]["candidates"] = candidates
+    return params
+
+
+def alert_events(webhook, sqs, queue_url) -> tuple[list[str], list[str]]:
+    """The events the webhook and the SNS topic received so far, in order."""
+    hooked = [payload["text"].split()[2].rstrip(":") for payload in payloads(webhook)]
+    published = [json.loads(n["Message"])["event"] for n in received_notifications(sqs, queue_url)]
+    return hooked, published
+
+
+def test_level_shift_retrain_promote_then_keep_the_champion(
+    processed_project: Path, tmp_path: Path, webhook, moto_endpoint
+) -> None:
+    project = copy_project(processed_project, tmp_path / "project", with_mlflow=False)
+    # Version 1, the champion: the level-adjusted baseline, deployed locally.
+    run_kedro(project, ["feature_engineering", "modeling"], training(BASELINES_ONLY))
+    run_kedro(project, ["deployment"])
+    # The week after the history arrives with 20% more events everywhere.
+    write_recent_window(project, {"level_factor": 1.2})
+
+    sns, sqs = moto_client("sns", moto_endpoint), moto_client("sqs", moto_endpoint)
+    topic_arn = sns.create_topic(Name="geo-busyness-alerts")["TopicArn"]
+    queue_url = subscribe_queue(sns, sqs, topic_arn)
+    write_credentials(
+        project,
+        {
+            "alerts_webhook": {"url": webhook.url},
+            "alerts_aws": {
+                "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            },
+        },
+    )
+    alerts = {
+        "enabled": True,
+        "sns": {
+            "topic_arn": topic_arn,
+            "endpoint_url": moto_endpoint,
+            "credentials_key": "alerts_aws",
+        },
+        "webhook": {"retry_wait_seconds": 0},
+    }
+
+    # 1. Monitoring sees the level change; the learned challenger beats the champion.
+    with inside(project):
+        promoted = RetrainingJob(
+            project, runtime_params=training(LEARNED) | {"alerts": alerts}
+        ).run()
+    assert promoted["status"] == "promoted", promoted
+    assert any("level" in reason for reason in promoted["reasons"]), promoted["reasons"]
+    comparison = promoted["gate"]["champion_comparison"]
+    assert comparison["status"] == "scored" and comparison["version"] == "1"
+    assert comparison["challenger_wins"] and comparison["improvement"] > 0
+    assert promoted["champion_before"] == "1" and promoted["champion_after"] == "2"
+    assert [s["step"] for s in promoted["steps"]] == [
+        "monitoring",
+        "decision",
+        "training",
+        "deployment",
+    ]
+    # Trained on the newest data: its test window ends with the recent week.
+    report = json.loads((project / "data/08_reporting/evaluation_report.json").read_text())
+    recent = json.loads(
+        (project / "data/08_reporting/monitoring/monitoring_report.json").read_text()
+    )
+    assert report["time_windows"]["test_end"] > recent["reference_window"]["end"]
+    assert (project / "data/06_models/deployment/serving/geo-busyness-v2").is_dir()
+
+    hooked, published = alert_events(webhook, sqs, queue_url)
+    assert hooked == published == ["retrain_recommended", "challenger_promoted"]
+
+    # 2. A challenger of baselines only, forced: it loses to the learned champion, which stays.
+    with inside(project):
+        kept = RetrainingJob(
+            project, runtime_params=training(BASELINES_ONLY) | {"alerts": alerts}
+        ).run(force=True)
+    assert kept["status"] == "champion_kept", kept
+    assert kept["champion_before"] == kept["champion_after"] == "2"
+    assert kept["gate"]["baseline_gate_passed"] is not None
+    assert kept["gate"]["champion_comparison"]["challenger_wins"] is False
+    assert any("does not beat the champion (version 2)" in r for r in kept["gate"]["reasons"])
+
+    hooked, published = alert_events(webhook, sqs, queue_url)
+    assert hooked[2:] == published[2:]
+    assert "challenger_rejected" in hooked[2:] and "gate_failed" in hooked[2:]
+    assert "deployment" not in [s["step"] for s in kept["steps"]]
