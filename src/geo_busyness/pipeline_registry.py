@@ -6,9 +6,10 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 #: Pipelines left out of the default run (the training job): data generation writes the inputs,
-#: deployment pushes a model somewhere, which a plain `kedro run` should never do, and inference
-#: and monitoring are scheduled jobs that read the registry, not this run's outputs.
-NOT_IN_DEFAULT = ("data_generation", "deployment", "inference", "monitoring")
+#: deployment pushes a model somewhere, which a plain `kedro run` should never do, and inference,
+#: monitoring and shadow (scoring the shadow log) are scheduled jobs that read the registry or
+#: the server's log, not this run's outputs.
+NOT_IN_DEFAULT = ("data_generation", "deployment", "inference", "monitoring", "shadow")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
