@@ -35,7 +35,7 @@ def _events(places_and_hours: list[tuple[tuple[float, float], pd.Timestamp, int]
 
 
 def _line(
-    hour, champion, challenger, versions=("3", "4"), cells=(CELL7, CELL8), asked="2026-03-01"
+    hour, champion, challenger, *, versions=("3", "4"), cells=(CELL7, CELL8), asked="2026-03-01"
 ) -> bytes:
     """A shadow log line: (mean, p50) of each model."""
     sides = {}
@@ -121,9 +121,9 @@ def test_the_log_is_scored_row_for_row_against_each_models_own_cell(log_text, ev
     deviance = 2 / 3 * (3 * math.log(3 / 2) - 1 + 1 + 2 * math.log(2 / 4) + 2)
     assert latest["champion"]["mean_poisson_deviance"] == pytest.approx(deviance)
     assert latest["challenger_better"] == {"mae": True, "mean_poisson_deviance": True}
-    assert metrics["shadow_challenger_mae"] == {"value": pytest.approx(0.5), "step": 0}
-    assert metrics["shadow_champion_version"]["value"] == 3
-    assert metrics["shadow_rows"]["value"] == 3
+    assert metrics["challenger.mae"] == {"value": pytest.approx(0.5), "step": 0}
+    assert metrics["champion.version"]["value"] == 3
+    assert metrics["rows"]["value"] == 3
 
 
 def test_every_logged_prediction_counts_when_asked_to(log_text, events):

@@ -170,14 +170,15 @@ def score_shadow(
 
 
 def shadow_metrics(pair: dict[str, Any] | None) -> dict[str, dict[str, float]]:
-    """The pair's figures as MLflow metrics ({"value": x, "step": 0}); versions when numeric."""
+    """The pair's figures as MLflow metrics ({"value": x, "step": 0}), e.g. ``champion.mae``
+    (logged as ``shadow_metrics.champion.mae``); the versions too when they are numbers."""
     if not pair or "champion" not in pair:
         return {}
-    values = {"shadow_rows": pair["rows"]}
+    values = {"rows": pair["rows"]}
     for side in SIDES:
         for name in ("mae", "mean_poisson_deviance", "mae_p50"):
             if pair[side][name] is not None:
-                values[f"shadow_{side}_{name}"] = pair[side][name]
+                values[f"{side}.{name}"] = pair[side][name]
         if str(pair[f"{side}_version"]).isdigit():
-            values[f"shadow_{side}_version"] = int(pair[f"{side}_version"])
+            values[f"{side}.version"] = int(pair[f"{side}_version"])
     return {name: {"value": float(value), "step": 0} for name, value in values.items()}
