@@ -7,8 +7,9 @@ The outcome (``deployment_outcome``) and the record (``deployment_record``) both
 ``status`` (``deployed``, ``unchanged`` or ``rolled_back``) and ``rolled_back`` (bool); a
 rolled-back update also carries ``reason``. A rolled-back version is not promoted: the
 champion alias stays where it was (``champion_version`` in the record), and the version is
-tagged ``rollout=rolled_back`` in the registry. ``check_rollout`` then ends the run with
-``DeploymentRolledBack`` (after the record is saved) unless ``fail_on_rollback`` is false.
+tagged ``rollout=rolled_back`` in the registry. The run ends successfully with that record,
+unless ``fail_on_rollback`` is true: then ``check_rollout`` raises ``DeploymentRolledBack``
+after the record is saved.
 """
 
 from __future__ import annotations
@@ -247,14 +248,13 @@ def _tag_rolled_back(name: str, version: str, deployment: dict[str, Any]) -> Non
 
 
 def check_rollout(record: dict[str, Any], params: dict[str, Any]) -> None:
-    """Raise ``DeploymentRolledBack`` for a rolled-back record, if ``fail_on_rollback`` (default)."""
-    if not record.get("rolled_back") or not params.get("fail_on_rollback", True):
+    """Raise ``DeploymentRolledBack`` for a rolled-back record when ``fail_on_rollback`` is set."""
+    if not record.get("rolled_back") or not params.get("fail_on_rollback", False):
         return
     raise DeploymentRolledBack(
         f"{record['model_name']} version {record['model_version']} was rolled back on"
         f" {record['target']} endpoint {record['endpoint']}: {record.get('reason')}."
         f" {record['endpoint_config']} keeps serving and {record['alias']} stays version"
         f" {record['champion_version']}. The record (status rolled_back) is saved as"
-        " deployment_record; set deployment.fail_on_rollback=false to end such runs without"
-        " an error."
+        " deployment_record (deployment.fail_on_rollback is true)."
     )

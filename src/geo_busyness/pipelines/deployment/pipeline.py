@@ -52,7 +52,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "deployment_record",
                 name="promote_champion",
             ),
-            # Last: a rolled-back update fails the run only after its record is saved.
+            # Last: with fail_on_rollback, a rolled-back update fails the run after its record
+            # is saved.
             Node(
                 check_rollout,
                 ["deployment_record", "params:deployment"],
