@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from kedro.config import OmegaConfigLoader
 from kedro.framework.cli.utils import find_run_command
 
-from geo_busyness.cli import champion_location, cli, registry_names
+from geo_busyness.cli import champion_location, cli, registry_names, shadow_refusal
 from geo_busyness.testing import PROJECT_ROOT, use_own_mlflow_store
 from tests.conftest import inside, make_project_copy
 
@@ -67,3 +67,84 @@ def test_serving_an_unknown_registry_uri_fails_in_one_line(monkeypatch, tmp_path
         serving_main.serve(["--model", "models:/geo-busyness@champion"])
     assert str(stopped.value).count("\n") == 0
     assert "alias champion not found" in str(stopped.value)
+
+
+# ---------------------------------------------------------------- issue #17 item 6: shadow mode
+
+
+def test_shadow_refusal():
+    assert shadow_refusal("3", "4") is None
+    assert "no challenger" in shadow_refusal("3", None)
+    assert "is the champion (version 3)" in shadow_refusal("3", "3")
+
+
+def _register_versions(project, aliases: dict[str, str]) -> None:
+    """Register the small test model twice (versions 1 and 2) and set ``aliases``."""
+    import mlflow  # noqa: PLC0415
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415
+
+    from geo_busyness.testing import tracking_uri  # noqa: PLC0415
+    from tests.serving.model_fixture import fit_model, save_model  # noqa: PLC0415
+
+    model_dir = save_model(fit_model(), project / "saved_model")
+    with inside(project):
+        mlflow.set_tracking_uri(tracking_uri(project))
+        try:
+            mlflow.set_experiment("cli-tests")
+            client = MlflowClient()
+            client.create_registered_model(NAMES[0])
+            for _ in range(2):
+                with mlflow.start_run() as run:
+                    mlflow.log_artifacts(str(model_dir), artifact_path="model")
+                client.create_model_version(
+                    NAMES[0], f"runs:/{run.info.run_id}/model", run.info.run_id
+                )
+            for alias, version in aliases.items():
+                client.set_registered_model_alias(NAMES[0], alias, version)
+        finally:
+            mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.slow  # a real KedroSession and MLflow registry
+def test_serve_shadow_passes_the_challenger_and_the_catalogs_shadow_log(tmp_path, monkeypatch):
+    from geo_busyness.serving import __main__ as serving_main  # noqa: PLC0415
+
+    project = make_project_copy(tmp_path / "project")
+    _register_versions(project, {"champion": "1", "challenger": "2"})
+    calls = []
+    monkeypatch.setattr(serving_main, "serve", calls.append)
+    with inside(project):
+        result = CliRunner().invoke(
+            cli, ["serve", "--shadow"], obj=SimpleNamespace(project_path=project)
+        )
+        assert result.exit_code == 0, result.output
+        with_model = CliRunner().invoke(
+            cli, ["serve", "--model", "some/dir"], obj=SimpleNamespace(project_path=project)
+        )
+        assert with_model.exit_code == 0, with_model.output
+    (arguments, plain) = calls
+    options = dict(zip(arguments[::2], arguments[1::2], strict=True))
+    assert options["--model"] == "models:/geo-busyness@champion"
+    assert options["--shadow-model"] == "models:/geo-busyness/2"
+    assert (options["--model-version"], options["--shadow-version"]) == ("1", "2")
+    assert options["--shadow-log"].endswith("data/07_model_output/shadow/shadow_predictions.jsonl")
+    assert options["--shadow-queue"] == "100"
+    assert "Shadow mode: challenger version 2" in result.output
+    assert "--shadow-model" not in plain  # shadow mode is asked for, or set in parameters
+
+
+@pytest.mark.slow  # a real KedroSession and MLflow registry
+def test_serve_shadow_with_the_champion_as_challenger_serves_without_shadow(tmp_path, monkeypatch):
+    from geo_busyness.serving import __main__ as serving_main  # noqa: PLC0415
+
+    project = make_project_copy(tmp_path / "project")
+    _register_versions(project, {"champion": "2", "challenger": "2"})
+    calls = []
+    monkeypatch.setattr(serving_main, "serve", calls.append)
+    with inside(project):
+        result = CliRunner().invoke(
+            cli, ["serve", "--shadow"], obj=SimpleNamespace(project_path=project)
+        )
+    assert result.exit_code == 0, result.output
+    assert "Shadow mode off: the challenger is the champion (version 2)" in result.output
+    assert "--shadow-model" not in calls[0]

@@ -1,6 +1,10 @@
 """Project CLI commands, found by Kedro in ``<package>.cli``: ``kedro serve``, ``kedro retrain``
 and ``kedro generate-data``.
 
+``kedro serve --shadow`` (or ``deployment.local.shadow: true``) also asks the registry's
+challenger every query, off the response path, and logs both answers to the catalog's
+``shadow_log`` (``geo_busyness.serving.shadow``); ``kedro run --pipelines shadow`` scores them.
+
 Kedro also takes this module's ``run`` for ``python -m geo_busyness`` and the
 ``geo-busyness`` script, so it re-exports Kedro's own ``run`` command unchanged.
 """
@@ -14,9 +18,17 @@ import click
 from kedro.framework.cli.project import PARAMS_ARG_HELP, run
 from kedro.framework.cli.utils import _split_params
 
-__all__ = ["champion_location", "cli", "generation_decision", "registry_names", "run"]
+__all__ = [
+    "champion_location",
+    "cli",
+    "generation_decision",
+    "registry_names",
+    "run",
+    "shadow_refusal",
+]
 
 RECORD_DATASET = "deployment_record"
+SHADOW_LOG_DATASET = "shadow_log"
 
 
 def registry_names(config_globals: dict[str, Any]) -> tuple[str, str]:
@@ -34,9 +46,20 @@ def champion_location(record: dict[str, Any] | None, model_name: str, champion_a
     return f"models:/{name}@{champion_alias}"
 
 
-def _current_champion(project_path: Path, env: str | None) -> str:
-    """``champion_location`` of the latest deployment record (through the project's catalog;
-    none before any deployment) and the names in the project's globals."""
+def shadow_refusal(champion_version: str | None, challenger_version: str | None) -> str | None:
+    """Why shadow mode has nothing to compare (None when the challenger is another version)."""
+    if challenger_version is None:
+        return "the registry has no challenger version"
+    if challenger_version == champion_version:
+        return f"the challenger is the champion (version {challenger_version})"
+    return None
+
+
+def _project_server_arguments(
+    project_path: Path, env: str | None, model: str | None, shadow: bool | None
+) -> list[str]:
+    """``--model`` (the champion of the latest deployment record, unless ``model`` is given)
+    and, in shadow mode, the challenger's arguments, from the project's catalog and registry."""
     from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
     from kedro.io import DatasetError  # noqa: PLC0415
@@ -49,11 +72,59 @@ def _current_champion(project_path: Path, env: str | None) -> str:
             record = catalog.load(RECORD_DATASET)
         except DatasetError:
             record = None
-        name, alias = registry_names(context.config_loader["globals"])
-        location = champion_location(record, name, alias)
-        if location.startswith("models:/"):
-            _require_champion((record or {}).get("model_name", name), alias)
-        return location
+        config_globals = context.config_loader["globals"]
+        name, alias = registry_names(config_globals)
+        name = (record or {}).get("model_name", name)
+        label = model  # an explicit --model is logged under its location
+        if model is None:
+            model = champion_location(record, name, alias)
+            if model.startswith("models:/"):
+                _require_champion(name, alias)
+                label = _alias_version(name, alias)
+            else:
+                label = str(record["model_version"])
+        local = context.params["deployment"]["local"]
+        wanted = local.get("shadow", False) if shadow is None else shadow
+        shadowing = (
+            _shadow_arguments(catalog, name, config_globals["aliases"], label) if wanted else []
+        )
+        if shadowing:
+            shadowing += ["--shadow-queue", str(local.get("shadow_queue_size", 100))]
+        return ["--model", model, *shadowing]
+
+
+def _alias_version(name: str, alias: str) -> str | None:
+    from geo_busyness.registry import alias_version  # noqa: PLC0415
+
+    return alias_version(name, alias)
+
+
+def _shadow_arguments(
+    catalog: Any, name: str, aliases: dict[str, str], champion_version: str | None
+) -> list[str]:
+    """The server's shadow arguments: the challenger version and the local shadow log (none,
+    with a message, when there is nothing to compare)."""
+    challenger_version = _alias_version(name, aliases["challenger"])
+    refusal = shadow_refusal(champion_version, challenger_version)
+    if refusal:
+        click.echo(f"Shadow mode off: {refusal}.")
+        return []
+    log = _location(catalog.get(SHADOW_LOG_DATASET))
+    if log is None or "://" in log:
+        raise click.ClickException(
+            f"Shadow mode appends to a local file; the catalog's {SHADOW_LOG_DATASET} is {log}."
+        )
+    click.echo(f"Shadow mode: challenger version {challenger_version} answers too, logged to {log}")
+    return [
+        "--shadow-model",
+        f"models:/{name}/{challenger_version}",
+        "--shadow-log",
+        log,
+        "--model-version",
+        champion_version or "",
+        "--shadow-version",
+        challenger_version,
+    ]
 
 
 def _require_champion(name: str, alias: str) -> None:
@@ -82,9 +153,21 @@ def cli() -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int)
 @click.option("--env", "-e", default=None, help="Kedro environment whose catalog holds the record.")
+@click.option(
+    "--shadow/--no-shadow",
+    default=None,
+    help="Also ask the registry's challenger every query (off the response path) and log both"
+    " answers to the catalog's shadow_log [default: deployment.local.shadow; off with --model].",
+)
 @click.pass_obj
 def serve(  # noqa: PLR0917 - click passes options positionally
-    metadata: Any, model: str | None, host: str, port: int, workers: int, env: str | None
+    metadata: Any,
+    model: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    env: str | None,
+    shadow: bool | None,
 ):
     """Serve the current champion on http://HOST:PORT (GET /ping, POST /invocations)."""
     from geo_busyness.serving.threads import single_threaded_math  # noqa: PLC0415
@@ -92,11 +175,13 @@ def serve(  # noqa: PLR0917 - click passes options positionally
     single_threaded_math()  # before the session imports MLflow and its math libraries
     from geo_busyness.serving.__main__ import serve as run_server  # noqa: PLC0415
 
-    if model is None:
+    if model is None or shadow:
         project_path = Path(getattr(metadata, "project_path", Path.cwd()))
-        model = _current_champion(project_path, env)
-    click.echo(f"Serving {model} on http://{host}:{port}")
-    run_server(["--model", model, "--host", host, "--port", str(port), "--workers", str(workers)])
+        arguments = _project_server_arguments(project_path, env, model, shadow)
+    else:
+        arguments = ["--model", model]
+    click.echo(f"Serving {arguments[1]} on http://{host}:{port}")
+    run_server([*arguments, "--host", host, "--port", str(port), "--workers", str(workers)])
 
 
 @cli.command()

@@ -6,10 +6,18 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 #: Pipelines left out of the default run (the training job): data generation writes the inputs,
-#: deployment pushes a model somewhere, which a plain `kedro run` should never do, and inference
-#: and monitoring are scheduled jobs that read the registry, not this run's outputs, and
-#: retraining is the training job again on the history plus the recent batch (`kedro retrain`).
-NOT_IN_DEFAULT = ("data_generation", "deployment", "inference", "monitoring", "retraining")
+#: deployment pushes a model somewhere, which a plain `kedro run` should never do; inference,
+#: monitoring and shadow (scoring the server's shadow log) are scheduled jobs that read the
+#: registry or the server's log, not this run's outputs; retraining is the training job again on
+#: the history plus the recent batch (`kedro retrain`).
+NOT_IN_DEFAULT = (
+    "data_generation",
+    "deployment",
+    "inference",
+    "monitoring",
+    "retraining",
+    "shadow",
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -228,12 +228,16 @@ def run_json_artifact(run_id: str, path: str) -> Any:
         return json.loads(Path(local).read_text())
 
 
+def alias_version(name: str, alias: str) -> str | None:
+    """The version ``alias`` points at (None if it is not set)."""
+    try:
+        return str(_client().get_model_version_by_alias(name, alias).version)
+    except Exception:  # noqa: BLE001 - MlflowException: the alias or the model is absent
+        return None
+
+
 def move_alias(name: str, alias: str, version: str) -> str | None:
     """Point ``alias`` at ``version``; the version it pointed at before (None if unset)."""
-    client = _client()
-    try:
-        previous = str(client.get_model_version_by_alias(name, alias).version)
-    except Exception:  # noqa: BLE001 - MlflowException: the alias is not set yet
-        previous = None
-    client.set_registered_model_alias(name, alias, version)
+    previous = alias_version(name, alias)
+    _client().set_registered_model_alias(name, alias, version)
     return previous

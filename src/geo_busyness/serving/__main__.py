@@ -7,6 +7,14 @@ Defaults follow SageMaker's conventions: the model in ``/opt/ml/model`` (or ``SM
 port ``SAGEMAKER_BIND_TO_PORT`` or 8080, workers ``SAGEMAKER_MODEL_SERVER_WORKERS`` or 1. An
 MLflow URI is downloaded once before the worker processes start. A first argument ``serve``
 (how SageMaker starts a container) is accepted and ignored.
+
+Shadow mode (``--shadow-model`` and ``--shadow-log``): every answer still comes from
+``--model``; the shadow model answers the same queries off the response path and both answers
+go to the shadow log, one JSON line per prediction (``serving/shadow.py``)::
+
+    python -m geo_busyness.serving --model DIR --model-version 3 \
+        --shadow-model models:/geo-busyness/4 --shadow-version 4 \
+        --shadow-log data/07_model_output/shadow/shadow_predictions.jsonl
 """
 
 from __future__ import annotations
@@ -36,6 +44,13 @@ from geo_busyness.serving.protocol import (  # noqa: E402
     GuardedHttpToolsProtocol,
 )
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES  # noqa: E402
+from geo_busyness.serving.shadow import (  # noqa: E402
+    ENV_CHALLENGER_VERSION,
+    ENV_CHAMPION_VERSION,
+    ENV_SHADOW_LOG,
+    ENV_SHADOW_MODEL,
+    ENV_SHADOW_QUEUE,
+)
 
 logger = logging.getLogger("geo_busyness.serving")
 
@@ -85,7 +100,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a client has to send a request's headers (then the connection closes)",
     )
     parser.add_argument("--log-level", default=os.environ.get("GEO_BUSYNESS_LOG_LEVEL", "info"))
+    shadow = parser.add_argument_group("shadow mode")
+    shadow.add_argument(
+        "--shadow-model",
+        help="model dir or MLflow URI that also answers every query (logged, never returned)",
+    )
+    shadow.add_argument("--shadow-log", help="JSON lines file the shadow answers are appended to")
+    shadow.add_argument("--model-version", help="version label of --model, logged with its answers")
+    shadow.add_argument("--shadow-version", help="version label of --shadow-model")
+    shadow.add_argument(
+        "--shadow-queue",
+        type=int,
+        default=100,
+        help="answered batches waiting for the shadow model; more are dropped and counted",
+    )
     return parser
+
+
+def local_model(location: str) -> str:
+    """``location`` itself when local, else where it was downloaded to (exit in one line)."""
+    from geo_busyness.model.loading import fetch_model, is_local  # noqa: PLC0415
+
+    if is_local(location):
+        return location
+    target = tempfile.mkdtemp(prefix="geo-busyness-model-")
+    logger.info("Downloading %s to %s", redact(location), target)
+    try:
+        return str(fetch_model(location, target))
+    except Exception as error:  # noqa: BLE001 - one line, not a traceback, then exit
+        lines = str(error).strip().splitlines() or [""]
+        raise SystemExit(
+            f"Cannot fetch the model {redact(location)}: {type(error).__name__}: {redact(lines[0])}"
+        ) from None
+
+
+def shadow_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The shadow mode's environment variables for the worker processes (none when off)."""
+    if not args.shadow_model:
+        return {}
+    if not args.shadow_log:
+        raise SystemExit("--shadow-model needs --shadow-log (where the answers are logged).")
+    return {
+        ENV_SHADOW_MODEL: local_model(args.shadow_model),
+        ENV_SHADOW_LOG: str(os.path.abspath(args.shadow_log)),
+        ENV_SHADOW_QUEUE: str(args.shadow_queue),
+        ENV_CHAMPION_VERSION: args.model_version or "",
+        ENV_CHALLENGER_VERSION: args.shadow_version or "",
+    }
 
 
 def serve(argv: Sequence[str] | None = None) -> None:
@@ -98,21 +159,9 @@ def serve(argv: Sequence[str] | None = None) -> None:
 
     import uvicorn  # noqa: PLC0415
 
-    from geo_busyness.model.loading import fetch_model, is_local  # noqa: PLC0415
-
-    model = args.model
     install_log_redaction()
-    if not is_local(model):
-        target = tempfile.mkdtemp(prefix="geo-busyness-model-")
-        logger.info("Downloading %s to %s", redact(model), target)
-        try:
-            model = str(fetch_model(model, target))
-        except Exception as error:  # noqa: BLE001 - one line, not a traceback, then exit
-            lines = str(error).strip().splitlines() or [""]
-            raise SystemExit(
-                f"Cannot fetch the model {redact(model)}: {type(error).__name__}:"
-                f" {redact(lines[0])}"
-            ) from None
+    model = local_model(args.model)
+    os.environ.update(shadow_environment(args))
     os.environ[ENV_MODEL] = model
     os.environ[ENV_MAX_BODY_BYTES] = str(args.max_body_bytes)
     os.environ[ENV_LOAD_TIMEOUT] = str(args.load_timeout)

@@ -7,6 +7,8 @@
   request gets a 4xx JSON error naming the problem; 5xx is kept for faults of the server or
   the model.
 - ``GET /execution-parameters``: what SageMaker batch transform asks a container.
+- ``GET /shadow``: shadow mode's counts (``serving/shadow.py``: the challenger answers the
+  same queries off the response path and its answers are logged beside the champion's).
 
 The server answers from the artifact alone: its forecasts start at the model's origin (the
 hour after the last count it was fitted on), so an hour days after it gets a day- or
@@ -26,76 +28,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
-from geo_busyness.model.queries import DEFAULT_MAX_DISTANCE_KM, check_known_area, known_cells
+from geo_busyness.model.queries import check_known_area, known_cells
 from geo_busyness.redaction import redact
-from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES, RequestError, parse_request
+from geo_busyness.serving.asgi import CLOSE, Receive, Send, read_body, respond, too_large
+from geo_busyness.serving.config import (  # noqa: F401 - ENV_* and Settings are app's API
+    ENV_BODY_TIMEOUT,
+    ENV_LOAD_TIMEOUT,
+    ENV_MAX_BODY_BYTES,
+    ENV_MAX_CONCURRENCY,
+    ENV_MAX_DISTANCE_KM,
+    ENV_MODEL,
+    Settings,
+)
+from geo_busyness.serving.requests import (
+    JSON,
+    RequestError,
+    parse_request,
+)
 from geo_busyness.serving.responses import encode_error, encode_predictions, response_type
+from geo_busyness.serving.shadow import Shadow
 from geo_busyness.serving.threads import limit_current_thread
 
 logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Answer = tuple[int, bytes, str]  # status, body, media type
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-#: Environment variables read by ``create_app`` (set by ``python -m geo_busyness.serving``).
-ENV_MODEL = "GEO_BUSYNESS_MODEL"
-ENV_MAX_BODY_BYTES = "GEO_BUSYNESS_MAX_BODY_BYTES"
-ENV_LOAD_TIMEOUT = "GEO_BUSYNESS_MODEL_LOAD_TIMEOUT"
-ENV_BODY_TIMEOUT = "GEO_BUSYNESS_BODY_TIMEOUT"
-ENV_MAX_CONCURRENCY = "GEO_BUSYNESS_MAX_CONCURRENCY"
-ENV_MAX_DISTANCE_KM = "GEO_BUSYNESS_MAX_DISTANCE_KM"
-JSON = "application/json"
-JSON_HEADERS = [(b"content-type", JSON.encode())]
-#: Ends the connection after the answer (uvicorn closes it): for clients that are not reading.
-CLOSE = ((b"connection", b"close"),)
-
-
-@dataclass
-class Settings:
-    """What a server process serves and its limits."""
-
-    model: str
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    #: How long an invocation that arrives during loading waits for the model, in seconds.
-    load_timeout: float = 120.0
-    #: Invocations answered together when they queue up behind a busy worker.
-    max_batch_requests: int = 64
-    #: Seconds a client has to send a request's whole body (slowloris): then 408, closed.
-    body_timeout: float = 20.0
-    #: Invocations open at once (reading, queued or answering) before new ones get 503. /ping
-    #: is never limited: stalled clients cannot make the container look unhealthy.
-    max_concurrency: int = 256
-    #: Queries farther than this (km) from every cell the model knows are refused (400); 0
-    #: turns the check off.
-    max_distance_km: float = DEFAULT_MAX_DISTANCE_KM
-    loader: Callable[[str], Any] | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        model = os.environ.get(ENV_MODEL)
-        if not model:
-            raise RuntimeError(f"Set {ENV_MODEL} to the model directory or MLflow model URI.")
-        return cls(
-            model=model,
-            max_body_bytes=int(os.environ.get(ENV_MAX_BODY_BYTES) or DEFAULT_MAX_BODY_BYTES),
-            load_timeout=float(os.environ.get(ENV_LOAD_TIMEOUT, "120")),
-            body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or 20.0),
-            max_concurrency=int(os.environ.get(ENV_MAX_CONCURRENCY) or 256),
-            max_distance_km=float(os.environ.get(ENV_MAX_DISTANCE_KM) or DEFAULT_MAX_DISTANCE_KM),
-        )
 
 
 class ServingApp:
@@ -113,19 +78,25 @@ class ServingApp:
         self._worker = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="predict", initializer=limit_current_thread
         )
+        self.shadow = Shadow(settings.shadow, self._load_from) if settings.shadow else None
 
     # ------------------------------------------------------------------ model loading
-    def _load_model(self) -> Any:
+    def _load_from(self, location: str) -> Any:
         if self.settings.loader is not None:
-            return self.settings.loader(self.settings.model)
+            return self.settings.loader(location)
         from geo_busyness.model.loading import load_model  # noqa: PLC0415 - imports MLflow
 
-        return load_model(self.settings.model)
+        return load_model(location)
+
+    def _load_model(self) -> Any:
+        return self._load_from(self.settings.model)
 
     def start_loading(self) -> None:
         """Load the model in the background; /ping turns 200 when it is ready."""
         if self._load is not None:
             return
+        if self.shadow is not None:
+            self.shadow.start()
         started = time.perf_counter()
 
         def done(future: asyncio.Future) -> None:
@@ -160,10 +131,10 @@ class ServingApp:
             await self._ping(send)
         elif path == "/invocations":
             if method != "POST":
-                await _respond(send, 405, encode_error(405, "Use POST for /invocations."))
+                await respond(send, 405, encode_error(405, "Use POST for /invocations."))
             elif self._open_invocations >= self.settings.max_concurrency:
                 busy = encode_error(503, "Too many open invocations; retry shortly.")
-                await _respond(send, 503, busy, [(b"retry-after", b"1"), *CLOSE])
+                await respond(send, 503, busy, [(b"retry-after", b"1"), *CLOSE])
             else:
                 self._open_invocations += 1
                 try:
@@ -171,9 +142,12 @@ class ServingApp:
                 finally:
                     self._open_invocations -= 1
         elif path == "/execution-parameters" and method == "GET":
-            await _respond(send, 200, orjson.dumps(self.execution_parameters()))
+            await respond(send, 200, orjson.dumps(self.execution_parameters()))
+        elif path == "/shadow" and method == "GET":
+            stats = self.shadow.stats() if self.shadow else {"state": "off"}
+            await respond(send, 200, orjson.dumps(stats))
         else:
-            await _respond(send, 404, encode_error(404, f"No route {method} {path}."))
+            await respond(send, 404, encode_error(404, f"No route {method} {path}."))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -185,17 +159,19 @@ class ServingApp:
                 if self._batcher is not None:
                     self._batcher.cancel()
                 self._worker.shutdown(wait=False, cancel_futures=True)
+                if self.shadow is not None:
+                    await asyncio.to_thread(self.shadow.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _ping(self, send: Send) -> None:
         if self.model is not None:
-            await _respond(send, 200, b'{"status":"ready"}')
+            await respond(send, 200, b'{"status":"ready"}')
         elif self._load_error is not None:
             # The cause (paths, URIs) is in the server's log, never in an answer.
-            await _respond(send, 503, b'{"status":"failed","error":"The model failed to load."}')
+            await respond(send, 503, b'{"status":"failed","error":"The model failed to load."}')
         else:
-            await _respond(send, 503, b'{"status":"loading"}')
+            await respond(send, 503, b'{"status":"loading"}')
 
     def execution_parameters(self) -> dict[str, Any]:
         return {
@@ -212,28 +188,28 @@ class ServingApp:
         try:
             declared = int(headers.get("content-length", b"0") or 0)
         except ValueError:
-            await _respond(send, 400, encode_error(400, "Invalid Content-Length header."))
+            await respond(send, 400, encode_error(400, "Invalid Content-Length header."))
             return
         if declared > limit:
-            await _respond(send, 413, _too_large(declared, limit))
+            await respond(send, 413, too_large(declared, limit))
             return
         try:
             async with asyncio.timeout(self.settings.body_timeout):
-                body = await _read_body(receive, limit)
+                body = await read_body(receive, limit)
         except TimeoutError:
             slow = f"The request body did not arrive within {self.settings.body_timeout:g} s."
-            await _respond(send, 408, encode_error(408, slow), list(CLOSE))
+            await respond(send, 408, encode_error(408, slow), list(CLOSE))
             return
         if body is None:
-            await _respond(send, 413, _too_large(limit + 1, limit))
+            await respond(send, 413, too_large(limit + 1, limit))
             return
         if self.model is None:
             problem = await self._wait_for_model()
             if problem:
-                await _respond(send, 503, encode_error(503, problem), [(b"retry-after", b"5")])
+                await respond(send, 503, encode_error(503, problem), [(b"retry-after", b"5")])
                 return
         status, payload, media = await self._submit(body, content_type, accept)
-        await _respond(send, status, payload, [(b"content-type", media.encode())])
+        await respond(send, status, payload, [(b"content-type", media.encode())])
 
     # ------------------------------------------------------------------ micro-batching
     async def _submit(self, body: bytes, content_type: str, accept: str) -> Answer:
@@ -293,9 +269,11 @@ class ServingApp:
 
         Requests are parsed one by one (a bad one gets its own 4xx); the valid ones are
         predicted in one ``predict_busyness`` call, whose answers are per query row, so each
-        request gets exactly the numbers it would get alone.
+        request gets exactly the numbers it would get alone. In shadow mode the answered query
+        rows and answers are then handed to the challenger's thread (never waited for).
         """
         answers: list[Answer | None] = [None] * len(requests)
+        answered: tuple[list[pd.DataFrame], list[pd.DataFrame]] = ([], [])
         valid: list[tuple[int, pd.DataFrame, str]] = []
         for index, (body, content_type, accept) in enumerate(requests):
             try:
@@ -326,9 +304,13 @@ class ServingApp:
                 ):
                     part = combined.iloc[start:stop]
                     answers[index] = (200, encode_predictions(part, media), media)
+                answered[0].extend(q for _, q, _ in valid)
+                answered[1].append(combined)
                 valid = []
         for index, queries, media in valid:
-            answers[index] = self._predict_one(queries, media)
+            answers[index] = self._predict_one(queries, media, answered)
+        if self.shadow is not None:
+            self.shadow.submit(*answered)
         return answers
 
     def _known_cells(self) -> Any:
@@ -337,12 +319,22 @@ class ServingApp:
             self._cells_of, self._cells = self.model, known_cells(self.model)
         return self._cells
 
-    def _predict_one(self, queries: pd.DataFrame, media: str) -> Answer:
+    def _predict_one(
+        self,
+        queries: pd.DataFrame,
+        media: str,
+        answered: tuple[list[pd.DataFrame], list[pd.DataFrame]] | None = None,
+    ) -> Answer:
         try:
-            return 200, encode_predictions(answer(self.model, queries), media), media
+            predicted = answer(self.model, queries)
+            body = encode_predictions(predicted, media)
         except Exception as exc:  # noqa: BLE001 - answered 500, logged once per kind
             _log_fault(f"Prediction failed for {len(queries)} query row(s)", exc)
             return 500, encode_error(500, f"Prediction failed: {type(exc).__name__}."), JSON
+        if answered is not None:
+            answered[0].append(queries)
+            answered[1].append(predicted)
+        return 200, body, media
 
 
 #: Exception types whose traceback was already logged: each kind is logged in full once per
@@ -368,44 +360,11 @@ def _log_fault(what: str, exc: BaseException) -> None:
     )
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None as soon as it grows over ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
 def answer(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
     """``predict_busyness``, imported on first use (it loads scikit-learn)."""
     from geo_busyness.model.predict import predict_busyness  # noqa: PLC0415
 
     return predict_busyness(model, queries)
-
-
-def _too_large(size: int, limit: int) -> bytes:
-    return encode_error(413, f"Request body of {size} bytes is over the limit of {limit} bytes.")
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = headers or []
-    if not any(name == b"content-type" for name, _ in headers):
-        headers = [*JSON_HEADERS, *headers]
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def create_app() -> ServingApp:

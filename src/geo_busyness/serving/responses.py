@@ -35,14 +35,9 @@ def iso_hours(hours: pd.Series) -> list[str]:
     return np.datetime_as_string(values, unit="s", timezone="UTC").tolist()
 
 
-def encode_predictions(answers: pd.DataFrame, media: str = JSON) -> bytes:
-    """``{"predictions": [{"h3_cell", "hour", "predicted_busyness", "p10", "p50", "p90",
-    "horizon_hours"}, ...]}`` or a CSV table with those columns.
-
-    Floats are written with the shortest text that reads back to the same double, so a client
-    gets exactly the numbers ``predict_busyness`` returned; the horizon is a whole number.
-    """
-    columns = {
+def answer_columns(answers: pd.DataFrame) -> dict[str, list]:
+    """``ANSWER_COLUMNS`` as lists of JSON-ready values (cell names, ISO hours, floats, ints)."""
+    return {
         H3_CELL: answers[H3_CELL].astype(str).tolist(),
         HOUR: iso_hours(answers[HOUR]),
         **{
@@ -51,6 +46,16 @@ def encode_predictions(answers: pd.DataFrame, media: str = JSON) -> bytes:
         },
         HORIZON: answers[HORIZON].to_numpy(dtype=np.int64).tolist(),
     }
+
+
+def encode_predictions(answers: pd.DataFrame, media: str = JSON) -> bytes:
+    """``{"predictions": [{"h3_cell", "hour", "predicted_busyness", "p10", "p50", "p90",
+    "horizon_hours"}, ...]}`` or a CSV table with those columns.
+
+    Floats are written with the shortest text that reads back to the same double, so a client
+    gets exactly the numbers ``predict_busyness`` returned; the horizon is a whole number.
+    """
+    columns = answer_columns(answers)
     if media == CSV:
         return pd.DataFrame(columns).to_csv(index=False, lineterminator="\n").encode()
     rows = zip(*columns.values(), strict=True)

@@ -19,7 +19,12 @@ from moto import mock_aws
 
 from geo_busyness.model.loading import load_model
 from geo_busyness.model.predict import predict_busyness
-from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, check_deployable
+from geo_busyness.pipelines.deployment.nodes import (
+    DeploymentRefused,
+    DeploymentRolledBack,
+    check_deployable,
+    check_rollout,
+)
 from geo_busyness.pipelines.deployment.sagemaker import DeploymentError, SageMakerDeployer
 from geo_busyness.registry import select_model_version
 from geo_busyness.serving.requests import parse_request
@@ -229,3 +234,91 @@ def test_a_failed_sagemaker_rollout_does_not_promote_or_record(project, monkeypa
         finally:
             mlflow.set_tracking_uri(None)
     assert "champion" not in aliases
+
+
+# ---------------------------------------------------------------- issue #17 item 6
+
+
+def _rolled_back_deploy(self, package_path, model_name, version, *args, **kwargs):
+    """What ``SageMakerDeployer.deploy`` returns when SageMaker rolled the canary back."""
+    return {
+        "model_package_arn": f"arn:aws:sagemaker:us-east-1:1:model-package/geo-busyness/{version}",
+        "model_package_status": "Rejected",
+        "action": "updated",
+        "status": "rolled_back",
+        "rolled_back": True,
+        "rolled_back_by": "sagemaker",
+        "reason": "Alarm geo-busyness-5xx entered ALARM state",
+        "attempted_endpoint_config": f"geo-busyness-v{version}",
+        "previous_endpoint_config": "geo-busyness-v1",
+        "endpoint_name": "geo-busyness",
+        "endpoint_config": "geo-busyness-v1",
+        "endpoint_status": "InService",
+        "strategy": "canary",
+    }
+
+
+def test_a_rolled_back_canary_is_recorded_and_keeps_the_champion(project, monkeypatch):
+    """The record says rolled_back (what an alert hook and the retraining job read), the
+    champion alias does not move, the version is tagged, and the run ends without an error
+    (fail_on_rollback is false by default)."""
+    monkeypatch.setattr(SageMakerDeployer, "deploy", _rolled_back_deploy)
+    with inside(project):
+        mlflow.set_tracking_uri(tracking_uri(project))
+        try:
+            MlflowClient().set_registered_model_alias(NAME, "champion", "1")
+        finally:
+            mlflow.set_tracking_uri(None)
+    params = {
+        "deployment": {
+            "target": "sagemaker",
+            "model_version": 3,
+            "smoke_test_query": None,
+            "sagemaker": {
+                "bucket": "b",
+                "region": "us-east-1",
+                "role_arn": "arn:aws:iam::1:role/r",
+                "image_uri": "i",
+                "rollout": {"alarms": ["geo-busyness-5xx"]},
+            },
+        }
+    }
+    records = project / "data/08_reporting/deployment/deployment_record.json"
+    before = set(records.glob("*/*.json"))
+    run_kedro(project, ["deployment"], params)
+    (new,) = set(records.glob("*/*.json")) - before
+    record = json.loads(new.read_text())
+    assert (record["status"], record["rolled_back"], record["promoted"]) == (
+        "rolled_back",
+        True,
+        False,
+    )
+    assert record["reason"] == "Alarm geo-busyness-5xx entered ALARM state"
+    assert (record["model_version"], record["champion_version"]) == ("3", "1")
+    assert record["deployment"]["status"] == "rolled_back"
+    with inside(project):
+        mlflow.set_tracking_uri(tracking_uri(project))
+        try:
+            client = MlflowClient()
+            assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+            assert client.get_model_version(NAME, "3").tags["rollout"] == "rolled_back"
+        finally:
+            mlflow.set_tracking_uri(None)
+
+
+def test_check_rollout_fails_only_rolled_back_records_unless_told_not_to():
+    record = {
+        "rolled_back": True,
+        "model_name": NAME,
+        "model_version": "3",
+        "target": "sagemaker",
+        "endpoint": "geo-busyness",
+        "reason": "alarm",
+        "endpoint_config": "geo-busyness-v1",
+        "alias": "champion",
+        "champion_version": "1",
+    }
+    with pytest.raises(DeploymentRolledBack, match="champion stays version 1"):
+        check_rollout(record, {"fail_on_rollback": True})
+    check_rollout(record, {})  # the default: the record says it, the run succeeds
+    check_rollout({**record, "rolled_back": False}, {"fail_on_rollback": True})

@@ -5,7 +5,8 @@ groups and packages, but not ``update_endpoint`` (NotImplementedError in process
 update path is therefore tested with botocore's Stubber on a real SageMaker client: the
 Stubber checks every request against the service model (so the DeploymentConfig we send is
 valid) and replays the endpoint states SageMaker reports during an update, a rollback and a
-timeout.
+timeout. Nothing here evaluates a CloudWatch alarm or shifts traffic: an alarm-triggered
+rollback is replayed as the states SageMaker reports after one (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
+from geo_busyness.pipelines.deployment.rollout import RolloutPolicy
 from geo_busyness.pipelines.deployment.sagemaker import (
     DeploymentError,
     SageMakerConfig,
@@ -28,8 +30,18 @@ IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4
 METRICS = {"test": {"r2": 0.71, "mae": 0.42}, "gate": {"passed": True}}
 
 
+#: The tests' default rollout: all traffic at once, no waits (short stubbed timeouts fit it).
+QUICK = RolloutPolicy(strategy="all_at_once", termination_wait_seconds=0)
+
+
 def config(**overrides) -> SageMakerConfig:
-    settings = {"region": REGION, "poll_seconds": 0, "wait_timeout_seconds": 60, **overrides}
+    settings = {
+        "region": REGION,
+        "poll_seconds": 0,
+        "wait_timeout_seconds": 60,
+        "rollout": QUICK,
+        **overrides,
+    }
     return SageMakerConfig(bucket="models-bucket", role_arn=ROLE, image_uri=IMAGE, **settings)
 
 
@@ -125,7 +137,9 @@ def _endpoint(status: str, config_name: str, reason: str | None = None) -> dict:
     return answer
 
 
-def _stubbed(states: list[dict], updates: bool = True, **overrides):
+def _stubbed(states: list[dict], updates: bool = True, sent=ANY, **overrides):
+    """A deployer on a stubbed client replaying ``states`` (DescribeEndpoint answers); the
+    update must send ``sent`` as its DeploymentConfig (ANY: whatever the service model allows)."""
     client = boto3.client(
         "sagemaker",
         region_name=REGION,
@@ -142,7 +156,7 @@ def _stubbed(states: list[dict], updates: bool = True, **overrides):
             {
                 "EndpointName": "geo-busyness",
                 "EndpointConfigName": "geo-busyness-v4",
-                "DeploymentConfig": ANY,
+                "DeploymentConfig": sent,
             },
         )
     for state in states[1:]:
@@ -171,13 +185,14 @@ def test_update_is_blue_green_and_succeeds_when_the_new_config_is_in_service():
         outcome = deployer.rollout("geo-busyness-v4")
     stubber.assert_no_pending_responses()
     assert outcome["action"] == "updated"
+    assert (outcome["status"], outcome["rolled_back"]) == ("deployed", False)
     assert outcome["previous_endpoint_config"] == "geo-busyness-v3"
     assert outcome["endpoint_config"] == "geo-busyness-v4"
     policy = deployer.deployment_config()["BlueGreenUpdatePolicy"]
     assert policy["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
 
 
-def test_failed_update_keeps_the_old_config_and_says_so():
+def test_an_update_sagemaker_rolled_back_is_reported_with_the_old_config_serving():
     deployer, stubber = _stubbed(
         [
             _endpoint("InService", "geo-busyness-v3"),
@@ -186,10 +201,14 @@ def test_failed_update_keeps_the_old_config_and_says_so():
             _endpoint("InService", "geo-busyness-v3", reason="Health check failed"),
         ]
     )
-    with stubber, pytest.raises(DeploymentError) as failed:
-        deployer.rollout("geo-busyness-v4")
-    assert "Health check failed" in str(failed.value)
-    assert "geo-busyness-v3 keeps serving" in str(failed.value)
+    with stubber:
+        outcome = deployer.rollout("geo-busyness-v4")
+    stubber.assert_no_pending_responses()
+    assert (outcome["status"], outcome["rolled_back"]) == ("rolled_back", True)
+    assert outcome["reason"] == "Health check failed"
+    assert outcome["rolled_back_by"] == "sagemaker"
+    assert outcome["endpoint_config"] == "geo-busyness-v3"
+    assert outcome["attempted_endpoint_config"] == "geo-busyness-v4"
 
 
 def test_an_update_that_leaves_the_endpoint_failed_is_rolled_back_to_the_old_config():
@@ -215,11 +234,16 @@ def test_an_update_that_leaves_the_endpoint_failed_is_rolled_back_to_the_old_con
         _endpoint("InService", "geo-busyness-v3"),
         {"EndpointName": "geo-busyness"},
     )
-    with stubber, pytest.raises(DeploymentError) as failed:
-        deployer.rollout("geo-busyness-v4")
+    with stubber:
+        outcome = deployer.rollout("geo-busyness-v4")
     stubber.assert_no_pending_responses()
-    assert "Image pull failed" in str(failed.value)
-    assert "Rolled back: geo-busyness-v3 serves again" in str(failed.value)
+    assert (outcome["status"], outcome["rolled_back"]) == ("rolled_back", True)
+    assert outcome["reason"] == "Image pull failed"
+    assert outcome["rolled_back_by"] == "deployer"
+    assert (outcome["endpoint_config"], outcome["endpoint_status"]) == (
+        "geo-busyness-v3",
+        "InService",
+    )
 
 
 def test_update_that_outlives_the_timeout_reports_the_config_still_serving():
@@ -307,3 +331,182 @@ def test_rejecting_the_package_failing_too_keeps_the_rollouts_error(
     with pytest.raises(DeploymentError, match="boom"):
         deployer.deploy(package, "geo-busyness", "7", METRICS)
     assert "Reject it by hand" in caplog.text
+
+
+# ---------------------------------------------------------------- issue #17 item 6: canary rollout
+
+#: deployment.sagemaker as the parameters files give it, with a canary rollout.
+CANARY_PARAMS = {
+    "bucket": "models-bucket",
+    "role_arn": ROLE,
+    "image_uri": IMAGE,
+    "region": REGION,
+    "poll_seconds": 0,
+    "wait_timeout_seconds": 2400,
+    "rollout": {
+        "strategy": "canary",
+        "canary_size_percent": 25,
+        "wait_interval_seconds": 420,
+        "termination_wait_seconds": 180,
+        "alarms": ["geo-busyness-5xx", "geo-busyness-p99-latency"],
+    },
+}
+UPDATE_STATES = [
+    _endpoint("InService", "geo-busyness-v3"),
+    _endpoint("Updating", "geo-busyness-v3"),
+    _endpoint("Updating", "geo-busyness-v3"),
+]
+
+
+def test_the_canary_config_is_sent_exactly_as_the_parameters_say():
+    settings = SageMakerConfig.from_params(CANARY_PARAMS)
+    expected = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+                "WaitIntervalInSeconds": 420,
+            },
+            "TerminationWaitInSeconds": 180,
+            "MaximumExecutionTimeoutInSeconds": 2400,
+        },
+        "AutoRollbackConfiguration": {
+            "Alarms": [{"AlarmName": "geo-busyness-5xx"}, {"AlarmName": "geo-busyness-p99-latency"}]
+        },
+    }
+    deployer, stubber = _stubbed(
+        [*UPDATE_STATES, _endpoint("InService", "geo-busyness-v4")],
+        sent=expected,
+        **{key: getattr(settings, key) for key in ("wait_timeout_seconds", "rollout")},
+    )
+    with stubber:  # the Stubber fails on any other DeploymentConfig, or one the API refuses
+        outcome = deployer.rollout("geo-busyness-v4")
+    stubber.assert_no_pending_responses()
+    assert (outcome["status"], outcome["strategy"]) == ("deployed", "canary")
+    assert outcome["alarms"] == ["geo-busyness-5xx", "geo-busyness-p99-latency"]
+
+
+def test_a_linear_rollout_sends_its_step_size():
+    rollout = RolloutPolicy(strategy="linear", linear_step_percent=25, wait_interval_seconds=60)
+    routing = rollout.deployment_config(1800)["BlueGreenUpdatePolicy"][
+        "TrafficRoutingConfiguration"
+    ]
+    assert routing == {
+        "Type": "LINEAR",
+        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+        "WaitIntervalInSeconds": 60,
+    }
+    assert rollout.shifting_seconds() == 3 * 60 + 300  # four steps, three waits, then termination
+
+
+def test_all_at_once_sends_what_the_update_sent_before_the_canary():
+    """Today's config: all traffic at once, no alarms section when there are none."""
+    before = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+            "TerminationWaitInSeconds": 300,
+            "MaximumExecutionTimeoutInSeconds": 1800,
+        }
+    }
+    deployer, stubber = _stubbed(
+        [*UPDATE_STATES, _endpoint("InService", "geo-busyness-v4")],
+        sent=before,
+        wait_timeout_seconds=1800,
+        rollout=RolloutPolicy(strategy="all_at_once"),
+    )
+    with stubber:
+        outcome = deployer.rollout("geo-busyness-v4")
+    stubber.assert_no_pending_responses()
+    assert (outcome["action"], outcome["status"], outcome["rolled_back"]) == (
+        "updated",
+        "deployed",
+        False,
+    )
+
+
+@pytest.mark.parametrize("reason", ["Alarm geo-busyness-5xx entered ALARM state", None])
+def test_a_canary_rolled_back_by_an_alarm_is_an_outcome_naming_the_reason(reason):
+    settings = SageMakerConfig.from_params(CANARY_PARAMS)
+    deployer, stubber = _stubbed(
+        [
+            *UPDATE_STATES,
+            _endpoint("RollingBack", "geo-busyness-v3"),
+            _endpoint("InService", "geo-busyness-v3", reason=reason),
+        ],
+        wait_timeout_seconds=settings.wait_timeout_seconds,
+        rollout=settings.rollout,
+    )
+    with stubber:
+        outcome = deployer.rollout("geo-busyness-v4")
+    stubber.assert_no_pending_responses()
+    assert (outcome["status"], outcome["rolled_back"]) == ("rolled_back", True)
+    assert (outcome["endpoint_config"], outcome["endpoint_status"]) == (
+        "geo-busyness-v3",
+        "InService",
+    )
+    if reason:
+        assert outcome["reason"] == reason
+    else:  # SageMaker said nothing: the reason names the alarms that could have fired
+        assert "geo-busyness-5xx" in outcome["reason"]
+
+
+def test_a_rolled_back_deploy_rejects_its_package_and_keeps_the_old_endpoint(aws, package):
+    """moto serves v3; the update to v4 is accepted and SageMaker rolls it back (moto cannot
+    update an endpoint: update_endpoint is patched to accept and change nothing, which is
+    what a rolled-back update looks like afterwards)."""
+    sm, s3 = aws
+    deployer = SageMakerDeployer(config(), sm, s3)
+    first = deployer.deploy(package, "geo-busyness", "3", METRICS)
+    sent = []
+    sm.update_endpoint = lambda **kwargs: sent.append(kwargs) or {"EndpointArn": "arn"}
+    outcome = deployer.deploy(package, "geo-busyness", "4", METRICS)
+    assert [call["EndpointConfigName"] for call in sent] == ["geo-busyness-v4"]
+    assert (outcome["status"], outcome["rolled_back"]) == ("rolled_back", True)
+    assert outcome["endpoint_config"] == "geo-busyness-v3"
+    assert outcome["model_package_status"] == "Rejected"
+    rejected = sm.describe_model_package(ModelPackageName=outcome["model_package_arn"])
+    assert rejected["ModelApprovalStatus"] == "Rejected"
+    assert rejected.get("ApprovalDescription", "Rolled back").startswith("Rolled back")
+    kept = sm.describe_model_package(ModelPackageName=first["model_package_arn"])
+    assert kept["ModelApprovalStatus"] == "Approved"
+    assert sm.describe_endpoint(EndpointName="geo-busyness")["EndpointConfigName"] == (
+        "geo-busyness-v3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rollout", "key"),
+    [
+        ({"canary_size_percent": 0}, "rollout.canary_size_percent"),
+        ({"canary_size_percent": 60}, "rollout.canary_size_percent"),
+        ({"canary_size_percent": "10"}, "rollout.canary_size_percent"),
+        ({"canary_size_percent": True}, "rollout.canary_size_percent"),
+        ({"strategy": "linear", "linear_step_percent": 5}, "rollout.linear_step_percent"),
+        ({"wait_interval_seconds": 7200}, "rollout.wait_interval_seconds"),
+        ({"strategy": "blue_green"}, "rollout.strategy"),
+        ({"alarms": "geo-busyness-5xx"}, "rollout.alarms"),
+        ({"canary_percent": 10}, "canary_percent"),
+    ],
+)
+def test_invalid_rollout_parameters_are_named(rollout, key):
+    with pytest.raises(ValueError, match=key):
+        SageMakerConfig.from_params({**CANARY_PARAMS, "rollout": rollout})
+
+
+def test_the_former_rollout_keys_say_where_they_moved():
+    with pytest.raises(ValueError, match=r"rollback_alarms \(now rollout.alarms\)"):
+        SageMakerConfig.from_params({**CANARY_PARAMS, "rollback_alarms": ["a"]})
+
+
+def test_a_timeout_shorter_than_the_rollouts_waits_is_refused():
+    with pytest.raises(ValueError, match="wait_timeout_seconds"):
+        SageMakerConfig.from_params({**CANARY_PARAMS, "wait_timeout_seconds": 600})
+
+
+def test_a_canary_without_alarms_warns_that_nothing_would_roll_it_back(caplog):
+    SageMakerConfig.from_params({**CANARY_PARAMS, "rollout": {"strategy": "canary"}})
+    assert "nothing would roll the update back" in caplog.text
+    caplog.clear()
+    SageMakerConfig.from_params({**CANARY_PARAMS, "rollout": {"strategy": "all_at_once"}})
+    SageMakerConfig.from_params(CANARY_PARAMS)
+    assert "nothing would roll" not in caplog.text

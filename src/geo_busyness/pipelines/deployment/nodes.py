@@ -2,6 +2,14 @@
 
 The nodes only glue the registry (``geo_busyness.registry``, the one door to MLflow), the
 packaging (``packaging``) and the targets (the local model store, ``sagemaker``) together.
+
+The outcome (``deployment_outcome``) and the record (``deployment_record``) both carry
+``status`` (``deployed``, ``unchanged`` or ``rolled_back``) and ``rolled_back`` (bool); a
+rolled-back update also carries ``reason``. A rolled-back version is not promoted: the
+champion alias stays where it was (``champion_version`` in the record), and the version is
+tagged ``rollout=rolled_back`` in the registry. The run ends successfully with that record,
+unless ``fail_on_rollback`` is true: then ``check_rollout`` raises ``DeploymentRolledBack``
+after the record is saved.
 """
 
 from __future__ import annotations
@@ -17,7 +25,14 @@ from typing import Any
 import orjson
 
 from geo_busyness.model.loading import fetch_model
-from geo_busyness.registry import move_alias, run_json_artifact, run_metrics, run_tags
+from geo_busyness.registry import (
+    alias_version,
+    move_alias,
+    run_json_artifact,
+    run_metrics,
+    run_tags,
+    tag_version,
+)
 from geo_busyness.schemas import HORIZON, PREDICTION
 
 from .packaging import build_package, unpack_package
@@ -31,6 +46,10 @@ EVALUATION_REPORT_ARTIFACT = "reporting/evaluation_report.json"
 
 class DeploymentRefused(RuntimeError):
     """The requested model version may not be deployed (e.g. it did not pass the gate)."""
+
+
+class DeploymentRolledBack(RuntimeError):
+    """The endpoint update was rolled back: the previous champion keeps serving."""
 
 
 def check_deployable(candidate: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +158,8 @@ def _deploy_local(
     logger.info("Model store %s now holds %s", store, target)
     return {
         "target": "local",
+        "status": "deployed",
+        "rolled_back": False,
         "model_dir": str(target),
         "serve": f"kedro serve  (or python -m geo_busyness.serving --model {target})",
     }
@@ -173,16 +194,33 @@ def promote_champion(
     deployment: dict[str, Any],
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """Set the ``champion`` alias on the deployed version; the deployment record."""
-    name, alias = candidate["model_name"], params["champion_alias"]
-    previous = move_alias(name, alias, candidate["version"])
-    logger.info("%s version %s is now %s (was %s)", name, candidate["version"], alias, previous)
-    return {
+    """Set the ``champion`` alias on the deployed version (not on a rolled-back one); the record."""
+    name, version, alias = candidate["model_name"], candidate["version"], params["champion_alias"]
+    rolled_back = bool(deployment.get("rolled_back"))
+    if rolled_back:
+        previous = champion = alias_version(name, alias)
+        _tag_rolled_back(name, version, deployment)
+        logger.error(
+            "%s version %s was rolled back (%s); %s stays version %s",
+            name,
+            version,
+            deployment.get("reason"),
+            alias,
+            champion,
+        )
+    else:
+        previous, champion = move_alias(name, alias, version), version
+        logger.info("%s version %s is now %s (was %s)", name, version, alias, previous)
+    record = {
+        "status": deployment.get("status", "deployed"),
+        "rolled_back": rolled_back,
         "model_name": name,
-        "model_version": candidate["version"],
+        "model_version": version,
         "model_uri": candidate["model_uri"],
         "chosen_by": candidate["chosen_by"],
         "alias": alias,
+        "promoted": not rolled_back,
+        "champion_version": champion,
         "previous_champion_version": previous,
         "target": deployment["target"],
         "package": {key: package[key] for key in ("path", "sha256", "bytes")},
@@ -192,3 +230,31 @@ def promote_champion(
         "deployment": deployment,
         "deployed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if rolled_back:
+        record["reason"] = deployment.get("reason")
+    return record
+
+
+def _tag_rolled_back(name: str, version: str, deployment: dict[str, Any]) -> None:
+    """Tag the version ``rollout=rolled_back`` with the reason (logged if tagging fails)."""
+    try:
+        tag_version(
+            name,
+            version,
+            {"rollout": "rolled_back", "rollout_reason": str(deployment.get("reason"))[:4000]},
+        )
+    except Exception as exc:  # noqa: BLE001 - the record still says it; a tag is a convenience
+        logger.warning("Could not tag %s version %s as rolled back: %s", name, version, exc)
+
+
+def check_rollout(record: dict[str, Any], params: dict[str, Any]) -> None:
+    """Raise ``DeploymentRolledBack`` for a rolled-back record when ``fail_on_rollback`` is set."""
+    if not record.get("rolled_back") or not params.get("fail_on_rollback", False):
+        return
+    raise DeploymentRolledBack(
+        f"{record['model_name']} version {record['model_version']} was rolled back on"
+        f" {record['target']} endpoint {record['endpoint']}: {record.get('reason')}."
+        f" {record['endpoint_config']} keeps serving and {record['alias']} stays version"
+        f" {record['champion_version']}. The record (status rolled_back) is saved as"
+        " deployment_record (deployment.fail_on_rollback is true)."
+    )

@@ -4,7 +4,13 @@ from kedro.pipeline import Node, Pipeline
 
 from geo_busyness.registry import select_model_version
 
-from .nodes import check_deployable, deploy_package, package_model, promote_champion
+from .nodes import (
+    check_deployable,
+    check_rollout,
+    deploy_package,
+    package_model,
+    promote_champion,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -45,6 +51,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 "deployment_record",
                 name="promote_champion",
+            ),
+            # Last: with fail_on_rollback, a rolled-back update fails the run after its record
+            # is saved.
+            Node(
+                check_rollout,
+                ["deployment_record", "params:deployment"],
+                None,
+                name="check_rollout",
             ),
         ],
         tags="deployment",

@@ -6,12 +6,15 @@
 2. creates the model package group if missing and registers an *Approved* model package
    (inference spec with the SKLearn image, the package URL, the metrics);
 3. creates the Model and EndpointConfig named by the model version (reused if they exist);
-4. creates the endpoint, or updates it blue/green: SageMaker keeps the old fleet serving until
-   the new one is InService and rolls back by itself when the new one fails;
-5. waits for InService within a timeout. A failed update leaves the previous config serving;
-   ``DeploymentError`` says which config serves, so the caller does not promote the model, and
-   the model package is marked back to *Rejected* (SageMaker deploys approved packages only,
-   so it is approved at registration and un-approved when its rollout fails).
+4. creates the endpoint, or updates it blue/green with the ``rollout`` policy (canary, linear
+   or all at once; ``rollout.py``): SageMaker keeps the old fleet serving until the new one has
+   all the traffic and rolls back by itself when the new one fails or a rollback alarm fires;
+5. waits for the outcome within a timeout. An update rolled back (by SageMaker, or by us after
+   the endpoint ended Failed) is an outcome, not an error: ``status`` ``rolled_back`` with the
+   ``reason``, the previous config serving. Other failures raise ``DeploymentError`` saying
+   which config serves. Either way the model package is marked back to *Rejected* (SageMaker
+   deploys approved packages only, so it is approved at registration and un-approved when its
+   rollout fails), and the caller does not promote the model.
 
 Credentials come from boto3's chain (AWS_* environment, profile, web identity in CI); Kedro
 credentials reach it through kedro-mlflow's ``server.credentials`` (exported to the
@@ -30,6 +33,10 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
+from .rollout import DeploymentError, EndpointRollout, RolloutPolicy, not_found
+
+__all__ = ["DeploymentError", "SageMakerConfig", "SageMakerDeployer", "make_clients"]
+
 logger = logging.getLogger(__name__)
 
 #: How the SKLearn framework container finds code/inference.py in the unpacked model.
@@ -39,15 +46,11 @@ FRAMEWORK_ENVIRONMENT = {
     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
 }
 CONTENT_TYPES = ["application/json", "text/csv"]
-SETTLED = {"InService", "Failed", "OutOfService", "UpdateRollbackFailed"}
-
-
-class DeploymentError(RuntimeError):
-    """A deployment that did not reach InService with the new config (message says what serves)."""
-
-    def __init__(self, message: str, status: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status  # the endpoint's status when it was raised
+#: Former ``deployment.sagemaker`` keys and where they live now.
+MOVED = {
+    "rollback_alarms": "rollout.alarms",
+    "termination_wait_seconds": "rollout.termination_wait_seconds",
+}
 
 
 @dataclass
@@ -69,13 +72,20 @@ class SageMakerConfig:
     framework_version: str | None = None
     wait_timeout_seconds: float = 1800.0
     poll_seconds: float = 15.0
-    #: Blue/green: seconds to watch the new fleet before the old one is terminated.
-    termination_wait_seconds: int = 300
-    rollback_alarms: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
+    #: How an update shifts traffic and what rolls it back (``deployment.sagemaker.rollout``).
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rollout, dict):
+            self.rollout = RolloutPolicy.from_params(self.rollout)
+        self.rollout.check_timeout(self.wait_timeout_seconds)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> SageMakerConfig:
+        moved = [f"{key} (now {MOVED[key]})" for key in sorted(set(params) & set(MOVED))]
+        if moved:
+            raise ValueError(f"deployment.sagemaker parameter(s) moved: {moved}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(params) - known)
         if unknown:
@@ -110,8 +120,15 @@ class SageMakerDeployer:
         self.config = config
         self.sm = sagemaker_client
         self.s3 = s3_client
-        self._sleep = sleep
-        self._clock = clock
+        self.endpoint = EndpointRollout(
+            sagemaker_client,
+            config.endpoint_name,
+            config.rollout,
+            wait_timeout_seconds=config.wait_timeout_seconds,
+            poll_seconds=config.poll_seconds,
+            sleep=sleep,
+            clock=clock,
+        )
 
     # ------------------------------------------------------------------ S3
     def _key(self, model_name: str, version: str, filename: str) -> str:
@@ -140,7 +157,7 @@ class SageMakerDeployer:
                 "ModelPackageGroupArn"
             ]
         except ClientError as exc:
-            if not _not_found(exc):
+            if not not_found(exc):
                 raise
         logger.info("Creating model package group %s", name)
         return self.sm.create_model_package_group(
@@ -226,112 +243,6 @@ class SageMakerDeployer:
             ],
         )
 
-    # ------------------------------------------------------------------ endpoint
-    def describe_endpoint(self) -> dict[str, Any] | None:
-        try:
-            return self.sm.describe_endpoint(EndpointName=self.config.endpoint_name)
-        except ClientError as exc:
-            if _not_found(exc):
-                return None
-            raise
-
-    def deployment_config(self) -> dict[str, Any]:
-        """Blue/green, all traffic at once, with SageMaker's own rollback on failure."""
-        config: dict[str, Any] = {
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-                "TerminationWaitInSeconds": self.config.termination_wait_seconds,
-                "MaximumExecutionTimeoutInSeconds": int(
-                    max(600, min(14400, self.config.wait_timeout_seconds))
-                ),
-            }
-        }
-        if self.config.rollback_alarms:
-            config["AutoRollbackConfiguration"] = {
-                "Alarms": [{"AlarmName": name} for name in self.config.rollback_alarms]
-            }
-        return config
-
-    def rollout(self, config_name: str) -> dict[str, Any]:
-        """Create or blue/green-update the endpoint to ``config_name``; wait for the outcome."""
-        endpoint = self.config.endpoint_name
-        current = self.describe_endpoint()
-        if current is None:
-            logger.info("Creating endpoint %s with %s", endpoint, config_name)
-            self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
-            final = self.wait(config_name, previous=None)
-            return {"action": "created", "previous_endpoint_config": None, **final}
-        previous = current["EndpointConfigName"]
-        if current["EndpointStatus"] not in ("InService", "Failed"):
-            raise DeploymentError(
-                f"Endpoint {endpoint} is {current['EndpointStatus']}; not updating it now."
-                f" {previous} keeps serving."
-            )
-        if previous == config_name and current["EndpointStatus"] == "InService":
-            logger.info("Endpoint %s already serves %s", endpoint, config_name)
-            return {
-                "action": "unchanged",
-                "previous_endpoint_config": previous,
-                **self._summary(current),
-            }
-        logger.info("Updating endpoint %s: %s -> %s (blue/green)", endpoint, previous, config_name)
-        self.sm.update_endpoint(
-            EndpointName=endpoint,
-            EndpointConfigName=config_name,
-            DeploymentConfig=self.deployment_config(),
-        )
-        try:
-            final = self.wait(config_name, previous=previous)
-        except DeploymentError as failure:
-            if failure.status in ("Failed", "UpdateRollbackFailed"):
-                raise self._roll_back(previous, failure) from failure
-            raise
-        return {"action": "updated", "previous_endpoint_config": previous, **final}
-
-    def _roll_back(self, previous: str, failure: DeploymentError) -> DeploymentError:
-        """Put the endpoint back on ``previous`` after a failed update; the error to raise."""
-        logger.error("%s Rolling back to %s", failure, previous)
-        try:
-            self.sm.update_endpoint(
-                EndpointName=self.config.endpoint_name, EndpointConfigName=previous
-            )
-            self.wait(previous, previous=None)
-        except (ClientError, DeploymentError) as exc:
-            return DeploymentError(f"{failure} Rolling back to {previous} failed too: {exc}")
-        return DeploymentError(f"{failure} Rolled back: {previous} serves again.", "InService")
-
-    def wait(self, config_name: str, previous: str | None) -> dict[str, Any]:
-        """Poll until the endpoint settles; raise ``DeploymentError`` unless it serves the new config."""
-        endpoint = self.config.endpoint_name
-        deadline = self._clock() + self.config.wait_timeout_seconds
-        while True:
-            described = self.sm.describe_endpoint(EndpointName=endpoint)
-            status = described["EndpointStatus"]
-            if status in SETTLED:
-                break
-            if self._clock() >= deadline:
-                serving = f"{previous} keeps serving" if previous else "nothing serves yet"
-                raise DeploymentError(
-                    f"Endpoint {endpoint} still {status} after {self.config.wait_timeout_seconds:g}"
-                    f" s waiting for {config_name}; {serving} until SageMaker finishes or rolls"
-                    " back (blue/green).",
-                    status,
-                )
-            self._sleep(self.config.poll_seconds)
-        serving_config = described.get("EndpointConfigName")
-        if status == "InService" and serving_config == config_name:
-            return self._summary(described)
-        reason = described.get("FailureReason") or "no reason given"
-        if previous and status == "InService":
-            raise DeploymentError(
-                f"Update of endpoint {endpoint} to {config_name} failed ({reason}); SageMaker"
-                f" rolled back and {serving_config} keeps serving.",
-                status,
-            )
-        raise DeploymentError(
-            f"Endpoint {endpoint} is {status} instead of serving {config_name}: {reason}.", status
-        )
-
     # ------------------------------------------------------------------ all steps
     def deploy(
         self,
@@ -357,8 +268,15 @@ class SageMakerDeployer:
             # The package was registered Approved (SageMaker deploys approved packages only);
             # a rollout that did not end with it serving marks it back, so nothing reading the
             # registry takes a version that never served for a good one.
-            self._reject_package(package_arn, failure)
+            self._reject_package(
+                package_arn, f"Rollout failed: {type(failure).__name__}: {failure}"
+            )
             raise
+        outcome["model_package_status"] = (
+            self._reject_package(package_arn, f"Rolled back: {outcome['reason']}")
+            if outcome["rolled_back"]
+            else "Approved"
+        )
         return {
             "model_data_url": model_data_url,
             "metrics_url": metrics_url,
@@ -368,9 +286,17 @@ class SageMakerDeployer:
             **outcome,
         }
 
-    def _reject_package(self, package_arn: str, failure: BaseException) -> None:
-        """Mark the model package Rejected after a failed rollout (logged if that fails too)."""
-        reason = f"Rollout failed: {type(failure).__name__}: {failure}"[:1000]
+    def rollout(self, config_name: str) -> dict[str, Any]:
+        """Create or blue/green-update the endpoint to ``config_name``; the outcome."""
+        return self.endpoint.run(config_name)
+
+    def deployment_config(self) -> dict[str, Any]:
+        """The ``DeploymentConfig`` an endpoint update sends (the rollout policy)."""
+        return self.endpoint.deployment_config()
+
+    def _reject_package(self, package_arn: str, reason: str) -> str:
+        """Mark the model package Rejected after a failed rollout; its approval status after."""
+        reason = reason[:1000]
         try:
             self.sm.update_model_package(
                 ModelPackageArn=package_arn,
@@ -386,34 +312,16 @@ class SageMakerDeployer:
                 type(exc).__name__,
                 exc,
             )
+            return "Approved"
+        return "Rejected"
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _summary(described: dict[str, Any]) -> dict[str, Any]:
-        """The JSON-friendly facts of a DescribeEndpoint answer."""
-        return {
-            "endpoint_name": described["EndpointName"],
-            "endpoint_arn": described.get("EndpointArn"),
-            "endpoint_config": described.get("EndpointConfigName"),
-            "status": described["EndpointStatus"],
-        }
-
     @staticmethod
     def _exists(describe: Callable[..., Any], **kwargs: Any) -> bool:
         try:
             describe(**kwargs)
         except ClientError as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return False
             raise
         return True
-
-
-def _not_found(exc: ClientError) -> bool:
-    """SageMaker says 'does not exist' with ValidationException or ResourceNotFound."""
-    error = exc.response.get("Error", {})
-    message = str(error.get("Message", "")).lower()
-    return error.get("Code") in ("ResourceNotFound", "ResourceNotFoundException") or (
-        error.get("Code") == "ValidationException"
-        and ("could not find" in message or "does not exist" in message or "not found" in message)
-    )
