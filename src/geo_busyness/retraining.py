@@ -225,7 +225,8 @@ class RetrainingJob:
             if version is not None:
                 step = "deployment"
                 record["registered_version"] = version
-                self._deploy(record, version, target)
+                if not self._deploy(record, version, target):
+                    return self._finish(record, "rolled_back", params)
         except Exception as error:  # noqa: BLE001 - recorded, then raised as RetrainingFailed
             logger.exception("Retraining step %s failed", step)
             self._log(record, step, "failed", str(error).splitlines()[0][:500])
@@ -266,12 +267,19 @@ class RetrainingJob:
         self._log(record, "training", "ok", detail, started)
         return version
 
-    def _deploy(self, record: dict[str, Any], version: str, target: str) -> None:
+    def _deploy(self, record: dict[str, Any], version: str, target: str) -> bool:
+        """Deploy ``version``; False when the rollout was rolled back (the champion serves)."""
         started = time.monotonic()
         self.run_pipeline(
             "deployment", {"deployment": {"model_version": version, "target": target}}
         )
+        deployed = self.load("deployment_record") or {}
+        if deployed.get("rolled_back"):
+            reason = deployed.get("reason") or "rolled back"
+            self._log(record, "deployment", "rolled_back", f"v{version}: {reason}", started)
+            return False
         self._log(record, "deployment", "ok", f"v{version} deployed to {target}", started)
+        return True
 
     # ------------------------------------------------------------------ record
     def _log(
