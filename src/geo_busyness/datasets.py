@@ -27,6 +27,7 @@ from kedro.io import CachedDataset as _CachedDataset
 from kedro.io import DatasetError
 from kedro.io.core import get_filepath_str
 from kedro_datasets.json import JSONDataset as _JSONDataset
+from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
 from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
 from kedro_datasets.pickle import PickleDataset as _PickleDataset
@@ -197,6 +198,10 @@ class PlotlyJSONDataset(_AtomicSave, _PlotlyJSONDataset):
 
 class PlotlyHTMLDataset(_AtomicSave, _PlotlyHTMLDataset):
     """``plotly.HTMLDataset`` with all-or-nothing saves."""
+
+
+class MatplotlibDataset(_AtomicSave, _MatplotlibDataset):
+    """``matplotlib.MatplotlibDataset`` (a PNG kedro-viz previews) with all-or-nothing saves."""
 
 
 class TextDataset(_AtomicSave, _TextDataset):

@@ -68,6 +68,26 @@ HORIZON = "horizon_hours"
 #: The seasonal-naive baseline's answer.
 BASELINE = "baseline_busyness"
 
+# ---------------------------------------------------------------- explanation columns
+#: Columns of an explained answer (``geo_busyness.model.explain``): the forecaster's method,
+#: the scale of its contributions (empty for a statistical baseline), the learned model's
+#: weight in the row's blend, the explainer's base value and the learned model's output
+#: (base value + every feature's contribution), then ``contribution_columns(1..k)``.
+EXPLAIN_METHOD = "shap_method"
+EXPLAIN_SCALE = "shap_scale"
+LEARNED_WEIGHT = "shap_learned_weight"
+EXPLAIN_BASE = "shap_base_value"
+EXPLAIN_OUTPUT = "shap_output"
+EXPLAIN_COLUMNS = (EXPLAIN_METHOD, EXPLAIN_SCALE, LEARNED_WEIGHT, EXPLAIN_BASE, EXPLAIN_OUTPUT)
+#: Contributions an explanation lists per row unless asked otherwise.
+EXPLAIN_TOP_K = 3
+
+
+def contribution_columns(rank: int) -> tuple[str, str, str]:
+    """The feature, its value and its contribution of a row's ``rank``-th largest (1-based)."""
+    return f"shap_feature_{rank}", f"shap_feature_value_{rank}", f"shap_contribution_{rank}"
+
+
 # ---------------------------------------------------------------- coordinate limits
 LAT_LIMIT = 90.0
 LON_LIMIT = 180.0

@@ -12,6 +12,11 @@ def json_rows(*rows: dict) -> bytes:
     return orjson.dumps(list(rows))
 
 
+def explained(value, rows: tuple[dict, ...] = (GOOD_ROW,)) -> bytes:
+    """``{"instances": rows, "explain": value}``."""
+    return orjson.dumps({"instances": list(rows), "explain": value})
+
+
 def with_value(column: str, value) -> bytes:
     """Two good rows and a third whose ``column`` is ``value``."""
     return json_rows(GOOD_ROW, GOOD_ROW, {**GOOD_ROW, column: value})
@@ -140,5 +145,23 @@ BAD_REQUESTS = [
         "application/x-www-form-urlencoded",
         415,
         "Unsupported content type",
+    ),
+    *(
+        (f"explain-{name}", explained(value), "application/json", 400, "Invalid 'explain' option")
+        for name, value in (
+            ("text", "yes"),
+            ("null", None),
+            ("negative", -1),
+            ("too-many", 11),
+            ("fraction", 2.5),
+            ("list", [3]),
+        )
+    ),
+    (
+        "explain-in-a-row",
+        json_rows(GOOD_ROW, {**GOOD_ROW, "explain": True}),
+        "application/json",
+        400,
+        "'explain' is an option of the whole request, not of a query row",
     ),
 ]

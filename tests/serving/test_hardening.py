@@ -49,14 +49,14 @@ def test_list_values_in_coordinates_are_400(column):
 
 
 def test_an_unforeseen_parser_fault_is_400_for_that_request_only(busyness_model, monkeypatch):
-    real = app_module.parse_request
+    real = app_module.parse_invocation
 
     def parse(body, content_type, max_bytes):
         if b"boom" in body:
             raise KeyError("unforeseen")
         return real(body, content_type, max_bytes)
 
-    monkeypatch.setattr(app_module, "parse_request", parse)
+    monkeypatch.setattr(app_module, "parse_invocation", parse)
     valid = (json_rows(GOOD_ROW), JSON, "")
     answers = _app(busyness_model).invoke_many([valid, (b'["boom"]', JSON, ""), valid])
     assert [status for status, _, _ in answers] == [200, 400, 200]
@@ -129,7 +129,7 @@ def test_repeated_faults_log_their_traceback_once(busyness_model, monkeypatch, c
     def parse(body, content_type, max_bytes):
         raise ValueError("unforeseen")
 
-    monkeypatch.setattr(app_module, "parse_request", parse)
+    monkeypatch.setattr(app_module, "parse_invocation", parse)
     app = _app(busyness_model)
     with caplog.at_level(logging.INFO, logger="geo_busyness.serving.app"):
         for _ in range(20):

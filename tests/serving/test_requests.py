@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from geo_busyness.serving import requests
-from geo_busyness.serving.requests import RequestError, parse_request
-from tests.serving.cases import BAD_REQUESTS, GOOD_ROW, TS, json_rows
+from geo_busyness.serving.requests import RequestError, parse_invocation, parse_request
+from tests.serving.cases import BAD_REQUESTS, GOOD_ROW, TS, explained, json_rows
 
 
 @pytest.mark.parametrize(
@@ -130,3 +130,33 @@ def test_small_bad_requests_get_the_general_paths_errors(row, words):
     with pytest.raises(RequestError) as caught:
         parse_request(orjson.dumps([row]))
     assert caught.value.status == 400 and words in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "explain"),
+    [
+        (json_rows(GOOD_ROW), 0),
+        (explained(True), 3),
+        (explained(False), 0),
+        (explained(0), 0),
+        (explained(7), 7),
+        (explained(10), 10),
+        (orjson.dumps({**GOOD_ROW, "explain": 1}), 1),
+    ],
+    ids=["absent", "true", "false", "zero", "seven", "max", "single-object"],
+)
+def test_the_explain_option_asks_for_that_many_contributions(body, explain):
+    """A JSON object body carries the option beside its rows; the rows are those of the same
+    request without it (the single-object form keeps the fast path)."""
+    invocation = parse_invocation(body)
+    assert invocation.explain == explain
+    pd.testing.assert_frame_equal(invocation.queries, parse_request(json_rows(GOOD_ROW)))
+    assert parse_request(body).equals(invocation.queries)
+
+
+def test_csv_requests_are_never_explained():
+    body = (
+        b"courier_location_timestamp,courier_lat,courier_lon,explain\n"
+        b"2026-01-05T12:00:00Z,50.4,-104.6,true\n"
+    )
+    assert parse_invocation(body, "text/csv").explain == 0

@@ -12,8 +12,11 @@ import orjson
 import pandas as pd
 import pytest
 
+from geo_busyness.model.explain import explain_busyness
 from geo_busyness.model.loading import load_model
 from geo_busyness.model.predict import predict_busyness
+from geo_busyness.schemas import contribution_columns
+from geo_busyness.serving import app as app_module
 from geo_busyness.serving.app import ServingApp, Settings
 from geo_busyness.testing import running_server
 from tests.serving.cases import BAD_REQUESTS, GOOD_ROW
@@ -141,6 +144,50 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(
     assert httpx.get(f"{server}/ping").status_code == 200
 
 
+def test_an_explained_request_gets_the_top_three_contributions(
+    server, queries, expected, unpacked_package
+):
+    """The same answers, each with the learned model's top three SHAP contributions (exactly
+    ``explain_busyness``'s), and what they are; the bad ``explain`` values are in BAD_REQUESTS."""
+    part = queries.head(6)
+    body = orjson.dumps({"instances": part.to_dict(orient="records"), "explain": True})
+    answer = httpx.post(
+        f"{server}/invocations", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    predictions = document["predictions"]
+    assert all(list(row) == [*ANSWER_KEYS, "explanation"] for row in predictions)
+    _check_answers([{k: row[k] for k in ANSWER_KEYS} for row in predictions], expected.head(6))
+    about = document["explanations"]
+    assert about["method"] == "gradient_boosting"
+    assert about["scale"] == "log ratio to the cell's seasonal profile"
+    assert about["learned_weight_by_horizon_hours"] == {"1-3": 1.0, "4-24": 1.0, "25-168": 1.0}
+    local = explain_busyness(load_model(unpacked_package), part, 3)
+    for row, (_, want) in zip(predictions, local.iterrows(), strict=True):
+        explanation = row["explanation"]
+        top = explanation["top"]
+        assert len(top) == 3
+        sizes = [abs(item["contribution"]) for item in top]
+        assert sizes == sorted(sizes, reverse=True) and sizes[-1] > 0
+        for rank, item in enumerate(top, start=1):
+            feature, _, contribution = contribution_columns(rank)
+            assert item["feature"] == want[feature]
+            assert item["contribution"] == want[contribution]
+        assert explanation["output"] == want["shap_output"]
+        assert explanation["learned_weight"] == 1.0  # no blend: the learned model is the forecast
+    csv = httpx.post(
+        f"{server}/invocations",
+        content=orjson.dumps({"instances": part.head(2).to_dict(orient="records"), "explain": 1}),
+        headers={"content-type": "application/json", "accept": "text/csv"},
+    )
+    assert csv.status_code == 200, csv.text
+    assert csv.text.splitlines()[0].endswith(
+        "horizon_hours,shap_method,shap_scale,shap_learned_weight,shap_base_value,shap_output,"
+        "shap_feature_1,shap_feature_value_1,shap_contribution_1"
+    )
+
+
 def test_concurrent_requests_each_get_exactly_their_own_answers(server, queries, expected):
     """Requests queued behind a busy worker are predicted together, answered separately."""
     parts = [queries.iloc[i : i + 7] for i in range(0, 84, 7)]
@@ -266,6 +313,52 @@ def test_invoke_many_batches_valid_requests_and_isolates_bad_ones(busyness_model
     assert [answer[0] for answer in together] == [200, 400, 200]
     assert together == alone
     assert together[2][2] == "text/csv"
+
+
+def test_batched_explained_requests_get_their_own_explanations(busyness_model, queries):
+    app = ServingApp(Settings(model="unused"))
+    app.model = busyness_model
+    rows = queries.iloc[:3].to_dict(orient="records")
+    requests = [
+        (orjson.dumps(rows), "application/json", ""),
+        (orjson.dumps({"instances": rows, "explain": 2}), "application/json", ""),
+        (orjson.dumps({"instances": rows, "explain": "all"}), "application/json", ""),
+        (orjson.dumps({"instances": rows[:1], "explain": True}), "application/json", ""),
+    ]
+    together = app.invoke_many(requests)
+    assert [answer[0] for answer in together] == [200, 200, 400, 200]
+    assert together == [app.invoke(*request) for request in requests]
+    plain, two, _, three = (orjson.loads(answer[1]) for answer in together)
+    assert "explanations" not in plain and "explanation" not in plain["predictions"][0]
+    assert [len(row["explanation"]["top"]) for row in two["predictions"]] == [2, 2, 2]
+    assert len(three["predictions"][0]["explanation"]["top"]) == 3
+    assert (
+        three["predictions"][0]["explanation"]["top"][:2]
+        == (two["predictions"][0]["explanation"]["top"])
+    )
+    for explained in (two, three):  # the answers themselves are unchanged
+        for got, want in zip(explained["predictions"], plain["predictions"], strict=False):
+            assert {key: got[key] for key in want} == want
+
+
+def test_explanations_without_shap_are_501_for_that_request_only(
+    busyness_model, queries, monkeypatch
+):
+    def no_shap(*_args):
+        raise ModuleNotFoundError("No module named 'shap'")
+
+    monkeypatch.setattr(app_module, "explain_answers", no_shap)
+    app = ServingApp(Settings(model="unused"))
+    app.model = busyness_model
+    rows = queries.iloc[:2].to_dict(orient="records")
+    answers = app.invoke_many(
+        [
+            (orjson.dumps({"instances": rows, "explain": True}), "application/json", ""),
+            (orjson.dumps(rows), "application/json", ""),
+        ]
+    )
+    assert [answer[0] for answer in answers] == [501, 200]
+    assert "shap" in orjson.loads(answers[0][1])["error"]
 
 
 def test_a_model_fault_is_500_and_the_app_keeps_serving(busyness_model):

@@ -5,7 +5,9 @@
   when the Accept header asks only for it): per row ``h3_cell``, ``hour``,
   ``predicted_busyness`` (the mean), ``p10``/``p50``/``p90`` and ``horizon_hours``. A bad
   request gets a 4xx JSON error naming the problem; 5xx is kept for faults of the server or
-  the model.
+  the model. ``{"instances": [...], "explain": true}`` (or a number of contributions, 0-10)
+  adds to each answer the top SHAP feature contributions of the learned model
+  (``geo_busyness.model.explain``; shap is imported on the first such request).
 - ``GET /execution-parameters``: what SageMaker batch transform asks a container.
 - ``GET /shadow``: shadow mode's counts (``serving/shadow.py``: the challenger answers the
   same queries off the response path and its answers are logged beside the champion's).
@@ -48,12 +50,13 @@ from geo_busyness.serving.config import (  # noqa: F401 - ENV_* and Settings are
     ENV_MODEL,
     Settings,
 )
-from geo_busyness.serving.requests import (
-    JSON,
-    RequestError,
-    parse_request,
+from geo_busyness.serving.requests import JSON, Invocation, RequestError, parse_invocation
+from geo_busyness.serving.responses import (
+    encode_error,
+    encode_predictions,
+    explain_answers,
+    response_type,
 )
-from geo_busyness.serving.responses import encode_error, encode_predictions, response_type
 from geo_busyness.serving.shadow import Shadow
 from geo_busyness.serving.threads import limit_current_thread
 
@@ -269,17 +272,20 @@ class ServingApp:
 
         Requests are parsed one by one (a bad one gets its own 4xx); the valid ones are
         predicted in one ``predict_busyness`` call, whose answers are per query row, so each
-        request gets exactly the numbers it would get alone. In shadow mode the answered query
-        rows and answers are then handed to the challenger's thread (never waited for).
+        request gets exactly the numbers it would get alone. A request asking for explanations
+        gets them for its own rows (``_encode``). In shadow mode the answered query rows and
+        answers are then handed to the challenger's thread (never waited for).
         """
         answers: list[Answer | None] = [None] * len(requests)
         answered: tuple[list[pd.DataFrame], list[pd.DataFrame]] = ([], [])
-        valid: list[tuple[int, pd.DataFrame, str]] = []
+        valid: list[tuple[int, Invocation, str]] = []
         for index, (body, content_type, accept) in enumerate(requests):
             try:
                 media = response_type(accept)
-                queries = parse_request(body, content_type, self.settings.max_body_bytes)
-                check_known_area(queries, self._known_cells(), self.settings.max_distance_km)
+                invocation = parse_invocation(body, content_type, self.settings.max_body_bytes)
+                check_known_area(
+                    invocation.queries, self._known_cells(), self.settings.max_distance_km
+                )
             except RequestError as exc:
                 answers[index] = (exc.status, encode_error(exc.status, exc.message), JSON)
             except Exception as exc:  # noqa: BLE001 - one unreadable body fails only itself
@@ -289,26 +295,26 @@ class ServingApp:
                 message = f"Could not read the request body ({type(exc).__name__})."
                 answers[index] = (400, encode_error(400, message), JSON)
             else:
-                valid.append((index, queries, media))
+                valid.append((index, invocation, media))
         if len(valid) > 1:
             try:
                 combined = answer(
-                    self.model, pd.concat([q for _, q, _ in valid], ignore_index=True)
+                    self.model, pd.concat([i.queries for _, i, _ in valid], ignore_index=True)
                 )
             except Exception:  # noqa: BLE001 - retried one by one to isolate the fault
                 logger.warning("Batched prediction failed; answering its requests one by one")
             else:
-                bounds = np.cumsum([0] + [len(q) for _, q, _ in valid])
-                for (index, _, media), start, stop in zip(
+                bounds = np.cumsum([0] + [len(i.queries) for _, i, _ in valid])
+                for (index, invocation, media), start, stop in zip(
                     valid, bounds[:-1], bounds[1:], strict=True
                 ):
                     part = combined.iloc[start:stop]
-                    answers[index] = (200, encode_predictions(part, media), media)
-                answered[0].extend(q for _, q, _ in valid)
+                    answers[index] = self._encode(invocation, part, media)
+                answered[0].extend(i.queries for _, i, _ in valid)
                 answered[1].append(combined)
                 valid = []
-        for index, queries, media in valid:
-            answers[index] = self._predict_one(queries, media, answered)
+        for index, invocation, media in valid:
+            answers[index] = self._predict_one(invocation, media, answered)
         if self.shadow is not None:
             self.shadow.submit(*answered)
         return answers
@@ -321,19 +327,35 @@ class ServingApp:
 
     def _predict_one(
         self,
-        queries: pd.DataFrame,
+        invocation: Invocation,
         media: str,
         answered: tuple[list[pd.DataFrame], list[pd.DataFrame]] | None = None,
     ) -> Answer:
         try:
-            predicted = answer(self.model, queries)
-            body = encode_predictions(predicted, media)
+            predicted = answer(self.model, invocation.queries)
         except Exception as exc:  # noqa: BLE001 - answered 500, logged once per kind
-            _log_fault(f"Prediction failed for {len(queries)} query row(s)", exc)
+            _log_fault(f"Prediction failed for {len(invocation.queries)} query row(s)", exc)
             return 500, encode_error(500, f"Prediction failed: {type(exc).__name__}."), JSON
         if answered is not None:
-            answered[0].append(queries)
+            answered[0].append(invocation.queries)
             answered[1].append(predicted)
+        return self._encode(invocation, predicted, media)
+
+    def _encode(self, invocation: Invocation, answers: pd.DataFrame, media: str) -> Answer:
+        """The 200 answer to one invocation, explained when it asked; a failed explanation
+        fails only its own request (501 when this server lacks shap)."""
+        if not invocation.explain:
+            return 200, encode_predictions(answers, media), media
+        try:
+            explained = explain_answers(self.model, invocation.queries, answers, invocation.explain)
+        except ImportError as exc:
+            _log_fault("Explanations are unavailable", exc)
+            missing = "Explanations need the 'shap' package, which this server lacks."
+            return 501, encode_error(501, missing), JSON
+        except Exception as exc:  # noqa: BLE001 - answered 500, logged once per kind
+            _log_fault(f"Explanation failed for {len(invocation.queries)} query row(s)", exc)
+            return 500, encode_error(500, f"Explanation failed: {type(exc).__name__}."), JSON
+        body = encode_predictions(explained.answers, media, explained.explanations)
         return 200, body, media
 
 

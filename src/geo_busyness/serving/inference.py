@@ -3,7 +3,8 @@
 The container calls ``model_fn(model_dir)`` once, then per request
 ``output_fn(predict_fn(input_fn(body, content_type), model), accept)``. Each function only
 delegates to the project's modules (bundled beside this file under ``code/geo_busyness``), so
-the container parses, predicts and answers exactly as the project's own server does.
+the container parses, predicts and answers exactly as the project's own server does, including
+the ``"explain"`` option of a JSON body (the top SHAP contributions of each answer).
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ import pandas as pd  # noqa: E402
 
 from geo_busyness.model.loading import load_model  # noqa: E402
 from geo_busyness.model.predict import predict_busyness  # noqa: E402
-from geo_busyness.serving.requests import RequestError, parse_request  # noqa: E402
+from geo_busyness.serving.requests import (  # noqa: E402
+    Invocation,
+    RequestError,
+    parse_invocation,
+)
 from geo_busyness.serving.responses import (  # noqa: E402
+    Explained,
     encode_error,
     encode_predictions,
+    explain_answers,
     response_type,
 )
 
@@ -39,10 +46,11 @@ def model_fn(model_dir: str) -> Any:
     return load_model(model_dir)
 
 
-def input_fn(request_body: bytes | str, request_content_type: str) -> pd.DataFrame:
-    """Validated query rows; a bad request raises an error carrying its 4xx status."""
+def input_fn(request_body: bytes | str, request_content_type: str) -> Invocation:
+    """Validated query rows and the request's ``explain`` option; a bad request raises an
+    error carrying its 4xx status."""
     try:
-        return parse_request(request_body, request_content_type)
+        return parse_invocation(request_body, request_content_type)
     except RequestError as exc:
         if BaseInferenceToolkitError is None:
             raise
@@ -50,15 +58,22 @@ def input_fn(request_body: bytes | str, request_content_type: str) -> pd.DataFra
         raise BaseInferenceToolkitError(exc.status, exc.message, body) from exc
 
 
-def predict_fn(input_data: pd.DataFrame, model: Any) -> pd.DataFrame:
+def predict_fn(input_data: Invocation | pd.DataFrame, model: Any) -> pd.DataFrame | Explained:
     """``h3_cell``, ``hour``, ``predicted_busyness``, ``p10``/``p50``/``p90`` and
-    ``horizon_hours`` per query row (forecast from the artifact's origin)."""
-    return predict_busyness(model, input_data)
+    ``horizon_hours`` per query row (forecast from the artifact's origin), with the top
+    contributions of each when the request asked for them."""
+    invocation = input_data if isinstance(input_data, Invocation) else Invocation(input_data)
+    answers = predict_busyness(model, invocation.queries)
+    if not invocation.explain:
+        return answers
+    return explain_answers(model, invocation.queries, answers, invocation.explain)
 
 
-def output_fn(prediction: pd.DataFrame, accept: str) -> tuple[bytes, str]:
+def output_fn(prediction: pd.DataFrame | Explained, accept: str) -> tuple[bytes, str]:
     """The answer body and its media type (JSON ``{"predictions": [...]}`` or CSV)."""
     media = response_type(accept)
+    if isinstance(prediction, Explained):
+        return encode_predictions(prediction.answers, media, prediction.explanations), media
     return encode_predictions(prediction, media), media
 
 

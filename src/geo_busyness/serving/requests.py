@@ -5,6 +5,10 @@ JSON (a list of query objects, ``{"instances": [...]}`` or one query object) or 
 header row. Every problem becomes a ``RequestError`` with the HTTP status to answer and a
 message naming the column, the rule and the first offending rows (0-based), so a client can
 fix its request; the row checks live in ``geo_busyness.model.queries``.
+
+A JSON object body (``{"instances": [...]}`` or one query object) may also ask for
+explanations: ``"explain": true`` (the top ``EXPLAIN_TOP_K`` = 3 feature contributions of each
+answer) or a whole number of contributions from 0 (none) to ``MAX_EXPLAIN``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +31,7 @@ from geo_busyness.schemas import (
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    EXPLAIN_TOP_K,
     LATEST_TIME,
     OPTIONAL_QUERY_COLUMNS,
     QUERY_COLUMNS,
@@ -33,7 +39,9 @@ from geo_busyness.schemas import (
 
 __all__ = [
     "OPTIONAL_QUERY_COLUMNS",
+    "Invocation",
     "RequestError",
+    "parse_invocation",
     "parse_request",
     "read_csv",
     "validate_queries",
@@ -57,6 +65,17 @@ _EARLIEST = EARLIEST_TIME.to_pydatetime()
 _LATEST = LATEST_TIME.to_pydatetime()
 _MICROSECOND = timedelta(microseconds=1)
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+#: The request option asking for explanations, and the most contributions one answer lists.
+EXPLAIN_FIELD = "explain"
+MAX_EXPLAIN = 10
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A parsed request: its validated query rows and the contributions asked per answer."""
+
+    queries: pd.DataFrame
+    explain: int = 0
 
 
 def media_type(content_type: str | None) -> str:
@@ -71,11 +90,21 @@ def parse_request(
     content_type: str | None = JSON,
     max_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> pd.DataFrame:
-    """Query rows of a request body, validated; raises ``RequestError`` naming the problem.
+    """Query rows of a request body, validated (``parse_invocation``'s rows)."""
+    return parse_invocation(body, content_type, max_bytes).queries
 
-    Returns columns ``courier_location_timestamp`` (UTC), ``courier_lat`` and ``courier_lon``
-    (float), plus ``restaurant_lat``/``restaurant_lon`` when the request has them, with a fresh
-    0-based index (the row numbers used in error messages).
+
+def parse_invocation(
+    body: bytes | str | None,
+    content_type: str | None = JSON,
+    max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Invocation:
+    """Query rows of a request body, validated, and its ``explain`` option; raises
+    ``RequestError`` naming the problem.
+
+    The rows have columns ``courier_location_timestamp`` (UTC), ``courier_lat`` and
+    ``courier_lon`` (float), plus ``restaurant_lat``/``restaurant_lon`` when the request has
+    them, with a fresh 0-based index (the row numbers used in error messages).
     """
     kind = SUPPORTED_CONTENT_TYPES.get(media_type(content_type))
     if kind is None:
@@ -93,23 +122,32 @@ def parse_request(
     if not body.strip():
         raise RequestError(400, "Empty request body: send at least one query row.")
     if kind == CSV:
-        return validate_queries(read_csv(body))
-    document = json_rows(body)
+        return Invocation(validate_queries(read_csv(body)))
+    document, explain = json_request(body)
     fast = _small_clean_queries(document)
-    return fast if fast is not None else validate_queries(json_frame(document))
+    return Invocation(fast if fast is not None else validate_queries(json_frame(document)), explain)
 
 
 def json_rows(body: bytes) -> list[Any]:
     """The non-empty list of query rows of a JSON body (a list, instances or one object)."""
+    return json_request(body)[0]
+
+
+def json_request(body: bytes) -> tuple[list[Any], int]:
+    """The non-empty list of query rows of a JSON body (a list, instances or one object) and
+    the contributions its ``explain`` option asks for (0 when absent)."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestError(400, f"Malformed JSON: {exc}.") from None
+    explain = 0
     if isinstance(document, dict):
+        if EXPLAIN_FIELD in document:
+            explain = explain_option(document[EXPLAIN_FIELD])
         if "instances" in document:
             document = document["instances"]
         elif set(QUERY_COLUMNS) & document.keys():
-            document = [document]
+            document = [{key: value for key, value in document.items() if key != EXPLAIN_FIELD}]
     if not isinstance(document, list):
         raise RequestError(
             400,
@@ -118,7 +156,25 @@ def json_rows(body: bytes) -> list[Any]:
         )
     if not document:
         raise RequestError(400, "No query rows: the list of instances is empty.")
-    return document
+    return document, explain
+
+
+def explain_option(value: Any) -> int:
+    """Contributions per answer asked by an ``explain`` value: ``true`` means
+    ``EXPLAIN_TOP_K``, ``false`` none, a whole number 0..``MAX_EXPLAIN`` that many."""
+    if value is True:
+        return EXPLAIN_TOP_K
+    if value is False:
+        return 0
+    if type(value) is int and 0 <= value <= MAX_EXPLAIN:
+        return value
+    shown = orjson.dumps(value).decode()
+    shown = shown if len(shown) <= 40 else shown[:40] + "..."
+    raise RequestError(
+        400,
+        f"Invalid '{EXPLAIN_FIELD}' option {shown}: send true (the top {EXPLAIN_TOP_K} feature"
+        f" contributions of each answer), false, or a whole number from 0 to {MAX_EXPLAIN}.",
+    )
 
 
 def json_frame(document: list[Any]) -> pd.DataFrame:
@@ -126,6 +182,12 @@ def json_frame(document: list[Any]) -> pd.DataFrame:
     if not all(type(row) is dict for row in document):
         raise RequestError(
             400, f"Each query must be a JSON object with fields {list(QUERY_COLUMNS)}."
+        )
+    if any(EXPLAIN_FIELD in row for row in document):
+        raise RequestError(
+            400,
+            f"'{EXPLAIN_FIELD}' is an option of the whole request, not of a query row: send"
+            f' {{"instances": [...], "{EXPLAIN_FIELD}": true}}.',
         )
     # Only the fields a query can use are kept: rows with distinct other keys would otherwise
     # build a rows x keys frame (a 136 KiB body of such rows took 1.3 GB).

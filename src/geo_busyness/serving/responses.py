@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 import orjson
 import pandas as pd
 
-from geo_busyness.schemas import H3_CELL, HORIZON, HOUR, INTERVAL_COLUMNS, PREDICTION
+from geo_busyness.schemas import (
+    EXPLAIN_BASE,
+    EXPLAIN_COLUMNS,
+    EXPLAIN_OUTPUT,
+    H3_CELL,
+    HORIZON,
+    HOUR,
+    INTERVAL_COLUMNS,
+    LEARNED_WEIGHT,
+    PREDICTION,
+    contribution_columns,
+)
 from geo_busyness.serving.requests import CSV, JSON, RequestError
 
 #: Every answer's columns, in order: the cell and UTC hour asked, the mean forecast, its
@@ -35,6 +48,24 @@ def iso_hours(hours: pd.Series) -> list[str]:
     return np.datetime_as_string(values, unit="s", timezone="UTC").tolist()
 
 
+class Explained(NamedTuple):
+    """Answers with their explanation columns, and what those explanations are."""
+
+    answers: pd.DataFrame
+    explanations: dict[str, Any]
+
+
+def explain_answers(
+    model: Any, queries: pd.DataFrame, answers: pd.DataFrame, top_k: int
+) -> Explained:
+    """``answers`` (to ``queries``, row for row) with the top ``top_k`` SHAP contributions of
+    each (``geo_busyness.model.explain``, imported here: it loads shap on first use)."""
+    from geo_busyness.model.explain import describe, explain_busyness  # noqa: PLC0415
+
+    table = explain_busyness(model, queries, top_k).set_axis(answers.index)
+    return Explained(pd.concat([answers, table], axis=1), describe(model))
+
+
 def answer_columns(answers: pd.DataFrame) -> dict[str, list]:
     """``ANSWER_COLUMNS`` as lists of JSON-ready values (cell names, ISO hours, floats, ints)."""
     return {
@@ -48,19 +79,71 @@ def answer_columns(answers: pd.DataFrame) -> dict[str, list]:
     }
 
 
-def encode_predictions(answers: pd.DataFrame, media: str = JSON) -> bytes:
+def encode_predictions(
+    answers: pd.DataFrame, media: str = JSON, explanations: dict[str, Any] | None = None
+) -> bytes:
     """``{"predictions": [{"h3_cell", "hour", "predicted_busyness", "p10", "p50", "p90",
     "horizon_hours"}, ...]}`` or a CSV table with those columns.
 
     Floats are written with the shortest text that reads back to the same double, so a client
     gets exactly the numbers ``predict_busyness`` returned; the horizon is a whole number.
+    With ``explanations`` (``Explained``), each JSON answer also holds ``"explanation"``
+    (learned weight, base value, output and the top contributions) and the body
+    ``"explanations"`` (method, scale, statement); a CSV table adds the explanation columns.
     """
     columns = answer_columns(answers)
     if media == CSV:
-        return pd.DataFrame(columns).to_csv(index=False, lineterminator="\n").encode()
+        table = pd.DataFrame(columns)
+        if explanations is not None:
+            extra = [
+                *EXPLAIN_COLUMNS,
+                *(n for r in _ranks(answers) for n in contribution_columns(r)),
+            ]
+            table[extra] = answers[extra].to_numpy()
+        return table.to_csv(index=False, lineterminator="\n").encode()
     rows = zip(*columns.values(), strict=True)
     records = [dict(zip(ANSWER_COLUMNS, row, strict=True)) for row in rows]
-    return orjson.dumps({"predictions": records})
+    if explanations is None:
+        return orjson.dumps({"predictions": records})
+    for record, explanation in zip(records, _explanation_records(answers), strict=True):
+        record["explanation"] = explanation
+    return orjson.dumps({"predictions": records, "explanations": explanations})
+
+
+def _explanation_records(answers: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each answer's ``{"learned_weight", "base_value", "output", "top": [{"feature",
+    "value", "contribution"}, ...]}`` from its explanation columns (NaN is written null)."""
+    head = {
+        "learned_weight": _floats(answers[LEARNED_WEIGHT]),
+        "base_value": _floats(answers[EXPLAIN_BASE]),
+        "output": _floats(answers[EXPLAIN_OUTPUT]),
+    }
+    tops: list[list[dict[str, Any]]] = [[] for _ in range(len(answers))]
+    for rank in _ranks(answers):
+        feature, value, contribution = contribution_columns(rank)
+        names = answers[feature].astype(object).where(answers[feature].notna(), None).tolist()
+        triples = zip(names, _floats(answers[value]), _floats(answers[contribution]), strict=True)
+        for top, (name, number, part) in zip(tops, triples, strict=True):
+            if name is not None:
+                top.append({"feature": name, "value": number, "contribution": part})
+    return [
+        {"learned_weight": weight, "base_value": base, "output": output, "top": top}
+        for weight, base, output, top in zip(*head.values(), tops, strict=True)
+    ]
+
+
+def _ranks(answers: pd.DataFrame) -> range:
+    """The contribution ranks (1-based) that ``answers`` has columns for."""
+    ranks = 0
+    while contribution_columns(ranks + 1)[0] in answers.columns:
+        ranks += 1
+    return range(1, ranks + 1)
+
+
+def _floats(column: pd.Series) -> list[float | None]:
+    """A float column as a list with None for NaN (JSON null)."""
+    values = column.to_numpy(dtype=float)
+    return np.where(np.isnan(values), None, values).tolist()
 
 
 def encode_error(status: int, message: str) -> bytes:

@@ -14,6 +14,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from geo_busyness.model.explain import explain_busyness
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.pipelines.deployment.packaging import unpack_package
 from geo_busyness.serving.requests import RequestError
@@ -31,8 +32,10 @@ def test_package_layout(model_package, mlflow_model_dir):
         assert f"code/geo_busyness/model/{module}.py" in names, module  # the pickle's classes
     assert all(not name.startswith(("/", "..")) for name in names)
     requirements = model_package["requirements"]
-    for dist in ("scikit-learn", "scipy", "pandas", "h3ronpy", "mlflow", "orjson"):
-        assert any(line.startswith(dist) for line in requirements), dist
+    # shap: /invocations explains on request (geo_busyness.model.explain imports it lazily)
+    for dist in ("scikit-learn", "scipy", "pandas", "h3ronpy", "mlflow", "orjson", "shap"):
+        assert any(line.startswith(f"{dist}==") for line in requirements), dist
+    assert "code/geo_busyness/model/explain.py" in names
 
 
 #: Run in a fresh interpreter where the installed project cannot be imported (as in AWS's
@@ -129,6 +132,27 @@ def test_inference_functions_answer_predict_busyness(inference, unpacked_package
     assert csv_media == "text/csv"
     header = csv_body.decode().splitlines()[0]
     assert header == "h3_cell,hour,predicted_busyness,p10,p50,p90,horizon_hours"
+
+
+def test_inference_functions_explain_on_request(inference, unpacked_package, busyness_model):
+    """The container takes the server's "explain" option and answers with the same numbers."""
+    model = inference.model_fn(str(unpacked_package))
+    rows = [GOOD_ROW, {**GOOD_ROW, "courier_lat": 50.47, "courier_lon": -104.55}]
+    body = orjson.dumps({"instances": rows, "explain": 2})
+    prediction = inference.predict_fn(inference.input_fn(body, "application/json"), model)
+    document = orjson.loads(inference.output_fn(prediction, "application/json")[0])
+    assert document["explanations"]["method"] == "gradient_boosting"
+    expected = explain_busyness(busyness_model, pd.DataFrame(rows), 2)
+    for answer, (_, want) in zip(document["predictions"], expected.iterrows(), strict=True):
+        top = answer["explanation"]["top"]
+        assert [item["feature"] for item in top] == [want["shap_feature_1"], want["shap_feature_2"]]
+        assert [item["contribution"] for item in top] == [
+            want["shap_contribution_1"],
+            want["shap_contribution_2"],
+        ]
+    with pytest.raises(RequestError) as caught:
+        inference.input_fn(orjson.dumps({"instances": rows, "explain": -1}), "application/json")
+    assert caught.value.status == 400
 
 
 def test_inference_input_fn_refuses_bad_requests(inference):

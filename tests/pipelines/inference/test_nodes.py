@@ -7,11 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from geo_busyness.model.explain import explain_busyness
 from geo_busyness.model.geo import cell_centres, cell_ids, h3_cells
 from geo_busyness.model.predict import predict_cell_hours
 from geo_busyness.pipelines.inference.nodes import (
     QueryRejectionError,
     accept_inference_queries,
+    describe_explanations,
     extend_with_recent_counts,
     forecast_known_cells,
     plan_forecast_window,
@@ -24,12 +26,14 @@ from geo_busyness.schemas import (
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    EXPLAIN_COLUMNS,
     H3_CELL,
     HORIZON,
     HOUR,
     INTERVAL_COLUMNS,
     PREDICTION,
     SOURCE_ROW,
+    contribution_columns,
 )
 from geo_busyness.serving.requests import RequestError, validate_queries
 from tests.serving.model_fixture import END, START, WEEKS, fit_model, synthetic_events
@@ -331,3 +335,57 @@ def test_hours_after_the_last_clean_event_are_counted_as_empty(extended_run):
     forecaster, extension = extend_with_recent_counts(model, clean, window)
     assert forecaster.origin == start
     assert extension["hours_after_last_clean_event"] == 5
+
+
+def test_explain_top_k_adds_the_contribution_columns(extended_run):
+    """inference.explain_top_k > 0: each scored row and forecast row gets its top SHAP
+    contributions, exactly what the server answers to "explain"; 0 adds nothing."""
+    _, _, window, forecaster, _, forecast = extended_run
+    centres = cell_centres(cell_ids(forecast[H3_CELL].head(20)))
+    queries = pd.DataFrame(
+        {
+            SOURCE_ROW: np.arange(20),
+            EVENT_TIME: forecast[HOUR].head(20).to_numpy(),
+            EVENT_LAT: centres[0],
+            EVENT_LON: centres[1],
+        }
+    )
+    plain = score_inference_queries(forecaster, VERSION, queries)
+    scored = score_inference_queries(forecaster, VERSION, queries, 2)
+    explanation = explain_busyness(forecaster, queries[[EVENT_TIME, EVENT_LAT, EVENT_LON]], 2)
+    columns = [*EXPLAIN_COLUMNS, *contribution_columns(1), *contribution_columns(2)]
+    assert not set(columns) & set(plain.columns)
+    pd.testing.assert_frame_equal(scored[columns], explanation[columns])
+    pd.testing.assert_frame_equal(scored[plain.columns], plain)
+    short = {**window, "horizon_hours": 2}
+    explained_forecast = forecast_known_cells(forecaster, VERSION, short, 1)
+    assert explained_forecast["shap_feature_1"].notna().all()
+    assert (explained_forecast["shap_method"] == "gradient_boosting").all()
+    first = explained_forecast.head(20)
+    np.testing.assert_array_equal(
+        first["shap_contribution_1"], scored["shap_contribution_1"].head(20)
+    )
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "3", None])
+def test_a_bad_explain_top_k_is_named(extended_run, value):
+    _, _, window, forecaster, _, _ = extended_run
+    with pytest.raises(ValueError, match="inference.explain_top_k must be a whole number >= 0"):
+        forecast_known_cells(forecaster, VERSION, window, value)
+
+
+def test_the_report_says_what_the_explanations_are(extended_run):
+    _, _, window, forecaster, extension, forecast = extended_run
+    validation = {"rows": 0, "rows_rejected": 0, "rejected_by_reason_and_column": []}
+    off = describe_explanations(forecaster, 0)
+    assert off["top_k"] == 0 and "explain_top_k: 0" in off["statement"]
+    on = describe_explanations(forecaster, 3)
+    assert on["top_k"] == 3 and on["method"] == "gradient_boosting"
+    assert on["scale"] == "log ratio to the cell's seasonal profile"
+    report = report_inference(
+        VERSION, window, forecast, forecast.iloc[:0], validation, explanations=on
+    )
+    assert report["explanations"] == on
+    assert report_inference(VERSION, window, forecast, forecast.iloc[:0], validation)[
+        "explanations"
+    ] == {"top_k": 0}

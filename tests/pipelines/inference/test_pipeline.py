@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from geo_busyness.model.forecaster import LEARNED
 from geo_busyness.model.geo import cell_centres, cell_ids, cell_names
 from geo_busyness.model.loading import fetch_model, load_model
 from geo_busyness.registry import ModelNotFound, select_model_version
@@ -31,12 +32,15 @@ from geo_busyness.schemas import (
     PREDICTION,
     QUERY_COLUMNS,
     SOURCE_ROW,
+    contribution_columns,
 )
 from geo_busyness.testing import running_server
 from tests.conftest import TrainedProject, copy_project, project_mlflow, run_kedro
 
 NAME = "geo-busyness"
 HORIZON_HOURS = 6
+#: Contributions per row in the challenger run's outputs (inference.explain_top_k).
+EXPLAIN_TOP_K = 2
 GOOD_ROWS = 120
 #: Bad rows appended after the good ones: (column, value, reason).
 BAD_ROWS = [
@@ -100,7 +104,11 @@ def fresh_copy(trained: TrainedProject, tmp_path_factory, name: str, **kwargs) -
 def challenger_run(trained_project, tmp_path_factory):
     """One inference run on a copy whose registry has only the challenger."""
     project = fresh_copy(trained_project, tmp_path_factory, "inference", with_mlflow=True)
-    run_kedro(project, ["inference"], {"inference": {"horizon_hours": HORIZON_HOURS}})
+    run_kedro(
+        project,
+        ["inference"],
+        {"inference": {"horizon_hours": HORIZON_HOURS, "explain_top_k": EXPLAIN_TOP_K}},
+    )
     with project_mlflow(project) as client:
         version = str(client.get_model_version_by_alias(NAME, "challenger").version)
     return project, version, read_outputs(project)
@@ -186,6 +194,34 @@ def test_scored_queries_equal_the_servers_answers(challenger_run, server):
     assert (scored["model_version"] == version).all()
     assert list(scored.columns[:4]) == [SOURCE_ROW, *QUERY_COLUMNS]
     assert str(scored[EVENT_TIME].dtype) == "datetime64[ns, UTC]"
+
+
+def test_scored_explanations_equal_the_servers(challenger_run, server):
+    """inference.explain_top_k: the scored rows carry what the server answers to "explain"."""
+    project, _, outputs = challenger_run
+    queries = pd.read_csv(project / "data" / "01_raw" / "inference_queries.csv")
+    scored = outputs.scored.sort_values(SOURCE_ROW).head(30)
+    rows = queries.iloc[scored[SOURCE_ROW]].to_dict(orient="records")
+    answer = httpx.post(
+        f"{server}/invocations",
+        json={"instances": rows, "explain": EXPLAIN_TOP_K},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    method = document["explanations"]["method"]
+    assert (scored["shap_method"] == method).all()
+    assert outputs.report["explanations"] == {"top_k": EXPLAIN_TOP_K, **document["explanations"]}
+    for prediction, (_, row) in zip(document["predictions"], scored.iterrows(), strict=True):
+        explanation = prediction["explanation"]
+        top = [(item["feature"], item["contribution"]) for item in explanation["top"]]
+        listed = [
+            (row[feature], row[contribution])
+            for feature, _, contribution in map(contribution_columns, (1, 2))
+            if pd.notna(row[feature])
+        ]
+        assert top == listed
+        assert len(top) == (EXPLAIN_TOP_K if method in LEARNED else 0)
 
 
 def test_forecast_equals_the_servers_answers_for_cell_centres(challenger_run, server):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -10,6 +11,7 @@ import plotly.io as pio
 import pytest
 from kedro.framework.project import configure_project
 
+from geo_busyness.model.forecaster import LEARNED
 from geo_busyness.pipeline_registry import register_pipelines
 from geo_busyness.pipelines.reporting.maps import polygon_traces
 from geo_busyness.pipelines.reporting.pipeline import FIGURES
@@ -83,10 +85,28 @@ def test_map_and_report_page_are_logged_to_mlflow(reported: Path) -> None:
             [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
         )
         logged = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "reporting")}
-        assert {"reporting/busyness_map.html", "reporting/report.html"} <= logged
+        assert {
+            "reporting/busyness_map.html",
+            "reporting/report.html",
+            "reporting/shap_summary.png",
+            "reporting/shap_summary.json",
+        } <= logged
         local = mlflow.artifacts.download_artifacts(
             run_id=run.info.run_id,
             artifact_path="reporting/busyness_map.html",
             dst_path=str(reported / "downloaded"),
         )
     assert Path(local).read_text() == (reported / REPORTING / "busyness_map.html").read_text()
+
+
+def test_the_shap_summary_is_written_for_the_chosen_forecaster(reported: Path) -> None:
+    """A PNG (kedro-viz previews it) and the table, for whichever forecaster was chosen."""
+    summary = json.loads((reported / REPORTING / "shap_summary.json").read_text())
+    selection = reported / "data" / "08_reporting" / "modeling" / "model_selection.json"
+    chosen = json.loads(selection.read_text())["chosen"]
+    assert summary["method"] == chosen
+    if chosen in LEARNED:
+        assert summary["features"] and summary["scale"]
+    else:
+        assert "there are no learned feature contributions" in summary["statement"]
+    assert (reported / REPORTING / "shap_summary.png").read_bytes().startswith(b"\x89PNG")

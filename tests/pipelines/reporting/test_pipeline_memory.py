@@ -6,7 +6,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 import pytest
+from matplotlib.figure import Figure
 
+from geo_busyness.model.forecaster import LEARNED
 from geo_busyness.pipelines.reporting.pipeline import FIGURES, create_pipeline
 from tests.pipelines.memory import run_in_memory
 
@@ -31,3 +33,17 @@ def test_the_map_and_the_report_page(reported_in_memory: dict[str, Any]) -> None
     page = reported_in_memory["reporting_page"]
     assert page.lstrip().lower().startswith("<!doctype html")
     assert page.count("<script src=") == 0  # offline: nothing fetched
+
+
+def test_the_shap_summary_explains_the_chosen_forecaster(
+    reported_in_memory: dict[str, Any], modeled_in_memory: dict[str, Any]
+) -> None:
+    summary = reported_in_memory["shap_summary"]
+    chosen = modeled_in_memory["model_selection"]["chosen"]
+    assert summary["method"] == chosen
+    if chosen in LEARNED:
+        assert len(summary["features"]) == len(modeled_in_memory["busyness_model"].feature_names_)
+        assert summary["sample"]["rows_explained"] > 0
+    else:
+        assert "no learned feature contributions" in summary["statement"]
+    assert isinstance(reported_in_memory["shap_summary_figure"], Figure)

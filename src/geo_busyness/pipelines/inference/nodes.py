@@ -9,7 +9,8 @@ first hours are true nowcasts from the latest counts. The forecast goes through
 ``predict_cell_hours`` and the query rows through ``predict_busyness`` (the server's own
 function) on that extended model. Query rows are judged by the server's own checks
 (``geo_busyness.model.queries``), so a row quarantined here is one the endpoint would refuse,
-with the same words.
+with the same words. ``inference.explain_top_k`` > 0 adds to both tables the top SHAP feature
+contributions of each row (``geo_busyness.model.explain``, as the endpoint's ``"explain"``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from geo_busyness.model.cell_hours import count_cell_hours, parse_time_parameter, to_utc_hours
+from geo_busyness.model.explain import describe, explain_busyness, explain_cell_hours
 from geo_busyness.model.forecaster import HORIZON_BUCKETS, BusynessForecaster
 from geo_busyness.model.predict import (
     as_forecaster,
@@ -140,13 +142,27 @@ def extend_with_recent_counts(
     return forecaster, extension
 
 
+def explain_top_k(value: Any) -> int:
+    """``inference.explain_top_k`` checked: contributions per row, 0 = no explanations."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(
+            f"inference.explain_top_k must be a whole number >= 0 (0: no explanations), got"
+            f" {value!r}."
+        )
+    return value
+
+
 def forecast_known_cells(
-    model: Any, model_version: dict[str, Any], window: dict[str, Any]
+    model: Any, model_version: dict[str, Any], window: dict[str, Any], top_k: int = 0
 ) -> pd.DataFrame:
-    """Mean, P10/P50/P90 and horizon of every cell the model knows in each forecast hour."""
+    """Mean, P10/P50/P90 and horizon of every cell the model knows in each forecast hour, and
+    the top ``top_k`` SHAP contributions of each (none when 0)."""
     cells = as_forecaster(model).history_.cells
     hours = pd.date_range(window["start"], periods=window["horizon_hours"], freq="h")
-    forecast = predict_cell_hours(model, *cell_hour_grid(cells, hours))
+    grid = cell_hour_grid(cells, hours)
+    forecast = predict_cell_hours(model, *grid)
+    if explain_top_k(top_k):
+        forecast = pd.concat([forecast, explain_cell_hours(model, *grid, top_k)], axis=1)
     forecast[MODEL_NAME] = model_version["model_name"]
     forecast[MODEL_VERSION] = model_version["version"]
     logger.info("Forecast %d cells x %d hours from %s", len(cells), len(hours), hours[0])
@@ -220,17 +236,29 @@ def accept_inference_queries(valid: pd.DataFrame, validation: dict[str, Any]) ->
 
 
 def score_inference_queries(
-    model: Any, model_version: dict[str, Any], queries: pd.DataFrame
+    model: Any, model_version: dict[str, Any], queries: pd.DataFrame, top_k: int = 0
 ) -> pd.DataFrame:
     """Each valid query row with its cell, hour, mean, P10/P50/P90 and horizon: what the
-    server answers, from the model extended with the latest counts."""
+    server answers, from the model extended with the latest counts; with ``top_k`` > 0, the
+    top SHAP contributions of each too (what the server answers to ``"explain": top_k``)."""
     answers = predict_busyness(model, queries[list(QUERY_COLUMNS)])
-    scored = pd.concat([queries[[SOURCE_ROW, *QUERY_COLUMNS]], answers], axis=1)
+    parts = [queries[[SOURCE_ROW, *QUERY_COLUMNS]], answers]
+    if explain_top_k(top_k):
+        parts.append(explain_busyness(model, queries[list(QUERY_COLUMNS)], top_k))
+    scored = pd.concat(parts, axis=1)
     scored[MODEL_VERSION] = model_version["version"]
     return scored.reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- the report
+def describe_explanations(model: Any, top_k: int) -> dict[str, Any]:
+    """What the explanation columns hold (method, scale, learned weight per horizon bucket, a
+    statement; for a baseline, why there are none), or that they were not asked for."""
+    if not explain_top_k(top_k):
+        return {"top_k": 0, "statement": "Not asked for (inference.explain_top_k: 0)."}
+    return {"top_k": top_k, **describe(model)}
+
+
 def report_inference(
     model_version: dict[str, Any],
     window: dict[str, Any],
@@ -240,6 +268,7 @@ def report_inference(
     *,
     parameter_mismatch: list[dict[str, Any]] | None = None,
     extension: dict[str, Any] | None = None,
+    explanations: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Which model (and how it was chosen, and where its own parameters differ from the run's),
     the forecast window, its origin and the products it serves, and the counts of every output.
@@ -278,6 +307,7 @@ def report_inference(
             "rejected_by_reason_and_column": validation["rejected_by_reason_and_column"],
         },
         "model_parameter_mismatch": list(parameter_mismatch or []),
+        "explanations": dict(explanations or {"top_k": 0}),
     }
 
 

@@ -7,6 +7,7 @@ from geo_busyness.registry import check_model_parameters, load_version, select_m
 
 from .nodes import (
     accept_inference_queries,
+    describe_explanations,
     extend_with_recent_counts,
     forecast_known_cells,
     plan_forecast_window,
@@ -57,7 +58,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 forecast_known_cells,
-                ["inference_forecaster", "inference_model_version", "forecast_window"],
+                [
+                    "inference_forecaster",
+                    "inference_model_version",
+                    "forecast_window",
+                    "params:inference.explain_top_k",
+                ],
                 "busyness_forecast",
                 name="forecast_known_cells",
             ),
@@ -75,9 +81,20 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 score_inference_queries,
-                ["inference_forecaster", "inference_model_version", "accepted_inference_queries"],
+                [
+                    "inference_forecaster",
+                    "inference_model_version",
+                    "accepted_inference_queries",
+                    "params:inference.explain_top_k",
+                ],
                 "scored_queries",
                 name="score_inference_queries",
+            ),
+            Node(
+                describe_explanations,
+                ["inference_forecaster", "params:inference.explain_top_k"],
+                "inference_explanations",
+                name="describe_inference_explanations",
             ),
             Node(
                 report_inference,
@@ -89,6 +106,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "validation": "query_validation",
                     "parameter_mismatch": "inference_model_parameter_mismatch",
                     "extension": "forecast_origin",
+                    "explanations": "inference_explanations",
                 },
                 "inference_report",
                 name="report_inference",

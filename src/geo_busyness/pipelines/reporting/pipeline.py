@@ -1,7 +1,9 @@
-"""Test predictions, feature importance and the train panel -> figures, a map and a report page."""
+"""Test predictions, feature importance, the train panel and the model -> figures, a map, a
+SHAP summary and a report page."""
 
 from kedro.pipeline import Node, Pipeline
 
+from .explanations import shap_summary
 from .nodes import (
     busyness_by_hour_of_week_figure,
     busyness_map,
@@ -25,7 +27,8 @@ FIGURES = (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Draw the evaluation figures and the busyness map; log the map and a report page to MLflow."""
+    """Draw the evaluation figures and the busyness map; log the map, the SHAP summary and a
+    report page to MLflow."""
     baseline = "baseline_test_predictions"
     return Pipeline(
         [
@@ -70,6 +73,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["test_predictions", "params:reporting"],
                 "busyness_map",
                 name="map_busyness",
+            ),
+            Node(
+                shap_summary,
+                ["busyness_model", "time_windows", "params:reporting"],
+                ["shap_summary", "shap_summary_figure"],
+                name="explain_test_window",
             ),
             Node(
                 figures_page,
