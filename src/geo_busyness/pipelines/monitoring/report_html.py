@@ -152,7 +152,8 @@ def level_section(level: dict[str, Any], bias: dict[str, Any]) -> str:
         f" thresholds {level['change_threshold']:.0%} and p < {level['p_value_threshold']:g})."
         f" Standard error of the log ratio {level['standard_error']:.3f}: counts and {day}."
         f" The served forecast from the window's start expected"
-        f" {level['served_forecast_total']:,.0f} ({level['served_forecast_change']:+.1%}).</p>"
+        f" {level['served_forecast_total']:,.0f} (actual {level['served_forecast_change']:+.1%}"
+        " against it).</p>"
         "<figure><figcaption>Events per local day: the model's seasonal profile (blue) vs"
         f" actual (orange)</figcaption>{chart}</figure>"
         f'<p class="{bias_verdict}">Day-ahead forecasts on {bias["rows"]:,} recent cell-hours:'
@@ -219,5 +220,6 @@ def render_report_html(report: dict[str, Any]) -> str:
         f"<h2>Level and bias</h2>{level_section(report['level'], report['bias'])}"
         f"<h2>Data quality</h2>{_quality(report['data_quality'])}"
         "<p><small>PSI on reference-quantile bins; decisions on effect sizes (PSI, KS D),"
-        " p-values shown only.</small></p></body></html>"
+        " p-values shown only, except the level test's (its variance allows for day-level"
+        " shocks).</small></p></body></html>"
     )
