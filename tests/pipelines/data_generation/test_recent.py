@@ -115,6 +115,22 @@ def test_evening_demand_factor_doubles_the_evening_only(plain, shifted):
     assert ratio_other == pytest.approx(1.0, rel=0.1)
 
 
+def test_level_factor_scales_every_hour_of_the_recent_week(plain):
+    """level_factor 1.2: 20% more orders in every part of the day, the same places."""
+
+    def per_part_of_day(raw: pd.DataFrame) -> pd.Series:
+        hours = valid_rows(raw)["created"].dt.hour
+        return hours.groupby(hours // 6).size()  # night, morning, afternoon, evening
+
+    raised = recent(shift={"level_factor": 1.2})[0]
+    ratio = per_part_of_day(raised) / per_part_of_day(plain[0])
+    assert len(valid_rows(raised)) / len(valid_rows(plain[0])) == pytest.approx(1.2, abs=0.04)
+    assert ratio.to_numpy() == pytest.approx(np.full(4, 1.2), abs=0.1)
+    assert venues(valid_rows(raised)) == venues(valid_rows(plain[0]))
+    lowered = recent(shift={"level_factor": 0.8})[0]
+    assert len(valid_rows(lowered)) / len(valid_rows(plain[0])) == pytest.approx(0.8, abs=0.04)
+
+
 def test_swapped_coordinates_share(shifted):
     raw = shifted[0]
     # Regina's longitude (about -104.6) lands in the latitude column
@@ -152,3 +168,5 @@ def test_bad_shift_settings_are_refused_by_name():
         recent(shift={"swapped_coordinates_share": 1.5})
     with pytest.raises(ValueError, match="new_district.share"):
         recent(shift={"new_district": {"share": 1.0}})
+    with pytest.raises(ValueError, match="level_factor"):
+        recent(shift={"level_factor": 0.0})

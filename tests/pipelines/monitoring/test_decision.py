@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from geo_busyness.pipelines.monitoring.decision import (
     assemble_report,
+    level_checks,
     performance_checks,
     quality_checks,
 )
@@ -65,6 +66,61 @@ def test_performance_checks_state_figures_against_thresholds():
     )
 
 
+def level_figures(change: float = 0.02, p_value: float = 0.8, bias: float = -0.05) -> dict:
+    """``compare_level``'s output with the figures that matter here (0.15, p < 0.1, ±40%)."""
+    return {
+        "level": {
+            "relative_change": change,
+            "p_value": p_value,
+            "z": 0.3,
+            "actual_total": 1020.0,
+            "expected_total": 1000.0,
+            "served_forecast_change": 0.01,
+            "change_threshold": 0.15,
+            "p_value_threshold": 0.1,
+            "fired": abs(change) > 0.15 and p_value < 0.1,
+        },
+        "bias": {
+            "bias": bias,
+            "mean_predicted": 0.95,
+            "mean_actual": 1.0,
+            "threshold": 0.4,
+            "fired": abs(bias) > 0.4,
+        },
+    }
+
+
+def test_level_and_bias_checks_state_figures_against_thresholds():
+    level = level_figures(change=0.21, p_value=0.003, bias=-0.45)
+    level["level"] |= {"actual_total": 12_100.0, "expected_total": 10_000.0}
+    check, bias = level_checks(level)
+    assert check["fired"] and bias["fired"]
+    assert check["reason"] == (
+        "level: recent window has 21% more events than the model expected (12,100 vs 10,000;"
+        " p=0.003; |+21%| > 15%, p < 0.1)"
+    )
+    assert bias["reason"] == (
+        "bias: day-ahead forecasts 45% below actuals on recent cell-hours (mean 0.950 vs 1.000;"
+        " |-45%| > 40%)"
+    )
+    quiet, unbiased = level_checks(level_figures(change=-0.3, p_value=0.2))
+    assert not quiet["fired"] and not unbiased["fired"]
+    assert "30% fewer events" in quiet["reason"] and "p >= 0.1" in quiet["reason"]
+    assert "<= 40%" in unbiased["reason"]
+
+
+def test_level_figures_go_to_the_report_and_the_metrics():
+    report, verdict, metrics = assemble_report(
+        **{**_report_inputs(), "level": level_figures(change=0.3, p_value=0.01)}
+    )
+    assert verdict["retrain_recommended"]
+    assert verdict["reasons"][0].startswith("level: recent window has 30% more events")
+    assert report["level"]["relative_change"] == 0.3 and report["bias"]["bias"] == -0.05
+    assert metrics["level.level_change"] == {"value": 0.3, "step": 0}
+    assert metrics["bias.prediction_bias"]["value"] == -0.05
+    assert metrics["level.p_value"]["value"] == 0.01
+
+
 def _within(psi: float = 0.01) -> dict:
     return {"psi": psi, "psi_threshold": 0.1, "drifted": False}
 
@@ -98,6 +154,7 @@ def _report_inputs() -> dict:
         },
         "cell_hour_drift": {"busyness": _within(), "predictions": _within()},
         "performance": performance,
+        "level": level_figures(),
         "data_quality": {"by_reason": {}},
         "params": {"thresholds": {}},
     }

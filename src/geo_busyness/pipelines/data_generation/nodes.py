@@ -28,6 +28,7 @@ from geo_busyness.pipelines.data_generation.shifts import (
     add_new_district,
     give_new_district_its_share,
     scale_evening_demand,
+    scale_level,
     swap_coordinates,
 )
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME
@@ -43,6 +44,7 @@ NO_SHIFT: dict[str, Any] = {
     "new_district": None,
     "evening_demand_factor": 1.0,
     "evening_hours": [17, 22],
+    "level_factor": 1.0,
     "swapped_coordinates_share": 0.0,
 }
 
@@ -145,6 +147,8 @@ def generate_recent_events(
         intensity = scale_evening_demand(
             intensity, hours, shift["evening_demand_factor"], shift["evening_hours"]
         )
+    if shift["level_factor"] != 1:
+        intensity = scale_level(intensity, shift["level_factor"])
     events = sample_events(
         city,
         hours,

@@ -3,6 +3,8 @@
 - ``new_district``: a new cluster of restaurants where the history has none, taking a share
   of the recent demand (added on top: the old districts keep their demand).
 - ``evening_demand_factor``: demand in the local ``evening_hours`` multiplied by the factor.
+- ``level_factor``: all demand multiplied by the factor (a city-wide level change: a
+  competitor closing, a marketing push; most cell-hours stay zero, so busyness PSI hardly moves).
 - ``swapped_coordinates_share``: a courier-app bug swapping latitude and longitude on a share
   of the rows (the cleaning rejects them as ``coordinates_out_of_range`` in the Americas).
 """
@@ -87,6 +89,13 @@ def scale_evening_demand(
     hour = hour_starts.hour.to_numpy()
     evening = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
     return intensity * np.where(evening, factor, 1.0)[None, :]
+
+
+def scale_level(intensity: np.ndarray, factor: float) -> np.ndarray:
+    """Multiply the intensity of every restaurant and hour by ``factor`` (> 0)."""
+    if not factor > 0:
+        raise ValueError(f"data_generation.shift.level_factor must be > 0, got {factor}.")
+    return intensity * factor
 
 
 def swap_coordinates(

@@ -99,6 +99,45 @@ def performance_checks(performance: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def level_checks(level: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recent level against the model's profile, and the day-ahead bias."""
+    total, bias = level["level"], level["bias"]
+    change, p_value = total["relative_change"], total["p_value"]
+    change_limit, p_limit = total["change_threshold"], total["p_value_threshold"]
+    direction = "more" if change >= 0 else "fewer"
+    judged = (
+        f"|{change:+.0%}| {_cmp(abs(change) > change_limit)} {change_limit:.0%},"
+        f" p {'<' if p_value < p_limit else '>='} {p_limit:g}"
+    )
+    under = "below" if bias["bias"] < 0 else "above"
+    return [
+        {
+            "check": "level",
+            "name": "level_change",
+            "figure": change,
+            "threshold": change_limit,
+            "fired": total["fired"],
+            "reason": (
+                f"level: recent window has {abs(change):.0%} {direction} events than the model"
+                f" expected ({total['actual_total']:,.0f} vs {total['expected_total']:,.0f};"
+                f" p={p_value:.2g}; {judged})"
+            ),
+        },
+        {
+            "check": "bias",
+            "name": "prediction_bias",
+            "figure": bias["bias"],
+            "threshold": bias["threshold"],
+            "fired": bias["fired"],
+            "reason": (
+                f"bias: day-ahead forecasts {abs(bias['bias']):.0%} {under} actuals on recent"
+                f" cell-hours (mean {bias['mean_predicted']:.3f} vs {bias['mean_actual']:.3f};"
+                f" |{bias['bias']:+.0%}| {_cmp(bias['fired'])} {bias['threshold']:.0%})"
+            ),
+        },
+    ]
+
+
 def quality_checks(data_quality: dict[str, Any]) -> list[dict[str, Any]]:
     """One check per reject reason: the increase of its share, in percentage points."""
     return [
@@ -125,12 +164,14 @@ def assemble_report(
     cell_hour_drift: dict[str, Any],
     *,
     performance: dict[str, Any],
+    level: dict[str, Any],
     data_quality: dict[str, Any],
     params: dict[str, Any],
     parameter_mismatch: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
     """The monitoring report, the retraining verdict with its reasons, and MLflow metrics.
 
+    ``level`` is ``level.compare_level``'s output (the level and bias checks).
     ``parameter_mismatch`` (``registry.check_model_parameters``) lists where the model's own
     parameters differ from the run's; the report records it as ``model_parameter_mismatch``.
     """
@@ -138,6 +179,7 @@ def assemble_report(
         *feature_checks(event_drift),
         *cell_hour_checks(cell_hour_drift),
         *performance_checks(performance),
+        *level_checks(level),
         *quality_checks(data_quality),
     ]
     reasons = [check["reason"] for check in checks if check["fired"]]
@@ -164,13 +206,18 @@ def assemble_report(
         "event_features": event_drift,
         "cell_hours": cell_hour_drift,
         "performance": performance,
+        "level": level["level"],
+        "bias": level["bias"],
         "data_quality": data_quality,
     }
-    return report, verdict, monitoring_metrics(checks, event_drift, performance)
+    return report, verdict, monitoring_metrics(checks, event_drift, performance, level)
 
 
 def monitoring_metrics(
-    checks: list[dict[str, Any]], event_drift: dict[str, Any], performance: dict[str, Any]
+    checks: list[dict[str, Any]],
+    event_drift: dict[str, Any],
+    performance: dict[str, Any],
+    level: dict[str, Any],
 ) -> dict[str, dict[str, float]]:
     """The figures as MLflow metrics ({"value": x, "step": 0})."""
     values = {f"{check['check']}.{check['name']}": check["figure"] for check in checks}
@@ -180,6 +227,10 @@ def monitoring_metrics(
         if "ks_d" in result
     }
     values |= {f"performance.recent_{key}": value for key, value in performance["recent"].items()}
+    values |= {
+        f"level.{key}": level["level"][key]
+        for key in ("p_value", "z", "actual_total", "expected_total", "served_forecast_change")
+    }
     values["checks_fired"] = sum(check["fired"] for check in checks)
     values["retrain_recommended"] = float(any(check["fired"] for check in checks))
     return {name: {"value": float(value), "step": 0} for name, value in values.items()}

@@ -6,6 +6,7 @@ from geo_busyness.pipelines import data_processing
 from geo_busyness.registry import check_model_parameters, load_version, select_model_version
 
 from .decision import assemble_report
+from .level import compare_level
 from .nodes import (
     compare_cell_hours,
     compare_data_quality,
@@ -149,6 +150,17 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="evaluate_recent_performance",
             ),
             Node(
+                compare_level,
+                [
+                    "monitored_forecaster",
+                    "monitoring_forecast_origin",
+                    "recent_cell_hours",
+                    "params:monitoring",
+                ],
+                "recent_level",
+                name="compare_level",
+            ),
+            Node(
                 compare_data_quality,
                 ["data_quality_report", "recent_data_quality_report", "params:monitoring"],
                 "data_quality_drift",
@@ -161,6 +173,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "event_drift": "event_feature_drift",
                     "cell_hour_drift": "cell_hour_drift",
                     "performance": "recent_performance",
+                    "level": "recent_level",
                     "data_quality": "data_quality_drift",
                     "params": "params:monitoring",
                     "parameter_mismatch": "monitored_model_parameter_mismatch",

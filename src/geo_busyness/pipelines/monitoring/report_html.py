@@ -131,6 +131,37 @@ def _performance(performance: dict[str, Any]) -> str:
     )
 
 
+def level_section(level: dict[str, Any], bias: dict[str, Any]) -> str:
+    """The recent total against the model's profile per local day, and the day-ahead bias."""
+    spread = level["day_level_spread"]
+    day = (
+        f"day-level spread {spread['sd']:.3f} (persistence {spread['persistence']:.2f}) from"
+        f" {spread['days']} days of the model's history"
+        if spread["sd"] is not None
+        else f"no day-level spread ({spread['days']} days of history)"
+    )
+    by_day = level["by_day"]
+    chart = bar_chart(by_day["day"], by_day["expected"], by_day["actual"], shares=False)
+    verdict = "fired" if level["fired"] else "ok"
+    bias_verdict = "fired" if bias["fired"] else "ok"
+    return (
+        f'<p class="{verdict}">{level["hours"]:,} recent hours over the model\'s'
+        f" {level['cells']:,} cells: {level['actual_total']:,.0f} events vs"
+        f" {level['expected_total']:,.0f} expected from its seasonal profile"
+        f" ({level['relative_change']:+.1%}; z = {level['z']:.2f}, p = {level['p_value']:.2g};"
+        f" thresholds {level['change_threshold']:.0%} and p < {level['p_value_threshold']:g})."
+        f" Standard error of the log ratio {level['standard_error']:.3f}: counts and {day}."
+        f" The served forecast from the window's start expected"
+        f" {level['served_forecast_total']:,.0f} (actual {level['served_forecast_change']:+.1%}"
+        " against it).</p>"
+        "<figure><figcaption>Events per local day: the model's seasonal profile (blue) vs"
+        f" actual (orange)</figcaption>{chart}</figure>"
+        f'<p class="{bias_verdict}">Day-ahead forecasts on {bias["rows"]:,} recent cell-hours:'
+        f" mean {bias['mean_predicted']:.3f} vs actual {bias['mean_actual']:.3f}, bias"
+        f" {bias['bias']:+.1%} (threshold ±{bias['threshold']:.0%}).</p>"
+    )
+
+
 def _quality(data_quality: dict[str, Any]) -> str:
     rows = "".join(
         f'<tr class="{"fired" if shares["drifted"] else "ok"}"><td>{_esc(reason)}</td>'
@@ -186,7 +217,9 @@ def render_report_html(report: dict[str, Any]) -> str:
         f"{_distribution('busyness per cell-hour (model cells)', cell_hours['busyness'])}"
         f"{_distribution('predicted busyness', cell_hours['predictions'])}"
         f"<h2>Performance</h2>{_performance(report['performance'])}"
+        f"<h2>Level and bias</h2>{level_section(report['level'], report['bias'])}"
         f"<h2>Data quality</h2>{_quality(report['data_quality'])}"
         "<p><small>PSI on reference-quantile bins; decisions on effect sizes (PSI, KS D),"
-        " p-values shown only.</small></p></body></html>"
+        " p-values shown only, except the level test's (its variance allows for day-level"
+        " shocks).</small></p></body></html>"
     )
