@@ -1,4 +1,4 @@
-"""The loop end to end on the synthetic city with the recent week's level up 20%: monitoring
+"""The loop end to end on the synthetic city with the recent week's level up 80%: monitoring
 recommends retraining, `kedro retrain` trains on the newest data, the challenger beats the
 champion (promoted, deployed) and then a weaker one loses to it (champion kept); every alert
 reaches the local webhook server and moto's SNS."""
@@ -40,7 +40,8 @@ def training(candidates: list[str]) -> dict[str, Any]:
 
 
 def alert_events(webhook, sqs, queue_url) -> tuple[list[str], list[str]]:
-    """The events the webhook and the SNS topic received so far, in order."""
+    """The events the webhook received so far, and those SNS delivered since the last call
+    (a received SQS message is not received again), in order."""
     hooked = [payload["text"].split()[2].rstrip(":") for payload in payloads(webhook)]
     published = [json.loads(n["Message"])["event"] for n in received_notifications(sqs, queue_url)]
     return hooked, published
@@ -53,8 +54,9 @@ def test_level_shift_retrain_promote_then_keep_the_champion(
     # Version 1, the champion: the level-adjusted baseline, deployed locally.
     run_kedro(project, ["feature_engineering", "modeling"], training(BASELINES_ONLY))
     run_kedro(project, ["deployment"])
-    # The week after the history arrives with 20% more events everywhere.
-    write_recent_window(project, {"level_factor": 1.2})
+    # The week after the history arrives with 80% more events everywhere (one week of the small
+    # city swings too much for a 20% shift to be told from weather: monitoring README).
+    write_recent_window(project, {"level_factor": 1.8})
 
     sns, sqs = moto_client("sns", moto_endpoint), moto_client("sqs", moto_endpoint)
     topic_arn = sns.create_topic(Name="geo-busyness-alerts")["TopicArn"]
@@ -119,6 +121,6 @@ def test_level_shift_retrain_promote_then_keep_the_champion(
     assert any("does not beat the champion (version 2)" in r for r in kept["gate"]["reasons"])
 
     hooked, published = alert_events(webhook, sqs, queue_url)
-    assert hooked[2:] == published[2:]
-    assert "challenger_rejected" in hooked[2:] and "gate_failed" in hooked[2:]
+    assert hooked[2:] == published
+    assert "challenger_rejected" in published and "gate_failed" in published
     assert "deployment" not in [s["step"] for s in kept["steps"]]
