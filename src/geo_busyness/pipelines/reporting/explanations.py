@@ -8,7 +8,7 @@ learned feature contributions: the summary and the figure say so instead.
 from __future__ import annotations
 
 import textwrap
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,9 @@ from geo_busyness.model.explain import (
 )
 from geo_busyness.model.forecaster import BusynessForecaster, horizon_pairs
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+#: A matplotlib Figure: typed loosely, since Kedro resolves node annotations at run time and
+#: matplotlib is imported only when a figure is drawn.
+Figure = Any
 
 #: Rows of the sample: day-ahead forecasts (the headline product).
 _HORIZON_HOURS = 24
