@@ -10,6 +10,8 @@ import pytest
 
 from geo_busyness.pipelines.retraining.nodes import combine_event_batches
 from geo_busyness.retraining import (
+    RetrainingFailed,
+    RetrainingJob,
     RetrainingLocked,
     _merge,
     failure_message,
@@ -81,3 +83,112 @@ def test_batches_with_different_columns_are_refused_by_name() -> None:
     history = pd.DataFrame({"order": [1], "lat": [50.1]})
     with pytest.raises(ValueError, match=r"\['lon'\]"):
         combine_event_batches(history, pd.DataFrame({"order": [2], "lat": [1.0], "lon": [2.0]}))
+
+
+# ------------------------------------------------------------------ the job's steps, stubbed
+class StubJob(RetrainingJob):
+    """The job with its Kedro sessions replaced by a scripted registry and catalog."""
+
+    def __init__(self, tmp_path, datasets, *, fail=None):
+        super().__init__(tmp_path, notify=lambda *alert: self.alerts.append(alert[:2]))
+        self.datasets, self.fail, self.ran, self.alerts, self.saved = datasets, fail, [], [], []
+        self.champion = "1"
+
+    def params(self):
+        return {
+            "retraining": {"force": False, "deployment_target": None, "lock_file": "job.lock"},
+            "deployment": {"target": "local"},
+        }
+
+    def champion_version(self, params):
+        return self.champion
+
+    def run_pipeline(self, name, extra=None):
+        self.ran.append((name, extra))
+        if name == self.fail:
+            raise RuntimeError(f"{name} broke\nsecond line")
+        if name == "deployment" and not self.datasets.get("deployment_record", {}).get(
+            "rolled_back"
+        ):
+            self.champion = extra["deployment"]["model_version"]
+
+    def load(self, name):
+        return self.datasets.get(name)
+
+    def save_record(self, record):
+        self.saved.append(record)
+
+
+VERDICT = {"retrain_recommended": True, "reasons": ["level: +30%"]}
+REGISTERED = {"registration": {"registered": True, "version": "2"}, "gate": {"passed": True}}
+KEPT = {
+    "registration": {"registered": False},
+    "gate": {"passed": False, "reasons": ["does not beat the champion (version 1)"]},
+}
+
+
+def test_no_reason_no_training(tmp_path) -> None:
+    job = StubJob(tmp_path, {"retrain_recommended": {"retrain_recommended": False}})
+    record = job.run()
+    assert record["status"] == "skipped" and [r[0] for r in job.ran] == ["monitoring"]
+    assert job.alerts == [] and job.saved == [record]
+
+
+def test_a_winner_is_deployed_to_the_target_and_announced(tmp_path) -> None:
+    job = StubJob(tmp_path, {"retrain_recommended": VERDICT, "evaluation_report": REGISTERED})
+    record = job.run(target="sagemaker")
+    assert record["status"] == "promoted" and record["champion_after"] == "2"
+    assert job.ran[-1] == (
+        "deployment",
+        {"deployment": {"model_version": "2", "target": "sagemaker"}},
+    )
+    assert record["reasons"] == ["level: +30%"]
+    assert [event for event, _ in job.alerts] == ["challenger_promoted"]
+
+
+def test_a_loser_keeps_the_champion_and_nothing_is_deployed(tmp_path) -> None:
+    job = StubJob(tmp_path, {"retrain_recommended": VERDICT, "evaluation_report": KEPT})
+    record = job.run()
+    assert record["status"] == "champion_kept" and "deployment" not in [r[0] for r in job.ran]
+    assert job.alerts[0][0] == "challenger_rejected" and "version 1" in job.alerts[0][1]
+
+
+def test_a_rolled_back_rollout_keeps_the_champion_and_is_not_resumed(tmp_path) -> None:
+    rolled = {"rolled_back": True, "reason": "alarm p99-latency fired"}
+    datasets = {"retrain_recommended": VERDICT, "evaluation_report": REGISTERED}
+    job = StubJob(tmp_path, datasets | {"deployment_record": rolled})
+    record = job.run()
+    assert record["status"] == "rolled_back" and record["champion_after"] == "1"
+    assert "alarm p99-latency fired" in record["steps"][-1]["detail"]
+    assert resumable_version(record) is None
+
+
+@pytest.mark.parametrize("step", ["monitoring", "retraining", "deployment"])
+def test_a_failed_step_is_named_and_recorded(tmp_path, step) -> None:
+    job = StubJob(
+        tmp_path, {"retrain_recommended": VERDICT, "evaluation_report": REGISTERED}, fail=step
+    )
+    with pytest.raises(RetrainingFailed) as failed:
+        job.run()
+    record = failed.value.record
+    named = {"retraining": "training"}.get(step, step)
+    assert record["failed_step"] == named and record["error"] == f"{step} broke"
+    assert record["champion_after"] == "1" and job.saved == [record]
+    assert job.alerts[0][0] == "retraining_failed"
+
+
+def test_a_rerun_resumes_the_failed_deployment_only(tmp_path) -> None:
+    last = {"status": "failed", "failed_step": "deployment", "registered_version": "2"}
+    job = StubJob(tmp_path, {"retraining_record": last})
+    record = job.run()
+    assert [r[0] for r in job.ran] == ["deployment"] and record["status"] == "promoted"
+    assert record["resumed_version"] == "2" and record["champion_after"] == "2"
+
+
+def test_the_first_model_skips_monitoring(tmp_path) -> None:
+    job = StubJob(tmp_path, {"evaluation_report": REGISTERED})
+    job.champion = None
+    record = job.run()
+    assert [r[0] for r in job.ran] == ["retraining", "deployment"]
+    assert record["reasons"] == ["no champion serving yet"] and record["status"] == "promoted"
+    assert job.alerts == [("challenger_promoted", "Version 2 is the first champion and now serves.")]

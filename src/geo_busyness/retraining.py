@@ -308,10 +308,11 @@ class RetrainingJob:
         if status == "failed":
             self.notify("retraining_failed", failure_message(record), record)
         elif status == "promoted":
+            before = record["champion_before"]
+            beat = f"beat the champion (v{before})" if before else "is the first champion"
             self.notify(
                 "challenger_promoted",
-                f"Version {record['registered_version']} beat the champion"
-                f" (v{record['champion_before']}) and now serves.",
+                f"Version {record['registered_version']} {beat} and now serves.",
                 record,
             )
         elif status == "champion_kept":
