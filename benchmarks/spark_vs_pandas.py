@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,11 @@ NODE_SECONDS = re.compile(r"successfully in ([\d.]+) sec")
 RAW_FILE = "data/01_raw/courier_events.parquet"
 RAW_FOLDER = "data/01_raw/courier_events_large"
 PANDAS_RAW = """raw_events:
+  type: pandas.ParquetDataset
+  filepath: {path}
+"""
+#: The generator's output (``generated_events``, a CSV by default) as the same Parquet file.
+GENERATED_RAW = """generated_events:
   type: pandas.ParquetDataset
   filepath: {path}
 """
@@ -164,6 +170,7 @@ def kedro_run(project: Path, args: list[str], timeout: float) -> dict:
         "node_s": float(node.group(1)) if node else None,
         "ok": process.returncode == 0,
         "load_1min": round(load, 2),
+        "load_1min_after": round(os.getloadavg()[0], 2),
         **memory.mb(),
     }
     if memory.killed:
@@ -176,7 +183,9 @@ def kedro_run(project: Path, args: list[str], timeout: float) -> dict:
 
 def generate(project: Path, n: int) -> None:
     """N events from the project's generator, as one Parquet file."""
-    (project / "conf/local/catalog.yml").write_text(PANDAS_RAW.format(path=RAW_FILE))
+    (project / "conf/local/catalog.yml").write_text(
+        PANDAS_RAW.format(path=RAW_FILE) + GENERATED_RAW.format(path=RAW_FILE)
+    )
     done = kedro_run(
         project,
         ["--pipelines", "data_generation", "--params", f"data_generation.n_events={n}"],
@@ -206,6 +215,14 @@ def replicate(sample: Path, folder: Path, n: int) -> int:
     return written
 
 
+def refresh_conf(project: Path) -> None:
+    """Replace a kept project copy's shared configuration with the checkout's (not conf/local)."""
+    for env in (PROJECT_ROOT / "conf").iterdir():
+        if env.is_dir() and env.name != "local":
+            shutil.rmtree(project / "conf" / env.name, ignore_errors=True)
+            shutil.copytree(env, project / "conf" / env.name)
+
+
 def spark_env(project: Path, raw: str, master: str) -> str:
     """A `spark_bench` environment: conf/spark with raw_events as Parquet and ``master``."""
     bench = project / "conf" / "spark_bench"
@@ -229,7 +246,8 @@ def report(n: int, engine: str, result: dict) -> dict:
         f"N={n:>12,} {engine:<7} wall {row['wall_s']:7.1f} s  nodes {row['node_s'] or 0:7.1f} s  "
         f"{row['events_per_s'] or 0:>10,} ev/s  peak {row['peak_total_mb']:>6,} MB "
         f"(driver {row['peak_python_driver_mb']:,}, JVM {row['peak_jvm_mb']:,}, "
-        f"workers {row['peak_python_workers_mb']:,})  load {row['load_1min']}"
+        f"workers {row['peak_python_workers_mb']:,})  "
+        f"load {row['load_1min']} -> {row['load_1min_after']}"
         + ("" if row["ok"] else f"  FAILED: {row.get('error', '')[:300]}"),
         flush=True,
     )
@@ -238,14 +256,15 @@ def report(n: int, engine: str, result: dict) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| events | engine | wall s | node s | events/s (node) | peak total MB | Python driver MB | JVM MB | Python workers MB | load |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| events | engine | wall s | node s | events/s (node) | peak total MB | Python driver MB | JVM MB | Python workers MB | load before -> after |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['events']:,} | {r['engine']}{'' if r['ok'] else ' (refused/failed)'} | {r['wall_s']:.1f} | "
             f"{r['node_s'] or 0:.1f} | {r['events_per_s'] or 0:,} | {r['peak_total_mb']:,} | "
-            f"{r['peak_python_driver_mb']:,} | {r['peak_jvm_mb']:,} | {r['peak_python_workers_mb']:,} | {r['load_1min']} |"
+            f"{r['peak_python_driver_mb']:,} | {r['peak_jvm_mb']:,} | {r['peak_python_workers_mb']:,} | "
+            f"{r['load_1min']} -> {r.get('load_1min_after', '')} |"
         )
     return "\n".join(lines)
 
@@ -258,6 +277,9 @@ def main() -> None:
     parser.add_argument("--pandas-at-large", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--keep", type=Path, default=None, help="scratch folder to keep")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each engine per size, alternating"
+    )
     args = parser.parse_args()
 
     common = ["--pipelines", "data_processing,feature_engineering"]
@@ -265,13 +287,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as scratch:
         root = args.keep or Path(scratch)
         for n in args.events:
-            project = make_project_copy(root / f"n{n}")
-            generate(project, n)
-            rows.append(report(n, "pandas", kedro_run(project, common, args.timeout)))
+            project = root / f"n{n}"
+            if (project / RAW_FILE).exists():  # a kept folder's sample, with today's conf
+                refresh_conf(project)
+            else:
+                generate(make_project_copy(project), n)
             env = spark_env(project, RAW_FILE, args.master)
-            rows.append(
-                report(n, "spark", kedro_run(project, [*common, "--env", env], args.timeout))
-            )
+            for _ in range(args.repeats):
+                rows.append(report(n, "pandas", kedro_run(project, common, args.timeout)))
+                rows.append(
+                    report(n, "spark", kedro_run(project, [*common, "--env", env], args.timeout))
+                )
         if args.large:
             project = make_project_copy(root / f"n{args.large}")
             sample = root / f"n{max(args.events)}" / RAW_FILE

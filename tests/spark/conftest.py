@@ -3,12 +3,14 @@ on the same generated raw data (dirty rows included)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 
 from geo_busyness.pipelines.data_generation.nodes import generate_events
 from tests.pipelines.memory import project_parameters
@@ -71,6 +73,9 @@ class EngineResult:
     counts: pd.DataFrame | None = None
     panels: tuple[pd.DataFrame, ...] | None = None
     panel_report: dict[str, Any] | None = None
+    features: Any = None  # busyness_features
+    reference_features: Any = None  # leaky_reference_features
+    history: Any = None  # count_history
 
 
 def _rejected_keys(rejected: pd.DataFrame) -> pd.DataFrame:
@@ -95,13 +100,24 @@ def run_pandas(raw_csv: Path, parameters: dict[str, Any], features: bool = True)
         _rejected_keys(rejected), report, clean["source_row"].sort_values(ignore_index=True)
     )
     if features:
-        params = parameters["feature_engineering"]
-        windows, train, _validation, _test, counts = fe.window_and_count_events(clean, params)
-        transformer = fe.fit_busyness_features(train, windows, params)
-        *panels, panel_report = fe.build_panels(counts, transformer, windows)
-        result.windows, result.counts = windows, counts
-        result.panels, result.panel_report = tuple(panels), panel_report
+        summaries = fe.window_and_summarise_events(clean, parameters["feature_engineering"])
+        _feature_engineering(result, summaries, parameters)
     return result
+
+
+def _feature_engineering(result: EngineResult, summaries: tuple, parameters: dict) -> None:
+    """The engine-free feature_engineering nodes on an engine's windows, counts and summaries
+    (what both pipelines run after ``window_and_summarise_events``)."""
+    from geo_busyness.pipelines.feature_engineering import nodes as fe  # noqa: PLC0415
+
+    params = parameters["feature_engineering"]
+    windows, counts, train, everything = summaries
+    result.features = fe.fit_busyness_features(train, params)
+    result.reference_features = fe.fit_reference_features(everything, params)
+    result.history = fe.build_count_history(counts, result.features, windows, "UTC")
+    *panels, panel_report = fe.build_panels(counts, result.features, windows)
+    result.windows, result.counts = windows, counts
+    result.panels, result.panel_report = tuple(panels), panel_report
 
 
 def run_spark(
@@ -127,10 +143,8 @@ def run_spark(
         clean.select("source_row").toPandas()["source_row"].sort_values(ignore_index=True),
     )
     if features:
-        windows, counts = fe.window_and_count_events(clean, parameters["feature_engineering"])
-        *panels, panel_report = fe.build_panels_from_counts(counts, windows)
-        result.windows, result.counts = windows, counts
-        result.panels, result.panel_report = tuple(panels), panel_report
+        summaries = fe.window_and_summarise_events(clean, parameters["feature_engineering"])
+        _feature_engineering(result, summaries, parameters)
     for frame in (clean, repeated, labelled):
         frame.unpersist()
     return result
@@ -164,4 +178,47 @@ def differences(expected: EngineResult, actual: EngineResult) -> list[str]:
                 found.append(f"{name} differs: {str(error).splitlines()[0]}")
         if expected.panel_report != actual.panel_report:
             found.append("feature engineering report differs")
+        for name in ("features", "reference_features", "history"):
+            found += [
+                f"{name} differs in {where}"
+                for where in fitted_differences(getattr(expected, name), getattr(actual, name))
+            ]
     return found
+
+
+def fitted_differences(left: Any, right: Any, where: str = "") -> list[str]:
+    """Where two fitted objects (estimators, dataclasses, and what they hold) differ: exact
+    values, dtypes included (empty: identical)."""
+    if type(left) is not type(right):
+        return [f"{where or 'type'}: {type(left).__name__} != {type(right).__name__}"]
+    if is_dataclass(left) or isinstance(left, BaseEstimator):
+        left, right = vars(left), vars(right)
+    if isinstance(left, dict):
+        if left.keys() != right.keys():
+            return [f"{where}: keys {sorted(set(left) ^ set(right))}"]
+        return [d for k in left for d in fitted_differences(left[k], right[k], f"{where}.{k}")]
+    if isinstance(left, list | tuple) and len(left) == len(right):
+        pairs = enumerate(zip(left, right, strict=True))
+        return [d for i, (a, b) in pairs for d in fitted_differences(a, b, f"{where}[{i}]")]
+    return [] if _same_value(left, right) else [where]
+
+
+def _same_value(left: Any, right: Any) -> bool:
+    """Whether two values of one type are identical (arrays and pandas objects: dtypes too)."""
+    if isinstance(left, np.ndarray):
+        nan_equal = left.dtype.kind in "fc"
+        return left.dtype == right.dtype and np.array_equal(left, right, equal_nan=nan_equal)
+    if isinstance(left, pd.Series | pd.DataFrame | pd.Index):
+        return left.equals(right) and _dtypes(left) == _dtypes(right)
+    if isinstance(left, float) and np.isnan(left):
+        return np.isnan(right)
+    return left == right
+
+
+def _dtypes(frame: pd.Series | pd.DataFrame | pd.Index) -> Any:
+    """The dtypes of a pandas object, index levels included."""
+    own = frame.dtypes.tolist() if isinstance(frame, pd.DataFrame) else [frame.dtype]
+    index = (
+        [] if isinstance(frame, pd.Index) else [getattr(frame.index, "dtypes", frame.index.dtype)]
+    )
+    return [*own, *map(str, index)]

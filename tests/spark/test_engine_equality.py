@@ -1,13 +1,16 @@
 """Both engines on the same generated raw data (dirty rows included): identical clean and
-quarantined rows per reason, quality report, windows, cell-hour counts and panels; and the
-comparison fails when either engine's rule changes."""
+quarantined rows per reason, quality report, windows, cell-hour counts, panels, count history
+and fitted per-cell statistics (busyness_features, leaky_reference_features); and the
+comparison fails when either engine's cleaning rule or statistics window changes."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from geo_busyness.cleaning_rules import PandasRuleEngine
+from geo_busyness.model.features import fit_window
 from geo_busyness.pipelines.data_processing.nodes import DataQualityError
 from tests.spark.conftest import differences, run_pandas, run_spark
 
@@ -16,6 +19,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 pytestmark = pytest.mark.slow
 DAY_US = 86_400_000_000
+HOUR = pd.Timedelta(hours=1)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +49,63 @@ def test_both_engines_give_identical_answers(pandas_result, spark_result):
     assert differences(pandas_result, spark_result) == []
     assert len(spark_result.counts) > 0
     assert spark_result.panel_report["windows"]["test"]["panel_rows"] > 0
+    # What modeling reads, and not trivially equal: restaurants, distances, a dense history.
+    features = spark_result.features
+    assert features.anchor_source_ == "restaurants" and features.unavailable_features_ == {}
+    assert len(features.cells_) > 10 and np.isfinite(features.cell_hdist_).any()
+    assert features.cell_restaurants_.max() > 1
+    history = spark_result.history
+    assert history.counts.sum() > 0 and list(history.cells) == list(features.cells_)
+    reference = spark_result.reference_features
+    assert reference.window_end_ > features.window_end_  # all events, not the train window's
+
+
+def test_the_comparison_fails_when_the_spark_statistics_window_changes(
+    spark, raw_csv, parameters, pandas_result, monkeypatch
+):
+    from geo_busyness.pipelines.feature_engineering import spark_nodes  # noqa: PLC0415
+
+    # Planted drift on Spark: the statistics' windows end an hour late.
+    monkeypatch.setattr(spark_nodes, "fit_window", lambda start, end: fit_window(start, end + HOUR))
+    found = differences(pandas_result, run_spark(spark, raw_csv, parameters))
+    assert any(line.startswith("features differs in .window_end_") for line in found)
+    assert any(line.startswith("features differs in .history_") for line in found)
+    assert any(line.startswith("reference_features differs") for line in found)
+
+
+def test_the_comparison_fails_when_the_pandas_statistics_window_changes(
+    raw_csv, parameters, spark_result, monkeypatch
+):
+    from geo_busyness.pipelines.feature_engineering import nodes  # noqa: PLC0415
+
+    # Planted drift on pandas: the train statistics start an hour late.
+    monkeypatch.setattr(nodes, "fit_window", lambda start, end: fit_window(start + HOUR, end))
+    found = differences(run_pandas(raw_csv, parameters), spark_result)
+    assert any(line.startswith("features differs in .window_start_") for line in found)
+    assert any(line.startswith("features differs in .history_") for line in found)
+
+
+def test_both_engines_agree_on_a_source_without_restaurants(spark, raw_csv, parameters):
+    """No restaurant columns: the anchors are a sample of event locations, which Spark takes by
+    sorting and numbering the points (more jobs than the restaurant case)."""
+    mapping = parameters["data_processing"]["column_mapping"]
+    rides = {
+        **parameters,
+        "data_processing": {
+            **parameters["data_processing"],
+            "column_mapping": {**mapping, "restaurant_lat": None, "restaurant_lon": None},
+        },
+    }
+    expected, actual = run_pandas(raw_csv, rides), run_spark(spark, raw_csv, rides)
+    assert differences(expected, actual) == []
+    features = actual.features
+    assert features.anchor_source_ == "events"
+    assert len(features.anchors_) == features.max_anchor_points  # sampled from more events
+    assert set(features.unavailable_features_) == {
+        "dist_to_restaurant",
+        "Hdist_to_restaurant",
+        "restaurants_per_index",
+    }
 
 
 def test_the_comparison_fails_when_the_spark_rule_changes(

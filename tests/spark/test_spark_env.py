@@ -1,10 +1,12 @@
 """`kedro run --env spark --pipelines data_processing,feature_engineering` through a real
 KedroSession: the hook's session (the tests' one, taken over), the Spark pipelines, the spark
-catalog; its answers equal the pandas run's on the same raw file."""
+catalog; its answers equal the pandas run's on the same raw file, and a pandas `modeling` run
+trains on what it wrote alone."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,22 +14,45 @@ import pandas as pd
 import pytest
 
 from geo_busyness.spark import session as spark_session
-from tests.conftest import SMALL_TRAINING, copy_project, run_kedro
+from geo_busyness.testing import DATA_LAYERS
+from tests.conftest import SMALL_TRAINING, copy_project, read_outputs, run_kedro
+from tests.spark.conftest import fitted_differences
+
+#: Windows of the small sample (the modeling run takes SMALL_TRAINING whole).
+WINDOWS = {"feature_engineering": SMALL_TRAINING["feature_engineering"]}
+#: What feature_engineering pickles, and modeling reads.
+PICKLES = (
+    "05_model_input/count_history.pkl",
+    "06_models/busyness_features.pkl",
+    "06_models/leaky_reference_features.pkl",
+)
 
 
 def _report(project: Path, name: str) -> dict:
     return json.loads((project / "data" / "08_reporting" / name).read_text())
 
 
+@pytest.fixture(scope="module")
+def spark_project(spark, processed_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The processed sample's raw data alone (nothing a pandas run wrote), through
+    `kedro run --env spark --pipelines data_processing,feature_engineering`."""
+    project = copy_project(
+        processed_project, tmp_path_factory.mktemp("spark") / "project", with_mlflow=False
+    )
+    for layer in DATA_LAYERS[1:]:
+        shutil.rmtree(project / "data" / layer)
+        (project / "data" / layer).mkdir()
+    run_kedro(project, ["data_processing", "feature_engineering"], WINDOWS, env="spark")
+    return project
+
+
 @pytest.mark.slow
 def test_the_spark_environment_matches_the_pandas_run(
-    spark, processed_project: Path, tmp_path: Path
+    spark_project: Path, processed_project: Path, tmp_path: Path
 ):
     pandas_project = copy_project(processed_project, tmp_path / "pandas", with_mlflow=False)
-    params = {"feature_engineering": SMALL_TRAINING["feature_engineering"]}
-    run_kedro(pandas_project, ["feature_engineering"], params)
-    project = copy_project(processed_project, tmp_path / "spark", with_mlflow=False)
-    run_kedro(project, ["data_processing", "feature_engineering"], params, env="spark")
+    run_kedro(pandas_project, ["feature_engineering"], WINDOWS)
+    project = spark_project
 
     assert _report(project, "data_quality_report.json") == _report(
         pandas_project, "data_quality_report.json"
@@ -50,6 +75,21 @@ def test_the_spark_environment_matches_the_pandas_run(
     assert _report(project, "feature_engineering_report.json") == _report(
         pandas_project, "feature_engineering_report.json"
     )
+    for name in PICKLES:
+        spark_made, pandas_made = pd.read_pickle(data / name), pd.read_pickle(expected / name)
+        assert fitted_differences(pandas_made, spark_made) == [], name
+
+
+@pytest.mark.slow
+def test_a_pandas_modeling_run_trains_on_what_the_spark_run_wrote(spark_project: Path):
+    """Modeling reads the count history, the per-cell statistics, the windows, the counts and
+    the reports; the Spark run wrote them all (no pandas clean_events in this project)."""
+    assert not (spark_project / "data/03_primary/clean_events.parquet").exists()
+    run_kedro(spark_project, ["modeling"], SMALL_TRAINING)
+    report, predictions, baseline = read_outputs(spark_project)
+    assert report["test"]["model"]["r2"] > 0
+    assert len(predictions) == len(baseline) > 0
+    assert report["leaky_reference_protocol"]["rows"] > 0
 
 
 def test_an_environment_without_spark_settings_runs_the_pandas_pipelines(monkeypatch):

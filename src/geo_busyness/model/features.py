@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,20 +89,223 @@ SOURCE_COLUMN_FEATURES = {
 }
 
 
-def unavailable_features(events: pd.DataFrame) -> dict[str, str]:
-    """Features of ``SOURCE_COLUMN_FEATURES`` that ``events`` cannot give, with the reason.
+def unavailable_features(
+    columns: Sequence[str], rows_with: Mapping[tuple[str, ...], int]
+) -> dict[str, str]:
+    """Features of ``SOURCE_COLUMN_FEATURES`` that events with ``columns`` cannot give, with the
+    reason; ``rows_with`` says how many events have a value in each feature's columns.
 
     A feature is unavailable when no row has a value in every column it needs (a column the
     table lacks counts as all null): fed to a model, it would be an all-NaN column.
     """
     unavailable = {}
-    for name, columns in SOURCE_COLUMN_FEATURES.items():
-        absent = [col for col in columns if col not in events.columns]
+    for name, needed in SOURCE_COLUMN_FEATURES.items():
+        absent = [col for col in needed if col not in columns]
         if absent:
             unavailable[name] = f"column(s) {', '.join(absent)} absent"
-        elif not events[list(columns)].notna().all(axis=1).any():
-            unavailable[name] = f"no row with a value in {', '.join(columns)}"
+        elif not rows_with[needed]:
+            unavailable[name] = f"no row with a value in {', '.join(needed)}"
     return unavailable
+
+
+# ---------- the statistics of a window's events, in blocks that add up ----------
+#: Distances are summed as integers of this many km (Haversine) or degrees (Euclidean): sums
+#: of integers are exact whatever the blocks and their order, so the pandas fit (one block)
+#: and Spark (one block per Arrow batch, added up by key) give the same bits.
+DISTANCE_QUANTUM = 2.0**-24
+#: The restaurant key of events without one.
+NO_VENUE = -1
+#: ``FIRST_ROW`` of a (cell, restaurant) with no located event.
+NO_ROW = np.iinfo(np.int64).max
+#: Columns of ``cell_venue_partials`` that add up across blocks of events.
+PARTIAL_SUMS = ("events", "dist_units", "hdist_units", "with_distance")
+#: The smallest row of a (cell, restaurant) with the restaurant located; merged by its minimum.
+FIRST_ROW = "first_row"
+#: Taken at ``FIRST_ROW`` when blocks merge: the restaurant's coordinates there.
+AT_FIRST_ROW = (VENUE_LAT, VENUE_LON)
+#: The blocks' keys: one partial row per (cell, restaurant or ``NO_VENUE``).
+PARTIAL_KEYS = (CELL, VENUE_ID)
+
+
+def distance_units(distances: np.ndarray) -> np.ndarray:
+    """Distances as int64 multiples of ``DISTANCE_QUANTUM`` (0 where NaN)."""
+    finite = np.nan_to_num(np.asarray(distances, dtype=float), nan=0.0)
+    if len(finite) and float(np.abs(finite).max()) * len(finite) >= 2.0**62 * DISTANCE_QUANTUM:
+        raise ValueError("Distances too large to sum exactly in int64 units.")
+    return np.rint(finite / DISTANCE_QUANTUM).astype(np.int64)
+
+
+def venue_keys(values: Any) -> np.ndarray:
+    """Restaurant ids as int64, ``NO_VENUE`` where null (ids are non-negative: ``geo.venue_id``)."""
+    ids = pd.Series(values).astype("Int64")
+    return ids.to_numpy(dtype=np.int64, na_value=NO_VENUE)
+
+
+def cell_venue_partials(events: pd.DataFrame, cells: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+    """Per (cell, restaurant) of a block of events (``PARTIAL_KEYS``; ``NO_VENUE`` for events
+    without one): ``PARTIAL_SUMS`` (events, the ping-to-restaurant distances in
+    ``DISTANCE_QUANTUM`` units, events with a distance) and the block's smallest row (``rows``:
+    a position or ``SOURCE_ROW``) where the restaurant is located, with its coordinates there.
+
+    ``events`` has the event and restaurant coordinates and ``VENUE_ID``; ``cells`` their H3
+    cells. Blocks merge by summing ``PARTIAL_SUMS`` and keeping ``AT_FIRST_ROW`` at the
+    smallest ``FIRST_ROW``; ``cell_statistics`` and ``first_restaurants`` read the result.
+    """
+    lat, lon = events[EVENT_LAT].to_numpy(float), events[EVENT_LON].to_numpy(float)
+    venue_lat = events[VENUE_LAT].to_numpy(float, na_value=np.nan)
+    venue_lon = events[VENUE_LON].to_numpy(float, na_value=np.nan)
+    venues = venue_keys(events[VENUE_ID])
+    dist = euclidean_deg(lat, lon, venue_lat, venue_lon)
+    hdist = haversine_km(lat, lon, venue_lat, venue_lon)
+    key, cell_values, venue_values = _pair_codes(np.asarray(cells, dtype=np.uint64), venues)
+    n = len(cell_values)
+    sums = {
+        "events": np.bincount(key, minlength=n).astype(np.int64),
+        "dist_units": _int_sums(key, distance_units(dist), n),
+        "hdist_units": _int_sums(key, distance_units(hdist), n),
+        "with_distance": np.bincount(key, weights=~np.isnan(dist), minlength=n).astype(np.int64),
+    }
+    located = (venues != NO_VENUE) & ~np.isnan(venue_lat) & ~np.isnan(venue_lon)
+    rows = np.asarray(rows, dtype=np.int64)
+    first = _first_located(key, rows, located, n)
+    found, at = first >= 0, first.clip(0)
+    return pd.DataFrame(
+        {
+            CELL: cell_values,
+            VENUE_ID: venue_values,
+            **sums,
+            FIRST_ROW: np.where(found, rows[at] if len(rows) else NO_ROW, NO_ROW),
+            VENUE_LAT: np.where(found, venue_lat[at] if len(rows) else np.nan, np.nan),
+            VENUE_LON: np.where(found, venue_lon[at] if len(rows) else np.nan, np.nan),
+        }
+    )
+
+
+def _pair_codes(cells: np.ndarray, venues: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Code of each event's (cell, restaurant) pair (hashing, not sorting), and each code's
+    cell and restaurant."""
+    cell_code, cell_values = pd.factorize(cells)
+    venue_code, venue_values = pd.factorize(venues)
+    width = max(len(venue_values), 1)
+    key, distinct = pd.factorize(cell_code.astype(np.int64) * width + venue_code)
+    return (
+        key.astype(np.int64),
+        np.asarray(cell_values, dtype=np.uint64)[distinct // width],
+        np.asarray(venue_values, dtype=np.int64)[distinct % width],
+    )
+
+
+def _int_sums(key: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact int64 sums of ``values`` per key code."""
+    sums = np.zeros(n, dtype=np.int64)
+    np.add.at(sums, key, values)
+    return sums
+
+
+def _first_located(key: np.ndarray, rows: np.ndarray, located: np.ndarray, n: int) -> np.ndarray:
+    """Per key code, the position of its located event with the smallest row (-1: none)."""
+    candidates = np.flatnonzero(located)
+    if len(candidates) > 1 and (np.diff(rows[candidates]) < 0).any():
+        candidates = candidates[np.argsort(rows[candidates], kind="stable")]
+    firsts = candidates[~pd.Series(key[candidates]).duplicated().to_numpy()]
+    first = np.full(n, -1, dtype=np.int64)
+    first[key[firsts]] = firsts
+    return first
+
+
+def cell_statistics(
+    partials: pd.DataFrame, cells: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell of ``cells`` (sorted): mean Euclidean and Haversine ping-to-restaurant distance
+    (NaN without one) and distinct restaurants, from merged ``cell_venue_partials``."""
+    rows = np.searchsorted(cells, partials[CELL].to_numpy(np.uint64))
+    n = len(cells)
+    with_distance = _int_sums(rows, partials["with_distance"].to_numpy(np.int64), n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = [
+            _int_sums(rows, partials[units].to_numpy(np.int64), n)
+            * DISTANCE_QUANTUM
+            / with_distance
+            for units in ("dist_units", "hdist_units")
+        ]
+    restaurants = np.bincount(rows[partials[VENUE_ID].to_numpy() != NO_VENUE], minlength=n)
+    return means[0], means[1], restaurants.astype(float)
+
+
+def first_restaurants(partials: pd.DataFrame) -> np.ndarray:
+    """Each located restaurant's coordinates (lat, lon) at its first row, from merged
+    ``cell_venue_partials`` (a restaurant seen in several cells keeps its smallest row)."""
+    located = partials[(partials[VENUE_ID] != NO_VENUE) & (partials[FIRST_ROW] != NO_ROW)]
+    first = located.sort_values([FIRST_ROW, VENUE_ID], kind="stable").drop_duplicates(VENUE_ID)
+    return first[[VENUE_LAT, VENUE_LON]].to_numpy(dtype=float)
+
+
+def rows_with_values(partials: pd.DataFrame) -> dict[tuple[str, ...], int]:
+    """Events with a value in each column set of ``SOURCE_COLUMN_FEATURES``, from partials."""
+    with_venue = partials[VENUE_ID].to_numpy() != NO_VENUE
+    return {
+        (VENUE_LAT, VENUE_LON): int(partials["with_distance"].sum()),
+        (VENUE_ID,): int(partials["events"].to_numpy()[with_venue].sum()),
+    }
+
+
+def anchor_positions(n: int, k: int, seed: int) -> np.ndarray | None:
+    """Positions (in the events sorted by lat, lon) of the ``k`` event locations taken as anchors
+    when there are no restaurants; None when all ``n`` are taken."""
+    if n <= k:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+
+
+def sample_event_points(lat: np.ndarray, lon: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The anchor sample of event locations (``anchor_positions``), as (lat, lon) rows."""
+    order = np.lexsort((lon, lat))
+    positions = anchor_positions(len(order), k, seed)
+    taken = order if positions is None else order[positions]
+    return np.column_stack([lat[taken], lon[taken]]).astype(float)
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """What ``BusynessFeatures`` fits from, small whatever the number of events: for the events
+    whose UTC hour is in [start, end), merged ``cell_venue_partials``, their counts per
+    cell-hour (``count_cell_hours``), their table's columns and, only when none has a located
+    restaurant, the sampled event locations (``sample_event_points``)."""
+
+    partials: pd.DataFrame
+    counts: pd.DataFrame
+    columns: tuple[str, ...]
+    event_points: np.ndarray
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+#: The event columns a summary reads (those a table has; absent restaurant columns are null).
+SUMMARY_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON, VENUE_LAT, VENUE_LON, VENUE_ID)
+
+
+def summarise_events(
+    events: pd.DataFrame,
+    *,
+    resolution: int,
+    max_anchor_points: int,
+    seed: int,
+    window: tuple[pd.Timestamp, pd.Timestamp],
+    cells: np.ndarray | None = None,
+) -> EventSummary:
+    """The ``EventSummary`` of ``events``, the events of ``window`` (one block: rows by
+    position). ``cells`` may pass their H3 cells when the caller has them."""
+    columns = tuple(events.columns)
+    events = _with_columns(events, (VENUE_LAT, VENUE_LON, VENUE_ID))  # absent: all null
+    if cells is None:
+        cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution)
+    partials = cell_venue_partials(events, cells, np.arange(len(events)))
+    points = np.empty((0, 2))
+    if not len(first_restaurants(partials)):
+        lat, lon = (events[col].to_numpy(dtype=float) for col in (EVENT_LAT, EVENT_LON))
+        points = sample_event_points(lat, lon, max_anchor_points, seed)
+    counts = count_cell_hours(events, resolution, cells=cells)
+    return EventSummary(partials, counts, columns, points, *fit_window(*window))
 
 
 def mean_haversine_to(
@@ -177,9 +381,23 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
             raise ValueError("BusynessFeatures needs at least one train event.")
         start = pd.Timestamp(window_start) if window_start is not None else hours.min()
         end = pd.Timestamp(window_end) if window_end is not None else hours.max() + _HOUR
-        start, end = _as_utc_hour(start), _as_utc_hour(end)
+        start, end = fit_window(start, end)
         inside = ((hours >= start) & (hours < end)).to_numpy()
         events = X if inside.all() else X.loc[inside]  # windowed events need no copy
+        summary = summarise_events(
+            events,
+            resolution=self.resolution,
+            max_anchor_points=self.max_anchor_points,
+            seed=self.random_state,
+            window=(start, end),
+        )
+        return self.fit_summary(summary)
+
+    def fit_summary(self, summary: EventSummary) -> BusynessFeatures:
+        """Fit every statistic from the ``EventSummary`` of a window's events: what ``fit``
+        does after summarising, and what the Spark engine calls with its own summary (the
+        same definitions, added up over Arrow batches)."""
+        start, end = summary.start, summary.end
         self.window_start_, self.window_end_ = start, end
         self.lags_ = tuple(sorted(int(lag) for lag in self.lags_hours if lag >= self.horizon_hours))
         names = (*REFERENCE_FEATURES, *PROFILE_FEATURES, *(f"lag_{lag}h" for lag in self.lags_))
@@ -188,20 +406,21 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"exclude_features names unknown feature(s) {unknown}; known: {names}."
             )
-        self.unavailable_features_ = unavailable_features(events)
+        self.unavailable_features_ = unavailable_features(
+            summary.columns, rows_with_values(summary.partials)
+        )
         self._log_unavailable()
         left_out = {*self.exclude_features, *self.unavailable_features_}
         self.feature_names_ = tuple(name for name in names if name not in left_out)
 
-        events = _with_columns(events, (VENUE_LAT, VENUE_LON, VENUE_ID))  # absent: all null
-        cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], self.resolution)
-        self.cells_ = np.sort(pd.unique(cells))  # hashing, not sorting, millions of events
-        self._fit_cell_statistics(events, cells)
-        self._fit_anchors(events)
+        self.cells_ = np.unique(summary.partials[CELL].to_numpy(dtype=np.uint64))
+        self.cell_dist_, self.cell_hdist_, self.cell_restaurants_ = cell_statistics(
+            summary.partials, self.cells_
+        )
+        self._fit_anchors(summary)
         self.cell_avg_hdist_, self.cell_cluster_ = self._centre_features(self.cells_)
-        counts = count_cell_hours(events, self.resolution, cells=cells)
-        self._fit_profiles(counts)
-        self.history_ = counts.set_index([CELL, HOUR])[TARGET]
+        self._fit_profiles(summary.counts)
+        self.history_ = summary.counts.set_index([CELL, HOUR])[TARGET]
         self.history_start_, self.history_end_ = start, end
         self._fit_history_lookup()
         return self
@@ -220,40 +439,12 @@ class BusynessFeatures(TransformerMixin, BaseEstimator):
             columns,
         )
 
-    def _fit_cell_statistics(self, events: pd.DataFrame, cells: np.ndarray) -> None:
-        """Per train cell: mean ping-to-restaurant distances and distinct restaurants."""
-        per_event = pd.DataFrame(
-            {
-                CELL: cells,
-                "dist": euclidean_deg(
-                    events[EVENT_LAT], events[EVENT_LON], events[VENUE_LAT], events[VENUE_LON]
-                ),
-                "hdist": haversine_km(
-                    events[EVENT_LAT], events[EVENT_LON], events[VENUE_LAT], events[VENUE_LON]
-                ),
-                "venue": events[VENUE_ID].to_numpy(),
-            }
-        )
-        stats = per_event.groupby(CELL).agg(
-            dist=("dist", "mean"), hdist=("hdist", "mean"), venues=("venue", "nunique")
-        )
-        stats = stats.reindex(self.cells_)
-        self.cell_dist_ = stats["dist"].to_numpy(dtype=float)
-        self.cell_hdist_ = stats["hdist"].to_numpy(dtype=float)
-        self.cell_restaurants_ = stats["venues"].to_numpy(dtype=float)
-
-    def _fit_anchors(self, events: pd.DataFrame) -> None:
-        """Restaurant locations (or, without restaurants, a sample of event locations) and KMeans."""
-        venues = events[[VENUE_ID, VENUE_LAT, VENUE_LON]].dropna().drop_duplicates(VENUE_ID)
-        if len(venues):
-            anchors = venues[[VENUE_LAT, VENUE_LON]].to_numpy(dtype=float)
-            self.anchor_source_ = "restaurants"
-        else:
-            anchors = events[[EVENT_LAT, EVENT_LON]].to_numpy(dtype=float)
-            if len(anchors) > self.max_anchor_points:
-                rng = np.random.default_rng(self.random_state)
-                anchors = anchors[rng.choice(len(anchors), self.max_anchor_points, replace=False)]
-            self.anchor_source_ = "events"
+    def _fit_anchors(self, summary: EventSummary) -> None:
+        """Restaurant locations (or, without restaurants, the sampled event locations) and KMeans."""
+        anchors = first_restaurants(summary.partials)
+        self.anchor_source_ = "restaurants" if len(anchors) else "events"
+        if not len(anchors):
+            anchors = summary.event_points
         order = np.lexsort((anchors[:, 1], anchors[:, 0]))  # row order must not change the fit
         self.anchors_ = anchors[order]
         k = min(self.n_clusters, len(np.unique(self.anchors_, axis=0)))
@@ -432,6 +623,13 @@ def _with_columns(events: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return events.assign(**absent) if absent else events
 
 
+def fit_window(
+    start: pd.Timestamp | str, end: pd.Timestamp | str
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The hours a fit covers: [start, end) as UTC hour starts (naive = UTC; each floored)."""
+    return _as_utc_hour(pd.Timestamp(start)), _as_utc_hour(pd.Timestamp(end))
+
+
 def _as_utc_hour(moment: pd.Timestamp) -> pd.Timestamp:
     """A timestamp as UTC (naive = UTC), floored to its hour, in nanoseconds."""
     moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
@@ -445,6 +643,11 @@ def cell_feature_params(params: dict[str, Any]) -> dict[str, Any]:
         **feature_params({**params, "lags_hours": [], "horizon_hours": 168}),
         "exclude_features": tuple(excluded),
     }
+
+
+def reference_feature_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``BusynessFeatures`` arguments of the leaky reference protocol: every feature."""
+    return {**feature_params(params), "exclude_features": ()}
 
 
 def feature_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -8,18 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.model.features import BusynessFeatures
+from geo_busyness.model.features import (
+    BusynessFeatures,
+    cell_feature_params,
+    reference_feature_params,
+)
 from geo_busyness.pipelines.feature_engineering.nodes import (
     build_count_history,
     build_panels,
     count_events_per_cell_hour,
     define_time_windows,
     fit_busyness_features,
-    split_events_by_window,
-    window_and_count_events,
+    fit_reference_features,
+    window_and_summarise_events,
 )
 from geo_busyness.pipelines.feature_engineering.pipeline import create_pipeline
-from geo_busyness.pipelines.modeling.nodes import evaluate_leaky_reference_protocol
 
 PARAMS = {
     "h3_resolution": 7,
@@ -33,10 +36,8 @@ PARAMS = {
 
 def run_nodes(events: pd.DataFrame, params: dict) -> dict:
     """The feature_engineering nodes in order, as the pipeline wires them."""
-    windows = define_time_windows(events, params)
-    train, _, _ = split_events_by_window(events, windows)
-    features = fit_busyness_features(train, windows, params)
-    counts = count_events_per_cell_hour(events, windows, params["h3_resolution"])
+    windows, counts, train, _ = window_and_summarise_events(events, params)
+    features = fit_busyness_features(train, params)
     train_panel, _, test_panel, report = build_panels(counts, features, windows)
     return {
         "windows": windows,
@@ -166,35 +167,32 @@ def test_counts_are_labelled_with_their_window_and_none_outside(clean_events):
 
 
 def test_the_fused_node_gives_what_the_separate_steps_give(clean_events):
-    windows, train, validation, test, counts = window_and_count_events(clean_events, PARAMS)
+    windows, counts, train, everything = window_and_summarise_events(clean_events, PARAMS)
     assert windows == define_time_windows(clean_events, PARAMS)
-    for got, expected in zip(
-        (train, validation, test), split_events_by_window(clean_events, windows), strict=True
-    ):
-        pd.testing.assert_frame_equal(got, expected)
     pd.testing.assert_frame_equal(
         counts, count_events_per_cell_hour(clean_events, windows, PARAMS["h3_resolution"])
     )
+    # The summaries fit what BusynessFeatures.fit fits on the events themselves.
+    start, end = pd.Timestamp(windows["train_start"]), pd.Timestamp(windows["train_end"])
+    times = clean_events["courier_location_timestamp"]
+    train_events = clean_events[(times >= start) & (times < end)]
+    assert_same_state(
+        fit_busyness_features(train, PARAMS),
+        BusynessFeatures(**cell_feature_params(PARAMS)).fit(
+            train_events, window_start=start, window_end=end
+        ),
+    )
+    assert_same_state(
+        fit_reference_features(everything, PARAMS),
+        BusynessFeatures(**reference_feature_params(PARAMS)).fit(clean_events),
+    )
 
 
-def test_the_nodes_that_read_clean_events_leave_it_unchanged(clean_events):
+def test_the_node_that_reads_clean_events_leaves_it_unchanged(clean_events):
     """clean_events stays in memory for the whole run (a CachedDataset, no copies): a node that
     changed it in place would change what every later node in that run reads."""
     events = clean_events.copy(deep=True)
-    window_and_count_events(events, PARAMS)
-    evaluate_leaky_reference_protocol(
-        events,
-        PARAMS,
-        {
-            "leaky_reference_protocol": {
-                "max_rows": 2_000,
-                "test_size": 0.2,
-                "forest": {"n_estimators": 5, "max_depth": 4},
-            },
-            "random_state": 0,
-            "n_jobs": 1,
-        },
-    )
+    window_and_summarise_events(events, PARAMS)
     pd.testing.assert_frame_equal(events, clean_events)
 
 
@@ -229,5 +227,5 @@ def test_an_unparsable_end_names_the_parameter_and_the_value():
 
 
 def test_the_pipeline_gives_the_windows_the_source_timezone():
-    (node,) = create_pipeline().only_nodes("window_and_count_events").nodes
+    (node,) = create_pipeline().only_nodes("window_and_summarise_events").nodes
     assert "params:data_processing.source_timezone" in node.inputs

@@ -38,6 +38,7 @@ from geo_busyness.schemas import (
     VENUE_LAT,
     VENUE_LON,
 )
+from geo_busyness.spark.rows import with_row_numbers
 from geo_busyness.spark.rules import SparkRuleEngine
 from geo_busyness.spark.timestamps import with_utc_timestamps
 
@@ -51,25 +52,9 @@ _AMBIGUOUS = "_ambiguous_{}"
 
 
 def with_source_row(raw: DataFrame) -> DataFrame:
-    """``raw`` with its row number in read order first (``SOURCE_ROW``, 0-based, consecutive).
-
-    Rows of a partition keep their order and partitions follow the file (a single file is
-    split in order), so a file's rows get their line number, as in pandas. One small job
-    counts the rows of each partition; the numbers are then a column expression.
-    """
-    tagged = raw.withColumn("_partition", F.spark_partition_id()).withColumn(
-        "_row_id", F.monotonically_increasing_id()
-    )
-    sizes = sorted(tagged.groupBy("_partition").count().collect())
-    offsets, total = [], 0
-    for partition, count in sizes:
-        offsets += [F.lit(partition), F.lit(total)]
-        total += count
-    # monotonically_increasing_id = partition << 33 + position in the partition.
-    position = F.col("_row_id") - F.shiftleft(F.col("_partition").cast("long"), 33)
-    offset = F.element_at(F.create_map(*offsets), F.col("_partition")) if offsets else F.lit(0)
-    numbered = tagged.withColumn(SOURCE_ROW, (offset + position).cast("long"))
-    return numbered.select(SOURCE_ROW, *raw.columns)
+    """``raw`` with its row number in read order first (``SOURCE_ROW``, 0-based, consecutive):
+    a single file is split in order, so a file's rows get their line number, as in pandas."""
+    return with_row_numbers(raw, SOURCE_ROW)
 
 
 def map_to_canonical(raw: DataFrame, column_mapping: dict[str, str | None]) -> DataFrame:

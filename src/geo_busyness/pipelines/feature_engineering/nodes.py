@@ -2,21 +2,38 @@
 
 Per-cell statistics are fitted on the train window only; the history and the panels cover the
 train cells, and events in cells unseen in train are counted in the report instead of vanishing.
+Every node after ``window_and_summarise_events`` reads only small tables (counts, summaries),
+so the Spark engine replaces that node alone.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from geo_busyness.model.cell_hours import build_panel, count_cell_hours, parse_time_parameter
-from geo_busyness.model.features import BusynessFeatures, cell_feature_params
-from geo_busyness.model.geo import cell_names
+from geo_busyness.model.cell_hours import (
+    HOUR_NS,
+    build_panel,
+    count_cell_hours,
+    parse_time_parameter,
+    utc_hour_ns,
+)
+from geo_busyness.model.features import (
+    SUMMARY_COLUMNS,
+    BusynessFeatures,
+    EventSummary,
+    cell_feature_params,
+    fit_window,
+    reference_feature_params,
+    summarise_events,
+)
+from geo_busyness.model.geo import cell_names, h3_cells
 from geo_busyness.model.history import CountHistory, history_from_counts
-from geo_busyness.schemas import CELL, EVENT_TIME, H3_CELL, HOUR, TARGET
+from geo_busyness.schemas import CELL, EVENT_LAT, EVENT_LON, EVENT_TIME, H3_CELL, HOUR, TARGET
 
 logger = logging.getLogger(__name__)
 
@@ -65,39 +82,42 @@ def window_bounds(windows: dict[str, str], name: str) -> tuple[pd.Timestamp, pd.
     return pd.Timestamp(windows[f"{name}_start"]), pd.Timestamp(windows[f"{name}_end"])
 
 
-def split_events_by_window(
-    clean_events: pd.DataFrame, windows: dict[str, str]
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The events of the train, validation and test windows."""
-    times = clean_events[EVENT_TIME]
-    parts = []
-    for name in WINDOWS:
-        start, end = window_bounds(windows, name)
-        parts.append(clean_events.loc[(times >= start) & (times < end)].reset_index(drop=True))
-    return tuple(parts)
-
-
-def window_and_count_events(
+def window_and_summarise_events(
     clean_events: pd.DataFrame, params: dict[str, Any], source_timezone: str = "UTC"
-) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Time windows, the events of each window and the cell-hour counts of all events.
-
-    One node, so the largest table (clean_events) is read from storage once, not once per use.
+) -> tuple[dict[str, str], pd.DataFrame, EventSummary, EventSummary]:
+    """Time windows, the cell-hour counts of all events, and the summaries the per-cell
+    statistics are fitted from: of the train window's events and of all events (the leaky
+    reference protocol's). One node and one H3 pass, so the largest table (clean_events) is
+    read from storage once; the Spark engine gives the same four from one Spark job.
     """
     windows = define_time_windows(clean_events, params, source_timezone)
-    train, validation, test = split_events_by_window(clean_events, windows)
-    counts = count_events_per_cell_hour(clean_events, windows, params["h3_resolution"])
-    return windows, train, validation, test, counts
-
-
-def fit_busyness_features(
-    train_events: pd.DataFrame, windows: dict[str, str], params: dict[str, Any]
-) -> BusynessFeatures:
-    """Per-cell statistics of the train-window events (distances, restaurants, clusters)."""
-    start, end = window_bounds(windows, "train")
-    return BusynessFeatures(**cell_feature_params(params)).fit(
-        train_events, window_start=start, window_end=end
+    features = BusynessFeatures(**cell_feature_params(params))
+    summarise = partial(
+        summarise_events,
+        resolution=features.resolution,
+        max_anchor_points=features.max_anchor_points,
+        seed=features.random_state,
     )
+    events = clean_events[[col for col in SUMMARY_COLUMNS if col in clean_events.columns]]
+    cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], features.resolution)
+    hours = utc_hour_ns(events[EVENT_TIME])
+    span = (pd.Timestamp(hours.min(), tz="UTC"), pd.Timestamp(hours.max() + HOUR_NS, tz="UTC"))
+    everything = summarise(events, window=span, cells=cells)
+    start, end = fit_window(*window_bounds(windows, "train"))
+    inside = (hours >= start.value) & (hours < end.value)
+    train = summarise(events.loc[inside], window=(start, end), cells=cells[inside])
+    return windows, label_windows(everything.counts.copy(), windows), train, everything
+
+
+def fit_busyness_features(summary: EventSummary, params: dict[str, Any]) -> BusynessFeatures:
+    """Per-cell statistics of the train window's events (distances, restaurants, clusters)."""
+    return BusynessFeatures(**cell_feature_params(params)).fit_summary(summary)
+
+
+def fit_reference_features(summary: EventSummary, params: dict[str, Any]) -> BusynessFeatures:
+    """The leaky reference protocol's transformer: the reference notebook's features with their
+    statistics over ALL events (leaky by construction; modeling reports it for comparison)."""
+    return BusynessFeatures(**reference_feature_params(params)).fit_summary(summary)
 
 
 def build_count_history(

@@ -1,28 +1,20 @@
-"""feature_engineering on Spark: clean_events -> cell_hour_counts and time_windows (one Spark
-job), then the dense panels from the counts. Selected by the `spark` environment
-(``geo_busyness.spark.pipeline_registry``)."""
+"""feature_engineering on Spark: the pandas pipeline with its one event-reading node,
+``window_and_summarise_events``, on Spark (one Spark job over the clean events); every later
+node reads only the small counts and summaries, with the pandas pipeline's own code. Selected by
+the `spark` environment (``geo_busyness.spark.pipeline_registry``)."""
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Pipeline
 
-from .spark_nodes import build_panels_from_counts, window_and_count_events
+from .pipeline import SUMMARY_NODE, summary_node
+from .pipeline import create_pipeline as pandas_pipeline
+from .spark_nodes import window_and_summarise_events
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Counts and windows on Spark; panels (pandas, small) as the pandas pipeline builds them."""
+    """The same datasets as the pandas pipeline (everything modeling reads)."""
+    pandas = pandas_pipeline()
+    on_spark = Pipeline([summary_node(window_and_summarise_events)])
     return Pipeline(
-        [
-            Node(
-                window_and_count_events,
-                ["clean_events", "params:feature_engineering"],
-                ["time_windows", "cell_hour_counts"],
-                name="window_and_count_events",
-            ),
-            Node(
-                build_panels_from_counts,
-                ["cell_hour_counts", "time_windows"],
-                ["train_panel", "validation_panel", "test_panel", "feature_engineering_report"],
-                name="build_panels",
-            ),
-        ],
+        [on_spark, pandas - pandas.only_nodes(SUMMARY_NODE)],
         tags=["feature_engineering", "spark"],
     )

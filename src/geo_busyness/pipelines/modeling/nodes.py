@@ -19,8 +19,8 @@ from sklearn.inspection import permutation_importance
 from sklearn.model_selection import train_test_split
 
 from geo_busyness.metrics import regression_metrics
-from geo_busyness.model.cell_hours import HOUR_NS, count_cell_hours, to_utc_hours
-from geo_busyness.model.features import REFERENCE_FEATURES, BusynessFeatures, feature_params
+from geo_busyness.model.cell_hours import HOUR_NS, utc_hour_ns
+from geo_busyness.model.features import REFERENCE_FEATURES, BusynessFeatures
 from geo_busyness.model.forecaster import (
     HORIZON_BUCKETS,
     LEARNED,
@@ -28,7 +28,7 @@ from geo_busyness.model.forecaster import (
     bucket_values,
     count_quantiles,
 )
-from geo_busyness.model.geo import cell_names, h3_cells
+from geo_busyness.model.geo import cell_names
 from geo_busyness.model.history import CountHistory
 from geo_busyness.pipelines.modeling.backtest import backtest_means, score
 from geo_busyness.pipelines.modeling.champion import (
@@ -40,15 +40,11 @@ from geo_busyness.pipelines.modeling.champion import (
 from geo_busyness.schemas import (
     BASELINE,
     CELL,
-    EVENT_LAT,
-    EVENT_LON,
-    EVENT_TIME,
     H3_CELL,
     HORIZON,
     HOUR,
     INTERVAL_COLUMNS,
     PREDICTION,
-    QUERY_COLUMNS,
     TARGET,
 )
 
@@ -309,33 +305,30 @@ def _prediction_tables(
 
 
 def evaluate_leaky_reference_protocol(
-    clean_events: pd.DataFrame,
-    feature_engineering_params: dict[str, Any],
-    params: dict[str, Any],
+    counts: pd.DataFrame, leaky: BusynessFeatures, params: dict[str, Any]
 ) -> dict[str, Any]:
     """The reference notebook's protocol, for comparison only: leaky by construction.
 
-    Statistics and the target come from ALL events; each event row is labelled with the count
-    of its cell-hour; rows are split at random; a forest with ``leaky_reference_protocol.forest`` parameters.
+    Statistics (``leaky``, fitted by feature_engineering on ALL events) and the target come from
+    all data; each event row is labelled with the count of its cell-hour; rows are split at
+    random; a forest with ``leaky_reference_protocol.forest`` parameters. An event row's features
+    and target depend only on its cell and hour, so rows are drawn from ``counts`` (the
+    cell-hour counts of all events), each cell-hour once per event: ``max_rows`` events at
+    random, or all. Nothing here reads the events themselves, whichever engine counted them.
     """
     protocol = params["leaky_reference_protocol"]
-    events = clean_events
+    busyness = counts[TARGET].to_numpy(dtype=np.int64)
+    events = np.arange(int(busyness.sum()))
     if protocol.get("max_rows") and len(events) > protocol["max_rows"]:
-        events = events.sample(protocol["max_rows"], random_state=params["random_state"])
-    leaky = BusynessFeatures(
-        **{**feature_params(feature_engineering_params), "exclude_features": ()}
-    )
-    leaky.fit(clean_events)
+        rng = np.random.default_rng(params["random_state"])
+        events = np.sort(rng.choice(len(events), protocol["max_rows"], replace=False))
+    pair = np.searchsorted(np.cumsum(busyness), events, side="right")  # each event's cell-hour
     features = [name for name in REFERENCE_FEATURES if name in leaky.feature_names_]
-    x = leaky.transform(events[list(QUERY_COLUMNS)])[features]
-    counts = count_cell_hours(clean_events, leaky.resolution).set_index([CELL, HOUR])[TARGET]
-    keys = pd.MultiIndex.from_arrays(
-        [
-            h3_cells(events[EVENT_LAT], events[EVENT_LON], leaky.resolution),
-            to_utc_hours(events[EVENT_TIME]).to_numpy(),
-        ]
+    columns = leaky.feature_columns(
+        counts[CELL].to_numpy(dtype=np.uint64)[pair], utc_hour_ns(counts[HOUR])[pair]
     )
-    y = counts.reindex(keys).to_numpy(dtype=float)
+    x = pd.DataFrame({name: columns[name] for name in features})
+    y = busyness[pair].astype(float)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=protocol["test_size"], random_state=params["random_state"]
     )
@@ -348,7 +341,7 @@ def evaluate_leaky_reference_protocol(
             "labelled with its cell-hour count) computed over ALL data, random split. Leaky: not "
             "comparable with the time-split test metrics, shown beside them only."
         ),
-        "rows": len(events),
+        "rows": len(x),
         "test_size": protocol["test_size"],
         "features": features,
         "metrics": regression_metrics(y_test, forest.predict(x_test)),

@@ -58,7 +58,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 evaluate_leaky_reference_protocol,
-                ["clean_events", "params:feature_engineering", "params:modeling"],
+                ["cell_hour_counts", "leaky_reference_features", "params:modeling"],
                 "leaky_reference_protocol",
                 name="evaluate_leaky_reference_protocol",
             ),
