@@ -191,4 +191,6 @@ def test_the_first_model_skips_monitoring(tmp_path) -> None:
     record = job.run()
     assert [r[0] for r in job.ran] == ["retraining", "deployment"]
     assert record["reasons"] == ["no champion serving yet"] and record["status"] == "promoted"
-    assert job.alerts == [("challenger_promoted", "Version 2 is the first champion and now serves.")]
+    assert job.alerts == [
+        ("challenger_promoted", "Version 2 is the first champion and now serves.")
+    ]
