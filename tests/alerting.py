@@ -114,3 +114,37 @@ def moto_client(service: str, endpoint: str) -> Any:
 def write_credentials(project: Any, entries: dict[str, Any]) -> None:
     """The project copy's conf/local/credentials.yml (where a user keeps the webhook URL)."""
     (project / "conf" / "local" / "credentials.yml").write_text(yaml.safe_dump(entries))
+
+
+@dataclass
+class AlertChannels:
+    """A project wired to the local receivers: the ``alerts`` parameters that send to them, and
+    the SQS queue subscribed to the SNS topic."""
+
+    params: dict[str, Any]
+    sqs: Any
+    queue_url: str
+
+
+def wire_alerts(project: Any, webhook: Webhook, endpoint: str) -> AlertChannels:
+    """An SNS topic (with a queue) on the moto server and the project's credentials.yml holding
+    the webhook URL and the SNS keys; alerts enabled, retries without waiting."""
+    sns, sqs = moto_client("sns", endpoint), moto_client("sqs", endpoint)
+    topic_arn = sns.create_topic(Name="geo-busyness-alerts")["TopicArn"]
+    queue_url = subscribe_queue(sns, sqs, topic_arn)
+    write_credentials(
+        project,
+        {
+            "alerts_webhook": {"url": webhook.url},
+            "alerts_aws": {
+                "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            },
+        },
+    )
+    params = {
+        "enabled": True,
+        "sns": {"topic_arn": topic_arn, "endpoint_url": endpoint, "credentials_key": "alerts_aws"},
+        "webhook": {"retry_wait_seconds": 0},
+    }
+    return AlertChannels(params, sqs, queue_url)

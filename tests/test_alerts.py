@@ -38,14 +38,13 @@ from geo_busyness.testing import PROJECT_ROOT, free_port
 from tests.alerting import (
     REGION,
     SECRET_PATH,
-    moto_client,
     payloads,
     received_notifications,
     subscribe_queue,
     text_of,
+    wire_alerts,
     write_credentials,
 )
-from tests.cloud.conftest import AWS_ENV
 from tests.conftest import SMALL_TRAINING, copy_project, inside, make_project_copy, run_kedro
 
 GATE_REPORT = {
@@ -516,32 +515,12 @@ def test_a_failed_gate_in_a_kedro_run_alerts_the_webhook_and_sns(
     """The gate and registration nodes again with an unreachable min_r2 and alerts on: the run
     completes, the webhook (after one 500) and the SNS topic both get gate_failed."""
     project = copy_project(trained_project.path, tmp_path / "project", with_mlflow=True)
-    sns, sqs = moto_client("sns", moto_endpoint), moto_client("sqs", moto_endpoint)
-    topic_arn = sns.create_topic(Name="geo-busyness-alerts")["TopicArn"]
-    queue_url = subscribe_queue(sns, sqs, topic_arn)
-    write_credentials(
-        project,
-        {
-            "alerts_webhook": {"url": webhook.url},
-            "alerts_aws": {
-                "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-            },
-        },
-    )
+    channels = wire_alerts(project, webhook, moto_endpoint)
     webhook.statuses = [500]  # the first attempt fails; the retry delivers
     params = {
         **SMALL_TRAINING,
         "modeling": {**SMALL_TRAINING["modeling"], "min_r2": 1.01},
-        "alerts": {
-            "enabled": True,
-            "sns": {
-                "topic_arn": topic_arn,
-                "endpoint_url": moto_endpoint,
-                "credentials_key": "alerts_aws",
-            },
-            "webhook": {"retry_wait_seconds": 0},
-        },
+        "alerts": channels.params,
     }
     with inside(project):
         bootstrap_project(project)
@@ -560,7 +539,7 @@ def test_a_failed_gate_in_a_kedro_run_alerts_the_webhook_and_sns(
     assert reason in text_of(payload)
     assert {block["type"] for block in payload["blocks"]} <= {"header", "section", "context"}
 
-    (notification,) = received_notifications(sqs, queue_url)
+    (notification,) = received_notifications(channels.sqs, channels.queue_url)
     message = json.loads(notification["Message"])
     assert message["event"] == "gate_failed"
     assert reason in message["details"]["reasons"]

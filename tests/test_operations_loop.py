@@ -14,13 +14,10 @@ import pytest
 
 from geo_busyness.retraining import RetrainingJob
 from tests.alerting import (
-    moto_client,
     payloads,
     received_notifications,
-    subscribe_queue,
-    write_credentials,
+    wire_alerts,
 )
-from tests.cloud.conftest import AWS_ENV
 from tests.conftest import SMALL_TRAINING, copy_project, inside, run_kedro
 from tests.pipelines.monitoring.test_pipeline import write_recent_window
 
@@ -58,28 +55,8 @@ def test_level_shift_retrain_promote_then_keep_the_champion(
     # city swings too much for a 20% shift to be told from weather: monitoring README).
     write_recent_window(project, {"level_factor": 1.8})
 
-    sns, sqs = moto_client("sns", moto_endpoint), moto_client("sqs", moto_endpoint)
-    topic_arn = sns.create_topic(Name="geo-busyness-alerts")["TopicArn"]
-    queue_url = subscribe_queue(sns, sqs, topic_arn)
-    write_credentials(
-        project,
-        {
-            "alerts_webhook": {"url": webhook.url},
-            "alerts_aws": {
-                "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-            },
-        },
-    )
-    alerts = {
-        "enabled": True,
-        "sns": {
-            "topic_arn": topic_arn,
-            "endpoint_url": moto_endpoint,
-            "credentials_key": "alerts_aws",
-        },
-        "webhook": {"retry_wait_seconds": 0},
-    }
+    channels = wire_alerts(project, webhook, moto_endpoint)
+    alerts, sqs, queue_url = channels.params, channels.sqs, channels.queue_url
 
     # 1. Monitoring sees the level change; the learned challenger beats the champion.
     with inside(project):
