@@ -3,9 +3,12 @@
 For each size it writes N generated events as Parquet in a scratch copy of the project, then runs
 `kedro run --pipelines data_processing,feature_engineering` in its own process, with pandas
 (the default environment) and with Spark (`--env spark`, ``local[2]``, raw_events as Parquet),
-and prints wall time, Kedro's node time, events/s and peak memory: of the whole process tree,
-and split into the Python driver, the JVM (Spark's driver and executor, one process in local
-mode) and the Python workers (H3 batches), sampled from /proc every 0.2 s.
+and prints wall time, Kedro's node time, events/s, the CPU seconds its processes used (load
+barely changes those, unlike wall time; the 1-minute load before and after each run is printed
+beside it) and peak memory: of the whole process tree, and split into the Python driver, the
+JVM (Spark's driver and executor, one process in local mode) and the Python workers (H3
+batches), sampled from /proc every 0.2 s. ``--repeats`` alternates the engines N times on the
+same sample; ``--keep DIR`` keeps the scratch projects and a later run reuses their samples.
 
 Sizes up to ``--generate-max`` come from the project's generator (`kedro run --pipelines
 data_generation`). A larger N is written chunk by chunk straight to a partitioned Parquet
