@@ -3,9 +3,12 @@
 For each size it writes N generated events as Parquet in a scratch copy of the project, then runs
 `kedro run --pipelines data_processing,feature_engineering` in its own process, with pandas
 (the default environment) and with Spark (`--env spark`, ``local[2]``, raw_events as Parquet),
-and prints wall time, Kedro's node time, events/s and peak memory: of the whole process tree,
-and split into the Python driver, the JVM (Spark's driver and executor, one process in local
-mode) and the Python workers (H3 batches), sampled from /proc every 0.2 s.
+and prints wall time, Kedro's node time, events/s, the CPU seconds its processes used (load
+barely changes those, unlike wall time; the 1-minute load before and after each run is printed
+beside it) and peak memory: of the whole process tree, and split into the Python driver, the
+JVM (Spark's driver and executor, one process in local mode) and the Python workers (H3
+batches), sampled from /proc every 0.2 s. ``--repeats`` alternates the engines N times on the
+same sample; ``--keep DIR`` keeps the scratch projects and a later run reuses their samples.
 
 Sizes up to ``--generate-max`` come from the project's generator (`kedro run --pipelines
 data_generation`). A larger N is written chunk by chunk straight to a partitioned Parquet
@@ -60,10 +63,11 @@ raw_events:
   file_format: parquet
 """
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _processes() -> dict[int, tuple[int, str, int]]:
-    """pid -> (parent pid, command name, RSS bytes) of every process now."""
+def _processes() -> dict[int, tuple[int, str, int, float]]:
+    """pid -> (parent pid, command name, RSS bytes, CPU seconds so far) of every process now."""
     out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -75,17 +79,21 @@ def _processes() -> dict[int, tuple[int, str, int]]:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(entry)] = (int(fields[1]), name, int(statm[1]) * _PAGE)
+        cpu = (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+        out[int(entry)] = (int(fields[1]), name, int(statm[1]) * _PAGE, cpu)
     return out
 
 
 class TreeMemory:
-    """Peak RSS of a process tree, in total and per role (driver, JVM, Python workers)."""
+    """Peak RSS of a process tree, in total and per role (driver, JVM, Python workers), and the
+    CPU seconds its processes used (each process's last sample: the machine's load barely
+    changes it, unlike wall time)."""
 
     def __init__(self, root: int, interval: float = 0.2, limit_mb: float | None = None) -> None:
         self.root, self.interval, self.limit_mb = root, interval, limit_mb
         self.killed = False
         self.peak = {"total": 0, "python_driver": 0, "jvm": 0, "python_workers": 0}
+        self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -102,10 +110,11 @@ class TreeMemory:
         tree, frontier = set(), {self.root}
         while frontier:
             tree |= frontier
-            frontier = {pid for pid, (ppid, _, _) in procs.items() if ppid in frontier} - tree
+            frontier = {pid for pid, (ppid, *_) in procs.items() if ppid in frontier} - tree
         roles = {"total": 0, "python_driver": 0, "jvm": 0, "python_workers": 0}
         for pid in tree & procs.keys():
-            _, name, rss = procs[pid]
+            _, name, rss, cpu = procs[pid]
+            self.cpu[pid] = cpu
             roles["total"] += rss
             if name == "java":
                 roles["jvm"] += rss
@@ -135,7 +144,8 @@ class TreeMemory:
             time.sleep(self.interval)
 
     def mb(self) -> dict[str, float]:
-        return {f"peak_{role}_mb": round(value / 2**20) for role, value in self.peak.items()}
+        peaks = {f"peak_{role}_mb": round(value / 2**20) for role, value in self.peak.items()}
+        return {**peaks, "cpu_s": round(sum(self.cpu.values()), 1)}
 
 
 #: Largest memory (MB) a benchmarked run's process tree may take before it is killed.
@@ -244,7 +254,7 @@ def report(n: int, engine: str, result: dict) -> dict:
     )
     print(
         f"N={n:>12,} {engine:<7} wall {row['wall_s']:7.1f} s  nodes {row['node_s'] or 0:7.1f} s  "
-        f"{row['events_per_s'] or 0:>10,} ev/s  peak {row['peak_total_mb']:>6,} MB "
+        f"{row['events_per_s'] or 0:>10,} ev/s  CPU {row['cpu_s']:6.1f} s  peak {row['peak_total_mb']:>6,} MB "
         f"(driver {row['peak_python_driver_mb']:,}, JVM {row['peak_jvm_mb']:,}, "
         f"workers {row['peak_python_workers_mb']:,})  "
         f"load {row['load_1min']} -> {row['load_1min_after']}"
@@ -256,13 +266,13 @@ def report(n: int, engine: str, result: dict) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| events | engine | wall s | node s | events/s (node) | peak total MB | Python driver MB | JVM MB | Python workers MB | load before -> after |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| events | engine | wall s | node s | CPU s | events/s (node) | peak total MB | Python driver MB | JVM MB | Python workers MB | load before -> after |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['events']:,} | {r['engine']}{'' if r['ok'] else ' (refused/failed)'} | {r['wall_s']:.1f} | "
-            f"{r['node_s'] or 0:.1f} | {r['events_per_s'] or 0:,} | {r['peak_total_mb']:,} | "
+            f"{r['node_s'] or 0:.1f} | {r['cpu_s']:.1f} | {r['events_per_s'] or 0:,} | {r['peak_total_mb']:,} | "
             f"{r['peak_python_driver_mb']:,} | {r['peak_jvm_mb']:,} | {r['peak_python_workers_mb']:,} | "
             f"{r['load_1min']} -> {r.get('load_1min_after', '')} |"
         )

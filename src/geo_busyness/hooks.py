@@ -340,6 +340,15 @@ class SparkHooks:
 
         activate_engine(context)
 
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self) -> None:
+        """Wait for the session started in the background, after the other hooks' work (an
+        earlier hook that reads a Spark dataset waits on pyspark's own lock for the same
+        session) and before any node runs."""
+        from geo_busyness.spark.session import wait_for_session  # noqa: PLC0415 - no pyspark import
+
+        wait_for_session()
+
 
 class AlertHook:
     """Send an alert (``geo_busyness.alerts``) when a node's outputs say monitoring recommends

@@ -109,4 +109,16 @@ def test_an_environment_without_spark_settings_runs_the_pandas_pipelines(monkeyp
         config_loader={"spark": {"spark.master": "local[1]"}}, project_path=Path("p")
     )
     spark_session.activate_engine(context)
+    spark_session.wait_for_session()  # the session starts in the background
     assert selected[-1] == spark_session.SPARK_REGISTRY and started
+
+
+def test_a_failed_background_session_start_fails_the_wait(monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("no Java here")
+
+    monkeypatch.setattr(spark_session, "start_session", fail)
+    spark_session.start_session_in_background({"spark.master": "local[1]"}, "p")
+    with pytest.raises(RuntimeError, match="no Java here"):
+        spark_session.wait_for_session()
+    spark_session.wait_for_session()  # reported once; nothing left to wait for

@@ -22,9 +22,9 @@ SPARK_PIPELINES = ("data_processing", "feature_engineering")
 def register_pipelines() -> dict[str, Pipeline]:
     """The project's pipelines, with SPARK_PIPELINES on Spark; the default runs those two.
 
-    The Spark feature_engineering ends with the cell-hour counts and the dense panels (Parquet,
-    read with pandas); the event-level feature transformer and model inputs of the pandas
-    pipeline are not part of it (docs/scale.md says what that leaves for modeling).
+    The Spark feature_engineering writes every dataset the pandas one does (counts, panels,
+    count history, per-cell statistics: small, read with pandas), so `modeling` runs after it
+    in the default environment.
     """
     pipelines = pandas_pipelines()
     pipelines["data_processing"] = spark_data_processing()

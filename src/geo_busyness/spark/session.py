@@ -4,7 +4,9 @@
 (``conf/spark/spark.yml``: every key is a Spark property, ``spark.master`` included, so any
 master, YARN, Kubernetes, ``spark://`` or Databricks Connect, is set through configuration
 alone) and starts the session, or takes the one already running in the process (tests share
-one). An environment without Spark settings runs the pandas pipelines and never imports
+one). The session starts in a background thread while Kedro builds the catalog and the other
+hooks run (the JVM takes seconds to launch); ``SparkHooks.before_pipeline_run`` waits for it
+before any node runs (``wait_for_session``). An environment without Spark settings runs the pandas pipelines and never imports
 pyspark. In the Spark environment it also selects the Spark variants of data_processing and
 feature_engineering (``geo_busyness.spark.pipeline_registry``).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -89,10 +92,51 @@ def start_session(settings: dict[str, str], app_name: str = "geo-busyness"):
 
 def get_spark():
     """The running SparkSession (the hook's), or a new one with the defaults."""
+    wait_for_session()
     quiet_pyspark_import()
     from pyspark.sql import SparkSession  # noqa: PLC0415 - optional extra
 
     return SparkSession.getActiveSession() or start_session({})
+
+
+class _Starting(threading.Thread):
+    """``start_session`` in the background; ``result`` re-raises what it raised."""
+
+    def __init__(self, settings: dict[str, str], app_name: str) -> None:
+        super().__init__(name="spark-session-start", daemon=True)
+        self.settings, self.app_name = settings, app_name
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            start_session(self.settings, app_name=self.app_name)
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+            self.error = error
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+_starting: _Starting | None = None
+
+
+def start_session_in_background(settings: dict[str, str], app_name: str) -> None:
+    """Begin ``start_session`` in a thread (``wait_for_session`` ends it). Nothing else may
+    touch Spark before that wait: the hooks wait before the pipeline runs."""
+    global _starting  # noqa: PLW0603 - one session start per process at a time
+    wait_for_session()  # an earlier start (another run in this process) ends first
+    _starting = _Starting(settings, app_name)
+    _starting.start()
+
+
+def wait_for_session() -> None:
+    """Wait for a background session start, raising its error if it failed."""
+    global _starting  # noqa: PLW0603
+    starting, _starting = _starting, None
+    if starting is not None:
+        starting.result()
 
 
 def use_pipelines(module: str) -> None:
@@ -111,7 +155,7 @@ def activate_engine(context: Any) -> None:
         if getattr(_registry(), "_pipelines_module", None) == SPARK_REGISTRY:
             use_pipelines(PANDAS_REGISTRY)  # an earlier Spark session in this process
         return
-    start_session(settings, app_name=context.project_path.name)
+    start_session_in_background(settings, app_name=context.project_path.name)
     use_pipelines(SPARK_REGISTRY)
 
 

@@ -99,7 +99,11 @@ def with_utc_timestamps(
         elif timestamp_format == "ISO8601":
             text = F.col(raw).cast(T.StringType())
             steps[0][wall] = text.try_cast(T.TimestampType())
-            steps[0][aware] = F.coalesce(text.rlike(_HAS_ZONE), F.lit(False))
+            # The regex only where the text's tail holds a zone sign (a cheap necessary test:
+            # a naive "...10:00:00" has none), not on every value.
+            tail = F.substring(text, -8, 8)
+            signed = tail.contains("Z") | tail.contains("+") | tail.contains("-")
+            steps[0][aware] = F.when(signed, text.rlike(_HAS_ZONE)).otherwise(F.lit(False))
         else:
             pattern = F.lit(java_pattern(timestamp_format))
             steps[0][wall] = F.try_to_timestamp(F.col(raw).cast(T.StringType()), pattern)
