@@ -1,14 +1,15 @@
 """The SparkSession of the `spark` environment, started by a Kedro hook (Kedro's PySpark guide).
 
-``hooks.SparkHooks.after_context_created`` (``activate_engine``) reads ``spark*.yml`` of the run's environment
-(``conf/spark/spark.yml``: every key is a Spark property, ``spark.master`` included, so any
-master, YARN, Kubernetes, ``spark://`` or Databricks Connect, is set through configuration
-alone) and starts the session, or takes the one already running in the process (tests share
-one). The session starts in a background thread while Kedro builds the catalog and the other
-hooks run (the JVM takes seconds to launch); ``SparkHooks.before_pipeline_run`` waits for it
-before any node runs (``wait_for_session``). An environment without Spark settings runs the pandas pipelines and never imports
-pyspark. In the Spark environment it also selects the Spark variants of data_processing and
-feature_engineering (``geo_busyness.spark.pipeline_registry``).
+``hooks.SparkHooks.after_context_created`` (``activate_engine``) reads ``spark*.yml`` of the
+run's environment (``conf/spark/spark.yml``: every key is a Spark property, ``spark.master``
+included, so any master, YARN, Kubernetes, ``spark://`` or Databricks Connect, is set through
+configuration alone) and starts the session, or takes the one already running in the process
+(tests share one). The session starts in a background thread while Kedro builds the catalog and
+the other hooks run (the JVM takes seconds to launch); ``SparkHooks.before_pipeline_run`` waits
+for it (``wait_for_session``) before any node runs. An environment without Spark settings runs
+the pandas pipelines and never imports pyspark. In the Spark environment it also selects the
+Spark variants of data_processing and feature_engineering
+(``geo_busyness.spark.pipeline_registry``).
 """
 
 from __future__ import annotations

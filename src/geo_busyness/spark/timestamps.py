@@ -17,6 +17,8 @@ from pyspark.sql import types as T
 
 #: A time of day followed by a zone designator: the text says its own offset.
 _HAS_ZONE = r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s?(Z|[+-]\d{2}(:?\d{2})?)$"
+#: Hours and minutes, no seconds, then a zone designator (groups: separator, HH:mm, zone).
+_ZONE_AFTER_MINUTES = r"([T\s])(\d{1,2}:\d{2})(\s?(Z|[+-]\d{2}(:?\d{2})?))$"
 #: strftime codes -> Java DateTimeFormatter letters (what `timestamp_format` may use).
 _STRFTIME_TO_JAVA = {
     "%Y": "yyyy",
@@ -98,11 +100,17 @@ def with_utc_timestamps(
             steps[0][wall], steps[0][aware] = F.col(raw).cast(T.TimestampType()), F.lit(False)
         elif timestamp_format == "ISO8601":
             text = F.col(raw).cast(T.StringType())
-            steps[0][wall] = text.try_cast(T.TimestampType())
-            # The regex only where the text's tail holds a zone sign (a cheap necessary test:
-            # a naive "...10:00:00" has none), not on every value.
+            # The regexes only where the text's tail holds a zone sign (a cheap necessary
+            # test: a naive "...10:00:00" has none), not on every value.
             tail = F.substring(text, -8, 8)
             signed = tail.contains("Z") | tail.contains("+") | tail.contains("-")
+            # Spark's cast refuses a zone after minutes without seconds ("10:00+01:00", which
+            # pandas reads): those get ":00" and a second try (coalesce stops at the first).
+            with_seconds = F.regexp_replace(text, _ZONE_AFTER_MINUTES, "$1$2:00$3")
+            steps[0][wall] = F.coalesce(
+                text.try_cast(T.TimestampType()),
+                F.when(signed, with_seconds.try_cast(T.TimestampType())),
+            )
             steps[0][aware] = F.when(signed, text.rlike(_HAS_ZONE)).otherwise(F.lit(False))
         else:
             pattern = F.lit(java_pattern(timestamp_format))
