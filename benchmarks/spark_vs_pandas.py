@@ -6,12 +6,13 @@ For each size it writes N generated events as Parquet in a scratch copy of the p
 and prints wall time, Kedro's node time, events/s, the CPU seconds its processes used (load
 barely changes those, unlike wall time; the 1-minute load before and after each run is printed
 beside it) and peak memory: of the whole process tree, and split into the Python driver, the
-JVM (Spark's driver and executor, one process in local mode) and the Python workers (H3
-batches), sampled from /proc every 0.2 s. ``--repeats`` alternates the engines N times on the
+JVM (Spark's driver and executor, one process in local mode), the Python workers (H3
+batches) and other processes (a shell Spark launches through), sampled from /proc every 0.2 s;
+a process a JVM thread forked and has not exec'd yet shares the JVM's pages and is left out. ``--repeats`` alternates the engines N times on the
 same sample; ``--keep DIR`` keeps the scratch projects and a later run reuses their samples.
 
-Sizes up to ``--generate-max`` come from the project's generator (`kedro run --pipelines
-data_generation`). A larger N is written chunk by chunk straight to a partitioned Parquet
+``--events`` sizes come from the project's generator (`kedro run --pipelines
+data_generation`). ``--large`` N is written chunk by chunk straight to a partitioned Parquet
 folder: copies of the largest generated sample, each copy's order numbers made distinct (the
 same city with N / sample times the pings: the duplicates and faults of the sample stay in
 every copy, so the quarantine share is unchanged). At such a size the pandas run is attempted
@@ -36,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -92,7 +94,10 @@ class TreeMemory:
     def __init__(self, root: int, interval: float = 0.2, limit_mb: float | None = None) -> None:
         self.root, self.interval, self.limit_mb = root, interval, limit_mb
         self.killed = False
-        self.peak = {"total": 0, "python_driver": 0, "jvm": 0, "python_workers": 0}
+        self.peak = {"total": 0, "python_driver": 0, "jvm": 0, "python_workers": 0, "other": 0}
+        #: Command names of the processes counted as "other" when that role peaked (a shell
+        #: Spark launches through, for one).
+        self.other_names: list[str] = []
         self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -111,10 +116,15 @@ class TreeMemory:
         while frontier:
             tree |= frontier
             frontier = {pid for pid, (ppid, *_) in procs.items() if ppid in frontier} - tree
-        roles = {"total": 0, "python_driver": 0, "jvm": 0, "python_workers": 0}
+        roles = {"total": 0, "python_driver": 0, "jvm": 0, "python_workers": 0, "other": 0}
+        others = []
         for pid in tree & procs.keys():
-            _, name, rss, cpu = procs[pid]
+            ppid, name, rss, cpu = procs[pid]
             self.cpu[pid] = cpu
+            if name != "java" and procs.get(ppid, (0, ""))[1] == "java":
+                # Forked by a JVM thread (named after it, "Executor task l...") and not yet
+                # exec'd: its RSS is the JVM's own pages, shared copy-on-write; not counted.
+                continue
             roles["total"] += rss
             if name == "java":
                 roles["jvm"] += rss
@@ -122,6 +132,11 @@ class TreeMemory:
                 roles[
                     "python_driver" if pid == self._driver(procs, tree) else "python_workers"
                 ] += rss
+            else:
+                roles["other"] += rss
+                others.append(name)
+        if roles["other"] > self.peak["other"]:
+            self.other_names = sorted(set(others))
         for role, value in roles.items():
             self.peak[role] = max(self.peak[role], value)
         if self.limit_mb and roles["total"] > self.limit_mb * 2**20 and not self.killed:
@@ -143,9 +158,13 @@ class TreeMemory:
             self._sample()
             time.sleep(self.interval)
 
-    def mb(self) -> dict[str, float]:
+    def mb(self) -> dict[str, Any]:
         peaks = {f"peak_{role}_mb": round(value / 2**20) for role, value in self.peak.items()}
-        return {**peaks, "cpu_s": round(sum(self.cpu.values()), 1)}
+        return {
+            **peaks,
+            "other_processes": self.other_names,
+            "cpu_s": round(sum(self.cpu.values()), 1),
+        }
 
 
 #: Largest memory (MB) a benchmarked run's process tree may take before it is killed.
@@ -256,7 +275,8 @@ def report(n: int, engine: str, result: dict) -> dict:
         f"N={n:>12,} {engine:<7} wall {row['wall_s']:7.1f} s  nodes {row['node_s'] or 0:7.1f} s  "
         f"{row['events_per_s'] or 0:>10,} ev/s  CPU {row['cpu_s']:6.1f} s  peak {row['peak_total_mb']:>6,} MB "
         f"(driver {row['peak_python_driver_mb']:,}, JVM {row['peak_jvm_mb']:,}, "
-        f"workers {row['peak_python_workers_mb']:,})  "
+        f"workers {row['peak_python_workers_mb']:,}, other {row.get('peak_other_mb', 0):,}"
+        f"{' ' + '/'.join(row['other_processes']) if row.get('other_processes') else ''})  "
         f"load {row['load_1min']} -> {row['load_1min_after']}"
         + ("" if row["ok"] else f"  FAILED: {row.get('error', '')[:300]}"),
         flush=True,
@@ -309,7 +329,9 @@ def main() -> None:
                     report(n, "spark", kedro_run(project, [*common, "--env", env], args.timeout))
                 )
         if args.large:
-            project = make_project_copy(root / f"n{args.large}")
+            project = root / f"n{args.large}"
+            shutil.rmtree(project, ignore_errors=True)  # a kept folder's copy: written anew
+            project = make_project_copy(project)
             sample = root / f"n{max(args.events)}" / RAW_FILE
             print(f"writing {args.large:,} events to {RAW_FOLDER} ...", flush=True)
             t0 = time.perf_counter()

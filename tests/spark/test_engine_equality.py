@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from geo_busyness.cleaning_rules import PandasRuleEngine
-from geo_busyness.model.features import fit_window
+from geo_busyness.model.event_summary import fit_window
 from geo_busyness.pipelines.data_processing.nodes import DataQualityError
 from tests.spark.conftest import differences, run_pandas, run_spark
 

@@ -1,7 +1,7 @@
 """`kedro run --env spark --pipelines data_processing,feature_engineering` through a real
 KedroSession: the hook's session (the tests' one, taken over), the Spark pipelines, the spark
-catalog; its answers equal the pandas run's on the same raw file, and a pandas `modeling` run
-trains on what it wrote alone."""
+catalog; its answers equal the pandas run's on the same raw file, a pandas `modeling` run
+trains on what it wrote alone, and inference and monitoring read its clean events."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ import pytest
 
 from geo_busyness.spark import session as spark_session
 from geo_busyness.testing import DATA_LAYERS
-from tests.conftest import SMALL_TRAINING, copy_project, read_outputs, run_kedro
+from tests.conftest import (
+    SMALL_TRAINING,
+    TrainedProject,
+    copy_project,
+    read_outputs,
+    run_kedro,
+)
+from tests.pipelines.monitoring.test_pipeline import write_recent_window
 from tests.spark.conftest import fitted_differences
 
 #: Windows of the small sample (the modeling run takes SMALL_TRAINING whole).
@@ -122,3 +129,32 @@ def test_a_failed_background_session_start_fails_the_wait(monkeypatch):
     with pytest.raises(RuntimeError, match="no Java here"):
         spark_session.wait_for_session()
     spark_session.wait_for_session()  # reported once; nothing left to wait for
+
+
+@pytest.mark.slow
+def test_inference_and_monitoring_read_the_clean_events_the_spark_run_wrote(
+    spark, trained_project: TrainedProject, tmp_path: Path
+):
+    """`--env spark` inference and monitoring after a Spark-only data_processing (no pandas
+    clean_events) read the Spark run's Parquet folder with pandas and answer as in the pandas
+    environment on the same raw data and registered model."""
+    on_pandas = copy_project(trained_project.path, tmp_path / "pandas", with_mlflow=True)
+    on_spark = copy_project(trained_project.path, tmp_path / "spark", with_mlflow=True)
+    (on_spark / "data/03_primary/clean_events.parquet").unlink()
+    run_kedro(on_spark, ["data_processing"], env="spark")
+    for project in (on_pandas, on_spark):
+        write_recent_window(project, {})
+    run_kedro(on_pandas, ["inference", "monitoring"])
+    run_kedro(on_spark, ["inference", "monitoring"], env="spark")
+
+    assert not (on_spark / "data/03_primary/clean_events.parquet").exists()
+    forecast = "data/07_model_output/busyness_forecast.parquet"
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(on_spark / forecast), pd.read_parquet(on_pandas / forecast)
+    )
+    assert _report(on_spark, "inference/inference_report.json") == _report(
+        on_pandas, "inference/inference_report.json"
+    )
+    assert _report(on_spark, "monitoring/retrain_recommended.json") == _report(
+        on_pandas, "monitoring/retrain_recommended.json"
+    )

@@ -3,11 +3,11 @@
 reads of the events:
 
 - events per (H3 cell, hour) of every event, counted per batch by ``model.cell_hours.count_pairs``;
-- ``model.features.cell_venue_partials`` of all events and of the events in the train window
+- ``model.event_summary.cell_venue_partials`` of all events and of the events in the train window
   (per cell and restaurant: distance sums, events, the first located row), the pandas fit's
   own function.
 
-Both are partial per batch; Spark adds them up by key (the partials as ``model.features`` says:
+Both are partial per batch; Spark adds them up by key (the partials as ``model.event_summary`` says:
 ``PARTIAL_SUMS`` summed, ``AT_FIRST_ROW`` at the smallest ``FIRST_ROW``), and only that small
 table goes back to the driver. Cells come from ``model.geo.h3_cells``, as on pandas.
 """
@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from geo_busyness.model.cell_hours import hours_array
-from geo_busyness.model.features import (
+from geo_busyness.model.event_summary import (
     AT_FIRST_ROW,
     FIRST_ROW,
     NO_ROW,
@@ -91,7 +91,7 @@ class _SummaryBatches:
 
 def _partial_rows(kind: int, columns: dict[str, np.ndarray], cells: np.ndarray) -> pa.RecordBatch:
     """The ``cell_venue_partials`` of one batch's events (rows: ``SOURCE_ROW``) as summary rows."""
-    from geo_busyness.model.features import cell_venue_partials  # noqa: PLC0415 - executors
+    from geo_busyness.model.event_summary import cell_venue_partials  # noqa: PLC0415 - executors
 
     partials = cell_venue_partials(pd.DataFrame(columns), cells, columns[SOURCE_ROW])
     values = {name: partials[name].to_numpy() for name in (*PARTIAL_SUMS, FIRST_ROW)}
@@ -193,7 +193,7 @@ def _partials(rows: pd.DataFrame) -> pd.DataFrame:
 
 def sample_event_points(events: DataFrame, positions: np.ndarray | None) -> np.ndarray:
     """Event locations (lat, lon) at ``positions`` of the events sorted by lat, lon
-    (``model.features.anchor_positions``; None: all of them): the anchors of a source without
+    (``model.event_summary.anchor_positions``; None: all of them): the anchors of a source without
     restaurants. Sorted by Spark (range-partitioned) and numbered in that order."""
     points = events.select(EVENT_LAT, EVENT_LON)
     if positions is None:

@@ -5,7 +5,7 @@ same thing). ``SparkHooks`` selects this registry when the run's environment has
 
 from __future__ import annotations
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, pipeline
 
 from geo_busyness.pipeline_registry import register_pipelines as pandas_pipelines
 from geo_busyness.pipelines.data_processing.spark_pipeline import (
@@ -17,6 +17,9 @@ from geo_busyness.pipelines.feature_engineering.spark_pipeline import (
 
 #: The pipelines that run on Spark in this environment.
 SPARK_PIPELINES = ("data_processing", "feature_engineering")
+#: Pandas pipelines that read clean events (the latest hours before a forecast, the training
+#: window's events): here they read the Spark run's Parquet folder, ``clean_events_for_pandas``.
+EVENT_READERS = ("inference", "monitoring", "shadow")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -24,10 +27,14 @@ def register_pipelines() -> dict[str, Pipeline]:
 
     The Spark feature_engineering writes every dataset the pandas one does (counts, panels,
     count history, per-cell statistics: small, read with pandas), so `modeling` runs after it
-    in the default environment.
+    in either environment. EVENT_READERS read the clean events the Spark run wrote.
     """
     pipelines = pandas_pipelines()
     pipelines["data_processing"] = spark_data_processing()
     pipelines["feature_engineering"] = spark_feature_engineering()
+    for name in EVENT_READERS:
+        pipelines[name] = pipeline(
+            pipelines[name], inputs={"clean_events": "clean_events_for_pandas"}
+        )
     pipelines["__default__"] = pipelines["data_processing"] + pipelines["feature_engineering"]
     return pipelines

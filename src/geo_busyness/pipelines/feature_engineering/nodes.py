@@ -22,14 +22,16 @@ from geo_busyness.model.cell_hours import (
     parse_time_parameter,
     utc_hour_ns,
 )
-from geo_busyness.model.features import (
+from geo_busyness.model.event_summary import (
     SUMMARY_COLUMNS,
-    BusynessFeatures,
     EventSummary,
-    cell_feature_params,
     fit_window,
-    reference_feature_params,
     summarise_events,
+)
+from geo_busyness.model.features import (
+    BusynessFeatures,
+    cell_feature_params,
+    reference_feature_params,
 )
 from geo_busyness.model.geo import cell_names, h3_cells
 from geo_busyness.model.history import CountHistory, history_from_counts

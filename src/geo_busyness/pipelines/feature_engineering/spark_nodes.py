@@ -6,7 +6,7 @@ small tables: they stay small (cells x hours, cells x restaurants) whatever the 
 
 The outputs equal the pandas node's, value for value: the windows of
 ``nodes.define_time_windows``, ``cell_hour_counts`` as ``nodes.count_events_per_cell_hour`` gives
-it, and ``model.features.EventSummary``s from which ``BusynessFeatures.fit_summary`` fits the
+it, and ``model.event_summary.EventSummary``s from which ``BusynessFeatures.fit_summary`` fits the
 same statistics.
 """
 
@@ -20,14 +20,13 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from geo_busyness.model.features import (
-    BusynessFeatures,
+from geo_busyness.model.event_summary import (
     EventSummary,
     anchor_positions,
-    cell_feature_params,
     first_restaurants,
     fit_window,
 )
+from geo_busyness.model.features import BusynessFeatures, cell_feature_params
 from geo_busyness.schemas import EVENT_TIME, HOUR, TARGET
 from geo_busyness.spark.h3 import sample_event_points, summarise_events
 

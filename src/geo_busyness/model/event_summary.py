@@ -1,0 +1,244 @@
+"""A window's events summarised in blocks that add up: what ``BusynessFeatures`` fits from.
+
+The pandas fit summarises a window in one block (``summarise_events``); Spark summarises each
+Arrow batch (``spark.h3``) and adds the blocks up by key. Both give the same ``EventSummary``
+because every sum is exact (distances as integers of ``DISTANCE_QUANTUM``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geo_busyness.model.cell_hours import count_cell_hours
+from geo_busyness.model.geo import euclidean_deg, h3_cells, haversine_km
+from geo_busyness.schemas import (
+    CELL,
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    VENUE_ID,
+    VENUE_LAT,
+    VENUE_LON,
+)
+
+#: Distances are summed as integers of this many km (Haversine) or degrees (Euclidean): sums
+#: of integers are exact whatever the blocks and their order, so the pandas fit (one block)
+#: and Spark (one block per Arrow batch, added up by key) give the same bits.
+DISTANCE_QUANTUM = 2.0**-24
+#: The restaurant key of events without one.
+NO_VENUE = -1
+#: ``FIRST_ROW`` of a (cell, restaurant) with no located event.
+NO_ROW = np.iinfo(np.int64).max
+#: Columns of ``cell_venue_partials`` that add up across blocks of events.
+PARTIAL_SUMS = ("events", "dist_units", "hdist_units", "with_distance")
+#: The smallest row of a (cell, restaurant) with the restaurant located; merged by its minimum.
+FIRST_ROW = "first_row"
+#: Taken at ``FIRST_ROW`` when blocks merge: the restaurant's coordinates there.
+AT_FIRST_ROW = (VENUE_LAT, VENUE_LON)
+#: The blocks' keys: one partial row per (cell, restaurant or ``NO_VENUE``).
+PARTIAL_KEYS = (CELL, VENUE_ID)
+
+
+def distance_units(distances: np.ndarray) -> np.ndarray:
+    """Distances as int64 multiples of ``DISTANCE_QUANTUM`` (0 where NaN)."""
+    finite = np.nan_to_num(np.asarray(distances, dtype=float), nan=0.0)
+    if len(finite) and float(np.abs(finite).max()) * len(finite) >= 2.0**62 * DISTANCE_QUANTUM:
+        raise ValueError("Distances too large to sum exactly in int64 units.")
+    return np.rint(finite / DISTANCE_QUANTUM).astype(np.int64)
+
+
+def venue_keys(values: Any) -> np.ndarray:
+    """Restaurant ids as int64, ``NO_VENUE`` where null (ids are non-negative: ``geo.venue_id``)."""
+    ids = pd.Series(values).astype("Int64")
+    return ids.to_numpy(dtype=np.int64, na_value=NO_VENUE)
+
+
+def cell_venue_partials(events: pd.DataFrame, cells: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+    """Per (cell, restaurant) of a block of events (``PARTIAL_KEYS``; ``NO_VENUE`` for events
+    without one): ``PARTIAL_SUMS`` (events, the ping-to-restaurant distances in
+    ``DISTANCE_QUANTUM`` units, events with a distance) and the block's smallest row (``rows``:
+    a position or ``SOURCE_ROW``) where the restaurant is located, with its coordinates there.
+
+    ``events`` has the event and restaurant coordinates and ``VENUE_ID``; ``cells`` their H3
+    cells. Blocks merge by summing ``PARTIAL_SUMS`` and keeping ``AT_FIRST_ROW`` at the
+    smallest ``FIRST_ROW``; ``cell_statistics`` and ``first_restaurants`` read the result.
+    """
+    lat, lon = events[EVENT_LAT].to_numpy(float), events[EVENT_LON].to_numpy(float)
+    venue_lat = events[VENUE_LAT].to_numpy(float, na_value=np.nan)
+    venue_lon = events[VENUE_LON].to_numpy(float, na_value=np.nan)
+    venues = venue_keys(events[VENUE_ID])
+    dist = euclidean_deg(lat, lon, venue_lat, venue_lon)
+    hdist = haversine_km(lat, lon, venue_lat, venue_lon)
+    key, cell_values, venue_values = _pair_codes(np.asarray(cells, dtype=np.uint64), venues)
+    n = len(cell_values)
+    sums = {
+        "events": np.bincount(key, minlength=n).astype(np.int64),
+        "dist_units": _int_sums(key, distance_units(dist), n),
+        "hdist_units": _int_sums(key, distance_units(hdist), n),
+        "with_distance": np.bincount(key, weights=~np.isnan(dist), minlength=n).astype(np.int64),
+    }
+    located = (venues != NO_VENUE) & ~np.isnan(venue_lat) & ~np.isnan(venue_lon)
+    rows = np.asarray(rows, dtype=np.int64)
+    first = _first_located(key, rows, located, n)
+    found, at = first >= 0, first.clip(0)
+    return pd.DataFrame(
+        {
+            CELL: cell_values,
+            VENUE_ID: venue_values,
+            **sums,
+            FIRST_ROW: np.where(found, rows[at] if len(rows) else NO_ROW, NO_ROW),
+            VENUE_LAT: np.where(found, venue_lat[at] if len(rows) else np.nan, np.nan),
+            VENUE_LON: np.where(found, venue_lon[at] if len(rows) else np.nan, np.nan),
+        }
+    )
+
+
+def _pair_codes(cells: np.ndarray, venues: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Code of each event's (cell, restaurant) pair (hashing, not sorting), and each code's
+    cell and restaurant."""
+    cell_code, cell_values = pd.factorize(cells)
+    venue_code, venue_values = pd.factorize(venues)
+    width = max(len(venue_values), 1)
+    key, distinct = pd.factorize(cell_code.astype(np.int64) * width + venue_code)
+    return (
+        key.astype(np.int64),
+        np.asarray(cell_values, dtype=np.uint64)[distinct // width],
+        np.asarray(venue_values, dtype=np.int64)[distinct % width],
+    )
+
+
+def _int_sums(key: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact int64 sums of ``values`` per key code."""
+    sums = np.zeros(n, dtype=np.int64)
+    np.add.at(sums, key, values)
+    return sums
+
+
+def _first_located(key: np.ndarray, rows: np.ndarray, located: np.ndarray, n: int) -> np.ndarray:
+    """Per key code, the position of its located event with the smallest row (-1: none)."""
+    candidates = np.flatnonzero(located)
+    if len(candidates) > 1 and (np.diff(rows[candidates]) < 0).any():
+        candidates = candidates[np.argsort(rows[candidates], kind="stable")]
+    firsts = candidates[~pd.Series(key[candidates]).duplicated().to_numpy()]
+    first = np.full(n, -1, dtype=np.int64)
+    first[key[firsts]] = firsts
+    return first
+
+
+def cell_statistics(
+    partials: pd.DataFrame, cells: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell of ``cells`` (sorted): mean Euclidean and Haversine ping-to-restaurant distance
+    (NaN without one) and distinct restaurants, from merged ``cell_venue_partials``."""
+    rows = np.searchsorted(cells, partials[CELL].to_numpy(np.uint64))
+    n = len(cells)
+    with_distance = _int_sums(rows, partials["with_distance"].to_numpy(np.int64), n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = [
+            _int_sums(rows, partials[units].to_numpy(np.int64), n)
+            * DISTANCE_QUANTUM
+            / with_distance
+            for units in ("dist_units", "hdist_units")
+        ]
+    restaurants = np.bincount(rows[partials[VENUE_ID].to_numpy() != NO_VENUE], minlength=n)
+    return means[0], means[1], restaurants.astype(float)
+
+
+def first_restaurants(partials: pd.DataFrame) -> np.ndarray:
+    """Each located restaurant's coordinates (lat, lon) at its first row, from merged
+    ``cell_venue_partials`` (a restaurant seen in several cells keeps its smallest row)."""
+    located = partials[(partials[VENUE_ID] != NO_VENUE) & (partials[FIRST_ROW] != NO_ROW)]
+    first = located.sort_values([FIRST_ROW, VENUE_ID], kind="stable").drop_duplicates(VENUE_ID)
+    return first[[VENUE_LAT, VENUE_LON]].to_numpy(dtype=float)
+
+
+def rows_with_values(partials: pd.DataFrame) -> dict[tuple[str, ...], int]:
+    """Events with a value in each column set of ``SOURCE_COLUMN_FEATURES``, from partials."""
+    with_venue = partials[VENUE_ID].to_numpy() != NO_VENUE
+    return {
+        (VENUE_LAT, VENUE_LON): int(partials["with_distance"].sum()),
+        (VENUE_ID,): int(partials["events"].to_numpy()[with_venue].sum()),
+    }
+
+
+def anchor_positions(n: int, k: int, seed: int) -> np.ndarray | None:
+    """Positions (in the events sorted by lat, lon) of the ``k`` event locations taken as anchors
+    when there are no restaurants; None when all ``n`` are taken."""
+    if n <= k:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+
+
+def sample_event_points(lat: np.ndarray, lon: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The anchor sample of event locations (``anchor_positions``), as (lat, lon) rows."""
+    order = np.lexsort((lon, lat))
+    positions = anchor_positions(len(order), k, seed)
+    taken = order if positions is None else order[positions]
+    return np.column_stack([lat[taken], lon[taken]]).astype(float)
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """What ``BusynessFeatures`` fits from, small whatever the number of events: for the events
+    whose UTC hour is in [start, end), merged ``cell_venue_partials``, their counts per
+    cell-hour (``count_cell_hours``), their table's columns and, only when none has a located
+    restaurant, the sampled event locations (``sample_event_points``)."""
+
+    partials: pd.DataFrame
+    counts: pd.DataFrame
+    columns: tuple[str, ...]
+    event_points: np.ndarray
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+#: The event columns a summary reads (those a table has; absent restaurant columns are null).
+SUMMARY_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON, VENUE_LAT, VENUE_LON, VENUE_ID)
+
+
+def summarise_events(
+    events: pd.DataFrame,
+    *,
+    resolution: int,
+    max_anchor_points: int,
+    seed: int,
+    window: tuple[pd.Timestamp, pd.Timestamp],
+    cells: np.ndarray | None = None,
+) -> EventSummary:
+    """The ``EventSummary`` of ``events``, the events of ``window`` (one block: rows by
+    position). ``cells`` may pass their H3 cells when the caller has them."""
+    columns = tuple(events.columns)
+    events = _with_columns(events, (VENUE_LAT, VENUE_LON, VENUE_ID))  # absent: all null
+    if cells is None:
+        cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution)
+    partials = cell_venue_partials(events, cells, np.arange(len(events)))
+    points = np.empty((0, 2))
+    if not len(first_restaurants(partials)):
+        lat, lon = (events[col].to_numpy(dtype=float) for col in (EVENT_LAT, EVENT_LON))
+        points = sample_event_points(lat, lon, max_anchor_points, seed)
+    counts = count_cell_hours(events, resolution, cells=cells)
+    return EventSummary(partials, counts, columns, points, *fit_window(*window))
+
+
+def _with_columns(events: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``events`` with every absent one of ``columns`` added as nulls."""
+    absent = {col: np.nan for col in columns if col not in events.columns}
+    return events.assign(**absent) if absent else events
+
+
+def fit_window(
+    start: pd.Timestamp | str, end: pd.Timestamp | str
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The hours a fit covers: [start, end) as UTC hour starts (naive = UTC; each floored)."""
+    return as_utc_hour(pd.Timestamp(start)), as_utc_hour(pd.Timestamp(end))
+
+
+def as_utc_hour(moment: pd.Timestamp) -> pd.Timestamp:
+    """A timestamp as UTC (naive = UTC), floored to its hour, in nanoseconds."""
+    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    return moment.floor("h").as_unit("ns")
