@@ -60,6 +60,9 @@ def configure(project: Path, args: argparse.Namespace) -> dict[str, Any]:
     if args.test_start and args.end:
         days = (pd.Timestamp(args.end) - pd.Timestamp(args.test_start)).days
         features["test_days"] = days
+    modeling: dict[str, Any] = {"holidays_country": args.holidays}
+    if args.exposure:
+        modeling["forecaster"] = {"exposure": args.exposure}
     return {
         "data_processing": {
             "column_mapping": mapping,
@@ -68,7 +71,7 @@ def configure(project: Path, args: argparse.Namespace) -> dict[str, Any]:
             "max_rejected_fraction": 0.2,
         },
         "feature_engineering": features,
-        "modeling": {"holidays_country": args.holidays},
+        "modeling": modeling,
     }
 
 
@@ -112,6 +115,9 @@ def main() -> None:
     parser.add_argument("--end", default=None, help="local date (exclusive); default: data end")
     parser.add_argument("--holidays", default=None, help="country code for public holidays")
     parser.add_argument("--json", type=Path, default=None, help="write the test metrics here")
+    parser.add_argument(
+        "--exposure", default=None, help="modeling.forecaster.exposure (default: the project's)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="geo-busyness-real-") as tmp:

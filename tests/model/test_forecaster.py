@@ -303,3 +303,51 @@ def test_cell_features_a_source_lacks_are_left_out(events, history):
     matrix, _ = model.design(rows, origin, horizon)
     cell_columns = matrix[:, len(model.origin_feature_names_) :]
     assert not np.isnan(cell_columns).all(axis=0).any()
+
+
+def _shifted_for_good(history: CountHistory) -> tuple[CountHistory, int]:
+    """Six weeks of the fixture's cells whose demand falls to 40% at the start of week 5 and
+    stays there; the position of the fall."""
+    rng = np.random.default_rng(5)
+    hours, fall = 6 * 168, 4 * 168
+    regime = np.where(np.arange(hours) < fall, 1.0, 0.4)
+    rhythm = 1 + np.sin(np.arange(hours) / 24 * 2 * np.pi)
+    counts = rng.poisson(np.outer([2, 4, 6], regime * rhythm)).astype(np.float32)
+    return CountHistory(history.cells, history.start_ns, counts, TZ), fall
+
+
+def test_a_level_adjusted_exposure_carries_a_lasting_fall_a_week_ahead(history, cell_features):
+    """Trained before the fall, forecasting days 2-7 ahead from a week after it: the ratio to
+    the plain profile meets a city ratio the trees never saw (they answer as at the edge of
+    what they saw), while the ratio to the level-adjusted profile is one they did see."""
+    moving, fall = _shifted_for_good(history)
+    params = {"max_iter": 150, "learning_rate": 0.1, "min_samples_leaf": 20}
+    errors = {}
+    origin = fall + 168
+    horizon = np.tile(np.arange(25, 169), 3)
+    rows = np.repeat(np.arange(3), 144)
+    actual = moving.counts[rows, origin + horizon - 1]
+    for exposure in ("profile", "level_adjusted"):
+        model = BusynessForecaster(
+            method="gradient_boosting", exposure=exposure, regressor_params=params
+        ).fit(moving, cell_features, train_end=fall)
+        mean = model.predict_rows(rows, np.full(len(rows), origin), horizon)
+        errors[exposure] = np.abs(mean - actual).mean()
+    assert errors["level_adjusted"] < 0.6 * errors["profile"], errors
+
+
+def test_an_unknown_exposure_is_refused(history, cell_features):
+    with pytest.raises(ValueError, match="modeling.forecaster.exposure must be one of"):
+        BusynessForecaster(method="gradient_boosting", exposure="level").fit(history, cell_features)
+
+
+def test_an_artifact_pickled_before_exposure_existed_divides_by_the_profile(gbm):
+    state = gbm.__getstate__()
+    del state["exposure"]
+    old = BusynessForecaster.__new__(BusynessForecaster)
+    old.__setstate__(state)
+    rows, origin, horizon = _rows(gbm.history_, 50, seed=3)
+    assert old.exposure == "profile"
+    np.testing.assert_array_equal(
+        old.predict_rows(rows, origin, horizon), gbm.predict_rows(rows, origin, horizon)
+    )

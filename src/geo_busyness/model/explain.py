@@ -1,9 +1,10 @@
 """SHAP explanations of the forecaster's learned model, or a plain statement when there is none.
 
 A learned forecaster (``gradient_boosting``, ``random_forest``) predicts ``base x ratio``: the
-base is the cell's shrunk seasonal profile (floored at ``base_floor``), the trees predict the
-ratio. ``shap.TreeExplainer`` (tree-path-dependent: exact, no background data) splits the
-trees' output for a row into one contribution per feature, on the trees' own output scale:
+base is the cell's shrunk seasonal profile (floored at ``base_floor``; times last week's city
+ratio with ``exposure="level_adjusted"``), the trees predict the ratio. ``shap.TreeExplainer``
+(tree-path-dependent: exact, no background data) splits the trees' output for a row into one
+contribution per feature, on the trees' own output scale:
 
 - gradient boosting (Poisson loss): its raw score, the log of the ratio;
 - the Poisson random forest: the ratio itself (the mean of its trees' leaves).

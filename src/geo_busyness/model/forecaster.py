@@ -6,8 +6,9 @@
 - ``level_adjusted``: that profile times the city's last-week ratio of actual to profile;
 - ``gradient_boosting``: a Poisson HistGradientBoosting model of the ratio between the count
   and the cell's shrunk profile (the profile as an exposure: fitting ``y / base`` with weight
-  ``base`` is Poisson regression with offset ``log(base)``), so a level the trees never saw
-  still carries through the profile and the ratio features;
+  ``base`` is Poisson regression with offset ``log(base)``); with ``exposure="level_adjusted"``
+  the exposure is that profile times the city's last-week ratio and the ratio features are
+  restated against it, so a lasting level the trees never saw carries through by itself;
 - ``random_forest``: the same ratio with a Poisson-criterion forest, grid-searched over
   time-ordered folds.
 
@@ -36,6 +37,8 @@ from geo_busyness.model.features import CELL_FEATURES, UNSEEN_CELL, BusynessFeat
 from geo_busyness.model.geo import h3_cells
 from geo_busyness.model.history import CountHistory, DerivedHistory
 from geo_busyness.model.origin_features import (
+    LEVEL_RATIO,
+    LEVEL_RELATIVE,
     MIN_ORIGIN,
     ORIGIN_FEATURES,
     city_ratio,
@@ -47,6 +50,8 @@ from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, HORIZON
 logger = logging.getLogger(__name__)
 
 METHODS = ("seasonal_naive", "level_adjusted", "gradient_boosting", "random_forest")
+#: What a learned model's ratio multiplies: the shrunk profile, or that at last week's level.
+EXPOSURES = ("profile", "level_adjusted")
 #: Methods with a learned ratio regressor (the others are statistical baselines).
 LEARNED = ("gradient_boosting", "random_forest")
 QUANTILES = (0.1, 0.5, 0.9)
@@ -74,6 +79,9 @@ class BusynessForecaster(BaseEstimator):
     method: one of ``METHODS``.
     shrink_weeks: weight (in weeks of data) of the prior a sparse cell's profile is shrunk to.
     base_floor: lowest exposure of the learned model (keeps ratios of empty cells finite).
+    exposure: what the learned ratio multiplies (``EXPOSURES``): the cell's shrunk profile
+        (``profile``), or that times the city's actual/profile ratio over the last week
+        (``level_adjusted``), so a level the trees never saw moves the forecast by itself.
     max_train_rows: (cell, origin, horizon) rows sampled for the learned model.
     holidays: local dates (ISO strings) that are public holidays.
     regressor_params: hyper-parameters of the learned regressor.
@@ -86,6 +94,7 @@ class BusynessForecaster(BaseEstimator):
         method: str = "gradient_boosting",
         shrink_weeks: float = 4.0,
         base_floor: float = 0.05,
+        exposure: str = "profile",
         max_train_rows: int = 600_000,
         regressor_params: dict[str, Any] | None = None,
         grid: dict[str, Sequence[Any]] | None = None,
@@ -97,6 +106,7 @@ class BusynessForecaster(BaseEstimator):
         self.method = method
         self.shrink_weeks = shrink_weeks
         self.base_floor = base_floor
+        self.exposure = exposure
         self.max_train_rows = max_train_rows
         self.regressor_params = regressor_params
         self.grid = grid
@@ -111,6 +121,10 @@ class BusynessForecaster(BaseEstimator):
         state = self.__dict__.copy()
         state.pop("_derived", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Artifacts pickled before ``exposure`` existed divided by the profile alone."""
+        self.__dict__.update({"exposure": "profile", **state})
 
     @property
     def derived(self) -> DerivedHistory:
@@ -141,6 +155,10 @@ class BusynessForecaster(BaseEstimator):
         """Fit on rows whose target hour lies before position ``train_end`` (default: all)."""
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
+        if self.exposure not in EXPOSURES:
+            raise ValueError(
+                f"modeling.forecaster.exposure must be one of {EXPOSURES}, got {self.exposure!r}."
+            )
         self.history_, self.cell_features_ = history, cell_features
         self._derived = None
         self.holiday_days_ = np.sort(
@@ -216,10 +234,15 @@ class BusynessForecaster(BaseEstimator):
             shrink_weeks=self.shrink_weeks,
             holidays=self.holiday_days_,
         )
+        base = np.maximum(features["shrunk_profile"], self.base_floor)
+        if self.exposure == "level_adjusted":
+            level = features[LEVEL_RATIO]
+            base = base * np.exp(level)
+            for name in LEVEL_RELATIVE:
+                features[name] = features[name] - level
         columns = [features[name] for name in self.origin_feature_names_]
         if self.cell_feature_names_:
             columns += list(self._cell_matrix_[np.asarray(rows)].T)
-        base = np.maximum(features["shrunk_profile"], self.base_floor)
         return np.column_stack(columns).astype(float, copy=False), base
 
     # ---------------------------------------------------------------- predict

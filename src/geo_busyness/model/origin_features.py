@@ -45,6 +45,10 @@ ORIGIN_FEATURES = (
     "lag_168h_ratio",
     "last_hour_ratio",
 )
+#: The city's actual/profile ratio over the last week: the level-adjusted baseline's factor.
+LEVEL_RATIO = "city_ratio_168h"
+#: Log ratios to the profile that a level-adjusted exposure restates against itself.
+LEVEL_RELATIVE = tuple(name for name in ORIGIN_FEATURES if name != LEVEL_RATIO and "_ratio" in name)
 
 
 def _window_ratio(

@@ -85,6 +85,7 @@ def forecaster_for(
         method=method,
         shrink_weeks=settings["shrink_weeks"],
         base_floor=settings["base_floor"],
+        exposure=settings.get("exposure", "profile"),
         max_train_rows=learned.get("max_train_rows", settings["max_train_rows"]),
         regressor_params=learned.get("params"),
         grid=learned.get("grid"),
