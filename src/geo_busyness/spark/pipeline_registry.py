@@ -14,24 +14,28 @@ from geo_busyness.pipelines.data_processing.spark_pipeline import (
 from geo_busyness.pipelines.feature_engineering.spark_pipeline import (
     create_pipeline as spark_feature_engineering,
 )
+from geo_busyness.pipelines.retraining.spark_pipeline import create_pipeline as spark_retraining
 
-#: The pipelines that run on Spark in this environment.
-SPARK_PIPELINES = ("data_processing", "feature_engineering")
+#: The pipelines that run on Spark in this environment (retraining: its event-reading part).
+SPARK_PIPELINES = ("data_processing", "feature_engineering", "retraining")
 #: Pandas pipelines that read clean events (the latest hours before a forecast, the training
 #: window's events): here they read the Spark run's Parquet folder, ``clean_events_for_pandas``.
 EVENT_READERS = ("inference", "monitoring", "shadow")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """The project's pipelines, with SPARK_PIPELINES on Spark; the default runs those two.
+    """The project's pipelines, with SPARK_PIPELINES on Spark; the default runs data_processing
+    and feature_engineering.
 
     The Spark feature_engineering writes every dataset the pandas one does (counts, panels,
     count history, per-cell statistics: small, read with pandas), so `modeling` runs after it
-    in either environment. EVENT_READERS read the clean events the Spark run wrote.
+    in either environment. EVENT_READERS read the clean events the Spark run wrote; retraining
+    combines the batches, processes and summarises them on Spark (``kedro retrain --env spark``).
     """
     pipelines = pandas_pipelines()
     pipelines["data_processing"] = spark_data_processing()
     pipelines["feature_engineering"] = spark_feature_engineering()
+    pipelines["retraining"] = spark_retraining()
     for name in EVENT_READERS:
         pipelines[name] = pipeline(
             pipelines[name], inputs={"clean_events": "clean_events_for_pandas"}

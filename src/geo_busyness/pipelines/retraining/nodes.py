@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import pandas as pd
 
 logger = logging.getLogger(__name__)
+
+
+def check_same_columns(history: Sequence[str], recent: Sequence[str]) -> None:
+    """Both batches must come in the same source schema."""
+    missing = sorted(set(history) ^ set(recent))
+    if missing:
+        raise ValueError(
+            f"recent_raw_events and raw_events must have the same columns; only one of them has"
+            f" {missing}. Map both batches with the same source schema."
+        )
 
 
 def combine_event_batches(history: pd.DataFrame, recent: pd.DataFrame) -> pd.DataFrame:
@@ -16,12 +27,7 @@ def combine_event_batches(history: pd.DataFrame, recent: pd.DataFrame) -> pd.Dat
     twice (a batch appended to the history before the job ran); other duplicates are left to
     the cleaning's ``duplicate_order`` rule, which quarantines them with their reason.
     """
-    missing = sorted(set(history.columns) ^ set(recent.columns))
-    if missing:
-        raise ValueError(
-            f"recent_raw_events and raw_events must have the same columns; only one of them has"
-            f" {missing}. Map both batches with the same source schema."
-        )
+    check_same_columns(history.columns, recent.columns)
     recent = recent[list(history.columns)]
     known = pd.util.hash_pandas_object(history, index=False)
     fresh = ~pd.util.hash_pandas_object(recent, index=False).isin(known).to_numpy()

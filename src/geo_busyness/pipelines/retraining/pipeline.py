@@ -1,6 +1,8 @@
 """raw history + recent batch -> data_processing -> feature_engineering -> modeling (the
 challenger, gated against the baselines and the serving champion) -> reporting."""
 
+from collections.abc import Callable
+
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from geo_busyness.pipelines import data_processing, feature_engineering, modeling, reporting
@@ -14,17 +16,22 @@ def create_pipeline(**kwargs) -> Pipeline:
     Every other dataset keeps its name, so a retrain writes the same catalog entries as
     ``kedro run`` (the latest training's outputs) and registers through the same gate.
     """
-    training = (
-        data_processing.create_pipeline()
-        + feature_engineering.create_pipeline()
-        + modeling.create_pipeline()
-        + reporting.create_pipeline()
+    return retraining_pipeline(
+        combine_event_batches,
+        "recent_raw_events",
+        data_processing.create_pipeline() + feature_engineering.create_pipeline(),
     )
+
+
+def retraining_pipeline(combine: Callable, recent: str, processing: Pipeline) -> Pipeline:
+    """``combine`` (history, ``recent``) -> ``processing`` (data_processing and
+    feature_engineering, on either engine) -> modeling -> reporting."""
+    training = processing + modeling.create_pipeline() + reporting.create_pipeline()
     return Pipeline(
         [
             Node(
-                combine_event_batches,
-                ["raw_events", "recent_raw_events"],
+                combine,
+                ["raw_events", recent],
                 "retraining_raw_events",
                 name="combine_event_batches",
             ),
