@@ -14,7 +14,8 @@ from geo_busyness.pipelines.data_processing.spark_pipeline import (
 from geo_busyness.pipelines.feature_engineering.spark_pipeline import (
     create_pipeline as spark_feature_engineering,
 )
-from geo_busyness.pipelines.retraining.spark_pipeline import create_pipeline as spark_retraining
+from geo_busyness.pipelines.retraining.pipeline import retraining_pipeline
+from geo_busyness.pipelines.retraining.spark_nodes import combine_event_batches
 
 #: The pipelines that run on Spark in this environment (retraining: its event-reading part).
 SPARK_PIPELINES = ("data_processing", "feature_engineering", "retraining")
@@ -35,7 +36,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = pandas_pipelines()
     pipelines["data_processing"] = spark_data_processing()
     pipelines["feature_engineering"] = spark_feature_engineering()
-    pipelines["retraining"] = spark_retraining()
+    pipelines["retraining"] = retraining_pipeline(
+        combine_event_batches,
+        "recent_raw_events_on_spark",
+        pipelines["data_processing"] + pipelines["feature_engineering"],
+    )
     for name in EVENT_READERS:
         pipelines[name] = pipeline(
             pipelines[name], inputs={"clean_events": "clean_events_for_pandas"}
