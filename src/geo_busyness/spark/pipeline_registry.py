@@ -1,6 +1,7 @@
-"""Pipelines of the `spark` environment: the project's own, with data_processing and
-feature_engineering replaced by their Spark variants (same dataset names where they mean the
-same thing). ``SparkHooks`` selects this registry when the run's environment has Spark settings.
+"""Pipelines of the `spark` environment: the project's own, with data_processing,
+feature_engineering and retraining's event-reading part replaced by their Spark variants (same
+dataset names where they mean the same thing). ``SparkHooks`` selects this registry when the
+run's environment has Spark settings.
 """
 
 from __future__ import annotations
