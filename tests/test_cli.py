@@ -105,24 +105,34 @@ def _register_versions(project, aliases: dict[str, str]) -> None:
             mlflow.set_tracking_uri(None)
 
 
-@pytest.mark.slow  # a real KedroSession and MLflow registry
-def test_serve_shadow_passes_the_challenger_and_the_catalogs_shadow_log(tmp_path, monkeypatch):
+def _serve(tmp_path, monkeypatch, aliases: dict[str, str], *commands: list[str]):
+    """``kedro serve`` with each of ``commands`` in a project whose registry has ``aliases``:
+    the CLI results, and the arguments each handed to the server (which is not started)."""
     from geo_busyness.serving import __main__ as serving_main  # noqa: PLC0415
 
     project = make_project_copy(tmp_path / "project")
-    _register_versions(project, {"champion": "1", "challenger": "2"})
+    _register_versions(project, aliases)
     calls = []
     monkeypatch.setattr(serving_main, "serve", calls.append)
     with inside(project):
-        result = CliRunner().invoke(
-            cli, ["serve", "--shadow"], obj=SimpleNamespace(project_path=project)
-        )
+        results = [
+            CliRunner().invoke(cli, command, obj=SimpleNamespace(project_path=project))
+            for command in commands
+        ]
+    for result in results:
         assert result.exit_code == 0, result.output
-        with_model = CliRunner().invoke(
-            cli, ["serve", "--model", "some/dir"], obj=SimpleNamespace(project_path=project)
-        )
-        assert with_model.exit_code == 0, with_model.output
-    (arguments, plain) = calls
+    return results, calls
+
+
+@pytest.mark.slow  # a real KedroSession and MLflow registry
+def test_serve_shadow_passes_the_challenger_and_the_catalogs_shadow_log(tmp_path, monkeypatch):
+    (result, _), (arguments, plain) = _serve(
+        tmp_path,
+        monkeypatch,
+        {"champion": "1", "challenger": "2"},
+        ["serve", "--shadow"],
+        ["serve", "--model", "some/dir"],
+    )
     options = dict(zip(arguments[::2], arguments[1::2], strict=True))
     assert options["--model"] == "models:/geo-busyness@champion"
     assert options["--shadow-model"] == "models:/geo-busyness/2"
@@ -135,16 +145,8 @@ def test_serve_shadow_passes_the_challenger_and_the_catalogs_shadow_log(tmp_path
 
 @pytest.mark.slow  # a real KedroSession and MLflow registry
 def test_serve_shadow_with_the_champion_as_challenger_serves_without_shadow(tmp_path, monkeypatch):
-    from geo_busyness.serving import __main__ as serving_main  # noqa: PLC0415
-
-    project = make_project_copy(tmp_path / "project")
-    _register_versions(project, {"champion": "2", "challenger": "2"})
-    calls = []
-    monkeypatch.setattr(serving_main, "serve", calls.append)
-    with inside(project):
-        result = CliRunner().invoke(
-            cli, ["serve", "--shadow"], obj=SimpleNamespace(project_path=project)
-        )
-    assert result.exit_code == 0, result.output
+    (result,), calls = _serve(
+        tmp_path, monkeypatch, {"champion": "2", "challenger": "2"}, ["serve", "--shadow"]
+    )
     assert "Shadow mode off: the challenger is the champion (version 2)" in result.output
     assert "--shadow-model" not in calls[0]
