@@ -147,3 +147,29 @@ def test_hook_prints_nothing_for_a_run_that_wrote_no_report(
     pipeline = Pipeline([Node(_identity, "a", "b", name="other")])
     RunSummaryHook().after_pipeline_run(pipeline=pipeline, catalog=catalog)
     assert capsys.readouterr().out == ""
+
+
+def test_the_summary_names_the_chosen_model_and_each_buckets_skill_and_noise() -> None:
+    report = {
+        "gate": {
+            "passed": True,
+            "buckets": [
+                {"product": "nowcast", "bucket": "1-3h", "rows": 9519, "skill_mae": 0.2531,
+                 "noise": 0.054, "verdict": "ok"},
+                {"product": "day_ahead", "bucket": "1-3h", "rows": 418, "skill_mae": 0.0,
+                 "noise": 0.0, "verdict": "not judged"},
+            ],
+        },
+        "model_selection": {
+            "chosen": "recent_level",
+            "folds": [{}, {}, {}],
+            "validation_average": {"seasonal_naive": 1.0, "recent_level": 0.9102},
+        },
+        "registration": {"registered": True, "model_name": "m", "version": "2", "override": True},
+    }  # fmt: skip
+    text = run_summary(report)
+    assert "    nowcast 1-3h: +25.3% (noise 5.4%, 9519 rows) ok" in text
+    assert "    day_ahead 1-3h: +0.0% (noise 0.0%, 418 rows) not judged" in text
+    assert "Model: recent_level, chosen on 3 validation fold(s)" in text
+    assert "seasonal_naive 1, recent_level 0.9102" in text
+    assert "deployment refuses it" in text

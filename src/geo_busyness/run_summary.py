@@ -62,6 +62,27 @@ def _gate_lines(gate: Any) -> list[str]:
     rule = gate.get("rule")
     lines = [f"Quality gate: {verdict}" + (f" ({rule})" if rule else "")]
     lines.extend(f"  - {reason}" for reason in gate.get("reasons") or [])
+    buckets = [b for b in gate.get("buckets") or [] if isinstance(b, Mapping)]
+    if buckets:
+        lines.append("  P50 MAE skill over the seasonal naive per bucket (noise = 1 s.e.):")
+    lines.extend(
+        f"    {b.get('product')} {b.get('bucket')}: {b.get('skill_mae', float('nan')):+.1%}"
+        f" (noise {b.get('noise', float('nan')):.1%}, {b.get('rows')} rows) {b.get('verdict')}"
+        for b in buckets
+    )
+    return lines
+
+
+def _selection_lines(selection: Any) -> list[str]:
+    """The chosen forecaster, the folds it was chosen on and every candidate's loss."""
+    if not isinstance(selection, Mapping) or "chosen" not in selection:
+        return []
+    losses = selection.get("validation_average") or {}
+    folds = selection.get("folds") or []
+    figures = ", ".join(f"{name} {_number(value)}" for name, value in losses.items())
+    lines = [f"Model: {selection['chosen']}, chosen on {len(folds)} validation fold(s)"]
+    if figures:
+        lines.append(f"  validation loss (1 = seasonal naive, lower is better): {figures}")
     return lines
 
 
@@ -78,6 +99,11 @@ def _registration_lines(registration: Any) -> list[str]:
     alias = registration.get("alias")
     alias_text = f", alias @{alias}" if alias else ""
     lines = [f"Registered: {name} version {version}{alias_text}{run}"]
+    if registration.get("override"):
+        lines.append(
+            "  despite the failed gate (modeling.register_rejected): for exploring only,"
+            " deployment refuses it"
+        )
     if registration.get("model_uri"):
         lines.append(f"  model URI: {registration['model_uri']}")
     return lines
@@ -91,6 +117,7 @@ def run_summary(report: Mapping[str, Any], *, reports_at: str | None = None) -> 
     (``reports_at``) and the commands to look further. Missing keys are left out.
     """
     lines = [_RULE, "Training run summary", *_gate_lines(report.get("gate"))]
+    lines += _selection_lines(report.get("model_selection"))
     test = report.get("test")
     if isinstance(test, Mapping) and test:
         lines += ["Test window metrics:", *metric_lines(test)]

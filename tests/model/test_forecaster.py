@@ -11,7 +11,7 @@ import pytest
 
 from geo_busyness.model.cell_hours import HOUR_NS, count_cell_hours
 from geo_busyness.model.features import BusynessFeatures, cell_feature_params
-from geo_busyness.model.forecaster import BusynessForecaster, bucket_values, count_quantiles
+from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.model.geo import cell_centres, cell_names, h3_cells
 from geo_busyness.model.history import CountHistory, DerivedHistory, history_from_counts
 from geo_busyness.model.origin_features import MIN_ORIGIN, ORIGIN_FEATURES, origin_features
@@ -160,7 +160,9 @@ def test_level_ratios_see_the_step(history):
     assert abs(ratio[0] - 1.0) < 0.1 and ratio[1] > 1.3
 
 
-@pytest.mark.parametrize("method", ["seasonal_naive", "level_adjusted", "gradient_boosting"])
+@pytest.mark.parametrize(
+    "method", ["seasonal_naive", "level_adjusted", "recent_level", "gradient_boosting"]
+)
 def test_every_method_answers_finite_counts_with_ordered_quantiles(method, history, cell_features):
     model = BusynessForecaster(
         method=method, regressor_params={"max_iter": 20, "max_depth": 3}
@@ -264,34 +266,6 @@ def test_a_pickled_forecaster_rebuilds_its_sums_and_answers_the_same(gbm):
     np.testing.assert_array_equal(copy.predict_rows(rows, origin, horizon), expected)
 
 
-def test_intervals_fitted_by_likelihood_widen_for_overdispersed_counts():
-    rng = np.random.default_rng(0)
-    mean = rng.uniform(0.5, 20, 20_000)
-    poisson, overdispersed = rng.poisson(mean), rng.negative_binomial(2.0, 2.0 / (2.0 + mean))
-    model = BusynessForecaster()
-    assert model.calibrate_intervals(overdispersed, mean) == pytest.approx(2.0, rel=0.35)
-    size = model.calibrate_intervals(poisson, mean)
-    assert size is None or size > 50
-    low, high = count_quantiles(mean, 2.0, 0.1), count_quantiles(mean, 2.0, 0.9)
-    assert 0.78 < np.mean((overdispersed >= low) & (overdispersed <= high)) < 0.95
-
-
-def test_the_combination_weights_follow_which_forecast_is_right():
-    rng = np.random.default_rng(0)
-    horizon = np.tile(np.arange(1, 169), 50)
-    truth = rng.uniform(1, 10, len(horizon))
-    y = rng.poisson(truth)
-    model = BusynessForecaster()
-    noise = truth * rng.uniform(0.2, 2.0, len(horizon))
-    # Learned right for 1-3 h, level-adjusted right for 4-24 h, the plain profile beyond.
-    learned = np.where(horizon <= 3, truth, noise)
-    level = np.where((horizon > 3) & (horizon <= 24), truth, noise)
-    plain = np.where(horizon > 24, truth, noise)
-    weights = model.fit_blend(horizon, y, learned, plain, level)
-    assert weights[0][0] >= 0.8 and weights[1][1] >= 0.8 and sum(weights[2]) <= 0.2
-    np.testing.assert_array_equal(bucket_values(np.array([2, 10, 100]), weights), weights)
-
-
 def test_cell_features_a_source_lacks_are_left_out(events, history):
     rides = events.assign(**{VENUE_LAT: np.nan, VENUE_LON: np.nan, VENUE_ID: pd.NA})
     features = BusynessFeatures(**cell_feature_params(CELL_PARAMS)).fit(rides)
@@ -351,3 +325,43 @@ def test_an_artifact_pickled_before_exposure_existed_divides_by_the_profile(gbm)
     np.testing.assert_array_equal(
         old.predict_rows(rows, origin, horizon), gbm.predict_rows(rows, origin, horizon)
     )
+
+
+def test_an_artifact_with_a_two_way_blend_keeps_its_answers(gbm):
+    """Artifacts pickled before the recent-level baseline weighed (learned, level-adjusted)."""
+    blended = pickle.loads(pickle.dumps(gbm))
+    blended.blend_weights_ = [[0.6, 0.4, 0.0]] * 3
+    state = blended.__getstate__()
+    state["blend_weights_"] = [[0.6, 0.4]] * 3
+    for key in ("recency_weights_", "median_rule_", "fitted_through_ns_"):
+        del state[key]
+    old = BusynessForecaster.__new__(BusynessForecaster)
+    old.__setstate__(state)
+    rows, origin, horizon = _rows(gbm.history_, 50, seed=4)
+    np.testing.assert_array_equal(
+        old.predict_rows(rows, origin, horizon), blended.predict_rows(rows, origin, horizon)
+    )
+    mean = old.predict_rows(rows, origin, horizon)
+    np.testing.assert_array_equal(
+        old.quantiles(mean, horizon)[1], blended.quantiles(mean, horizon)[1]
+    )
+
+
+def test_the_recent_level_follows_a_level_change_the_profile_misses(history, cell_features):
+    """Demand doubles for the last day: with weight on the 24-hour city ratio the recent level
+    doubles its forecast of the next hours; the plain profile stays put."""
+    counts = history.counts.copy()
+    counts[:, -24:] *= 2
+    doubled = CountHistory(history.cells, history.start_ns, counts, history.timezone)
+    answers = []
+    for known in (history, doubled):
+        model = BusynessForecaster(method="recent_level").fit(known, cell_features)
+        model.recency_weights_ = [[0.0, 1.0, 0.0, 0.0]] * 3
+        rows = np.arange(len(history.cells))
+        origin = np.full(len(rows), known.hours)
+        horizon = np.full(len(rows), 12)
+        answers.append(model.baseline_means(rows, origin, horizon))
+        np.testing.assert_allclose(model.predict_rows(rows, origin, horizon), answers[-1][2])
+    (plain, _, recent), (plain_doubled, _, recent_doubled) = answers
+    np.testing.assert_allclose(plain_doubled, plain)
+    assert 1.6 < recent_doubled.sum() / recent.sum() < 2.1

@@ -30,6 +30,7 @@ TINY_TRAINING = {
     "feature_engineering": {"validation_days": 5, "test_days": 5},
     "modeling": {
         "n_jobs": 1,
+        "learned_min_train_days": 3,  # the tiny city's 18 train days: 2 weeks + 4 days of origins
         "random_forest": {
             "max_train_rows": 5_000,
             "cv_splits": 2,

@@ -61,6 +61,9 @@ _BASELINE_FORECASTS = {
     " over all past weeks)",
     "level_adjusted": "the cell's hour-of-week profile (its mean at the same hour of the week"
     " over all past weeks) times the city's actual-to-profile ratio over the last week",
+    "recent_level": "the cell's hour-of-week profile (its mean at the same hour of the week"
+    " over all past weeks) times a weighted recent level (actual-to-profile ratios over the"
+    " last hours, day and week, weights per horizon chosen on validation)",
 }
 #: Fitted regressor -> its TreeExplainer (built once per loaded model).
 _EXPLAINERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()

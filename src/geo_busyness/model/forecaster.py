@@ -4,6 +4,9 @@
 
 - ``seasonal_naive``: the cell's mean at the same hour of the week over all past weeks;
 - ``level_adjusted``: that profile times the city's last-week ratio of actual to profile;
+- ``recent_level``: that profile times a weighted recent level (city-wide ratios over the last
+  3 h, day and week and the cell's own week, weights per horizon bucket chosen on validation:
+  ``recency.py``);
 - ``gradient_boosting``: a Poisson HistGradientBoosting model of the ratio between the count
   and the cell's shrunk profile (the profile as an exposure: fitting ``y / base`` with weight
   ``base`` is Poisson regression with offset ``log(base)``); with ``exposure="level_adjusted"``
@@ -12,10 +15,12 @@
 - ``random_forest``: the same ratio with a Poisson-criterion forest, grid-searched over
   time-ordered folds.
 
-The answer to a pair is the mean, and P10/P50/P90 of a negative binomial around it whose
-dispersion is calibrated on the validation window (Poisson until then). The origin of a
-served forecast is the end of the known counts; ``with_counts`` extends them (no refit), so
-the inference pipeline forecasts from the latest hour.
+A learned model's mean is combined per horizon bucket with the three baselines (weights chosen
+on validation, a pure baseline among them). The answer to a pair is the mean, and P10/P50/P90
+of a negative binomial around it whose dispersion and median rule are chosen per horizon bucket
+on validation (``distribution.py``; Poisson until then). The origin of a served forecast is the
+end of the known counts; ``with_counts`` extends them (no refit), so the inference pipeline
+forecasts from the latest hour.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 
-from geo_busyness.model.cell_hours import HOURS_PER_WEEK, utc_hour_ns
+from geo_busyness.model import recency
+from geo_busyness.model.cell_hours import HOUR_NS, HOURS_PER_WEEK, utc_hour_ns
+from geo_busyness.model.distribution import count_quantiles, interval
 from geo_busyness.model.features import CELL_FEATURES, UNSEEN_CELL, BusynessFeatures
 from geo_busyness.model.geo import h3_cells
 from geo_busyness.model.history import CountHistory, DerivedHistory
@@ -49,7 +55,9 @@ from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, HORIZON
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("seasonal_naive", "level_adjusted", "gradient_boosting", "random_forest")
+#: The statistical baselines (no regressor), every one a candidate and a column of every table.
+BASELINES = ("seasonal_naive", "level_adjusted", "recent_level")
+METHODS = (*BASELINES, "gradient_boosting", "random_forest")
 #: What a learned model's ratio multiplies: the shrunk profile, or that at last week's level.
 EXPOSURES = ("profile", "level_adjusted")
 #: Methods with a learned ratio regressor (the others are statistical baselines).
@@ -57,18 +65,10 @@ LEARNED = ("gradient_boosting", "random_forest")
 QUANTILES = (0.1, 0.5, 0.9)
 #: Horizon buckets (hours ahead, inclusive): nowcast, the rest of the day, the rest of the week.
 HORIZON_BUCKETS = ((1, 3), (4, 24), (25, 168))
-#: Candidate (learned, level-adjusted) weights of a combination; the plain profile takes the rest.
-_BLEND_GRID = [(a / 10, b / 10) for a in range(11) for b in range(11 - a)]
-#: Candidate negative-binomial sizes for the interval calibration (None = Poisson).
-_SIZES = (*np.geomspace(0.05, 500.0, 41), None)
+#: What a combination weighs, the plain profile taking the rest of 1 (``blend_weights_``).
+BLEND_COMPONENTS = ("learned", "level_adjusted", "recent_level")
 
-
-def count_quantiles(mean: np.ndarray, size: float | None, q: float) -> np.ndarray:
-    """Quantile ``q`` of a negative binomial (Poisson when ``size`` is None) with this mean."""
-    mean = np.maximum(np.asarray(mean, dtype=float), 1e-9)
-    if size is None:
-        return stats.poisson.ppf(q, mean)
-    return stats.nbinom.ppf(q, size, size / (size + mean))
+__all__ = ["BusynessForecaster", "count_quantiles"]
 
 
 class BusynessForecaster(BaseEstimator):
@@ -123,8 +123,12 @@ class BusynessForecaster(BaseEstimator):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Artifacts pickled before ``exposure`` existed divided by the profile alone."""
-        self.__dict__.update({"exposure": "profile", **state})
+        """Older artifacts: a profile exposure, a (learned, level-adjusted) blend, one size and
+        the negative binomial's median in every bucket, no recent-level weights."""
+        defaults = {"exposure": "profile", "recency_weights_": None, "median_rule_": None}
+        self.__dict__.update({**defaults, "fitted_through_ns_": None, **state})
+        if self.blend_weights_ is not None:
+            self.blend_weights_ = [[*w, 0.0][: len(BLEND_COMPONENTS)] for w in self.blend_weights_]
 
     @property
     def derived(self) -> DerivedHistory:
@@ -174,12 +178,15 @@ class BusynessForecaster(BaseEstimator):
             history.cells, cell_features, self.exclude_features
         )
         self.feature_names_ = (*self.origin_feature_names_, *self.cell_feature_names_)
-        self.size_ = None  # Poisson until calibrate_intervals
-        self.blend_weights_ = None  # the learned mean alone until fit_blend
+        self.size_ = None  # Poisson until the selection sets sizes per bucket
+        self.median_rule_ = None  # the negative binomial's median until chosen
+        self.blend_weights_ = None  # the learned mean alone until a combination is chosen
+        self.recency_weights_ = None  # recency.DEFAULT_WEIGHTS until chosen
         self.regressor_ = None
         self.search_ = None
+        end = history.hours if train_end is None else int(train_end)
+        self.fitted_through_ns_ = history.start_ns + end * HOUR_NS
         if self.method in LEARNED:
-            end = history.hours if train_end is None else int(train_end)
             rows, origin, horizon = training_rows(
                 self.derived, end, self.max_train_rows, self.random_state
             )
@@ -248,28 +255,51 @@ class BusynessForecaster(BaseEstimator):
     # ---------------------------------------------------------------- predict
     def predict_rows(self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray) -> np.ndarray:
         """Mean forecast of (history row, origin position, horizon) rows."""
-        plain, level = self.baseline_means(rows, origin, horizon)
-        if self.method == "seasonal_naive":
-            return plain
-        if self.method == "level_adjusted":
-            return level
+        plain, level, recent = self.baseline_means(rows, origin, horizon)
+        if self.method in BASELINES:
+            return {"seasonal_naive": plain, "level_adjusted": level}.get(self.method, recent)
         features, base = self.design(rows, origin, horizon)
         learned = base * self._regress(features)
         if self.blend_weights_ is None:
             return learned
         weight = bucket_values(np.asarray(horizon), self.blend_weights_)
-        return weight[:, 0] * learned + weight[:, 1] * level + (1 - weight.sum(axis=1)) * plain
+        return combine(weight, learned, plain, level, recent)
 
     def baseline_means(
         self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The seasonal profile over all weeks before each origin, and that profile times the
-        city's actual/profile ratio over the last week (the two baselines)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The three baselines: the seasonal profile over all weeks before each origin, that
+        profile times the city's actual/profile ratio over the last week, and that profile
+        times the recent level (``recency.py``, this forecaster's weights per bucket)."""
         derived = self.derived
-        origin = np.asarray(origin)
-        profile = np.nan_to_num(derived.profile[rows, origin + np.asarray(horizon) - 1])
+        origin, horizon = np.asarray(origin), np.asarray(horizon)
+        profile = np.nan_to_num(derived.profile[rows, origin + horizon - 1])
         city = city_ratio(derived, origin, np.maximum(origin - HOURS_PER_WEEK, 0))
-        return profile, profile * city
+        weights = getattr(self, "recency_weights_", None) or [recency.DEFAULT_WEIGHTS] * len(
+            HORIZON_BUCKETS
+        )
+        factor = recency.recent_factor(
+            recency.log_ratios(derived, rows, origin), bucket_values(horizon, weights)
+        )
+        return profile, profile * city, profile * factor
+
+    def quantiles(
+        self, mean: np.ndarray, horizon: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P10, P50, P90 of mean forecasts: each horizon bucket's size and median rule."""
+        mean, bucket = np.asarray(mean, dtype=float), bucket_index(np.asarray(horizon))
+        out = np.zeros((3, len(mean)))
+        for index in np.unique(bucket):
+            part = bucket == index
+            out[:, part] = interval(mean[part], *self.bucket_distribution(int(index)))
+        return out[0], out[1], out[2]
+
+    def bucket_distribution(self, index: int) -> tuple[float | None, str]:
+        """The negative-binomial size (None = Poisson) and median rule of a horizon bucket
+        (Poisson before any is chosen)."""
+        size, rules = getattr(self, "size_", None), getattr(self, "median_rule_", None)
+        size = size[index] if isinstance(size, list) else size
+        return size, rules[index] if rules else "negative_binomial"
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Mean forecast of query rows (timestamp, lat, lon), as ``mlflow.sklearn`` calls it."""
@@ -304,10 +334,8 @@ class BusynessForecaster(BaseEstimator):
         """Mean and P10/P50/P90 of (uint64 cell, UTC hour in int64 ns) pairs."""
         rows, origin, horizon = self.serving_rows(cells, hours_ns)
         mean = np.clip(self.predict_rows(rows, origin, horizon), 0.0, None)
-        answer = {"mean": mean, HORIZON: horizon}
-        for q in QUANTILES:
-            answer[f"p{round(q * 100)}"] = count_quantiles(mean, self.size_, q)
-        return answer
+        p10, p50, p90 = self.quantiles(mean, horizon)
+        return {"mean": mean, HORIZON: horizon, "p10": p10, "p50": p50, "p90": p90}
 
     # ---------------------------------------------------------------- history and intervals
     def with_counts(self, counts: pd.DataFrame, end: pd.Timestamp) -> BusynessForecaster:
@@ -317,75 +345,30 @@ class BusynessForecaster(BaseEstimator):
         extended._derived = None
         return extended
 
-    def fit_blend(
-        self,
-        horizon: np.ndarray,
-        y: np.ndarray,
-        learned: np.ndarray,
-        plain: np.ndarray,
-        level: np.ndarray,
-    ) -> list[list[float]]:
-        """Per horizon bucket, the weights (learned, level-adjusted) of the combination
-        ``a * learned + b * level + (1 - a - b) * plain`` with the lowest mean Poisson deviance
-        on (validation) rows, on a 0.1 grid; kept and returned.
 
-        A forecast combination: where the learned model adds nothing over the baselines (a day
-        ahead when tomorrow's level is a coin toss) its weight falls toward 0.
-        """
-        weights = []
-        for low, high in HORIZON_BUCKETS:
-            part = (horizon >= low) & (horizon <= high)
-            if not part.any():
-                weights.append([1.0, 0.0])
-                continue
-            scored = [
-                (
-                    _poisson_deviance(
-                        y[part], a * learned[part] + b * level[part] + (1 - a - b) * plain[part]
-                    ),
-                    [float(a), float(b)],
-                )
-                for a, b in _BLEND_GRID
-            ]
-            weights.append(min(scored, key=lambda item: item[0])[1])
-        self.blend_weights_ = weights
-        return weights
-
-    def calibrate_intervals(self, y: np.ndarray, mean: np.ndarray, seed: int = 0) -> float | None:
-        """Fit the negative-binomial size to (actual, mean forecast) pairs by maximum likelihood.
-
-        Coverage is not the objective: most cell-hours of a sparse panel are zero, and a zero
-        lies inside any interval starting at 0, so a plain coverage target would pick a
-        degenerate distribution. The fitted size is kept for P10/P50/P90 and returned.
-        """
-        y, mean = np.asarray(y, dtype=float), np.maximum(np.asarray(mean, dtype=float), 1e-9)
-        if len(y) > 500_000:
-            pick = np.random.default_rng(seed).choice(len(y), 500_000, replace=False)
-            y, mean = y[pick], mean[pick]
-        best, best_loglik = None, -np.inf
-        for size in _SIZES:
-            if size is None:
-                loglik = stats.poisson.logpmf(y, mean).sum()
-            else:
-                loglik = stats.nbinom.logpmf(y, size, size / (size + mean)).sum()
-            if loglik > best_loglik:
-                best, best_loglik = size, loglik
-        self.size_ = None if best is None else float(best)
-        return self.size_
+def bucket_index(horizon: np.ndarray) -> np.ndarray:
+    """Index of each horizon's bucket in ``HORIZON_BUCKETS`` (past the last: the last)."""
+    edges = np.asarray([high for _, high in HORIZON_BUCKETS[:-1]])
+    return np.searchsorted(edges, horizon, side="left")
 
 
 def bucket_values(horizon: np.ndarray, values: Sequence[Any]) -> np.ndarray:
     """The value (row) of each horizon's bucket (``HORIZON_BUCKETS``; past the last: the last's)."""
-    edges = np.asarray([high for _, high in HORIZON_BUCKETS[:-1]])
-    return np.asarray(values, dtype=float)[np.searchsorted(edges, horizon, side="left")]
+    return np.asarray(values, dtype=float)[bucket_index(horizon)]
 
 
-def _poisson_deviance(y: np.ndarray, mean: np.ndarray) -> float:
-    """Mean Poisson deviance (means floored at 1e-9)."""
-    mean = np.maximum(mean, 1e-9)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(y > 0, y * np.log(y / mean), 0.0)
-    return float(2.0 * np.mean(term - (y - mean)))
+def combine(
+    weight: np.ndarray,
+    learned: np.ndarray,
+    plain: np.ndarray,
+    level: np.ndarray,
+    recent: np.ndarray,
+) -> np.ndarray:
+    """``weight`` (rows x ``BLEND_COMPONENTS``) of learned, level-adjusted and recent-level
+    means, the plain profile taking the rest of 1."""
+    weight = np.atleast_2d(weight)
+    rest = 1.0 - weight.sum(axis=1)
+    return weight[:, 0] * learned + weight[:, 1] * level + weight[:, 2] * recent + rest * plain
 
 
 def _cell_matrix(

@@ -51,7 +51,7 @@ LEVEL_RATIO = "city_ratio_168h"
 LEVEL_RELATIVE = tuple(name for name in ORIGIN_FEATURES if name != LEVEL_RATIO and "_ratio" in name)
 
 
-def _window_ratio(
+def window_ratio(
     derived: DerivedHistory, rows: np.ndarray, origin: np.ndarray, first: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """log((actual + a) / (profile + a)) over positions [first, origin), per cell and city-wide."""
@@ -128,12 +128,12 @@ def origin_features(
     )
     for window in RATIO_WINDOWS:
         first = np.maximum(origin - window, 0)
-        cell, city = _window_ratio(derived, rows, origin, first)
+        cell, city = window_ratio(derived, rows, origin, first)
         features[f"cell_ratio_{window}h"], features[f"city_ratio_{window}h"] = cell, city
     last = np.maximum(origin - 1, 0)
     since_midnight = calendar["hour"][last] + 1  # hours of the origin's local day already known
     today = np.where(calendar["hour"][origin] == 0, 0, since_midnight)
-    cell, city = _window_ratio(derived, rows, origin, np.maximum(origin - today, 0))
+    cell, city = window_ratio(derived, rows, origin, np.maximum(origin - today, 0))
     features["cell_ratio_today"] = np.where(today > 0, cell, np.nan)
     features["city_ratio_today"] = np.where(today > 0, city, np.nan)
     # Lags as log ratios to the profile: a raw count lets trees chase one past shock.

@@ -39,8 +39,8 @@ def _report(test_metrics, modeled, windows, params):
 def setting(modeled_in_memory, features_in_memory, tiny_parameters):
     """The tiny city's model, candidates, windows and modeling parameters."""
     return (
-        modeled_in_memory["busyness_model"],
-        modeled_in_memory["forecast_candidates"],
+        modeled_in_memory["evaluated_model"],
+        modeled_in_memory["model_selection"],
         features_in_memory["time_windows"],
         copy.deepcopy(tiny_parameters["modeling"]),
     )
@@ -52,13 +52,13 @@ def test_a_champion_fitted_before_the_new_weeks_answers_as_if_it_had_seen_them(
     """The champion, fitted on history that ends before the test window, is given the new
     counts without a refit: the seasonal-naive champion then equals the seasonal-naive baseline
     on every scored row, so both are scored on the same cells x hours with the same data."""
-    model, candidates, windows, params = setting
+    model, selection, windows, params = setting
     full = features_in_memory["count_history"]
     cut = window_position(full, windows, "test_start") - 30  # ends before the test window
     older = CountHistory(full.cells, full.start_ns, full.counts[:, :cut].copy(), full.timezone)
     champion = forecaster_for("seasonal_naive", older, params)
     champion.fit(older, features_in_memory["busyness_features"])
-    metrics, _, _ = backtest_test_window(model, candidates, _champion(champion), windows)
+    metrics, _, _ = backtest_test_window(model, selection, _champion(champion), windows, params)
     assert metrics["champion_comparison"]["status"] == "scored"
     for row in metrics["backtest"]:
         assert row["champion"]["mean_poisson_deviance"] == pytest.approx(
@@ -71,8 +71,10 @@ def test_a_champion_fitted_before_the_new_weeks_answers_as_if_it_had_seen_them(
 
 def test_a_tie_keeps_the_champion(setting, modeled_in_memory) -> None:
     """The challenger against itself as champion: equal scores, so it is not registered."""
-    model, candidates, windows, params = setting
-    metrics, _, _ = backtest_test_window(model, candidates, _champion(copy.copy(model)), windows)
+    model, selection, windows, params = setting
+    metrics, _, _ = backtest_test_window(
+        model, selection, _champion(copy.copy(model)), windows, params
+    )
     report, flat = _report(metrics, modeled_in_memory, windows, params)
     comparison = report["gate"]["champion_comparison"]
     assert comparison["improvement"] == 0.0 and comparison["challenger_wins"] is False
@@ -82,11 +84,15 @@ def test_a_tie_keeps_the_champion(setting, modeled_in_memory) -> None:
 
 
 def test_a_better_challenger_passes_and_a_worse_one_fails(setting, modeled_in_memory) -> None:
-    """Against the plain seasonal naive as champion the learned model wins on deviance; with the
-    roles reversed (a margin it cannot reach) the gate names the champion."""
-    model, candidates, windows, params = setting
-    champion = _champion(candidates["seasonal_naive"])
-    metrics, _, _ = backtest_test_window(model, candidates, champion, windows)
+    """Against a champion that knew a third of the real counts (a seasonal naive whose history
+    was undercounted) the model wins on the gate's loss; with a margin it cannot reach the gate
+    names the champion."""
+    model, selection, windows, params = setting
+    known = model.history_
+    undercounted = CountHistory(known.cells, known.start_ns, known.counts * 0.3, known.timezone)
+    naive = forecaster_for("seasonal_naive", undercounted, params)
+    champion = _champion(naive.fit(undercounted, model.cell_features_))
+    metrics, _, _ = backtest_test_window(model, selection, champion, windows, params)
     report, _ = _report(metrics, modeled_in_memory, windows, params)
     comparison = report["gate"]["champion_comparison"]
     assert comparison["challenger"] < comparison["champion"], "fixture: model beats the naive"
@@ -94,15 +100,15 @@ def test_a_better_challenger_passes_and_a_worse_one_fails(setting, modeled_in_me
     assert report["gate"]["passed"] is report["gate"]["baseline_gate_passed"]
 
     params["champion_challenge"]["min_improvement"] = comparison["improvement"] + 0.01
-    metrics, _, _ = backtest_test_window(model, candidates, champion, windows)
+    metrics, _, _ = backtest_test_window(model, selection, champion, windows, params)
     report, _ = _report(metrics, modeled_in_memory, windows, params)
     assert report["gate"]["passed"] is False
     assert report["gate"]["champion_comparison"]["challenger_wins"] is False
 
 
 def test_no_champion_leaves_the_baseline_gate_alone(setting, modeled_in_memory) -> None:
-    model, candidates, windows, params = setting
-    metrics, _, _ = backtest_test_window(model, candidates, NO_CHAMPION, windows)
+    model, selection, windows, params = setting
+    metrics, _, _ = backtest_test_window(model, selection, NO_CHAMPION, windows, params)
     report, flat = _report(metrics, modeled_in_memory, windows, params)
     assert report["gate"]["champion_comparison"]["status"] == "none"
     assert report["gate"]["passed"] is report["gate"]["baseline_gate_passed"]
@@ -110,11 +116,11 @@ def test_no_champion_leaves_the_baseline_gate_alone(setting, modeled_in_memory) 
 
 
 def test_a_champion_at_another_resolution_is_not_scored(setting) -> None:
-    model, candidates, windows, _ = setting
+    model, selection, windows, params = setting
     other = copy.copy(model)
     other.cell_features_ = copy.copy(model.cell_features_)
     other.cell_features_.resolution = model.resolution + 1
-    metrics, _, _ = backtest_test_window(model, candidates, _champion(other), windows)
+    metrics, _, _ = backtest_test_window(model, selection, _champion(other), windows, params)
     comparison = metrics["champion_comparison"]
     assert comparison["status"] == "incomparable" and "resolution" in comparison["reason"]
     assert "champion" not in metrics["backtest"][0]

@@ -14,12 +14,14 @@ import pytest
 
 from geo_busyness.model.geo import cell_centres, cell_ids
 from geo_busyness.model.predict import predict_busyness
+from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, check_deployable
 from geo_busyness.pipelines.modeling.nodes import (
     backtest_test_window,
     fit_candidates,
     refit_chosen,
     select_forecaster,
 )
+from geo_busyness.pipelines.modeling.registration import REJECTED_OVERRIDE
 from tests.conftest import (
     SMALL_TRAINING,
     TrainedProject,
@@ -49,7 +51,11 @@ def test_passing_gate_registers_a_challenger_with_tags(trained_project):
     assert report["gate"]["passed"], report["gate"]
     assert report["gate"]["min_r2"] == 0.6  # the conf/base gate, not an override
     assert report["test"]["model"]["r2"] >= 0.6
-    assert all(row["model"]["skill_mae"] > 0 for row in report["test"]["backtest"])
+    assert all(row["model"]["gate"] != "worse" for row in report["test"]["backtest"])
+    model_mae, naive_mae = (report["test"][k]["mae"] for k in ("model", "seasonal_naive_baseline"))
+    chosen = report["model_selection"]["chosen"]
+    assert model_mae < naive_mae or (model_mae == naive_mae and chosen == "seasonal_naive")
+    assert {b["verdict"] for b in report["gate"]["buckets"]} <= {"ok", "not judged"}
     registration = report["registration"]
     assert registration["registered"] and registration["alias"] == "challenger"
     with project_mlflow(trained_project.path) as client:
@@ -91,7 +97,9 @@ def test_registered_version_has_a_model_card(trained_project):
         report["test"]["seasonal_naive_baseline"]["mae"]
     )
     assert card["gate"]["passed"] is True and card["limits"] and card["intended_use"]
-    assert f"version {version_number}" in description
+    assert report["time_windows"]["test_end"] in card["data_used"]["served"]
+    assert report["time_windows"]["test_start"] in card["data_used"]["evidence"]
+    assert f"version {version_number}" in description and "Data each step used" in description
     assert "seasonal-naive baseline" in description
 
 
@@ -125,6 +133,38 @@ def test_failed_gate_registers_nothing_and_says_so(trained_project, failed_gate)
     assert [str(v.version) for v in versions] == [trained_project.report["registration"]["version"]]
     assert run.data.tags["gate"] == "failed"
     assert "min_r2" in run.data.tags["gate_reasons"]
+
+
+def test_a_rejected_model_registers_only_by_the_explicit_override(
+    trained_project, tmp_path_factory
+):
+    """``register_rejected: true`` registers the failed model, tagged so that deployment
+    refuses it: it can be explored, never promoted by anything automatic."""
+    project = copy_project(
+        trained_project.path, tmp_path_factory.mktemp("override") / "project", with_mlflow=True
+    )
+    modeling = {**SMALL_TRAINING["modeling"], "min_r2": 1.01, "register_rejected": True}
+    run_kedro(project, ["modeling"], {**SMALL_TRAINING, "modeling": modeling})
+    report = read_outputs(project)[0]
+    assert report["gate"]["passed"] is False
+    registration = report["registration"]
+    assert registration["registered"] and registration["override"] is True
+    with project_mlflow(project) as client:
+        version = client.get_model_version(MODEL_NAME, registration["version"])
+        run = client.get_run(registration["run_id"])
+    assert version.tags["gate"] == REJECTED_OVERRIDE
+    assert version.tags["fitted_through"] == report["time_windows"]["test_end"]
+    assert run.data.tags["gate"] == "failed" and run.data.tags["gate_override"]
+    candidate = {
+        "model_name": MODEL_NAME,
+        "version": registration["version"],
+        "tags": dict(version.tags),
+        "run_id": None,
+        "chosen_by": "alias challenger",
+    }
+    deployment = {"target": "local", "gate_tag": "gate", "gate_passed_value": "passed"}
+    with pytest.raises(DeploymentRefused, match="did not pass the quality gate"):
+        check_deployable(candidate, deployment)
 
 
 def test_registered_artifact_answers_raw_queries_like_the_pipeline(trained_project):
@@ -166,9 +206,9 @@ def test_same_data_params_and_seed_give_identical_metrics(trained_project):
     windows = trained_project.report["time_windows"]
     params = _modeling_params()
     candidates = fit_candidates(history, features, windows, params)
-    selection = select_forecaster(candidates, windows, params)
+    selection = select_forecaster(candidates, params)
     model = refit_chosen(selection, history, features, windows, params)
-    metrics, predictions, _ = backtest_test_window(model, candidates, NO_CHAMPION, windows)
+    metrics, predictions, _ = backtest_test_window(model, selection, NO_CHAMPION, windows, params)
     report = trained_project.report
     assert selection["chosen"] == report["model_selection"]["chosen"]
     assert selection["validation_average"] == report["model_selection"]["validation_average"]

@@ -38,7 +38,7 @@ def test_the_report_draft_holds_metrics_gate_and_windows(
     report = modeled_in_memory["evaluation_report_draft"]
     test = report["test"]
     assert {"r2", "mae", "rmse"} <= set(test["model"]) & set(test["seasonal_naive_baseline"])
-    passed, reasons = gate_decision(test, tiny_parameters["modeling"]["min_r2"])
+    passed, reasons = gate_decision(test, tiny_parameters["modeling"])
     assert report["gate"]["passed"] is passed and report["gate"]["reasons"] == reasons
     assert report["time_windows"] == features_in_memory["time_windows"]
     selection = report["model_selection"]

@@ -2,7 +2,7 @@
 horizon bucket.
 
 Products: the nowcast (an origin every hour, 1-3 h ahead), day-ahead (an origin at each local
-midnight, 1-24 h ahead) and week-ahead (each local midnight, 1-168 h ahead), with every target
+midnight, the local day ahead: 23-25 h at the clock changes) and week-ahead (each local midnight, 1-168 h ahead), with every target
 hour inside the window. Like is scored with like: the mean by RMSE, R^2 and Poisson deviance,
 the median (P50) by MAE against each baseline's own median (a Poisson median of its mean).
 """
@@ -10,23 +10,36 @@ the median (P50) by MAE against each baseline's own median (a Poisson median of 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from geo_busyness.metrics import regression_metrics
 from geo_busyness.model.cell_hours import HOURS_PER_WEEK
+from geo_busyness.model.distribution import pit_coverage
 from geo_busyness.model.forecaster import (
     HORIZON_BUCKETS,
     BusynessForecaster,
-    count_quantiles,
+    bucket_index,
     horizon_pairs,
 )
+from geo_busyness.schemas import HORIZON
 
 #: A mean forecast of (history row, origin position, horizon) rows.
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+class Distribution(Protocol):
+    """What scoring reads of a forecaster besides its means (``BusynessForecaster`` has both)."""
+
+    def quantiles(
+        self, mean: np.ndarray, horizon: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def bucket_distribution(self, index: int) -> tuple[float | None, str]: ...
+
+
 #: Rows scored per chunk (bounds the feature matrix's memory).
 _CHUNK_ROWS = 400_000
 
@@ -69,6 +82,7 @@ def backtest_means(
             "row": rows,
             "origin": origins,
             "horizon_hours": horizons,
+            "day": reference.derived.calendar["date"][origins + horizons - 1],
             "actual": reference.derived.counts[rows, origins + horizons - 1],
         }
         for name, predict in predictors.items():
@@ -93,58 +107,106 @@ def _chunks(n: int) -> list[slice]:
     return [slice(i, i + _CHUNK_ROWS) for i in range(0, n, _CHUNK_ROWS)]
 
 
-def score(
-    means: dict[str, pd.DataFrame], sizes: dict[str, float | None], reference: str
-) -> list[dict[str, Any]]:
-    """Metrics of every forecaster per product and horizon bucket, with skill against ``reference``.
+#: Horizon buckets (hours ahead, inclusive) scored per product. The day-ahead product covers
+#: the local day: 23-25 hours at the clock changes, so its last bucket runs to 25.
+PRODUCT_BUCKETS = {
+    "nowcast": ((1, 3),),
+    "day_ahead": ((1, 3), (4, 25)),
+    "week_ahead": HORIZON_BUCKETS,
+}
 
-    ``sizes`` gives each forecaster's negative-binomial size (None = Poisson) for its median
-    and 80% interval.
+
+def bucket_label(product: str, low: int, high: int) -> str:
+    """A bucket's name in every table: hours ahead, the day-ahead's local day as 4-24h."""
+    return f"{low}-{min(high, 24) if product == 'day_ahead' else high}h"
+
+
+def score(
+    means: dict[str, pd.DataFrame], forecasters: dict[str, Distribution], reference: str
+) -> list[dict[str, Any]]:
+    """Metrics of every forecaster per product and horizon bucket, with skill against
+    ``reference`` and its noise.
+
+    ``forecasters`` give each column's distribution (its ``quantiles`` and per-bucket size):
+    the P50 is scored by MAE, the mean by R², RMSE and Poisson deviance, the 80% interval by
+    randomised PIT. ``skill_noise`` is the standard error of the MAE skill over the target
+    days (paired: both forecasters on the same rows of each day).
     """
     rows = []
     for product, table in means.items():
-        for low, high in HORIZON_BUCKETS:
-            part = table[(table["horizon_hours"] >= low) & (table["horizon_hours"] <= high)]
-            if part.empty:
+        horizon_all = table[HORIZON].to_numpy()
+        for low, high in PRODUCT_BUCKETS.get(product, HORIZON_BUCKETS):
+            part = (horizon_all >= low) & (horizon_all <= high)
+            if not part.any():
                 continue
-            y = part["actual"].to_numpy()
+            y = table["actual"].to_numpy()[part]
+            horizon = horizon_all[part]
+            day = table["day"].to_numpy()[part] if "day" in table else np.zeros(len(y), int)
             entry: dict[str, Any] = {
                 "product": product,
-                "bucket": f"{low}-{high}h",
-                "rows": len(part),
+                "bucket": bucket_label(product, low, high),
+                "rows": int(part.sum()),
+                "days": int(len(np.unique(day))),
             }
-            for name, size in sizes.items():
-                mean = part[name].to_numpy()
+            errors = {}
+            for name, forecaster in forecasters.items():
+                mean = table[name].to_numpy()[part]
                 metrics = regression_metrics(y, mean)
-                p10, p50, p90 = (count_quantiles(mean, size, q) for q in (0.1, 0.5, 0.9))
-                metrics["mae"] = float(np.mean(np.abs(y - p50)))  # the median's own metric
+                p10, p50, p90 = forecaster.quantiles(mean, horizon)
+                errors[name] = np.abs(y - p50)
+                metrics["mae"] = float(np.mean(errors[name]))  # the median's own metric
                 metrics["coverage_80"] = float(np.mean((y >= p10) & (y <= p90)))
-                metrics["pit_coverage_80"] = pit_coverage(y, mean, size)
+                metrics["pit_coverage_80"] = _pit_by_bucket(y, mean, horizon, forecaster)
                 entry[name] = metrics
-            for name in sizes:
+            for name in forecasters:
                 if name != reference:
-                    entry[name]["skill_mae"] = _skill(entry[name]["mae"], entry[reference]["mae"])
-                    entry[name]["skill_rmse"] = _skill(
-                        entry[name]["rmse"], entry[reference]["rmse"]
-                    )
+                    entry[name] |= _skills(entry, name, reference, errors, day)
             rows.append(entry)
     return rows
 
 
-def pit_coverage(y: np.ndarray, mean: np.ndarray, size: float | None, seed: int = 0) -> float:
-    """Share of randomised PIT values in [0.1, 0.9]: the 80% coverage of a count forecast.
+def _skills(
+    entry: dict[str, Any],
+    name: str,
+    reference: str,
+    errors: dict[str, np.ndarray],
+    day: np.ndarray,
+) -> dict[str, float]:
+    """MAE and RMSE skill against the reference, and the MAE skill's noise over days."""
+    reference_mae = entry[reference]["mae"]
+    return {
+        "skill_mae": _skill(entry[name]["mae"], reference_mae),
+        "skill_rmse": _skill(entry[name]["rmse"], entry[reference]["rmse"]),
+        "skill_noise": paired_noise(errors[name] - errors[reference], day) / reference_mae
+        if reference_mae > 0
+        else 0.0,
+        "same_p50": bool(np.array_equal(errors[name], errors[reference])),
+    }
 
-    For counts, ``P10 <= y <= P90`` over-covers (a zero is inside every interval that starts at
-    0); the randomised probability integral transform is uniform for a calibrated forecast.
-    """
-    mean = np.maximum(mean, 1e-9)
-    if size is None:
-        below, at = stats.poisson.cdf(y - 1, mean), stats.poisson.pmf(y, mean)
-    else:
-        p = size / (size + mean)
-        below, at = stats.nbinom.cdf(y - 1, size, p), stats.nbinom.pmf(y, size, p)
-    pit = below + np.random.default_rng(seed).uniform(size=len(y)) * at
-    return float(np.mean((pit >= 0.1) & (pit <= 0.9)))
+
+def paired_noise(difference: np.ndarray, day: np.ndarray) -> float:
+    """Standard error of the mean of a per-row difference, from its per-day means (days are
+    the independent units; hours within a day move together)."""
+    days, index = np.unique(day, return_inverse=True)
+    if len(days) < 2:
+        return float("inf")
+    per_day = np.bincount(index, weights=difference) / np.bincount(index)
+    weight = np.bincount(index) / len(difference)
+    centred = per_day - np.sum(weight * per_day)
+    return float(np.sqrt(np.sum(weight**2 * centred**2) * len(days) / (len(days) - 1)))
+
+
+def _pit_by_bucket(
+    y: np.ndarray, mean: np.ndarray, horizon: np.ndarray, forecaster: Distribution
+) -> float:
+    """Randomised-PIT 80% coverage with each horizon bucket's own dispersion."""
+    bucket = bucket_index(horizon)
+    inside = 0.0
+    for index in np.unique(bucket):
+        part = bucket == index
+        size = forecaster.bucket_distribution(int(index))[0]
+        inside += pit_coverage(y[part], mean[part], size) * part.sum()
+    return float(inside / len(y))
 
 
 def _skill(value: float, reference: float) -> float:

@@ -19,6 +19,7 @@ import pandas as pd
 from geo_busyness.model.cell_hours import HOUR_NS
 from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.model.history import CountHistory
+from geo_busyness.pipelines.modeling.selection import average_loss
 from geo_busyness.registry import ModelNotFound, load_version, resolve_version
 from geo_busyness.schemas import CELL, HOUR, TARGET
 
@@ -83,8 +84,11 @@ def champion_predictor(champion: BusynessForecaster, history: CountHistory):
 def verdict(scores: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
     """Challenger vs champion: the metric averaged over products x buckets, and who wins."""
     metric, margin = params["metric"], float(params["min_improvement"])
-    challenger = float(np.mean([row["model"][metric] for row in scores]))
-    champion = float(np.mean([row["champion"][metric] for row in scores]))
+    if metric == "gate_loss":  # the selection's and the gate's loss (selection.py)
+        challenger, champion = average_loss(scores, "model"), average_loss(scores, "champion")
+    else:
+        challenger = float(np.mean([row["model"][metric] for row in scores]))
+        champion = float(np.mean([row["champion"][metric] for row in scores]))
     sign = 1.0 if metric in HIGHER_IS_BETTER else -1.0
     improvement = sign * (challenger - champion) / abs(champion) if champion else 0.0
     return {

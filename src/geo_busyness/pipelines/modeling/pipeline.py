@@ -1,5 +1,6 @@
-"""Count history -> candidates -> validation choice -> refit -> test backtest beside the
-baselines and the serving champion -> gate -> registry."""
+"""Count history -> candidates per validation fold -> choice -> refit before the test window
+-> test backtest beside the baselines and the serving champion -> gate -> refit through the
+end -> registry."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -11,13 +12,15 @@ from .nodes import (
     fit_candidates,
     permutation_feature_importance,
     refit_chosen,
+    refit_through_end,
     select_forecaster,
 )
 from .registration import gate_and_register
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Fit candidates on train, choose on validation, refit through validation, backtest, gate."""
+    """Fit candidates before each validation fold, choose, refit before test, backtest, gate,
+    refit through the end of the data, register."""
     return Pipeline(
         [
             Node(
@@ -28,7 +31,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 select_forecaster,
-                ["forecast_candidates", "time_windows", "params:modeling"],
+                ["forecast_candidates", "params:modeling"],
                 "model_selection",
                 name="select_forecaster",
             ),
@@ -41,8 +44,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "time_windows",
                     "params:modeling",
                 ],
-                "busyness_model",
+                "evaluated_model",
                 name="refit_chosen",
+            ),
+            Node(
+                refit_through_end,
+                ["evaluated_model", "model_selection"],
+                "busyness_model",
+                name="refit_through_end",
             ),
             Node(
                 load_champion,
@@ -52,7 +61,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 backtest_test_window,
-                ["busyness_model", "forecast_candidates", "serving_champion", "time_windows"],
+                [
+                    "evaluated_model",
+                    "model_selection",
+                    "serving_champion",
+                    "time_windows",
+                    "params:modeling",
+                ],
                 ["test_metrics", "test_predictions", "baseline_test_predictions"],
                 name="backtest_test_window",
             ),
@@ -77,7 +92,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 permutation_feature_importance,
-                ["busyness_model", "time_windows", "params:modeling"],
+                ["evaluated_model", "time_windows", "params:modeling"],
                 "feature_importance",
                 name="permutation_feature_importance",
             ),

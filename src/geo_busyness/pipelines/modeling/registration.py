@@ -28,6 +28,10 @@ from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, H3_CELL, HOUR
 
 logger = logging.getLogger(__name__)
 
+#: The gate tag of a version that failed the gate and was registered by the explicit override
+#: (``modeling.register_rejected``): deployment deploys only ``passed``.
+REJECTED_OVERRIDE = "failed_registered_by_override"
+
 
 def gate_and_register(
     model: BusynessForecaster,
@@ -49,14 +53,25 @@ def gate_and_register(
             }
         )
         report["registration"] = {"run_id": run.info.run_id, "registered": False}
-        if not gate["passed"]:
+        override = not gate["passed"] and bool(params.get("register_rejected"))
+        if not gate["passed"] and not override:
             logger.warning(
                 "Quality gate failed, nothing registered: %s", "; ".join(gate["reasons"])
             )
             return report
+        if override:
+            logger.warning(
+                "Quality gate failed (%s); registered anyway because modeling.register_rejected"
+                " is true: tagged gate=%s, so deployment refuses it and it never becomes"
+                " champion automatically",
+                "; ".join(gate["reasons"]),
+                REJECTED_OVERRIDE,
+            )
+            mlflow.set_tag("gate_override", "register_rejected")
         report["registration"] = _register(
             model, report, test_predictions, feature_engineering_params, params
         )
+        report["registration"]["override"] = override
         report["registration"]["run_id"] = run.info.run_id
         return report
     finally:
@@ -85,7 +100,8 @@ def _register(
         "params_sha256": params_digest(
             feature_engineering=feature_engineering_params, modeling=params
         ),
-        "gate": "passed",
+        "gate": "passed" if report["gate"]["passed"] else REJECTED_OVERRIDE,
+        "fitted_through": pd.Timestamp(model.fitted_through_ns_, tz="UTC").isoformat(),
     }
     comparison = report["gate"].get("champion_comparison", {})
     if comparison.get("status") == "scored":

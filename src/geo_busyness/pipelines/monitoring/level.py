@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from geo_busyness.model.cell_hours import HOURS_PER_WEEK
-from geo_busyness.model.forecaster import BusynessForecaster
+from geo_busyness.model.forecaster import BusynessForecaster, bucket_index
 from geo_busyness.model.predict import as_forecaster
 from geo_busyness.schemas import PREDICTION, TARGET
 
@@ -225,7 +225,7 @@ def level_figures(
     actual = forecaster.history_.counts[rows, target].astype(float)
     profile = forecaster.baseline_means(rows, origin, horizon)[0]
     served = served_means(forecaster, rows, origin, horizon)
-    size = forecaster.size_
+    size = forecaster.bucket_distribution(bucket_index(np.array([24]))[0])[0]  # the day ahead's
     count_variance = float(np.sum(profile + (profile**2 / size if size else 0.0)))
     hours = len(np.unique(target))
     history = history_daily_totals(forecaster, first)

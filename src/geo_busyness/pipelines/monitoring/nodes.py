@@ -20,7 +20,7 @@ import pandas as pd
 
 from geo_busyness.metrics import regression_metrics
 from geo_busyness.model.cell_hours import HOUR_NS, build_panel, count_cell_hours, utc_hour_ns
-from geo_busyness.model.forecaster import QUANTILES, BusynessForecaster, count_quantiles
+from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.model.geo import cell_names, euclidean_deg, h3_cells, haversine_km
 from geo_busyness.model.predict import as_forecaster
 from geo_busyness.schemas import (
@@ -234,8 +234,7 @@ def day_ahead_answers(model: Any, cells: np.ndarray, hours: pd.Series) -> dict[s
         or [np.empty(0)]
     )
     answers = {PREDICTION: mean, HORIZON: horizon}
-    for column, q in zip(INTERVAL_COLUMNS, QUANTILES, strict=True):
-        answers[column] = count_quantiles(mean, forecaster.size_, q)
+    answers |= dict(zip(INTERVAL_COLUMNS, forecaster.quantiles(mean, horizon), strict=True))
     return answers
 
 

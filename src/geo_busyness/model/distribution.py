@@ -1,0 +1,110 @@
+"""The predictive distribution of a count: quantiles, the median rule, the dispersion fit, PIT.
+
+A forecast's answer is a mean and P10/P50/P90 of a negative binomial around it (Poisson when
+the size is None), with per horizon bucket a size fitted by maximum likelihood (the intervals)
+and a median rule chosen by validation MAE (the P50): the negative binomial's median, or the
+Poisson median of the same mean, which is higher at small means (mean 0.8: NB size 1 gives 0,
+Poisson 1) and on sparse panels often scores the lower absolute error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special, stats
+
+#: How the P50 is read from the mean: ``MEDIAN_RULES[0]`` = the fitted negative binomial's.
+MEDIAN_RULES = ("negative_binomial", "poisson")
+#: Candidate negative-binomial sizes for the interval calibration (None = Poisson).
+SIZES = (*np.geomspace(0.05, 500.0, 41), None)
+#: Rows a dispersion fit reads at most (a random sample beyond).
+_FIT_ROWS = 500_000
+
+
+def poisson_quantile(mean: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` of a Poisson with this mean: exact, 8-80x faster than ``poisson.ppf``.
+
+    A first guess, then unit steps until ``cdf(m - 1) < q <= cdf(m)``. The median's guess,
+    ``floor(mean + 1/3 - 0.02 / mean)``, is checked only where it lies near an integer step;
+    other quantiles start from a normal (Cornish-Fisher) guess, checked everywhere.
+    """
+    mean = np.maximum(np.asarray(mean, dtype=float), 1e-9)
+    if q == 0.5:
+        guess = mean + 1 / 3 - 0.02 / mean
+        m = np.maximum(np.floor(guess), 0.0)
+        check = np.flatnonzero((np.abs(guess - np.round(guess)) < 0.05) & (guess > -0.05))
+    else:
+        z = stats.norm.ppf(q)
+        m = np.maximum(np.floor(mean + z * np.sqrt(mean) + (z * z - 1) / 6), 0.0)
+        check = np.arange(len(m))
+    mu = mean[check]
+    for _ in range(64):
+        step = m[check]
+        down = (step > 0) & (special.pdtr(step - 1, mu) >= q)
+        up = special.pdtr(step, mu) < q
+        if not (down.any() or up.any()):
+            break
+        m[check] = step - down + up
+    return m
+
+
+def count_quantiles(mean: np.ndarray, size: float | None, q: float) -> np.ndarray:
+    """Quantile ``q`` of a negative binomial (Poisson when ``size`` is None) with this mean."""
+    mean = np.maximum(np.asarray(mean, dtype=float), 1e-9)
+    if size is None:
+        return poisson_quantile(mean, q)
+    return stats.nbinom.ppf(q, size, size / (size + mean))
+
+
+def interval(
+    mean: np.ndarray, size: float | None, median_rule: str = MEDIAN_RULES[0]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P10, P50, P90 of one bucket's rows; the P50 by ``median_rule``, kept inside P10..P90."""
+    p10, p90 = count_quantiles(mean, size, 0.1), count_quantiles(mean, size, 0.9)
+    p50 = count_quantiles(mean, None if median_rule == "poisson" else size, 0.5)
+    return p10, np.clip(p50, p10, p90), p90
+
+
+def fit_size(y: np.ndarray, mean: np.ndarray, seed: int = 0) -> float | None:
+    """The negative-binomial size (None = Poisson) of highest likelihood for (actual, mean).
+
+    Coverage is not the objective: most cell-hours of a sparse panel are zero, and a zero lies
+    inside any interval starting at 0, so a coverage target would pick a degenerate one.
+    """
+    y, mean = np.asarray(y, dtype=float), np.maximum(np.asarray(mean, dtype=float), 1e-9)
+    if not len(y):
+        return None
+    if len(y) > _FIT_ROWS:
+        pick = np.random.default_rng(seed).choice(len(y), _FIT_ROWS, replace=False)
+        y, mean = y[pick], mean[pick]
+    best, best_loglik = None, -np.inf
+    for size in SIZES:
+        if size is None:
+            loglik = stats.poisson.logpmf(y, mean).sum()
+        else:
+            loglik = stats.nbinom.logpmf(y, size, size / (size + mean)).sum()
+        if loglik > best_loglik:
+            best, best_loglik = size, loglik
+    return None if best is None else float(best)
+
+
+def best_median_rule(y: np.ndarray, mean: np.ndarray, size: float | None) -> str:
+    """The median rule with the lower MAE on (actual, mean) rows (ties: the first rule)."""
+    errors = [float(np.mean(np.abs(y - interval(mean, size, rule)[1]))) for rule in MEDIAN_RULES]
+    return MEDIAN_RULES[int(np.argmin(errors))]
+
+
+def pit_coverage(y: np.ndarray, mean: np.ndarray, size: float | None, seed: int = 0) -> float:
+    """Share of randomised PIT values in [0.1, 0.9]: the 80% coverage of a count forecast.
+
+    For counts, ``P10 <= y <= P90`` over-covers (a zero is inside every interval that starts at
+    0); the randomised probability integral transform is uniform for a calibrated forecast.
+    """
+    mean = np.maximum(mean, 1e-9)
+    if size is None:
+        below, at = special.pdtr(y - 1, mean), stats.poisson.pmf(y, mean)
+        below = np.where(y > 0, below, 0.0)
+    else:
+        p = size / (size + mean)
+        below, at = stats.nbinom.cdf(y - 1, size, p), stats.nbinom.pmf(y, size, p)
+    pit = below + np.random.default_rng(seed).uniform(size=len(y)) * at
+    return float(np.mean((pit >= 0.1) & (pit <= 0.9)))

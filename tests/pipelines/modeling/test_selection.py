@@ -1,0 +1,215 @@
+"""Selection on the rolling validation: the gate's own loss, combinations that can reach a pure
+baseline, short histories, and the refit through the end of the data."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo_busyness.model.cell_hours import count_cell_hours
+from geo_busyness.model.distribution import poisson_quantile
+from geo_busyness.model.features import BusynessFeatures, cell_feature_params
+from geo_busyness.model.forecaster import BASELINES, BusynessForecaster
+from geo_busyness.model.history import history_from_counts
+from geo_busyness.pipelines.modeling.backtest import score
+from geo_busyness.pipelines.modeling.nodes import (
+    backtest_test_window,
+    fit_candidates,
+    gate_decision,
+    refit_chosen,
+    refit_through_end,
+    select_forecaster,
+)
+from geo_busyness.pipelines.modeling.selection import (
+    average_loss,
+    fit_combination,
+    fold_starts,
+    gate_loss,
+)
+from geo_busyness.schemas import (
+    CELL,
+    EVENT_LAT,
+    EVENT_LON,
+    EVENT_TIME,
+    VENUE_ID,
+    VENUE_LAT,
+    VENUE_LON,
+)
+
+START = pd.Timestamp("2026-01-05T06:00:00Z")  # local midnight in Regina, a Monday
+TZ = "America/Regina"
+CENTRES = np.array([[50.45, -104.61], [50.43, -104.56], [50.49, -104.66], [50.41, -104.52]])
+PARAMS = {
+    "candidates": [*BASELINES, "gradient_boosting"],
+    "validation_folds": 3,
+    "random_state": 42,
+    "min_r2": 0.6,
+    "gate_noise_z": 2.0,
+    "gate_min_bucket_rows": 1000,
+    "forecaster": {"shrink_weeks": 4.0, "base_floor": 0.05, "max_train_rows": 20_000},
+    "gradient_boosting": {"params": {"max_iter": 30, "max_depth": 3, "min_samples_leaf": 50}},
+}
+
+
+def _stationary_events(weeks: int) -> pd.DataFrame:
+    """Four busy places, each with its own rough hour-of-week means repeated every week, and
+    Poisson counts: nothing to learn beyond each cell's hour-of-week profile, and no smooth
+    shape that pooling hours or cells could borrow."""
+    rng = np.random.default_rng(11)
+    hours = pd.date_range(START, periods=weeks * 168, freq="h")
+    frames = []
+    for i, (lat, lon) in enumerate(CENTRES):
+        week = rng.gamma(2.0, 4.0 * (i + 1), 168)
+        counts = rng.poisson(np.tile(week, weeks))
+        n = counts.sum()
+        frames.append(
+            pd.DataFrame(
+                {
+                    EVENT_TIME: np.repeat(hours, counts),
+                    EVENT_LAT: lat + rng.normal(0, 1e-4, n),
+                    EVENT_LON: lon + rng.normal(0, 1e-4, n),
+                    VENUE_LAT: lat,
+                    VENUE_LON: lon,
+                    VENUE_ID: i,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _panel(weeks: int):
+    """History, cell features and windows (validation and test a week each) of ``weeks``."""
+    events = _stationary_events(weeks)
+    counts = count_cell_hours(events, 7)
+    end = START + pd.Timedelta(weeks=weeks)
+    history = history_from_counts(counts, np.unique(counts[CELL]), START, end, TZ)
+    features = BusynessFeatures(
+        **cell_feature_params({"h3_resolution": 7, "n_clusters": 2, "random_state": 42})
+    ).fit(events)
+    windows = {
+        "train_start": START.isoformat(),
+        "validation_start": (end - pd.Timedelta(weeks=2)).isoformat(),
+        "test_start": (end - pd.Timedelta(weeks=1)).isoformat(),
+        "test_end": end.isoformat(),
+    }
+    return history, features, windows
+
+
+@pytest.fixture(scope="module")
+def stationary():
+    """A stationary ten-week panel through candidates, selection and the refit before test."""
+    history, features, windows = _panel(10)
+    candidates = fit_candidates(history, features, windows, PARAMS)
+    selection = select_forecaster(candidates, PARAMS)
+    evaluated = refit_chosen(selection, history, features, windows, PARAMS)
+    return history, features, windows, candidates, selection, evaluated
+
+
+def test_the_selection_loss_is_the_gates_metrics_on_the_same_rows():
+    """``gate_loss`` of a column equals the loss read off the backtest's own scores (P50 MAE
+    and mean RMSE beside the seasonal naive's), so selection and gate judge alike."""
+    rng = np.random.default_rng(5)
+    naive = rng.uniform(0.2, 6, 20_000)
+    table = pd.DataFrame(
+        {
+            "horizon_hours": rng.integers(4, 25, len(naive)),
+            "day": rng.integers(0, 7, len(naive)),
+            "actual": rng.poisson(naive * rng.lognormal(0, 0.3, len(naive))),
+            "seasonal_naive": naive,
+            "model": naive * 1.1,
+        }
+    )
+    poisson = BusynessForecaster(method="seasonal_naive")
+    scores = score(
+        {"day_ahead": table}, {n: poisson for n in ("model", "seasonal_naive")}, "seasonal_naive"
+    )
+    y, mean = table["actual"].to_numpy(), table["model"].to_numpy()
+    direct = gate_loss(y, poisson_quantile(mean, 0.5), mean, table["seasonal_naive"].to_numpy())
+    assert direct == pytest.approx(average_loss(scores, "model"), rel=1e-12)
+    assert average_loss(scores, "seasonal_naive") == pytest.approx(1.0)
+
+
+def test_the_combination_weights_follow_which_forecast_is_right():
+    rng = np.random.default_rng(0)
+    horizon = np.tile(np.arange(1, 169), 200)
+    truth = rng.uniform(1, 10, len(horizon))
+    noise = truth * rng.uniform(0.2, 2.0, len(horizon))
+    pooled = pd.DataFrame(
+        {
+            "horizon_hours": horizon,
+            "day": np.repeat(np.arange(200) % 14, 168),
+            "actual": rng.poisson(truth),
+            # Learned right for 1-3 h, level-adjusted right for 4-24 h, the plain profile beyond.
+            "learned": np.where(horizon <= 3, truth, noise),
+            "seasonal_naive": np.where(horizon > 24, truth, noise),
+            "level_adjusted": np.where((horizon > 3) & (horizon <= 24), truth, noise),
+            "recent_level": noise,
+        }
+    )
+    weights = fit_combination(pooled, "learned", seed=0)
+    assert weights[0][0] >= 0.75 and weights[1][1] >= 0.75 and sum(weights[2]) <= 0.25
+
+
+def test_folds_count_back_from_the_test_window_while_the_history_allows():
+    assert fold_starts(1000, 168, 3, 504) == [(832, 1000), (664, 832)]
+    assert fold_starts(1000, 168, 3, 168) == [(832, 1000), (664, 832), (496, 664)]
+    assert fold_starts(400, 168, 3, 504) == []
+
+
+def test_a_stationary_panel_chooses_a_baseline_and_the_gate_passes_it(stationary):
+    history, _features, windows, candidates, selection, evaluated = stationary
+    assert len(candidates["folds"]) == 3 and "gradient_boosting" in candidates["learned"]
+    assert selection["chosen"] in BASELINES, selection["validation_average"]
+    assert evaluated.method == selection["chosen"] and evaluated.regressor_ is None
+    no_champion = {"model_name": "m", "alias": "champion", "version": None, "model": None}
+    metrics, _predictions, _baseline = backtest_test_window(
+        evaluated, selection, no_champion, windows, PARAMS
+    )
+    passed, reasons = gate_decision(metrics, PARAMS)
+    assert passed, reasons
+    assert {"seasonal_naive", "level_adjusted", "recent_level"} <= set(metrics["backtest"][0])
+    spread = selection["validation_fold_loss"][selection["chosen"]]
+    assert spread["min"] <= spread["mean"] <= spread["max"]
+
+
+def test_three_weeks_of_history_train_the_baselines_with_a_one_line_note(caplog):
+    history, features, windows = _panel(3)
+    with caplog.at_level(logging.WARNING):
+        candidates = fit_candidates(history, features, windows, PARAMS)
+    notes = [r.getMessage() for r in caplog.records if "too short" in r.getMessage()]
+    assert len(notes) == 1 and "gradient_boosting" in notes[0] and "504 h" in notes[0]
+    assert candidates["learned"] == {} and candidates["folds"] == [(168, 336)]
+    selection = select_forecaster(candidates, PARAMS)
+    assert selection["chosen"] in BASELINES and not selection["learned_candidates_fitted"]
+
+
+def test_too_little_history_for_any_baseline_is_a_clear_error():
+    history, features, windows = _panel(2)
+    with pytest.raises(ValueError, match="validation_days / test_days") as error:
+        fit_candidates(history, features, windows, PARAMS)
+    assert "train window has 0 h" in str(error.value)
+
+
+def test_refit_through_the_end_moves_what_was_learned_and_nothing_in_the_backtest():
+    history, features, windows = _panel(6)
+    params = PARAMS | {"candidates": ["seasonal_naive", "gradient_boosting"]}
+    candidates = fit_candidates(history, features, windows, params)
+    selection = select_forecaster(candidates, params) | {"chosen": "gradient_boosting"}
+    selection["blend_weights"]["gradient_boosting"] = [[1.0, 0.0, 0.0]] * 3  # all learned
+    evaluated = refit_chosen(selection, history, features, windows, params)
+    no_champion = {"model_name": "m", "alias": "champion", "version": None, "model": None}
+    before = backtest_test_window(evaluated, selection, no_champion, windows, params)[0]
+    final = refit_through_end(evaluated, selection)
+    after = backtest_test_window(evaluated, selection, no_champion, windows, params)[0]
+    assert before == after  # the evidence is the evaluated model's, untouched by the refit
+    assert evaluated.fitted_through_ns_ == pd.Timestamp(windows["test_start"]).value
+    assert final.fitted_through_ns_ == history.end_ns and final.origin == evaluated.origin
+    assert final.blend_weights_ == evaluated.blend_weights_ and final.size_ == evaluated.size_
+    rows = np.arange(len(history.cells))
+    origin, horizon = np.full(len(rows), history.hours), np.full(len(rows), 5)
+    assert not np.allclose(
+        final.predict_rows(rows, origin, horizon), evaluated.predict_rows(rows, origin, horizon)
+    )

@@ -1,0 +1,41 @@
+"""Every benchmark script that has a toy size runs in the suite, so none can break unseen."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from geo_busyness.testing import PROJECT_ROOT
+
+BENCHMARKS = PROJECT_ROOT / "benchmarks"
+
+
+@pytest.mark.slow
+def test_the_forecast_battery_runs_at_toy_size(tmp_path: Path) -> None:
+    """A small synthetic city through the real pipelines: one row per product x bucket with
+    the model beside the three baselines, the chosen candidate and the gate, in JSON."""
+    out = tmp_path / "battery.json"
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "forecast_battery.py"), "--toy", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [run["name"] for run in result["runs"]] == ["toy"] and not result["skipped"]
+    products = {(row["product"], row["bucket"]) for row in result["rows"]}
+    assert {("nowcast", "1-3h"), ("day_ahead", "4-24h"), ("week_ahead", "25-168h")} <= products
+    for row in result["rows"]:
+        for name in ("model", "seasonal_naive", "level_adjusted", "recent_level"):
+            assert row[f"{name}_mae"] >= 0
+        assert 0 <= row["coverage_80"] <= 1 and row["gate"] in ("passed", "FAILED")
+    assert "battery wall" in done.stdout
