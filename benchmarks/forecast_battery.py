@@ -164,6 +164,18 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _headline(result: dict[str, Any]) -> dict[str, float] | None:
+    """The day-ahead headline R² and MAE of the model and the seasonal naive (None on error)."""
+    test = result.get("test")
+    if not test:
+        return None
+    return {
+        f"{who}_{metric}": test[key][metric]
+        for who, key in (("model", "model"), ("naive", "seasonal_naive_baseline"))
+        for metric in ("r2", "mae")
+    }
+
+
 def _skill(value: float, reference: float) -> float:
     """1 - value / reference (0 where the reference is 0)."""
     return 1.0 - value / reference if reference > 0 else 0.0
@@ -192,6 +204,29 @@ def summary(table: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def markdown(table: pd.DataFrame, runs: list[dict[str, Any]]) -> str:
+    """The battery as the markdown table docs/forecast.md quotes (week-ahead: 25-168 h only;
+    its 1-3 h and 4-24 h rows repeat the day-ahead's)."""
+    shown = table[(table["product"] != "week_ahead") | (table["bucket"] == "25-168h")]
+    lines = [
+        "| data | product | bucket | rows | model MAE | naive | level-adj. | recent | skill vs"
+        " naive | skill vs best | RMSE skill vs best | coverage | chosen | gate |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        " --- |",
+    ]
+    for row in shown.to_dict(orient="records"):
+        lines.append(
+            f"| {row['data']} | {row['product']} | {row['bucket']} | {row['rows']:,} |"
+            f" {row['model_mae']:.3f} | {row['seasonal_naive_mae']:.3f} |"
+            f" {row['level_adjusted_mae']:.3f} | {row.get('recent_level_mae', float('nan')):.3f} |"
+            f" {row['skill_vs_naive']:+.1%} | {row['skill_vs_best']:+.1%} |"
+            f" {row['rmse_skill_vs_best']:+.1%} | {row['coverage_80']:.1%} | {row['chosen']} |"
+            f" {row['gate']} |"
+        )
+    failed = [f"- {r['name']}: {r['error'].splitlines()[-1]}" for r in runs if r.get("error")]
+    return "\n".join(lines + failed)
+
+
 def main() -> None:
     """Run the chosen rows, print the table and the summary, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -202,6 +237,7 @@ def main() -> None:
     parser.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="real_data.py --param"
     )
+    parser.add_argument("--markdown", type=Path, default=None, help="also the table as markdown")
     args = parser.parse_args()
     rows = {"toy": ("synthetic:toy", ["--resolution", "7"])} if args.toy else ROWS
     names = args.rows or list(rows)
@@ -256,7 +292,7 @@ def main() -> None:
                 "summary": stats,
                 "runs": [
                     {k: r.get(k) for k in ("name", "chosen", "wall_s", "error")}
-                    | {"gate": r.get("gate")}
+                    | {"gate": r.get("gate"), "headline": _headline(r)}
                     for r in results
                 ],
                 "skipped": skipped,
@@ -267,6 +303,9 @@ def main() -> None:
         )
     )
     print(f"wrote {output}")
+    if args.markdown and len(table):
+        args.markdown.write_text(markdown(table, results) + "\n")
+        print(f"wrote {args.markdown}")
     if errors:
         sys.exit(1)
 

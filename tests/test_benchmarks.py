@@ -38,4 +38,6 @@ def test_the_forecast_battery_runs_at_toy_size(tmp_path: Path) -> None:
         for name in ("model", "seasonal_naive", "level_adjusted", "recent_level"):
             assert row[f"{name}_mae"] >= 0
         assert 0 <= row["coverage_80"] <= 1 and row["gate"] in ("passed", "FAILED")
+    headline = result["runs"][0]["headline"]
+    assert set(headline) == {"model_r2", "model_mae", "naive_r2", "naive_mae"}
     assert "battery wall" in done.stdout

@@ -30,6 +30,7 @@ from geo_busyness.schemas import (
     VENUE_LAT,
     VENUE_LON,
 )
+from tests.point_events import place_events
 
 START = pd.Timestamp("2026-01-05T06:00:00Z")  # local midnight in Regina, a Monday
 WEEKS = 4
@@ -56,20 +57,7 @@ def events() -> pd.DataFrame:
     frames = []
     for i, (lat, lon) in enumerate(CENTRES):
         counts = rng.poisson(np.clip(rhythm, 0.05, None) * level * (i + 1))
-        times = np.repeat(hours, counts) + pd.to_timedelta(rng.integers(0, 3600, counts.sum()), "s")
-        n = counts.sum()
-        frames.append(
-            pd.DataFrame(
-                {
-                    EVENT_TIME: times,
-                    EVENT_LAT: lat + rng.normal(0, 1e-4, n),
-                    EVENT_LON: lon + rng.normal(0, 1e-4, n),
-                    VENUE_LAT: lat,
-                    VENUE_LON: lon,
-                    VENUE_ID: i,
-                }
-            )
-        )
+        frames.append(place_events(hours, counts, (lat, lon, i), rng, spread_in_hour=True))
     return pd.concat(frames, ignore_index=True)
 
 

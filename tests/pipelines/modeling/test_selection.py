@@ -24,20 +24,14 @@ from geo_busyness.pipelines.modeling.nodes import (
     select_forecaster,
 )
 from geo_busyness.pipelines.modeling.selection import (
+    BucketRows,
     average_loss,
     fit_combination,
     fold_starts,
     gate_loss,
 )
-from geo_busyness.schemas import (
-    CELL,
-    EVENT_LAT,
-    EVENT_LON,
-    EVENT_TIME,
-    VENUE_ID,
-    VENUE_LAT,
-    VENUE_LON,
-)
+from geo_busyness.schemas import CELL
+from tests.point_events import place_events
 
 START = pd.Timestamp("2026-01-05T06:00:00Z")  # local midnight in Regina, a Monday
 TZ = "America/Regina"
@@ -63,20 +57,7 @@ def _stationary_events(weeks: int) -> pd.DataFrame:
     frames = []
     for i, (lat, lon) in enumerate(CENTRES):
         week = rng.gamma(2.0, 4.0 * (i + 1), 168)
-        counts = rng.poisson(np.tile(week, weeks))
-        n = counts.sum()
-        frames.append(
-            pd.DataFrame(
-                {
-                    EVENT_TIME: np.repeat(hours, counts),
-                    EVENT_LAT: lat + rng.normal(0, 1e-4, n),
-                    EVENT_LON: lon + rng.normal(0, 1e-4, n),
-                    VENUE_LAT: lat,
-                    VENUE_LON: lon,
-                    VENUE_ID: i,
-                }
-            )
-        )
+        frames.append(place_events(hours, rng.poisson(np.tile(week, weeks)), (lat, lon, i), rng))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -132,6 +113,40 @@ def test_the_selection_loss_is_the_gates_metrics_on_the_same_rows():
     assert average_loss(scores, "seasonal_naive") == pytest.approx(1.0)
 
 
+def test_the_tuning_loss_weighs_each_product_as_the_gate_does():
+    """Within a horizon bucket the tuning averages the loss over products, as the backtest's
+    average over products x buckets does: a thin product is not drowned by a dense one."""
+    rng = np.random.default_rng(6)
+    parts = []
+    for product, n, factor in (("nowcast", 30_000, 1.0), ("day_ahead", 1_000, 1.6)):
+        naive = rng.uniform(0.2, 6, n)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "product": product,
+                    "horizon_hours": rng.integers(1, 4, n),
+                    "day": rng.integers(0, 7, n),
+                    "actual": rng.poisson(naive * rng.lognormal(0, 0.3, n)),
+                    "seasonal_naive": naive,
+                    "model": naive * factor,
+                }
+            )
+        )
+    pooled = pd.concat(parts, ignore_index=True)
+    poisson = BusynessForecaster(method="seasonal_naive")
+    scores = score(
+        {p: t for p, t in pooled.groupby("product")},
+        {n: poisson for n in ("model", "seasonal_naive")},
+        "seasonal_naive",
+    )
+    rows = BucketRows(pooled, 0, seed=0)
+    naive = rows.column(pooled, "seasonal_naive")
+    assert rows.loss(rows.column(pooled, "model"), naive) == pytest.approx(
+        average_loss(scores, "model"), rel=1e-12
+    )
+    assert rows.clearly_better(naive, rows.column(pooled, "model"), naive, z=2.0)
+
+
 def test_the_combination_weights_follow_which_forecast_is_right():
     rng = np.random.default_rng(0)
     horizon = np.tile(np.arange(1, 169), 200)
@@ -140,6 +155,7 @@ def test_the_combination_weights_follow_which_forecast_is_right():
     pooled = pd.DataFrame(
         {
             "horizon_hours": horizon,
+            "product": "week_ahead",
             "day": np.repeat(np.arange(200) % 14, 168),
             "actual": rng.poisson(truth),
             # Learned right for 1-3 h, level-adjusted right for 4-24 h, the plain profile beyond.

@@ -246,6 +246,8 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
     average = {name: average_loss(scores, name) for name in names}
     chosen = _choose(average, eligible, float(params.get("selection_margin", 0.005)))
     sizes, rules = fit_distribution(pooled, chosen, seed, z)
+    if chosen not in LEARNED:  # a baseline serves as it is scored: its Poisson median
+        rules = ["poisson"] * len(rules)
     logger.info(
         "Chose %s on %d validation fold(s) by the gate's loss (1 = seasonal naive%s): %s",
         chosen,

@@ -11,7 +11,8 @@ Validation is a run of weekly folds counting back from the test window, as many 
 each departing from the simpler choice (no recency, no learned share) only where validation
 shows it better by more than ``tuning_noise_z`` standard errors over days, then
 3. the chosen mean's negative-binomial size (maximum likelihood) and median rule (the Poisson
-   median unless the negative binomial's is clearly better by MAE),
+   median, a baseline's own; for a learned model the negative binomial's where it is clearly
+   better by MAE in every fold),
 
 all by ``gate_loss``: half the P50's MAE and half the mean's RMSE, each relative to the plain
 seasonal naive's on the same rows, the two metrics the backtest reports and the gate judges.
@@ -102,62 +103,96 @@ def fold_starts(
     return out
 
 
-def sample_rows(mask: np.ndarray, seed: int) -> np.ndarray:
-    """Indices of ``mask``'s rows, a seeded sample of at most ``_GRID_ROWS``."""
+def sample_rows(mask: np.ndarray, seed: int, limit: int = _GRID_ROWS) -> np.ndarray:
+    """Indices of ``mask``'s rows, a seeded sample of at most ``limit``."""
     index = np.flatnonzero(mask)
-    if len(index) > _GRID_ROWS:
-        index = np.sort(np.random.default_rng(seed).choice(index, _GRID_ROWS, replace=False))
+    if len(index) > limit:
+        index = np.sort(np.random.default_rng(seed).choice(index, limit, replace=False))
     return index
 
 
-def clearly_better(  # noqa: PLR0917 - rows, their days, two means, the reference, z
-    y: np.ndarray,
-    day: np.ndarray,
-    better: np.ndarray,
-    simpler: np.ndarray,
-    reference: np.ndarray,
-    z: float,
-) -> bool:
-    """Whether the mean ``better`` beats ``simpler`` on ``gate_loss`` by more than ``z``
-    standard errors of the difference (per-row contributions of the linearised loss, their
-    per-day means as the independent units; Poisson medians)."""
-    naive_mae = np.mean(np.abs(y - poisson_quantile(reference, 0.5)))
-    naive_mse = np.mean((y - reference) ** 2)
-    if naive_mae <= 0 or naive_mse <= 0:
-        return False
-    rows = []
-    for mean in (better, simpler):
-        error = y - mean
-        rows.append(
-            0.5 * np.abs(y - poisson_quantile(mean, 0.5)) / naive_mae + 0.25 * error**2 / naive_mse
-        )
-    gain = gate_loss(y, poisson_quantile(simpler, 0.5), simpler, reference) - gate_loss(
-        y, poisson_quantile(better, 0.5), better, reference
-    )
-    return bool(gain > z * paired_noise(rows[1] - rows[0], day))
+class BucketRows:
+    """One horizon bucket's validation rows, sampled per product: every product weighs the
+    same in the loss, as in ``average_loss`` (the gate judges each product's bucket; hourly
+    nowcast origins would otherwise drown the midnight origins of the day ahead)."""
+
+    def __init__(self, pooled: pd.DataFrame, index: int, seed: int) -> None:
+        bucket = bucket_index(pooled[HORIZON].to_numpy())
+        product = pooled["product"].to_numpy()
+        names = [p for p in pd.unique(product) if ((bucket == index) & (product == p)).any()]
+        limit = _GRID_ROWS // max(len(names), 1)
+        picks = [sample_rows((bucket == index) & (product == p), seed, limit) for p in names]
+        self.pick = np.concatenate(picks) if picks else np.empty(0, np.int64)
+        self.group = np.repeat(np.arange(len(picks)), [len(p) for p in picks])
+        self.size = np.bincount(self.group).astype(float) if picks else np.empty(0)
+        self.y = pooled["actual"].to_numpy()[self.pick]
+        self.day = pooled["day"].to_numpy()[self.pick]
+
+    def __len__(self) -> int:
+        return len(self.pick)
+
+    def column(self, pooled: pd.DataFrame, name: str) -> np.ndarray:
+        """A column of the sampled rows."""
+        return pooled[name].to_numpy()[self.pick]
+
+    def _parts(self, mean: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the absolute error of the Poisson median over its product's naive MAE, and
+        the squared error over its product's naive MSE."""
+        naive_abs = np.abs(self.y - poisson_quantile(reference, 0.5))
+        naive_mae = np.bincount(self.group, naive_abs) / self.size
+        naive_mse = np.bincount(self.group, (self.y - reference) ** 2) / self.size
+        safe_mae, safe_mse = np.maximum(naive_mae, 1e-12), np.maximum(naive_mse, 1e-12)
+        absolute = np.abs(self.y - poisson_quantile(mean, 0.5)) / safe_mae[self.group]
+        return absolute, (self.y - mean) ** 2 / safe_mse[self.group]
+
+    def loss(self, mean: np.ndarray, reference: np.ndarray) -> float:
+        """``gate_loss`` per product, averaged over the products."""
+        absolute, squared = self._parts(mean, reference)
+        mae = np.bincount(self.group, absolute) / self.size
+        rmse = np.sqrt(np.bincount(self.group, squared) / self.size)
+        return float(np.mean(0.5 * mae + 0.5 * rmse))
+
+    def clearly_better(
+        self, better: np.ndarray, simpler: np.ndarray, reference: np.ndarray, z: float
+    ) -> bool:
+        """Whether ``better`` beats ``simpler`` on the loss by more than ``z`` standard errors
+        (the linearised loss per row, summed per day: days are the independent units)."""
+        gain = self.loss(simpler, reference) - self.loss(better, reference)
+        rows = []
+        for mean in (simpler, better):
+            absolute, squared = self._parts(mean, reference)
+            rows.append(0.5 * absolute + 0.25 * squared)
+        weight = 1.0 / (len(self.size) * self.size[self.group])
+        return bool(gain > z * day_sum_noise((rows[0] - rows[1]) * weight, self.day))
+
+
+def day_sum_noise(contribution: np.ndarray, day: np.ndarray) -> float:
+    """Standard error of ``contribution.sum()``, from its per-day sums as independent units."""
+    days, index = np.unique(day, return_inverse=True)
+    if len(days) < 2:
+        return float("inf")
+    per_day = np.bincount(index, weights=contribution)
+    return float(np.sqrt(np.sum((per_day - per_day.mean()) ** 2) * len(days) / (len(days) - 1)))
 
 
 def fit_recency(
     forecaster: BusynessForecaster, pooled: pd.DataFrame, seed: int, z: float = 2.0
 ) -> list[list[float]]:
-    """Per horizon bucket, the ``recency.GRID`` weights of lowest ``gate_loss`` on the rows;
-    all zeros (the plain profile) unless they beat it by more than ``z`` standard errors."""
-    bucket = bucket_index(pooled[HORIZON].to_numpy())
+    """Per horizon bucket, the ``recency.GRID`` weights of lowest loss on the rows; all zeros
+    (the plain profile) unless they beat it by more than ``z`` standard errors."""
     weights = []
     for index in range(len(HORIZON_BUCKETS)):
-        pick = sample_rows(bucket == index, seed)
-        if not len(pick):
+        rows = BucketRows(pooled, index, seed)
+        if not len(rows):
             weights.append(list(recency.DEFAULT_WEIGHTS))
             continue
-        y, day = pooled["actual"].to_numpy()[pick], pooled["day"].to_numpy()[pick]
-        plain = pooled[REFERENCE].to_numpy()[pick]
+        plain = rows.column(pooled, REFERENCE)
         ratios = recency.log_ratios(
-            forecaster.derived, pooled["row"].to_numpy()[pick], pooled["origin"].to_numpy()[pick]
+            forecaster.derived, rows.column(pooled, "row"), rows.column(pooled, "origin")
         )
         means = [plain * recency.recent_factor(ratios, w) for w in recency.GRID]
-        losses = [gate_loss(y, poisson_quantile(mean, 0.5), mean, plain) for mean in means]
-        best = int(np.argmin(losses))
-        if not clearly_better(y, day, means[best], plain, plain, z):
+        best = int(np.argmin([rows.loss(mean, plain) for mean in means]))
+        if not rows.clearly_better(means[best], plain, plain, z):
             best = 0  # GRID[0] is all zeros
         weights.append([float(v) for v in recency.GRID[best]])
     return weights
@@ -167,23 +202,21 @@ def fit_combination(
     pooled: pd.DataFrame, name: str, seed: int, z: float = 2.0
 ) -> list[list[float]]:
     """Per horizon bucket, the ``COMBINATION_GRID`` weights of the learned column ``name`` with
-    the baselines of lowest ``gate_loss`` (Poisson median) on the rows; the best pure-baseline
-    weights unless the learned model's share beats them by more than ``z`` standard errors."""
-    bucket = bucket_index(pooled[HORIZON].to_numpy())
+    the baselines of lowest loss (Poisson median) on the rows; the best pure-baseline weights
+    unless the learned model's share beats them by more than ``z`` standard errors."""
     weights = []
     for index in range(len(HORIZON_BUCKETS)):
-        pick = sample_rows(bucket == index, seed)
-        if not len(pick):
+        rows = BucketRows(pooled, index, seed)
+        if not len(rows):
             weights.append([1.0, 0.0, 0.0])
             continue
-        y, day = pooled["actual"].to_numpy()[pick], pooled["day"].to_numpy()[pick]
-        columns = [pooled[c].to_numpy()[pick] for c in (name, *BASELINES)]
+        columns = [rows.column(pooled, c) for c in (name, *BASELINES)]
         means = [combine(w, *columns) for w in COMBINATION_GRID]
-        losses = np.array([gate_loss(y, poisson_quantile(m, 0.5), m, columns[1]) for m in means])
+        losses = np.array([rows.loss(mean, columns[1]) for mean in means])
         best = int(np.argmin(losses))
         pure = np.flatnonzero(COMBINATION_GRID[:, 0] == 0)
         simpler = int(pure[np.argmin(losses[pure])])
-        if not clearly_better(y, day, means[best], means[simpler], columns[1], z):
+        if not rows.clearly_better(means[best], means[simpler], columns[1], z):
             best = simpler
         weights.append([float(v) for v in COMBINATION_GRID[best]])
     return weights
