@@ -2,21 +2,21 @@
 
 Validation is a run of weekly folds counting back from the test window, as many as
 ``validation_folds`` and the history allow. A learned candidate is fitted before each fold
-(``fit_candidates``); the baselines need no fit. On the pooled fold rows, per horizon bucket:
+(``fit_candidates``); the baselines need no fit. Everything is judged by ``gate_loss``: half
+the P50's MAE and half the mean's RMSE, each relative to the plain seasonal naive's on the same
+rows (the two metrics the backtest reports and the gate judges), averaged over products x
+buckets. On the pooled fold rows, per horizon bucket:
 
-1. the recent-level baseline's weights (``recency.GRID``),
+1. the recent-level baseline's weights (``recency.GRID``);
 2. each learned candidate's combination with the three baselines (``COMBINATION_GRID``, pure
-   baselines included, so a learned model that adds nothing gets weight 0),
-
-each departing from the simpler choice (no recency, no learned share) only where validation
-shows it better by more than ``tuning_noise_z`` standard errors over days, then
+   baselines included, so a learned model that adds nothing gets weight 0);
 3. the chosen mean's negative-binomial size (maximum likelihood) and median rule (the Poisson
    median, a baseline's own; for a learned model the negative binomial's where it is clearly
-   better by MAE in every fold),
+   better by MAE in every fold).
 
-all by ``gate_loss``: half the P50's MAE and half the mean's RMSE, each relative to the plain
-seasonal naive's on the same rows, the two metrics the backtest reports and the gate judges.
-The candidate with the lowest loss averaged over products x buckets is the model.
+1 and 2 depart from the simpler choice (no recency, no learned share) only where validation
+shows them better by more than ``tuning_noise_z`` standard errors over days. The candidate with
+the lowest loss is the model (``nodes.select_forecaster``).
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def gate_loss(y: np.ndarray, p50: np.ndarray, mean: np.ndarray, reference: np.nd
 
 
 def _ratio(value: float, reference: float) -> float:
-    """value / reference, 1 where both are 0 (a perfect reference matched)."""
+    """value / reference; 1 where both are 0 (a perfect reference matched), 2 where only the
+    reference is perfect."""
     if reference > 0:
         return float(value / reference)
     return 1.0 if value == 0 else 2.0
@@ -147,10 +148,15 @@ class BucketRows:
 
     def loss(self, mean: np.ndarray, reference: np.ndarray) -> float:
         """``gate_loss`` per product, averaged over the products."""
-        absolute, squared = self._parts(mean, reference)
-        mae = np.bincount(self.group, absolute) / self.size
-        rmse = np.sqrt(np.bincount(self.group, squared) / self.size)
-        return float(np.mean(0.5 * mae + 0.5 * rmse))
+        p50 = poisson_quantile(mean, 0.5)
+        return float(
+            np.mean(
+                [
+                    gate_loss(self.y[part], p50[part], mean[part], reference[part])
+                    for part in (self.group == g for g in range(len(self.size)))
+                ]
+            )
+        )
 
     def clearly_better(
         self, better: np.ndarray, simpler: np.ndarray, reference: np.ndarray, z: float
