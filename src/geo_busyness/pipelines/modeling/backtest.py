@@ -185,15 +185,21 @@ def _skills(
 
 
 def paired_noise(difference: np.ndarray, day: np.ndarray) -> float:
-    """Standard error of the mean of a per-row difference, from its per-day means (days are
-    the independent units; hours within a day move together)."""
+    """Standard error of the mean of a per-row difference, days as the independent units
+    (hours within a day move together)."""
+    return day_clustered_se(np.asarray(difference, dtype=float) / len(difference), day)
+
+
+def day_clustered_se(contribution: np.ndarray, day: np.ndarray) -> float:
+    """Standard error of ``contribution.sum()`` with the days as clusters: each day's sum
+    against its rows' share of the total (infinite with fewer than two days)."""
     days, index = np.unique(day, return_inverse=True)
     if len(days) < 2:
         return float("inf")
-    per_day = np.bincount(index, weights=difference) / np.bincount(index)
-    weight = np.bincount(index) / len(difference)
-    centred = per_day - np.sum(weight * per_day)
-    return float(np.sqrt(np.sum(weight**2 * centred**2) * len(days) / (len(days) - 1)))
+    per_day = np.bincount(index, weights=contribution)
+    share = np.bincount(index) / len(contribution)
+    centred = per_day - share * contribution.sum()
+    return float(np.sqrt(np.sum(centred**2) * len(days) / (len(days) - 1)))
 
 
 def _pit_by_bucket(

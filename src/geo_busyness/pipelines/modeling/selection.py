@@ -39,7 +39,7 @@ from geo_busyness.model.forecaster import (
     combine,
 )
 from geo_busyness.model.origin_features import MIN_ORIGIN
-from geo_busyness.pipelines.modeling.backtest import paired_noise
+from geo_busyness.pipelines.modeling.backtest import day_clustered_se, paired_noise
 from geo_busyness.schemas import HORIZON
 
 logger = logging.getLogger(__name__)
@@ -169,16 +169,7 @@ class BucketRows:
             absolute, squared = self._parts(mean, reference)
             rows.append(0.5 * absolute + 0.25 * squared)
         weight = 1.0 / (len(self.size) * self.size[self.group])
-        return bool(gain > z * day_sum_noise((rows[0] - rows[1]) * weight, self.day))
-
-
-def day_sum_noise(contribution: np.ndarray, day: np.ndarray) -> float:
-    """Standard error of ``contribution.sum()``, from its per-day sums as independent units."""
-    days, index = np.unique(day, return_inverse=True)
-    if len(days) < 2:
-        return float("inf")
-    per_day = np.bincount(index, weights=contribution)
-    return float(np.sqrt(np.sum((per_day - per_day.mean()) ** 2) * len(days) / (len(days) - 1)))
+        return bool(gain > z * day_clustered_se((rows[0] - rows[1]) * weight, self.day))
 
 
 def fit_recency(
