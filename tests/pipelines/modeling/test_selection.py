@@ -229,3 +229,10 @@ def test_refit_through_the_end_moves_what_was_learned_and_nothing_in_the_backtes
     assert not np.allclose(
         final.predict_rows(rows, origin, horizon), evaluated.predict_rows(rows, origin, horizon)
     )
+
+
+@pytest.mark.parametrize("folds", [0, "two", 1.5, True])
+def test_a_bad_number_of_folds_is_refused_naming_the_parameter(folds):
+    history, features, windows = _panel(3)
+    with pytest.raises(ValueError, match="modeling.validation_folds must be a whole number"):
+        fit_candidates(history, features, windows, PARAMS | {"validation_folds": folds})

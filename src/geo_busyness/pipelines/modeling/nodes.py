@@ -114,7 +114,9 @@ def validation_folds(
     each as long as the validation window, counting back from the test window."""
     test_start = window_position(history, windows, "test_start")
     length = test_start - window_position(history, windows, "validation_start")
-    folds = int(params.get("validation_folds", 3))
+    folds = params.get("validation_folds", 3)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+        raise ValueError(f"modeling.validation_folds must be a whole number >= 1, got {folds!r}.")
     return {
         "baseline": fold_starts(test_start, length, folds, MIN_BASELINE_HOURS),
         "learned": fold_starts(test_start, length, folds, min_learned_hours(params)),
