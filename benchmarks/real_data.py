@@ -30,7 +30,7 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from geo_busyness.pipelines.modeling.nodes import BASELINES
+from geo_busyness.model.forecaster import BASELINES
 from geo_busyness.testing import make_project_copy
 
 MODELS = ("model", *BASELINES)

@@ -38,7 +38,7 @@ from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 
 from geo_busyness.model import recency
 from geo_busyness.model.cell_hours import HOUR_NS, HOURS_PER_WEEK, utc_hour_ns
-from geo_busyness.model.distribution import count_quantiles, interval
+from geo_busyness.model.distribution import interval
 from geo_busyness.model.features import CELL_FEATURES, UNSEEN_CELL, BusynessFeatures
 from geo_busyness.model.geo import h3_cells
 from geo_busyness.model.history import CountHistory, DerivedHistory
@@ -62,13 +62,10 @@ METHODS = (*BASELINES, "gradient_boosting", "random_forest")
 EXPOSURES = ("profile", "level_adjusted")
 #: Methods with a learned ratio regressor (the others are statistical baselines).
 LEARNED = ("gradient_boosting", "random_forest")
-QUANTILES = (0.1, 0.5, 0.9)
 #: Horizon buckets (hours ahead, inclusive): nowcast, the rest of the day, the rest of the week.
 HORIZON_BUCKETS = ((1, 3), (4, 24), (25, 168))
 #: What a combination weighs, the plain profile taking the rest of 1 (``blend_weights_``).
 BLEND_COMPONENTS = ("learned", "level_adjusted", "recent_level")
-
-__all__ = ["BusynessForecaster", "count_quantiles"]
 
 
 class BusynessForecaster(BaseEstimator):

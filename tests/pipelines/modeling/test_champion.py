@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 
 from geo_busyness.model.history import CountHistory
+from geo_busyness.pipelines.modeling.candidates import forecaster_for, window_position
 from geo_busyness.pipelines.modeling.champion import champion_reasons, history_counts, verdict
-from geo_busyness.pipelines.modeling.nodes import (
-    backtest_test_window,
-    build_evaluation_report,
-    forecaster_for,
-    window_position,
-)
+from geo_busyness.pipelines.modeling.nodes import backtest_test_window, build_evaluation_report
 from tests.pipelines.conftest import NO_CHAMPION
 
 

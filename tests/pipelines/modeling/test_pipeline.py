@@ -15,12 +15,8 @@ import pytest
 from geo_busyness.model.geo import cell_centres, cell_ids
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, check_deployable
-from geo_busyness.pipelines.modeling.nodes import (
-    backtest_test_window,
-    fit_candidates,
-    refit_chosen,
-    select_forecaster,
-)
+from geo_busyness.pipelines.modeling.candidates import fit_candidates, select_forecaster
+from geo_busyness.pipelines.modeling.nodes import backtest_test_window, refit_chosen
 from geo_busyness.pipelines.modeling.registration import REJECTED_OVERRIDE
 from tests.conftest import (
     SMALL_TRAINING,

@@ -15,13 +15,12 @@ from geo_busyness.model.features import BusynessFeatures, cell_feature_params
 from geo_busyness.model.forecaster import BASELINES, BusynessForecaster
 from geo_busyness.model.history import history_from_counts
 from geo_busyness.pipelines.modeling.backtest import score
+from geo_busyness.pipelines.modeling.candidates import fit_candidates, select_forecaster
 from geo_busyness.pipelines.modeling.nodes import (
     backtest_test_window,
-    fit_candidates,
     gate_decision,
     refit_chosen,
     refit_through_end,
-    select_forecaster,
 )
 from geo_busyness.pipelines.modeling.selection import (
     BucketRows,

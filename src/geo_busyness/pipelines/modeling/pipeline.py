@@ -4,16 +4,15 @@ end -> registry."""
 
 from kedro.pipeline import Node, Pipeline
 
+from .candidates import fit_candidates, select_forecaster
 from .champion import load_champion
 from .nodes import (
     backtest_test_window,
     build_evaluation_report,
     evaluate_leaky_reference_protocol,
-    fit_candidates,
     permutation_feature_importance,
     refit_chosen,
     refit_through_end,
-    select_forecaster,
 )
 from .registration import gate_and_register
 

@@ -16,7 +16,7 @@ buckets. On the pooled fold rows, per horizon bucket:
 
 1 and 2 depart from the simpler choice (no recency, no learned share) only where validation
 shows them better by more than ``tuning_noise_z`` standard errors over days. The candidate with
-the lowest loss is the model (``nodes.select_forecaster``).
+the lowest loss is the model (``candidates.select_forecaster``).
 """
 
 from __future__ import annotations

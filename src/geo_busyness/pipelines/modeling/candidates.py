@@ -1,0 +1,318 @@
+"""Candidates and the choice: every forecaster fitted before each rolling validation fold,
+scored by the gate's loss, tuned and chosen (the mechanics: ``selection.py``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geo_busyness.model import recency
+from geo_busyness.model.cell_hours import HOUR_NS
+from geo_busyness.model.features import BusynessFeatures
+from geo_busyness.model.forecaster import (
+    BASELINES,
+    BLEND_COMPONENTS,
+    HORIZON_BUCKETS,
+    LEARNED,
+    BusynessForecaster,
+)
+from geo_busyness.model.history import CountHistory
+from geo_busyness.pipelines.modeling.backtest import backtest_means, score
+from geo_busyness.pipelines.modeling.selection import (
+    MIN_BASELINE_HOURS,
+    REFERENCE,
+    average_loss,
+    combined_column,
+    fit_combination,
+    fit_distribution,
+    fit_recency,
+    fold_starts,
+    min_learned_hours,
+)
+from geo_busyness.schemas import HORIZON
+
+logger = logging.getLogger(__name__)
+
+
+def window_position(history: CountHistory, windows: dict[str, str], key: str) -> int:
+    """Column of ``windows[key]`` (an ISO hour) in the count history."""
+    return int((pd.Timestamp(windows[key]).value - history.start_ns) // HOUR_NS)
+
+
+def holiday_dates(history: CountHistory, country: str | None) -> list[str]:
+    """Public holidays of ``country`` (ISO 3166 code, ``holidays`` package) over the history."""
+    if not country:
+        return []
+    import holidays  # noqa: PLC0415 - only when a country is configured
+
+    first = pd.Timestamp(history.start_ns, tz="UTC").year
+    last = pd.Timestamp(history.end_ns, tz="UTC").year + 1
+    return sorted(
+        str(day) for day in holidays.country_holidays(country, years=range(first, last + 1))
+    )
+
+
+def forecaster_for(
+    method: str, history: CountHistory, params: dict[str, Any]
+) -> BusynessForecaster:
+    """An unfitted forecaster of ``method`` with the modeling parameters."""
+    settings = params["forecaster"]
+    learned = params.get(method, {}) if method in LEARNED else {}
+    return BusynessForecaster(
+        method=method,
+        shrink_weeks=settings["shrink_weeks"],
+        base_floor=settings["base_floor"],
+        exposure=settings.get("exposure", "profile"),
+        max_train_rows=learned.get("max_train_rows", settings["max_train_rows"]),
+        regressor_params=learned.get("params"),
+        grid=learned.get("grid"),
+        cv_splits=learned.get("cv_splits", 3),
+        holidays=holiday_dates(history, params.get("holidays_country")),
+        exclude_features=tuple(settings.get("exclude_features") or ()),
+        random_state=params["random_state"],
+    )
+
+
+def validation_folds(
+    history: CountHistory, windows: dict[str, str], params: dict[str, Any]
+) -> dict[str, list[tuple[int, int]]]:
+    """The rolling validation's weekly folds (latest first) for baselines and learned models,
+    each as long as the validation window, counting back from the test window."""
+    test_start = window_position(history, windows, "test_start")
+    length = test_start - window_position(history, windows, "validation_start")
+    folds = params.get("validation_folds", 3)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+        raise ValueError(f"modeling.validation_folds must be a whole number >= 1, got {folds!r}.")
+    return {
+        "baseline": fold_starts(test_start, length, folds, MIN_BASELINE_HOURS),
+        "learned": fold_starts(test_start, length, folds, min_learned_hours(params)),
+    }
+
+
+def fit_candidates(
+    history: CountHistory,
+    cell_features: BusynessFeatures,
+    windows: dict[str, str],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """The baselines, and every learned candidate fitted before each validation fold (the
+    random forest's grid searched before the latest fold, its best point reused).
+
+    With too little history for a learned model, the baselines compete alone (one log line);
+    with too little for a baseline, a clear error naming the window parameters.
+    """
+    folds = validation_folds(history, windows, params)
+    if not folds["baseline"]:
+        train_hours = window_position(history, windows, "validation_start")
+        raise ValueError(
+            f"Too little history to choose a forecaster: the train window has {train_hours} h "
+            f"and a baseline needs {MIN_BASELINE_HOURS} h (a week) before the validation window."
+            " Give more data, or lower feature_engineering.validation_days / test_days, or move"
+            " feature_engineering.start earlier."
+        )
+    learned_methods = [m for m in params["candidates"] if m in LEARNED]
+    # Every baseline: the gate's reference and the columns of every table (``candidates``
+    # says which of them may be chosen).
+    baselines = {
+        method: forecaster_for(method, history, params).fit(history, cell_features)
+        for method in BASELINES
+    }
+    learned: dict[str, list[BusynessForecaster]] = {m: [] for m in learned_methods}
+    if learned_methods and not folds["learned"]:
+        logger.warning(
+            "History too short for %s: a learned model needs %d h before a validation fold, the"
+            " latest fold has %d h; the baselines compete alone.",
+            " and ".join(learned_methods),
+            min_learned_hours(params),
+            folds["baseline"][0][0],
+        )
+        learned = {}
+    for method in learned:
+        for start, _ in folds["learned"]:
+            model = forecaster_for(method, history, params)
+            best = learned[method][0].search_ if learned[method] else None
+            if best is not None:  # the grid was searched before the latest fold: reuse its best
+                model.set_params(
+                    grid=None,
+                    regressor_params={**(model.regressor_params or {}), **best.best_params_},
+                )
+            learned[method].append(model.fit(history, cell_features, start))
+            if best is not None:
+                model.search_ = best
+    use = "learned" if learned else "baseline"
+    return {"folds": folds[use], "baselines": baselines, "learned": learned}
+
+
+def _fold_means(candidates: dict[str, Any]) -> pd.DataFrame:
+    """Every candidate's validation means pooled over products and folds (``product`` and
+    ``fold`` columns)."""
+    tables = []
+    for k, (start, end) in enumerate(candidates["folds"]):
+        forecasters = dict(candidates["baselines"])
+        forecasters |= {name: fits[k] for name, fits in candidates["learned"].items()}
+        for product, table in backtest_means(forecasters, start, end).items():
+            tables.append(table.assign(product=product, fold=k))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _by_product(pooled: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The pooled rows split back into products (the backtest's tables)."""
+    return {product: table for product, table in pooled.groupby("product", sort=False)}
+
+
+def _tune(candidates: dict[str, Any], rows: pd.DataFrame, seed: int, z: float) -> dict[str, Any]:
+    """Recent-level weights and each learned candidate's combination fitted on ``rows``."""
+    recent = candidates["baselines"]["recent_level"]
+    recent.recency_weights_ = fit_recency(recent, rows, seed, z)
+    tuned = rows.assign(recent_level=_recent_column(recent, rows))
+    blends = {name: fit_combination(tuned, name, seed, z) for name in candidates["learned"]}
+    return {"recency": recent.recency_weights_, "blends": blends}
+
+
+def _apply(candidates: dict[str, Any], rows: pd.DataFrame, tuning: dict[str, Any]) -> pd.DataFrame:
+    """``rows`` with the recent-level and combined learned columns of ``tuning``."""
+    recent = candidates["baselines"]["recent_level"]
+    recent.recency_weights_ = tuning["recency"]
+    rows = rows.assign(recent_level=_recent_column(recent, rows))
+    for name, weights in tuning["blends"].items():
+        rows[name] = combined_column(rows, name, weights)
+    return rows
+
+
+def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Choose the forecaster on the rolling validation by the gate's loss (``selection.py``).
+
+    The recent-level weights and each learned model's combination are tuned on validation
+    rows; with two folds or more, every fold is scored with what was tuned on the others
+    (cross-fitted), so a tuned candidate's loss is out of sample like the baselines'. The
+    lowest average loss wins (a learned one only by ``selection_margin``); the final weights
+    are tuned on all folds, then the chosen mean's size and median rule per horizon bucket.
+    """
+    seed, z = int(params["random_state"]), float(params.get("tuning_noise_z", 1.0))
+    pooled = _fold_means(candidates)
+    folds = sorted(pooled["fold"].unique())
+    if len(folds) > 1:
+        scored = pd.concat(
+            [
+                _apply(
+                    candidates,
+                    pooled[pooled["fold"] == k],
+                    _tune(candidates, pooled[pooled["fold"] != k], seed, z),
+                )
+                for k in folds
+            ],
+            ignore_index=True,
+        )
+    tuning = _tune(candidates, pooled, seed, z)
+    pooled = _apply(candidates, pooled, tuning)
+    if len(folds) == 1:
+        scored = pooled
+    eligible = [name for name in params["candidates"] if name in candidates["baselines"]]
+    names = [*eligible, *candidates["learned"]]
+    poisson = {name: candidates["baselines"][REFERENCE] for name in (*BASELINES, *names)}
+    scores = score(_by_product(scored), poisson, reference=REFERENCE)
+    average = {name: average_loss(scores, name) for name in names}
+    chosen = _choose(average, eligible, float(params.get("selection_margin", 0.005)))
+    sizes, rules = fit_distribution(pooled, chosen, seed, z)
+    if chosen not in LEARNED:  # a baseline serves as it is scored: its Poisson median
+        rules = ["poisson"] * len(rules)
+    logger.info(
+        "Chose %s on %d validation fold(s) by the gate's loss (1 = seasonal naive%s): %s",
+        chosen,
+        len(folds),
+        ", cross-fitted" if len(folds) > 1 else ", in-sample: one fold",
+        ", ".join(f"{n} {v:.4f}" for n, v in average.items()),
+    )
+    fits = candidates["learned"].get("random_forest")
+    return {
+        "chosen": chosen,
+        "selection_metric": "gate_loss",
+        "selection_rule": (
+            "0.5 x P50 MAE / seasonal naive's + 0.5 x mean RMSE / seasonal naive's, averaged"
+            " over products x horizon buckets of the validation folds (tuned weights"
+            " cross-fitted over the folds)"
+        ),
+        "validation_average": average,
+        "validation_fold_loss": _fold_spread(scored, names, poisson),
+        "cross_fitted": len(folds) > 1,
+        "folds": [_fold_dates(candidates, start, end) for start, end in candidates["folds"]],
+        "learned_candidates_fitted": bool(candidates["learned"]),
+        "history_needed_hours": {
+            "learned": min_learned_hours(params),
+            "baseline": MIN_BASELINE_HOURS,
+        },
+        "negative_binomial_size": sizes,
+        "median_rule": rules,
+        "recency_weights": tuning["recency"],
+        "recency_components": [f"{scope}_{hours}h" for scope, hours in recency.COMPONENTS],
+        "blend_weights": tuning["blends"],
+        "blend_buckets": [f"{low}-{high}h" for low, high in HORIZON_BUCKETS],
+        "blend_components": list(BLEND_COMPONENTS),  # the plain profile takes the rest
+        "validation": scores,
+        "random_forest_search": _search_summary(fits[0].search_ if fits else None),
+    }
+
+
+def _choose(average: dict[str, float], baselines: list[str], margin: float) -> str:
+    """The lowest average loss, where any candidate but the seasonal naive must beat the naive,
+    and a learned one also the best baseline, by ``margin`` (relative): a validation gain that
+    small is noise, and the simpler forecaster serves."""
+    fallback = REFERENCE if REFERENCE in baselines else baselines[0]
+    reference = average[fallback]
+    eligible = [n for n in baselines if n == fallback or average[n] < reference * (1 - margin)]
+    best_baseline = min(eligible, key=lambda name: (average[name], eligible.index(name)))
+    learned = [name for name in average if name not in baselines]
+    best_learned = min(learned, key=lambda name: average[name], default=None)
+    if best_learned is not None and average[best_learned] < average[best_baseline] * (1 - margin):
+        return best_learned
+    return best_baseline
+
+
+def _recent_column(recent: BusynessForecaster, table: pd.DataFrame) -> np.ndarray:
+    """The recent-level baseline's means of backtest rows (its fitted weights)."""
+    return recent.baseline_means(
+        table["row"].to_numpy(), table["origin"].to_numpy(), table[HORIZON].to_numpy()
+    )[2]
+
+
+def _fold_spread(
+    scored: pd.DataFrame, names: list[str], poisson: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """Each candidate's loss per fold: mean, min and max over the folds (the choice's spread)."""
+    per_fold = {name: [] for name in names}
+    for _, rows in scored.groupby("fold"):
+        scores = score(_by_product(rows), poisson, REFERENCE)
+        for name in names:
+            per_fold[name].append(average_loss(scores, name))
+    return {
+        name: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
+        for name, v in per_fold.items()
+    }
+
+
+def _fold_dates(candidates: dict[str, Any], start: int, end: int) -> dict[str, str]:
+    """A fold's [start, end) as ISO UTC hours."""
+    history = next(iter(candidates["baselines"].values())).history_
+    return {
+        key: pd.Timestamp(history.start_ns + pos * HOUR_NS, tz="UTC").isoformat()
+        for key, pos in (("start", start), ("end", end))
+    }
+
+
+def _search_summary(search: Any) -> dict[str, Any] | None:
+    """Best parameters and the mean CV score of each grid point (None without a search)."""
+    if search is None:
+        return None
+    return {
+        "best_params": {k: v for k, v in search.best_params_.items()},
+        "best_cv_score": float(search.best_score_),
+        "candidates": [
+            {"params": p, "mean_cv_score": float(v)}
+            for p, v in zip(
+                search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True
+            )
+        ],
+    }
