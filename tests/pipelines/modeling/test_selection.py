@@ -13,8 +13,8 @@ from geo_busyness.model.cell_hours import count_cell_hours
 from geo_busyness.model.distribution import poisson_quantile
 from geo_busyness.model.features import BusynessFeatures, cell_feature_params
 from geo_busyness.model.forecaster import BASELINES, BusynessForecaster
-from geo_busyness.model.history import history_from_counts
-from geo_busyness.pipelines.modeling.backtest import score
+from geo_busyness.model.history import CountHistory, history_from_counts
+from geo_busyness.pipelines.modeling.backtest import backtest_means, score
 from geo_busyness.pipelines.modeling.candidates import fit_candidates, select_forecaster
 from geo_busyness.pipelines.modeling.nodes import (
     backtest_test_window,
@@ -26,6 +26,7 @@ from geo_busyness.pipelines.modeling.selection import (
     BucketRows,
     average_loss,
     fit_combination,
+    fit_recency,
     fold_starts,
     gate_loss,
 )
@@ -235,3 +236,36 @@ def test_a_bad_number_of_folds_is_refused_naming_the_parameter(folds):
     history, features, windows = _panel(3)
     with pytest.raises(ValueError, match="modeling.validation_folds must be a whole number"):
         fit_candidates(history, features, windows, PARAMS | {"validation_folds": folds})
+
+
+def _rows_of(counts: np.ndarray) -> tuple[BusynessForecaster, pd.DataFrame]:
+    """A recent-level baseline on a history of ``counts`` and its validation rows (the last two
+    weeks, pooled over products) with the seasonal naive's column."""
+    cells = np.arange(1, len(counts) + 1, dtype=np.uint64)
+    history = CountHistory(cells, START.value, counts.astype(np.float32), TZ)
+    recent = BusynessForecaster(method="recent_level")
+    recent.history_ = history
+    naive = BusynessForecaster(method="seasonal_naive")
+    naive.history_ = history
+    means = backtest_means({"seasonal_naive": naive}, history.hours - 336, history.hours)
+    pooled = pd.concat([t.assign(product=p) for p, t in means.items()], ignore_index=True)
+    return recent, pooled
+
+
+def test_recent_weights_follow_a_lasting_day_level_and_stay_zero_without_one():
+    """Day levels that persist (AR(1) 0.9 in logs): the day ahead leans on the last 24 h or 7
+    days, at the shipped one standard error. The same rhythm at one level: at two standard
+    errors every weight stays 0 (the plain profile); one admits a noise gain now and then by
+    design (the choice between candidates is cross-fitted and needs a margin besides)."""
+    rng = np.random.default_rng(8)
+    weeks, cells = 8, 12
+    rhythm = np.tile(rng.gamma(3.0, 2.0, (cells, 168)), weeks)
+    shock = np.zeros(weeks * 7)
+    for day in range(1, len(shock)):
+        shock[day] = 0.9 * shock[day - 1] + rng.normal(0, 0.25)
+    level = np.exp(np.repeat(shock, 24))
+    recent, pooled = _rows_of(rng.poisson(rhythm * level))
+    weights = fit_recency(recent, pooled, seed=0, z=1.0)
+    assert sum(weights[1][:3]) >= 0.5, weights  # 4-24 h: the city's recent ratios
+    recent, pooled = _rows_of(rng.poisson(rhythm))
+    assert fit_recency(recent, pooled, seed=0, z=2.0) == [[0.0, 0.0, 0.0, 0.0]] * 3
