@@ -175,8 +175,8 @@ def _skills(
     """MAE and RMSE skill against the reference, and the MAE skill's noise over days."""
     reference_mae = entry[reference]["mae"]
     return {
-        "skill_mae": _skill(entry[name]["mae"], reference_mae),
-        "skill_rmse": _skill(entry[name]["rmse"], entry[reference]["rmse"]),
+        "skill_mae": skill(entry[name]["mae"], reference_mae),
+        "skill_rmse": skill(entry[name]["rmse"], entry[reference]["rmse"]),
         "skill_noise": paired_noise(errors[name] - errors[reference], day) / reference_mae
         if reference_mae > 0
         else 0.0,
@@ -215,7 +215,7 @@ def _pit_by_bucket(
     return float(inside / len(y))
 
 
-def _skill(value: float, reference: float) -> float:
+def skill(value: float, reference: float) -> float:
     """1 - value / reference (0 when the reference is perfect)."""
     return float(1.0 - value / reference) if reference > 0 else 0.0
 

@@ -76,6 +76,11 @@ def forecaster_for(
     )
 
 
+def with_best_params(model: BusynessForecaster, best: dict[str, Any]) -> BusynessForecaster:
+    """``model`` set to fit a grid search's best point without searching again."""
+    return model.set_params(grid=None, regressor_params={**(model.regressor_params or {}), **best})
+
+
 def validation_folds(
     history: CountHistory, windows: dict[str, str], params: dict[str, Any]
 ) -> dict[str, list[tuple[int, int]]]:
@@ -135,10 +140,7 @@ def fit_candidates(
             model = forecaster_for(method, history, params)
             best = learned[method][0].search_ if learned[method] else None
             if best is not None:  # the grid was searched before the latest fold: reuse its best
-                model.set_params(
-                    grid=None,
-                    regressor_params={**(model.regressor_params or {}), **best.best_params_},
-                )
+                with_best_params(model, best.best_params_)
             learned[method].append(model.fit(history, cell_features, start))
             if best is not None:
                 model.search_ = best
@@ -192,24 +194,23 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
     are tuned on all folds, then the chosen mean's size and median rule per horizon bucket.
     """
     seed, z = int(params["random_state"]), float(params.get("tuning_noise_z", 1.0))
-    pooled = _fold_means(candidates)
-    folds = sorted(pooled["fold"].unique())
-    if len(folds) > 1:
+    raw = _fold_means(candidates)
+    folds = sorted(raw["fold"].unique())
+    tuning = _tune(candidates, raw, seed, z)
+    pooled = _apply(candidates, raw, tuning)
+    scored = pooled
+    if len(folds) > 1:  # each fold scored with what was tuned on the others
         scored = pd.concat(
             [
                 _apply(
                     candidates,
-                    pooled[pooled["fold"] == k],
-                    _tune(candidates, pooled[pooled["fold"] != k], seed, z),
+                    raw[raw["fold"] == k],
+                    _tune(candidates, raw[raw["fold"] != k], seed, z),
                 )
                 for k in folds
             ],
             ignore_index=True,
         )
-    tuning = _tune(candidates, pooled, seed, z)
-    pooled = _apply(candidates, pooled, tuning)
-    if len(folds) == 1:
-        scored = pooled
     eligible = [name for name in params["candidates"] if name in candidates["baselines"]]
     names = [*eligible, *candidates["learned"]]
     poisson = {name: candidates["baselines"][REFERENCE] for name in (*BASELINES, *names)}

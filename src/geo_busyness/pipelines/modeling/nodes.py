@@ -30,8 +30,12 @@ from geo_busyness.model.forecaster import (
 )
 from geo_busyness.model.geo import cell_names
 from geo_busyness.model.history import CountHistory
-from geo_busyness.pipelines.modeling.backtest import backtest_means, paired_noise, score
-from geo_busyness.pipelines.modeling.candidates import forecaster_for, window_position
+from geo_busyness.pipelines.modeling.backtest import backtest_means, paired_noise, score, skill
+from geo_busyness.pipelines.modeling.candidates import (
+    forecaster_for,
+    window_position,
+    with_best_params,
+)
 from geo_busyness.pipelines.modeling.champion import (
     champion_on_history,
     champion_predictor,
@@ -84,9 +88,7 @@ def refit_chosen(
     model = forecaster_for(chosen, history, params)
     search = selection.get("random_forest_search")
     if chosen == "random_forest" and search:  # the grid was searched on train: reuse its best
-        model.set_params(
-            grid=None, regressor_params={**(model.regressor_params or {}), **search["best_params"]}
-        )
+        with_best_params(model, search["best_params"])
     return configured(model.fit(history, cell_features, end), selection)
 
 
@@ -283,7 +285,7 @@ def gate_decision(test_metrics: dict[str, Any], params: dict[str, Any]) -> tuple
                 f"seasonal-naive baseline's {row[REFERENCE]['mae']:.4f} (skill "
                 f"{model['skill_mae']:+.3f}, noise {model['skill_noise']:.3f})"
             )
-    headline = _skill(test_metrics["model"]["mae"], test_metrics["seasonal_naive_baseline"]["mae"])
+    headline = skill(test_metrics["model"]["mae"], test_metrics["seasonal_naive_baseline"]["mae"])
     is_reference = test_metrics.get("model_method") == REFERENCE
     if not (headline > 0 or (is_reference and headline == 0)):
         reasons.append(
@@ -291,11 +293,6 @@ def gate_decision(test_metrics: dict[str, Any], params: dict[str, Any]) -> tuple
             f"seasonal-naive baseline's {test_metrics['seasonal_naive_baseline']['mae']:.4f}"
         )
     return not reasons, reasons
-
-
-def _skill(value: float, reference: float) -> float:
-    """1 - value / reference (0 when the reference is 0)."""
-    return float(1.0 - value / reference) if reference > 0 else 0.0
 
 
 def build_evaluation_report(
