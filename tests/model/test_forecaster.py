@@ -149,7 +149,8 @@ def test_level_ratios_see_the_step(history):
 
 
 @pytest.mark.parametrize(
-    "method", ["seasonal_naive", "level_adjusted", "recent_level", "gradient_boosting"]
+    "method",
+    ["seasonal_naive", "level_adjusted", "recent_level", "pooled_level", "gradient_boosting"],
 )
 def test_every_method_answers_finite_counts_with_ordered_quantiles(method, history, cell_features):
     model = BusynessForecaster(

@@ -55,7 +55,7 @@ SCALES = {
     "gradient_boosting": "log ratio to the cell's seasonal profile",
     "random_forest": "ratio to the cell's seasonal profile",
 }
-#: What each statistical baseline forecasts.
+#: What each statistical forecaster (a baseline or the pooled level) forecasts.
 _BASELINE_FORECASTS = {
     "seasonal_naive": "the cell's hour-of-week profile (its mean at the same hour of the week"
     " over all past weeks)",
@@ -64,6 +64,9 @@ _BASELINE_FORECASTS = {
     "recent_level": "the cell's hour-of-week profile (its mean at the same hour of the week"
     " over all past weeks) times a weighted recent level (actual-to-profile ratios over the"
     " last hours, day and week, weights per horizon chosen on validation)",
+    "pooled_level": "the cell's hour-of-week profile shrunk toward its level times its H3"
+    " neighbours' weekly shape (a prior weight chosen on validation), times a weighted recent"
+    " level",
 }
 #: Fitted regressor -> its TreeExplainer (built once per loaded model).
 _EXPLAINERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()

@@ -7,6 +7,8 @@
 - ``recent_level``: that profile times a weighted recent level (city-wide ratios over the last
   3 h, day and week and the cell's own week, weights per horizon bucket chosen on validation:
   ``recency.py``);
+- ``pooled_level``: the recent level on a profile pooled with the cell's H3 neighbours' weekly
+  shape, the prior's weight chosen on validation (``pooling.py``): for short, sparse histories;
 - ``gradient_boosting``: a Poisson HistGradientBoosting model of the ratio between the count
   and the cell's shrunk profile (the profile as an exposure: fitting ``y / base`` with weight
   ``base`` is Poisson regression with offset ``log(base)``); with ``exposure="level_adjusted"``
@@ -50,6 +52,7 @@ from geo_busyness.model.origin_features import (
     city_ratio,
     origin_features,
 )
+from geo_busyness.model.pooling import NeighbourhoodSums
 from geo_busyness.model.tree_ensemble import SMALL_INPUT_ROWS, predict_ensemble, tree_ensemble
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, HORIZON
 
@@ -57,7 +60,9 @@ logger = logging.getLogger(__name__)
 
 #: The statistical baselines (no regressor), every one a candidate and a column of every table.
 BASELINES = ("seasonal_naive", "level_adjusted", "recent_level")
-METHODS = (*BASELINES, "gradient_boosting", "random_forest")
+#: A statistical candidate beyond the baselines: tuned on validation, no regressor.
+POOLED = "pooled_level"
+METHODS = (*BASELINES, POOLED, "gradient_boosting", "random_forest")
 #: What a learned model's ratio multiplies: the shrunk profile, or that at last week's level.
 EXPOSURES = ("profile", "level_adjusted")
 #: Methods with a learned ratio regressor (the others are statistical baselines).
@@ -117,12 +122,18 @@ class BusynessForecaster(BaseEstimator):
         """Pickle without the derived sums (rebuilt from the counts on first use)."""
         state = self.__dict__.copy()
         state.pop("_derived", None)
+        state.pop("_neighbourhood", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Older artifacts: a profile exposure, a (learned, level-adjusted) blend, one size and
         the negative binomial's median in every bucket, no recent-level weights."""
-        defaults = {"exposure": "profile", "recency_weights_": None, "median_rule_": None}
+        defaults = {
+            "exposure": "profile",
+            "recency_weights_": None,
+            "median_rule_": None,
+            "pool_weeks_": 0.0,
+        }
         self.__dict__.update({**defaults, "fitted_through_ns_": None, **state})
         if self.blend_weights_ is not None:
             self.blend_weights_ = [[*w, 0.0][: len(BLEND_COMPONENTS)] for w in self.blend_weights_]
@@ -133,6 +144,13 @@ class BusynessForecaster(BaseEstimator):
         if getattr(self, "_derived", None) is None:
             self._derived = DerivedHistory(self.history_)
         return self._derived
+
+    @property
+    def neighbourhood(self) -> NeighbourhoodSums:
+        """Counts and profiles summed over each cell's H3 neighbours (``pooling.py``)."""
+        if getattr(self, "_neighbourhood", None) is None:
+            self._neighbourhood = NeighbourhoodSums(self.derived)
+        return self._neighbourhood
 
     @property
     def resolution(self) -> int:
@@ -161,7 +179,7 @@ class BusynessForecaster(BaseEstimator):
                 f"modeling.forecaster.exposure must be one of {EXPOSURES}, got {self.exposure!r}."
             )
         self.history_, self.cell_features_ = history, cell_features
-        self._derived = None
+        self._derived = self._neighbourhood = None
         self.holiday_days_ = np.sort(
             pd.to_datetime(list(self.holidays)).normalize().asi8 // (24 * 3_600_000_000_000)
         )
@@ -179,6 +197,7 @@ class BusynessForecaster(BaseEstimator):
         self.median_rule_ = None  # the negative binomial's median until chosen
         self.blend_weights_ = None  # the learned mean alone until a combination is chosen
         self.recency_weights_ = None  # recency.DEFAULT_WEIGHTS until chosen
+        self.pool_weeks_ = 0.0  # the raw profile until validation chooses a pooling weight
         self.regressor_ = None
         self.search_ = None
         end = history.hours if train_end is None else int(train_end)
@@ -252,6 +271,8 @@ class BusynessForecaster(BaseEstimator):
     # ---------------------------------------------------------------- predict
     def predict_rows(self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray) -> np.ndarray:
         """Mean forecast of (history row, origin position, horizon) rows."""
+        if self.method == POOLED:
+            return self.pooled_means(rows, origin, horizon, self.pool_weeks_)
         plain, level, recent = self.baseline_means(rows, origin, horizon)
         if self.method in BASELINES:
             return {"seasonal_naive": plain, "level_adjusted": level}.get(self.method, recent)
@@ -272,13 +293,26 @@ class BusynessForecaster(BaseEstimator):
         origin, horizon = np.asarray(origin), np.asarray(horizon)
         profile = np.nan_to_num(derived.profile[rows, origin + horizon - 1])
         city = city_ratio(derived, origin, np.maximum(origin - HOURS_PER_WEEK, 0))
+        return profile, profile * city, profile * self._recent_factor(rows, origin, horizon)
+
+    def pooled_means(
+        self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray, weeks: float
+    ) -> np.ndarray:
+        """The recent level (this forecaster's weights) on the profile pooled with the cell's
+        neighbours at a prior weight of ``weeks`` (0: the recent-level baseline)."""
+        origin, horizon = np.asarray(origin), np.asarray(horizon)
+        pooled = self.neighbourhood.pooled_profile(rows, origin, origin + horizon - 1, weeks)
+        return pooled * self._recent_factor(rows, origin, horizon)
+
+    def _recent_factor(
+        self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray
+    ) -> np.ndarray:
+        """``recency.recent_factor`` of rows with this forecaster's weights per bucket."""
         weights = getattr(self, "recency_weights_", None) or [recency.DEFAULT_WEIGHTS] * len(
             HORIZON_BUCKETS
         )
-        factor = recency.recent_factor(
-            recency.log_ratios(derived, rows, origin), bucket_values(horizon, weights)
-        )
-        return profile, profile * city, profile * factor
+        ratios = recency.log_ratios(self.derived, rows, origin)
+        return recency.recent_factor(ratios, bucket_values(horizon, weights))
 
     def quantiles(
         self, mean: np.ndarray, horizon: np.ndarray
@@ -339,7 +373,7 @@ class BusynessForecaster(BaseEstimator):
         """A copy that also knows ``counts`` (``cell, hour, busyness``) up to ``end``; no refit."""
         extended = copy.copy(self)
         extended.history_ = self.history_.extended(counts, int(pd.Timestamp(end).value))
-        extended._derived = None
+        extended._derived = extended._neighbourhood = None
         return extended
 
 

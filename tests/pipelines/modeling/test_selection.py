@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import h3
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +27,7 @@ from geo_busyness.pipelines.modeling.selection import (
     BucketRows,
     average_loss,
     fit_combination,
+    fit_pool_weeks,
     fit_recency,
     fold_starts,
     gate_loss,
@@ -37,7 +39,7 @@ START = pd.Timestamp("2026-01-05T06:00:00Z")  # local midnight in Regina, a Mond
 TZ = "America/Regina"
 CENTRES = np.array([[50.45, -104.61], [50.43, -104.56], [50.49, -104.66], [50.41, -104.52]])
 PARAMS = {
-    "candidates": [*BASELINES, "gradient_boosting"],
+    "candidates": [*BASELINES, "pooled_level", "gradient_boosting"],
     "validation_folds": 3,
     "random_state": 42,
     "min_r2": 0.6,
@@ -269,3 +271,31 @@ def test_recent_weights_follow_a_lasting_day_level_and_stay_zero_without_one():
     assert sum(weights[1][:3]) >= 0.5, weights  # 4-24 h: the city's recent ratios
     recent, pooled = _rows_of(rng.poisson(rhythm))
     assert fit_recency(recent, pooled, seed=0, z=2.0) == [[0.0, 0.0, 0.0, 0.0]] * 3
+
+
+def _pooling_rows(weeks: int, shared: bool) -> tuple[BusynessForecaster, pd.DataFrame]:
+    """A pooled-level candidate on 19 adjacent res-8 cells and its validation rows (last two
+    weeks): each cell's level times one shared weekly shape, or each cell its own shape."""
+    rng = np.random.default_rng(21)
+    names = h3.grid_disk(h3.latlng_to_cell(50.45, -104.61, 8), 2)
+    cells = np.sort(np.array([h3.str_to_int(c) for c in names], dtype=np.uint64))
+    level = rng.gamma(2.0, 0.5, (len(cells), 1))
+    shapes = rng.gamma(1.0, 1.0, (1 if shared else len(cells), 168))
+    counts = rng.poisson(np.tile(level * shapes, weeks)).astype(np.float32)
+    history = CountHistory(cells, START.value, counts, TZ)
+    pooled = BusynessForecaster(method="pooled_level")
+    naive = BusynessForecaster(method="seasonal_naive")
+    pooled.history_ = naive.history_ = history
+    means = backtest_means({"seasonal_naive": naive}, history.hours - 336, history.hours)
+    rows = pd.concat([t.assign(product=p) for p, t in means.items()], ignore_index=True)
+    return pooled, rows
+
+
+def test_the_pooling_weight_borrows_a_shared_shape_and_keeps_each_cells_own():
+    """Three weeks of sparse cells sharing one weekly shape: the neighbours' shape helps, a
+    prior weight > 0 is chosen. Ten weeks of cells with shapes of their own: none (0)."""
+    no_recency = [[0.0] * 4] * 3
+    model, rows = _pooling_rows(weeks=3, shared=True)
+    assert fit_pool_weeks(model, rows, no_recency, seed=0) > 0
+    model, rows = _pooling_rows(weeks=10, shared=False)
+    assert fit_pool_weeks(model, rows, no_recency, seed=0) == 0.0

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geo_busyness.errors import InsufficientHistoryError
 from geo_busyness.model import recency
 from geo_busyness.model.cell_hours import HOUR_NS
 from geo_busyness.model.features import BusynessFeatures
@@ -17,6 +18,7 @@ from geo_busyness.model.forecaster import (
     BLEND_COMPONENTS,
     HORIZON_BUCKETS,
     LEARNED,
+    POOLED,
     BusynessForecaster,
 )
 from geo_busyness.model.history import CountHistory
@@ -28,6 +30,7 @@ from geo_busyness.pipelines.modeling.selection import (
     combined_column,
     fit_combination,
     fit_distribution,
+    fit_pool_weeks,
     fit_recency,
     fold_starts,
     min_learned_hours,
@@ -112,7 +115,7 @@ def fit_candidates(
     folds = validation_folds(history, windows, params)
     if not folds["baseline"]:
         train_hours = window_position(history, windows, "validation_start")
-        raise ValueError(
+        raise InsufficientHistoryError(
             f"Too little history to choose a forecaster: the train window has {train_hours} h "
             f"and a baseline needs {MIN_BASELINE_HOURS} h (a week) before the validation window."
             " Give more data, or lower feature_engineering.validation_days / test_days, or move"
@@ -144,8 +147,12 @@ def fit_candidates(
             learned[method].append(model.fit(history, cell_features, start))
             if best is not None:
                 model.search_ = best
+    # The pooled level needs no fit either: it is tuned on the folds like the recent level.
+    pooled = {}
+    if POOLED in params["candidates"]:
+        pooled[POOLED] = forecaster_for(POOLED, history, params).fit(history, cell_features)
     use = "learned" if learned else "baseline"
-    return {"folds": folds[use], "baselines": baselines, "learned": learned}
+    return {"folds": folds[use], "baselines": baselines, "pooled": pooled, "learned": learned}
 
 
 def _fold_means(candidates: dict[str, Any]) -> pd.DataFrame:
@@ -166,19 +173,30 @@ def _by_product(pooled: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _tune(candidates: dict[str, Any], rows: pd.DataFrame, seed: int, z: float) -> dict[str, Any]:
-    """Recent-level weights and each learned candidate's combination fitted on ``rows``."""
+    """Recent-level weights, the pooled level's prior weight and recency weights, and each
+    learned candidate's combination, fitted on ``rows``."""
     recent = candidates["baselines"]["recent_level"]
     recent.recency_weights_ = fit_recency(recent, rows, seed, z)
+    tuning: dict[str, Any] = {"recency": recent.recency_weights_, "pooled": None}
+    for model in candidates.get("pooled", {}).values():
+        weeks = fit_pool_weeks(model, rows, recent.recency_weights_, seed)
+        tuning["pooled"] = {"weeks": weeks, "recency": fit_recency(model, rows, seed, z, weeks)}
     tuned = rows.assign(recent_level=_recent_column(recent, rows))
-    blends = {name: fit_combination(tuned, name, seed, z) for name in candidates["learned"]}
-    return {"recency": recent.recency_weights_, "blends": blends}
+    tuning["blends"] = {
+        name: fit_combination(tuned, name, seed, z) for name in candidates["learned"]
+    }
+    return tuning
 
 
 def _apply(candidates: dict[str, Any], rows: pd.DataFrame, tuning: dict[str, Any]) -> pd.DataFrame:
-    """``rows`` with the recent-level and combined learned columns of ``tuning``."""
+    """``rows`` with the recent-level, pooled-level and combined learned columns of ``tuning``."""
     recent = candidates["baselines"]["recent_level"]
     recent.recency_weights_ = tuning["recency"]
     rows = rows.assign(recent_level=_recent_column(recent, rows))
+    for name, model in candidates.get("pooled", {}).items():
+        model.pool_weeks_ = tuning["pooled"]["weeks"]
+        model.recency_weights_ = tuning["pooled"]["recency"]
+        rows[name] = model.predict_rows(*_positions(rows))
     for name, weights in tuning["blends"].items():
         rows[name] = combined_column(rows, name, weights)
     return rows
@@ -212,13 +230,13 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
             ignore_index=True,
         )
     eligible = [name for name in params["candidates"] if name in candidates["baselines"]]
-    names = [*eligible, *candidates["learned"]]
+    names = [*eligible, *candidates.get("pooled", {}), *candidates["learned"]]
     poisson = {name: candidates["baselines"][REFERENCE] for name in (*BASELINES, *names)}
     scores = score(_by_product(scored), poisson, reference=REFERENCE)
     average = {name: average_loss(scores, name) for name in names}
     chosen = _choose(average, eligible, float(params.get("selection_margin", 0.005)))
     sizes, rules = fit_distribution(pooled, chosen, seed, z)
-    if chosen not in LEARNED:  # a baseline serves as it is scored: its Poisson median
+    if chosen not in LEARNED:  # a statistical mean serves as it is scored: its Poisson median
         rules = ["poisson"] * len(rules)
     logger.info(
         "Chose %s on %d validation fold(s) by the gate's loss (1 = seasonal naive%s): %s",
@@ -248,6 +266,8 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
         "negative_binomial_size": sizes,
         "median_rule": rules,
         "recency_weights": tuning["recency"],
+        "pool_weeks": tuning["pooled"] and tuning["pooled"]["weeks"],
+        "pooled_recency_weights": tuning["pooled"] and tuning["pooled"]["recency"],
         "recency_components": [f"{scope}_{hours}h" for scope, hours in recency.COMPONENTS],
         "blend_weights": tuning["blends"],
         "blend_buckets": [f"{low}-{high}h" for low, high in HORIZON_BUCKETS],
@@ -259,8 +279,8 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
 
 def _choose(average: dict[str, float], baselines: list[str], margin: float) -> str:
     """The lowest average loss, where any candidate but the seasonal naive must beat the naive,
-    and a learned one also the best baseline, by ``margin`` (relative): a validation gain that
-    small is noise, and the simpler forecaster serves."""
+    and one beyond the baselines (learned or pooled) also the best baseline, by ``margin``
+    (relative): a validation gain that small is noise, and the simpler forecaster serves."""
     fallback = REFERENCE if REFERENCE in baselines else baselines[0]
     reference = average[fallback]
     eligible = [n for n in baselines if n == fallback or average[n] < reference * (1 - margin)]
@@ -272,11 +292,14 @@ def _choose(average: dict[str, float], baselines: list[str], margin: float) -> s
     return best_baseline
 
 
+def _positions(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, origin, horizon) of backtest rows."""
+    return table["row"].to_numpy(), table["origin"].to_numpy(), table[HORIZON].to_numpy()
+
+
 def _recent_column(recent: BusynessForecaster, table: pd.DataFrame) -> np.ndarray:
     """The recent-level baseline's means of backtest rows (its fitted weights)."""
-    return recent.baseline_means(
-        table["row"].to_numpy(), table["origin"].to_numpy(), table[HORIZON].to_numpy()
-    )[2]
+    return recent.baseline_means(*_positions(table))[2]
 
 
 def _fold_spread(

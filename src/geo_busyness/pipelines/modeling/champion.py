@@ -67,7 +67,24 @@ def champion_on_history(
         return None, f"time zone {champion.timezone} differs from {challenger.timezone}"
     history = challenger.history_
     extended = champion.with_counts(history_counts(history), pd.Timestamp(history.end_ns))
-    return extended, "scored on the challenger's test window"
+    return extended, "scored on the challenger's test window" + _head_start(champion, challenger)
+
+
+def _head_start(champion: BusynessForecaster, challenger: BusynessForecaster) -> str:
+    """What the score of a learned champion fitted past the challenger's training data (e.g.
+    refitted through the end of the same data) means: it has learnt from the window it is
+    scored on. Baselines learn nothing: every count they use is before each origin."""
+    ends = champion.fitted_through_ns_, challenger.fitted_through_ns_
+    if champion.regressor_ is None or None in ends or ends[0] <= ends[1]:
+        return ""
+    champion_end, challenger_end = (
+        pd.Timestamp(end, tz="UTC").strftime("%Y-%m-%d %H:%M UTC") for end in ends
+    )
+    return (
+        f"; the champion was fitted through {champion_end}, past the challenger's training data"
+        f" (to {challenger_end}): it has learnt from that window, which favours it (a model"
+        " trained again on the same data cannot beat it)"
+    )
 
 
 def champion_predictor(champion: BusynessForecaster, history: CountHistory):

@@ -26,6 +26,7 @@ from geo_busyness.model.cell_hours import HOUR_NS, utc_hour_ns
 from geo_busyness.model.features import REFERENCE_FEATURES, BusynessFeatures
 from geo_busyness.model.forecaster import (
     BASELINES,
+    POOLED,
     BusynessForecaster,
 )
 from geo_busyness.model.geo import cell_names
@@ -64,6 +65,9 @@ def configured(model: BusynessForecaster, selection: dict[str, Any]) -> Busyness
     """``model`` with what validation chose: recent-level and combination weights, the sizes
     and median rules per horizon bucket (the latter only for the chosen method)."""
     model.recency_weights_ = selection.get("recency_weights")
+    if model.method == POOLED and selection.get("pool_weeks") is not None:
+        model.pool_weeks_ = selection["pool_weeks"]
+        model.recency_weights_ = selection["pooled_recency_weights"]
     if model.method == selection["chosen"]:
         model.size_ = selection["negative_binomial_size"]
         model.median_rule_ = selection["median_rule"]

@@ -24,6 +24,7 @@ from geo_busyness.pipelines.modeling.model_card import (
     params_digest,
 )
 from geo_busyness.registry import log_model_card, register_model, tag_version
+from geo_busyness.run_summary import champion_kept
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, H3_CELL, HOUR
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,7 @@ def gate_and_register(
         report["registration"] = {"run_id": run.info.run_id, "registered": False}
         override = not gate["passed"] and bool(params.get("register_rejected"))
         if not gate["passed"] and not override:
-            logger.warning(
-                "Quality gate failed, nothing registered: %s", "; ".join(gate["reasons"])
-            )
+            _log_refusal(gate)
             return report
         if override:
             logger.warning(
@@ -77,6 +76,19 @@ def gate_and_register(
     finally:
         if started:
             mlflow.end_run()
+
+
+def _log_refusal(gate: dict[str, Any]) -> None:
+    """Nothing registered: an expected outcome (INFO) when only the serving champion was not
+    beaten, since it keeps serving; a WARNING when the gate failed on its own rules."""
+    kept = champion_kept(gate)
+    if kept:
+        reason = gate["champion_comparison"].get("reason")
+        logger.info(
+            "Quality gate: nothing registered, %s%s", kept, f" ({reason})" if reason else ""
+        )
+    else:
+        logger.warning("Quality gate failed, nothing registered: %s", "; ".join(gate["reasons"]))
 
 
 def _register(

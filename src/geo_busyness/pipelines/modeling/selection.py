@@ -7,7 +7,8 @@ the P50's MAE and half the mean's RMSE, each relative to the plain seasonal naiv
 rows (the two metrics the backtest reports and the gate judges), averaged over products x
 buckets. On the pooled fold rows, per horizon bucket:
 
-1. the recent-level baseline's weights (``recency.GRID``);
+1. the recent-level baseline's weights (``recency.GRID``), and the pooled-level candidate's
+   prior weight (``pooling.POOL_WEEKS``) and its own recency weights;
 2. each learned candidate's combination with the three baselines (``COMBINATION_GRID``, pure
    baselines included, so a learned model that adds nothing gets weight 0);
 3. the chosen mean's negative-binomial size (maximum likelihood) and median rule (the Poisson
@@ -39,6 +40,7 @@ from geo_busyness.model.forecaster import (
     combine,
 )
 from geo_busyness.model.origin_features import MIN_ORIGIN
+from geo_busyness.model.pooling import POOL_WEEKS
 from geo_busyness.pipelines.modeling.backtest import day_clustered_se, paired_noise
 from geo_busyness.schemas import HORIZON
 
@@ -172,27 +174,81 @@ class BucketRows:
         return bool(gain > z * day_clustered_se((rows[0] - rows[1]) * weight, self.day))
 
 
+def _profile(
+    forecaster: BusynessForecaster, pooled: pd.DataFrame, rows: BucketRows, weeks: float
+) -> np.ndarray:
+    """The sampled rows' profile pooled with the neighbours at ``weeks`` (0: the raw one)."""
+    if weeks <= 0:
+        return rows.column(pooled, REFERENCE)
+    origin = rows.column(pooled, "origin")
+    target = origin + rows.column(pooled, HORIZON) - 1
+    return forecaster.neighbourhood.pooled_profile(
+        rows.column(pooled, "row"), origin, target, weeks
+    )
+
+
 def fit_recency(
-    forecaster: BusynessForecaster, pooled: pd.DataFrame, seed: int, z: float = 2.0
+    forecaster: BusynessForecaster,
+    pooled: pd.DataFrame,
+    seed: int,
+    z: float = 2.0,
+    weeks: float = 0.0,
 ) -> list[list[float]]:
-    """Per horizon bucket, the ``recency.GRID`` weights of lowest loss on the rows; all zeros
-    (the plain profile) unless they beat it by more than ``z`` standard errors."""
+    """Per horizon bucket, the ``recency.GRID`` weights of lowest loss on the rows, on the
+    profile pooled at ``weeks`` (0: the raw profile); all zeros (the profile alone) unless they
+    beat it by more than ``z`` standard errors."""
     weights = []
     for index in range(len(HORIZON_BUCKETS)):
         rows = BucketRows(pooled, index, seed)
         if not len(rows):
             weights.append(list(recency.DEFAULT_WEIGHTS))
             continue
-        plain = rows.column(pooled, REFERENCE)
+        plain, profile = rows.column(pooled, REFERENCE), _profile(forecaster, pooled, rows, weeks)
         ratios = recency.log_ratios(
             forecaster.derived, rows.column(pooled, "row"), rows.column(pooled, "origin")
         )
-        means = [plain * recency.recent_factor(ratios, w) for w in recency.GRID]
+        means = [profile * recency.recent_factor(ratios, w) for w in recency.GRID]
         best = int(np.argmin([rows.loss(mean, plain) for mean in means]))
-        if not rows.clearly_better(means[best], plain, plain, z):
+        if not rows.clearly_better(means[best], profile, plain, z):
             best = 0  # GRID[0] is all zeros
         weights.append([float(v) for v in recency.GRID[best]])
     return weights
+
+
+def fit_pool_weeks(
+    forecaster: BusynessForecaster,
+    pooled: pd.DataFrame,
+    recency_weights: list[list[float]],
+    seed: int,
+) -> float:
+    """The ``POOL_WEEKS`` prior weight of lowest loss, averaged over horizon buckets, with the
+    recent level's ``recency_weights`` (its own are fitted after, on the chosen profile)."""
+    buckets = [BucketRows(pooled, index, seed) for index in range(len(HORIZON_BUCKETS))]
+    buckets = [(i, rows) for i, rows in enumerate(buckets) if len(rows)]
+    if not buckets:
+        return 0.0
+    factors = {
+        i: recency.recent_factor(
+            recency.log_ratios(
+                forecaster.derived, rows.column(pooled, "row"), rows.column(pooled, "origin")
+            ),
+            np.asarray(recency_weights[i]),
+        )
+        for i, rows in buckets
+    }
+    losses = [
+        np.mean(
+            [
+                rows.loss(
+                    _profile(forecaster, pooled, rows, weeks) * factors[i],
+                    rows.column(pooled, REFERENCE),
+                )
+                for i, rows in buckets
+            ]
+        )
+        for weeks in POOL_WEEKS
+    ]
+    return float(POOL_WEEKS[int(np.argmin(losses))])
 
 
 def fit_combination(
