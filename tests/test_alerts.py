@@ -159,6 +159,26 @@ def test_a_failed_gate_is_an_alert_and_a_passed_one_is_not():
     assert alerts_from_outputs({"evaluation_report_draft": GATE_REPORT}) == []
 
 
+def test_a_challenger_that_only_ties_the_champion_is_no_gate_alert():
+    """Passed the baselines, did not beat the serving champion: unchanged, not a failure."""
+    kept = {
+        **GATE_REPORT,
+        "gate": {
+            **GATE_REPORT["gate"],
+            "baseline_gate_passed": True,
+            "champion_comparison": {
+                "status": "scored",
+                "challenger_wins": False,
+                "version": "1",
+                "metric": "gate_loss",
+                "challenger": 0.9,
+                "champion": 0.9,
+            },
+        },
+    }
+    assert alerts_from_outputs({"evaluation_report": kept}) == []
+
+
 def test_retraining_recommended_carries_the_monitoring_reports_reasons():
     outputs = {"retrain_recommended": VERDICT, "monitoring_report": MONITORING_REPORT}
     (alert,) = alerts_from_outputs(outputs)

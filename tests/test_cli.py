@@ -1,4 +1,5 @@
-"""The project CLI: ``kedro serve`` exists, picks the champion, and ``run`` still works."""
+"""The project CLI: ``kedro serve`` exists, picks the champion, ``run`` still works, and a
+user's mistake is one line (the real ``kedro`` in a subprocess: tests/test_cli_errors.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 from kedro.config import OmegaConfigLoader
-from kedro.framework.cli.utils import find_run_command
+from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.utils import KedroCliError, find_run_command
 
-from geo_busyness.cli import champion_location, cli, registry_names, shadow_refusal
+from geo_busyness.cli import champion_location, cli, registry_names, run, shadow_refusal
+from geo_busyness.pipeline_registry import pipeline_names
 from geo_busyness.testing import PROJECT_ROOT, use_own_mlflow_store
 from tests.conftest import inside, make_project_copy
 
@@ -25,6 +28,35 @@ def test_serve_command_is_registered():
 
 def test_python_m_geo_busyness_still_finds_kedro_run():
     assert find_run_command("geo_busyness").name == "run"
+
+
+def test_run_is_kedros_run_with_verbose():
+    """The project's `run` (Kedro's "add or modify CLI commands" use case) keeps every option
+    of Kedro's own and adds --verbose; `python -m geo_busyness` takes it too."""
+    ours = {name for param in run.params for name in param.opts}
+    kedros = {name for param in kedro_run.params for name in param.opts}
+    assert ours == kedros | {"--verbose", "-v"}
+    assert find_run_command("geo_busyness") is run
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert "GEO_BUSYNESS_TRACEBACK=1" in result.output
+
+
+def test_an_unknown_pipeline_is_one_line_naming_the_closest():
+    """Issue #26: `kedro run --pipelines modelling` was a 110-line ImportError."""
+    result = CliRunner().invoke(cli, ["run", "--pipelines", "modelling"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: Unknown pipeline 'modelling' (did you mean 'modeling'?); the pipelines are"
+        f" {', '.join(pipeline_names())}."
+    ]
+
+
+def test_verbose_shows_the_traceback(monkeypatch):
+    monkeypatch.setattr(KedroCliError, "VERBOSE_ERROR", False)  # --verbose sets it: restored after
+    result = CliRunner().invoke(cli, ["run", "--pipelines", "modelling", "--verbose"])
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.output
+    assert result.output.rstrip().endswith("shadow.")
 
 
 def test_champion_location(tmp_path):

@@ -1,7 +1,13 @@
-"""geo_busyness.datasets: a failed save never leaves a truncated file where the last good one was."""
+"""geo_busyness.datasets: a failed save never leaves a truncated file where the last good one was,
+and the next save removes what a killed one left."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +19,7 @@ from geo_busyness.datasets import (
     CachedDataset,
     CSVDataset,
     JSONDataset,
+    OptionalCSVDataset,
     ParquetDataset,
     PickleDataset,
     PlotlyHTMLDataset,
@@ -79,3 +86,74 @@ def test_cached_dataset_keeps_what_it_saved_and_describes_its_file(tmp_path: Pat
     pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
     assert str(cached._describe()["filepath"]) == str(path)  # kedro-viz shows this path
     assert cached.preview(nrows=3)["data"] == frame.head(3).to_numpy().tolist()
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_save_removes_what_a_killed_save_left(tmp_path: Path) -> None:
+    """Issue #23 item 7: a save killed mid-write (kill -9) leaves a staged ``*.partial`` file;
+    the next save of that dataset removes it, and leaves saves still running alone."""
+    path = tmp_path / "clean_events.parquet"
+    host = socket.gethostname()
+    dead = tmp_path / f"clean_events.parquet.{'a' * 32}.{_dead_pid()}@{host}.partial"
+    old = tmp_path / f"clean_events.parquet.{'b' * 32}.partial"  # named before the pid was
+    running = tmp_path / f"clean_events.parquet.{'c' * 32}.{os.getpid()}@{host}.partial"
+    elsewhere = tmp_path / f"clean_events.parquet.{'d' * 32}.1@another-host.partial"
+    for staged in (dead, old, running, elsewhere):
+        staged.write_bytes(b"PAR1 truncated")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+
+    ParquetDataset(filepath=str(path)).save(pd.DataFrame({"a": [1]}))
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["clean_events.parquet", running.name, elsewhere.name]
+    )
+
+
+def test_a_versioned_save_removes_a_killed_saves_version_folder(tmp_path: Path) -> None:
+    root = tmp_path / "report.json"
+    killed = root / "2026-01-01T00.00.00.000Z"
+    killed.mkdir(parents=True)
+    (killed / f"report.json.{'e' * 32}.{_dead_pid()}@{socket.gethostname()}.partial").write_text(
+        "{"
+    )
+    dataset = JSONDataset(filepath=str(root), version=Version(None, None))
+    dataset.save({"run": 2})
+    assert not killed.exists()
+    assert dataset.load() == {"run": 2}
+
+
+# ---------------------------------------------------------------- optional inputs
+def test_no_file_loads_as_none(tmp_path: Path) -> None:
+    dataset = OptionalCSVDataset(filepath=str(tmp_path / "absent.csv"))
+    assert dataset.load() is None
+    assert not dataset.exists()
+
+
+def test_a_zero_byte_file_loads_as_none(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    assert OptionalCSVDataset(filepath=str(path)).load() is None
+
+
+def test_a_header_only_file_is_an_empty_table(tmp_path: Path) -> None:
+    path = tmp_path / "header.csv"
+    path.write_text("courier_location_timestamp,courier_lat,courier_lon\n")
+    table = OptionalCSVDataset(filepath=str(path)).load()
+    assert table.empty and list(table.columns) == [
+        "courier_location_timestamp",
+        "courier_lat",
+        "courier_lon",
+    ]
+
+
+def test_a_file_loads_and_saves_as_the_csv_dataset(tmp_path: Path) -> None:
+    dataset = OptionalCSVDataset(filepath=str(tmp_path / "rows.csv"), save_args={"index": False})
+    dataset.save(pd.DataFrame({"a": [1, 2]}))
+    assert dataset.load()["a"].tolist() == [1, 2]

@@ -1,13 +1,21 @@
-"""The registry: every pipeline can be combined with any other in one `kedro run --pipelines`."""
+"""The registry: every pipeline can be combined with any other in one `kedro run --pipelines`;
+an unknown name is refused in one line."""
 
 from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from kedro.framework.project import configure_project
 from kedro.pipeline import Pipeline
 
-from geo_busyness.pipeline_registry import NOT_IN_DEFAULT, register_pipelines
+from geo_busyness.pipeline_registry import (
+    NOT_IN_DEFAULT,
+    UnknownPipelineError,
+    check_pipeline_names,
+    pipeline_names,
+    register_pipelines,
+)
 
 #: The training job again on other raw input: it repeats the training nodes by design.
 VARIANTS = ("__default__", "retraining")
@@ -43,3 +51,19 @@ def test_retraining_feeds_the_training_job_the_history_plus_the_recent_batch():
     readers = {node.name for node in retraining.nodes if "raw_events" in node.inputs}
     assert readers == {"combine_event_batches"}  # data_processing reads the combined table
     assert {"evaluation_report", "busyness_model"} <= retraining.all_outputs()
+
+
+def test_pipeline_names_are_the_registered_ones_without_importing_them():
+    configure_project("geo_busyness")
+    assert pipeline_names() == sorted(register_pipelines())
+
+
+def test_an_unknown_pipeline_is_one_line_with_the_names_and_the_closest():
+    """Issue #26: `--pipelines modelling` was a 110-line ImportError from find_pipelines."""
+    with pytest.raises(UnknownPipelineError) as raised:
+        check_pipeline_names(["modeling", "modelling"])
+    message = raised.value.message
+    assert message.startswith("Unknown pipeline 'modelling' (did you mean 'modeling'?); ")
+    assert message.endswith(f"the pipelines are {', '.join(pipeline_names())}.")
+    assert "\n" not in message
+    check_pipeline_names(["__default__", "modeling", "inference"])  # known names pass

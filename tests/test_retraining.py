@@ -19,6 +19,7 @@ from geo_busyness.retraining import (
     retraining_due,
     retraining_lock,
 )
+from geo_busyness.schemas import LINE_FAULT, LINE_TEXT
 
 
 def test_retraining_is_due_when_recommended_or_forced() -> None:
@@ -77,6 +78,29 @@ def test_the_recent_batch_is_appended_once() -> None:
     # Rows 2 and 3 (NaN included) were delivered before: only order 4 is new.
     assert combined["order"].tolist() == [1, 2, 3, 4]
     assert list(combined.columns) == ["order", "lat"]
+
+
+def test_a_batch_with_unreadable_lines_combines_with_a_clean_one() -> None:
+    """Only one raw file had lines the parser quarantines: its two fault columns are added to
+    the other batch as empty, so nothing is refused and the faulty rows keep their reason."""
+    history = pd.DataFrame({"order": [1], "lat": [1.0]})
+    recent = pd.DataFrame(
+        {
+            "order": [2, None],
+            "lat": [2.0, None],
+            LINE_FAULT: [None, "blank_line"],
+            LINE_TEXT: [None, ""],
+        }
+    )
+    combined = combine_event_batches(history, recent)
+    assert len(combined) == 3
+    assert combined[LINE_FAULT].isna().tolist() == [True, True, False]
+    assert combined.loc[2, LINE_FAULT] == "blank_line"
+
+
+def test_without_a_recent_batch_the_history_alone_is_retrained_on() -> None:
+    history = pd.DataFrame({"order": [1, 2], "lat": [50.1, 50.2]})
+    assert combine_event_batches(history, None) is history
 
 
 def test_batches_with_different_columns_are_refused_by_name() -> None:

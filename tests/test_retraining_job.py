@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from geo_busyness.parameter_check import ParameterError
 from geo_busyness.retraining import (
     RetrainingFailed,
     RetrainingJob,
@@ -53,13 +54,21 @@ def _job(project: Path, **params) -> RetrainingJob:
 
 
 def test_a_failed_training_names_its_step_and_keeps_the_champion(served) -> None:
+    """Windows longer than the data: valid parameters, so the training step itself fails."""
     with inside(served), pytest.raises(RetrainingFailed, match="step 'training'") as failed:
-        _job(served, feature_engineering={"h3_resolution": 99}).run(force=True)
+        _job(served, feature_engineering={"validation_days": 400}).run(force=True)
     record = failed.value.record
     assert record["status"] == "failed" and record["failed_step"] == "training"
     assert record["champion_before"] == record["champion_after"] == "1"
-    assert "h3_resolution" in record["error"] or "99" in record["error"]
+    assert "validation window (400 d)" in record["error"]
     assert _records(served)[-1]["failed_step"] == "training"
+
+
+def test_a_wrong_parameter_stops_the_job_before_any_step(served) -> None:
+    before = len(_records(served))
+    with inside(served), pytest.raises(ParameterError, match="h3_resolution=99"):
+        _job(served, feature_engineering={"h3_resolution": 99}).run(force=True)
+    assert len(_records(served)) == before
 
 
 def test_a_failed_deployment_is_resumed_by_the_next_job(served) -> None:

@@ -13,9 +13,12 @@ from kedro.pipeline import Node, Pipeline
 from geo_busyness.datasets import JSONDataset
 from geo_busyness.hooks import RunSummaryHook, report_locations
 from geo_busyness.run_summary import (
+    NEXT_COMMANDS,
+    champion_kept,
     inference_summary,
     metric_lines,
     monitoring_summary,
+    next_commands,
     run_summary,
 )
 
@@ -109,6 +112,18 @@ def test_inference_and_monitoring_summaries() -> None:
     assert "Retrain recommended: YES" in monitoring
     assert "  - PSI hour_of_day 0.2 > 0.05" in monitoring
     assert "Retrain recommended" not in monitoring_summary({})
+    window = {
+        "source": "newest_week_of_clean_events",
+        "rows": 2506,
+        "start_utc": "2014-12-25T08:54:00+00:00",
+        "end_utc": "2015-01-01T07:33:00+00:00",
+        "why": "recent_raw_events is absent",
+    }
+    assert (
+        "Judged: the newest week of clean_events, 2014-12-25T08:54:00+00:00 .."
+        " 2015-01-01T07:33:00+00:00 (2506 events), since recent_raw_events is absent"
+    ) in monitoring_summary({"recent_window": window})
+    assert "Judged" not in monitoring_summary({"recent_window": {"source": "recent_raw_events"}})
 
 
 def _identity(value: dict) -> dict:
@@ -173,3 +188,77 @@ def test_the_summary_names_the_chosen_model_and_each_buckets_skill_and_noise() -
     assert "Model: recent_level, chosen on 3 validation fold(s)" in text
     assert "seasonal_naive 1, recent_level 0.9102" in text
     assert "deployment refuses it" in text
+
+
+def _champion_gate(challenger: float, champion: float) -> dict:
+    """A gate that refused a challenger only because it did not beat champion version 1."""
+    improvement = (champion - challenger) / champion
+    return {
+        "passed": False,
+        "baseline_gate_passed": True,
+        "reasons": [f"does not beat the champion (version 1): gate_loss {challenger:.4f}"],
+        "champion_comparison": {
+            "status": "scored",
+            "reason": "scored on the challenger's test window",
+            "version": "1",
+            "metric": "gate_loss",
+            "challenger": challenger,
+            "champion": champion,
+            "improvement": improvement,
+            "min_improvement": 0.0,
+            "challenger_wins": False,
+        },
+    }
+
+
+def test_a_tie_with_the_champion_says_it_keeps_serving_not_failed() -> None:
+    """A second run on the same data scores exactly as the champion it registered."""
+    report = {
+        "gate": _champion_gate(1.7196, 1.7196),
+        "registration": {"registered": False, "run_id": "r2"},
+    }
+    text = run_summary(report)
+    assert "FAILED" not in text
+    assert (
+        "Quality gate: unchanged: the champion (version 1) keeps serving; the challenger scores"
+        " the same as the champion (gate_loss 1.7196 vs 1.7196; a tie keeps it)"
+    ) in text
+    assert "  - scored on the challenger's test window" in text
+    assert "deployment" not in text
+    assert "serve the champion" in text and "uv run kedro serve" in text
+
+
+def test_a_challenger_worse_than_the_champion_also_leaves_it_serving() -> None:
+    kept = champion_kept(_champion_gate(1.8, 1.7))
+    assert kept.startswith("unchanged: the champion (version 1) keeps serving;")
+    assert "gate_loss 1.8000 vs 1.7000, improvement -5.88% <= 0.00%" in kept
+
+
+@pytest.mark.parametrize(
+    "gate",
+    [
+        {"passed": True},
+        {"passed": False, "baseline_gate_passed": False, "reasons": ["test R2 0.4 < 0.6"]},
+        {"passed": False, "baseline_gate_passed": True, "champion_comparison": {"status": "none"}},
+        {},
+        None,
+    ],
+    ids=["passed", "baselines-failed", "no-champion", "empty", "none"],
+)
+def test_other_outcomes_are_not_the_champion_kept(gate) -> None:
+    assert champion_kept(gate) is None
+
+
+def test_a_failed_gate_suggests_no_deployment_and_what_fits() -> None:
+    failed = {
+        "gate": {"passed": False, "baseline_gate_passed": False, "reasons": ["too short"]},
+        "registration": {"registered": False},
+    }
+    text = run_summary(failed)
+    assert "--pipelines deployment" not in text and "kedro serve" not in text
+    assert "docs/new_source.md" in text
+    assert "modeling.register_rejected=true" in text
+    override = {**failed, "registration": {"registered": True, "override": True, "version": "2"}}
+    assert "kedro run --pipelines deployment" not in run_summary(override)
+    assert "uv run kedro run --pipelines inference,monitoring" in run_summary(override)
+    assert next_commands({"gate": {"passed": True}}) == NEXT_COMMANDS

@@ -7,7 +7,14 @@ import pandas as pd
 import pandera.errors
 import pytest
 
-from geo_busyness.schemas import CANONICAL_COLUMNS, CanonicalEvents, CleanEvents
+from geo_busyness.schemas import (
+    BLANK_LINE,
+    CANONICAL_COLUMNS,
+    LINE_FAULT,
+    LINE_TEXT,
+    CanonicalEvents,
+    CleanEvents,
+)
 
 
 def clean_frame(**overrides) -> pd.DataFrame:
@@ -121,4 +128,10 @@ def test_canonical_events_accepts_raw_values_but_checks_structure():
         CanonicalEvents.validate(canonical_frame(courier_lat=["50.4", "x"]))  # not yet float
     with pytest.raises(SCHEMA_ERRORS):
         CanonicalEvents.validate(canonical_frame(Base=["B02512", "B02512"]))  # strict
-    assert set(CanonicalEvents.to_schema().columns) == {"source_row", *CANONICAL_COLUMNS}
+    columns = CanonicalEvents.to_schema().columns
+    assert set(columns) == {"source_row", *CANONICAL_COLUMNS, LINE_FAULT, LINE_TEXT}
+    # The raw loader's columns for lines it could not read: optional, the fault a known one.
+    assert not columns[LINE_FAULT].required and not columns[LINE_TEXT].required
+    CanonicalEvents.validate(canonical_frame(**{LINE_FAULT: [None, BLANK_LINE], LINE_TEXT: ""}))
+    with pytest.raises(SCHEMA_ERRORS):
+        CanonicalEvents.validate(canonical_frame(**{LINE_FAULT: [None, "bad"], LINE_TEXT: ""}))

@@ -1,7 +1,9 @@
-"""settings.py: one module registers every hook; `--params a.b=c` merges key by key."""
+"""settings.py: one module registers every hook, the parameter check first; `--params a.b=c`
+merges key by key."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -65,4 +67,21 @@ def test_every_registered_hook_comes_from_the_hooks_module(name: str) -> None:
         "RunSummaryHook",
         "SparkHooks",
         "AlertHook",
+        "ParameterCheckHook",
     }
+
+
+def test_parameters_are_checked_first():
+    """Hooks run last-registered first: the check precedes every other tryfirst hook that
+    reads parameters at context creation (AlertHook's typo check would raise a ValueError)."""
+    assert type(settings.HOOKS[-1]).__name__ == "ParameterCheckHook"
+
+
+def test_kedros_no_typed_parameters_line_is_dropped(caplog):
+    """No node takes a typed parameter model (the schema checks every block instead): Kedro's
+    validator said so on every run."""
+    from kedro.validation.parameter_validator import ParameterValidator  # noqa: PLC0415
+
+    caplog.set_level(logging.INFO, logger="kedro.validation.parameter_validator")
+    assert ParameterValidator({}).validate_raw_params({"a": 1}) == {"a": 1}
+    assert not [r for r in caplog.records if "typed parameter" in r.getMessage()]

@@ -14,13 +14,20 @@ kedro-viz the file it wraps.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
+import logging
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import fsspec
+import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 from kedro.io import CachedDataset as _CachedDataset
@@ -34,12 +41,24 @@ from kedro_datasets.pickle import PickleDataset as _PickleDataset
 from kedro_datasets.plotly import HTMLDataset as _PlotlyHTMLDataset
 from kedro_datasets.plotly import JSONDataset as _PlotlyJSONDataset
 from kedro_datasets.text import TextDataset as _TextDataset
-from pandas.errors import EmptyDataError
+from pandas.errors import EmptyDataError, ParserError
+
+from geo_busyness.raw_lines import MAX_LINE_BYTES, AuditedLines, audit_settings
+from geo_busyness.schemas import LINE_FAULT, LINE_TEXT
 
 if TYPE_CHECKING:
     from kedro_datasets._typing import TablePreview
 
+logger = logging.getLogger(__name__)
+
 _LOCAL = ("file", "local")
+#: A staged save is ``<target>.<random>.<pid>@<host>.partial``, renamed over the target once
+#: whole; one left by a save that died (kill -9, power loss) is removed by the next save.
+_PARTIAL = ".partial"
+_STAGED_NAME = re.compile(r"[0-9a-f]{32}\.(?P<pid>\d+)@(?P<host>.+)")
+#: A staged file of another host (or named before the pid was recorded) that has not changed
+#: for this long belongs to a save that is over: a live one keeps writing.
+STALE_PARTIAL_S = 15 * 60
 
 
 class _StagingFileSystem(MemoryFileSystem):
@@ -85,6 +104,59 @@ class _StagedLocalFileSystem(LocalFileSystem):
         return super().open(path, mode, **kwargs)
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a process of this host has the id ``pid``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
+def _abandoned(staged: str, target: str) -> bool:
+    """Whether the save that staged ``staged`` (for ``target``) is over: its process on this
+    host has ended, or (another host's, or an older name) it has not changed for
+    ``STALE_PARTIAL_S``."""
+    tail = os.path.basename(staged)[len(os.path.basename(target)) + 1 : -len(_PARTIAL)]
+    named = _STAGED_NAME.fullmatch(tail)
+    if named and named["host"] == socket.gethostname():
+        return not _process_alive(int(named["pid"]))
+    try:
+        return time.time() - os.path.getmtime(staged) > STALE_PARTIAL_S
+    except OSError:  # gone meanwhile
+        return False
+
+
+def remove_stale_partials(path: str, *, versioned: bool = False) -> list[str]:
+    """Remove the staged files of saves of ``path`` that died before publishing (and, for a
+    versioned dataset, those in every version folder, with a folder they leave empty); the
+    removed paths. Saves still running, here or on another host, are left alone."""
+    name, own = os.path.basename(path), os.path.dirname(path) or "."
+    folders = [own]
+    if versioned:  # <root>/<version>/<name>: a dead save's version folder is never reused
+        folders = glob.glob(os.path.join(glob.escape(os.path.dirname(own)), "*"))
+    removed = []
+    for folder in folders:
+        target = os.path.join(folder, name)
+        stale = [
+            staged
+            for staged in glob.glob(f"{glob.escape(target)}.*{_PARTIAL}")
+            if _abandoned(staged, target)
+        ]
+        for staged in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(staged)
+        if stale and folder != own and not os.listdir(folder):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        removed += stale
+    if removed:
+        logger.info("Removed %d file(s) left by interrupted saves: %s", len(removed), removed)
+    return removed
+
+
 class _AtomicSave:
     """Mixin: run the parent's serialiser into a staged file (or memory), then publish once."""
 
@@ -99,7 +171,8 @@ class _AtomicSave:
             folder = os.path.dirname(path) or "."
             created = _first_missing(folder)  # removed again if the save fails
             os.makedirs(folder, exist_ok=True)
-            staged = f"{path}.{uuid.uuid4().hex}.partial"
+            remove_stale_partials(path, versioned=getattr(self, "_version", None) is not None)
+            staged = f"{path}.{uuid.uuid4().hex}.{os.getpid()}@{socket.gethostname()}{_PARTIAL}"
             self._fs = _StagedLocalFileSystem(path, staged)
             try:
                 self._serialise(data)
@@ -138,13 +211,26 @@ class ParquetDataset(_AtomicSave, _ParquetDataset):
 
 
 class CSVDataset(_AtomicSave, _CSVDataset):
-    """``pandas.CSVDataset`` with all-or-nothing saves, and load errors that name the file and
-    the lines: an empty file, or bytes that are not text in the file's encoding."""
+    """``pandas.CSVDataset`` with all-or-nothing saves, and loads that account for every line.
+
+    A line pandas' parser cannot read as one row (a stray quote that would fold the lines after
+    it into one value, a carriage return inside it, more than ``max_line_bytes`` bytes) or a
+    blank line (which it would skip) is loaded as a row of nulls with ``LINE_FAULT`` (the
+    reason) and ``LINE_TEXT`` (the line) set: one row per data line, in file order (those two
+    columns exist only when the file has such a line). Load errors name the file and the lines:
+    an empty file, bytes that are not text in the file's encoding, a row with too many fields.
+    With load_args that break one row per line (``skiprows``, ``comment``, ``quoting``...) or a
+    zip/tar file, the file is read as pandas reads it.
+    """
+
+    def __init__(self, *, max_line_bytes: int = MAX_LINE_BYTES, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._max_line_bytes = max_line_bytes
 
     def load(self) -> Any:
         try:
-            return super().load()
-        except DatasetError as error:
+            return self._read()
+        except Exception as error:
             causes = _causes(error)
             if any(isinstance(cause, EmptyDataError) for cause in causes):
                 raise DatasetError(
@@ -154,6 +240,44 @@ class CSVDataset(_AtomicSave, _CSVDataset):
             if any(isinstance(cause, UnicodeDecodeError) for cause in causes):
                 raise DatasetError(self._undecodable_lines_message()) from error
             raise
+
+    def _read(self) -> pd.DataFrame:
+        """The table, every data line a row (unaudited with options that break that)."""
+        settings = audit_settings(self._load_args, str(self._get_load_path()))
+        if settings is None:
+            return super().load()
+        sep, quote, codec, encoding = settings
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        args = {key: value for key, value in self._load_args.items() if key != "compression"}
+        with self._fs.open(path, "rb", compression=codec) as source:
+            lines = AuditedLines(
+                self._display_path(), source, sep, quote, self._max_line_bytes, encoding
+            )
+            try:
+                frame = pd.read_csv(lines, **args)
+            except ParserError as error:
+                where = re.sub(
+                    r"line (\d+)", lambda m: f"line {lines.original_line(int(m[1]))}", str(error)
+                )
+                raise DatasetError(
+                    f"{self._display_path()}: {where}. Quote the fields that hold the separator,"
+                    " or remove the line."
+                ) from error
+        frame = lines.with_fault_rows(frame)
+        if lines.fault_lines:
+            counts = pd.Series(lines.fault_reasons).value_counts()
+            logger.warning(
+                "%s: %d of %d data line(s) could not be read as rows (%s; first at line(s) %s):"
+                " kept as rows of nulls with %s and %s set (data_processing quarantines them).",
+                self._display_path(),
+                len(lines.fault_lines),
+                len(frame),
+                ", ".join(f"{reason}: {count}" for reason, count in counts.items()),
+                ", ".join(str(line) for line in lines.fault_lines[:5]),
+                LINE_FAULT,
+                LINE_TEXT,
+            )
+        return frame
 
     def _display_path(self) -> str:
         path = get_filepath_str(self._get_load_path(), self._protocol)
@@ -182,6 +306,26 @@ class CSVDataset(_AtomicSave, _CSVDataset):
             f" the file as {encoding}, or set load_args.encoding for this dataset in the catalog"
             " (e.g. latin-1)."
         )
+
+
+class OptionalCSVDataset(CSVDataset):
+    """``CSVDataset`` whose load gives ``None`` when nothing is stored at its path (no file, or
+    a file of zero bytes): an input a run can do without (Kedro has no optional node input;
+    the node decides). A file with a header and no rows is an empty table, as with the plain
+    dataset. Saves are the plain dataset's. ``recent_raw_events`` and ``inference_queries``
+    are such inputs: only the synthetic generator writes them."""
+
+    def load(self) -> Any:
+        if self.is_absent():
+            return None
+        return super().load()
+
+    def is_absent(self) -> bool:
+        """True when there is no file at the path, or only an empty one."""
+        if not self._exists():
+            return True
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        return self._fs.size(path) == 0
 
 
 class JSONDataset(_AtomicSave, _JSONDataset):

@@ -8,16 +8,41 @@ them after a run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-#: What to run next after a training run; `kedro serve` serves the champion, set by deployment.
-NEXT_COMMANDS = (
+#: Where to look after any training run.
+LOOK_COMMANDS = (
     ("lineage (kedro-viz)", "make viz  (or: uv run kedro viz run)"),
     ("experiments (MLflow UI)", "uv run kedro mlflow ui"),
+)
+#: What to run next after a training run that registered a model that passed the gate;
+#: `kedro serve` serves the champion, set by deployment.
+NEXT_COMMANDS = (
+    *LOOK_COMMANDS,
     ("serve", "uv run kedro run --pipelines deployment && uv run kedro serve"),
 )
+#: ... after a challenger that did not beat the champion: the champion serves as it did.
+CHAMPION_KEPT_COMMANDS = (*LOOK_COMMANDS, ("serve the champion", "uv run kedro serve"))
+#: ... after a failed gate: nothing new to deploy; why is in the reasons and the reports.
+GATE_FAILED_COMMANDS = (
+    *LOOK_COMMANDS,
+    ("history needed", "docs/new_source.md (how much history each model needs)"),
+    (
+        "try it anyway",
+        "uv run kedro run --params modeling.register_rejected=true  (deployment refuses it)",
+    ),
+)
+#: ... after a model registered despite a failed gate: inference and monitoring take it,
+#: deployment does not.
+OVERRIDE_COMMANDS = (
+    *LOOK_COMMANDS,
+    ("forecast and monitor", "uv run kedro run --pipelines inference,monitoring"),
+)
 _RULE = "-" * 72
+#: monitoring's ``recent_window.NEWEST_WEEK`` (not imported: this module reads reports only).
+NEWEST_WEEK = "newest_week_of_clean_events"
 
 
 def _number(value: Any) -> str:
@@ -53,15 +78,69 @@ def metric_lines(metrics: Mapping[str, Any], indent: str = "  ") -> list[str]:
     return lines
 
 
+def champion_kept(gate: Any) -> str | None:
+    """``unchanged: the champion (version N) keeps serving`` and why, when the gate refused the
+    challenger only because it did not beat the serving champion (it passed the baselines);
+    None for any other outcome. A tie (the same score, e.g. a second run on the same data)
+    says so."""
+    if not isinstance(gate, Mapping) or gate.get("passed") is not False:
+        return None
+    comparison = gate.get("champion_comparison")
+    if (
+        gate.get("baseline_gate_passed") is not True
+        or not isinstance(comparison, Mapping)
+        or comparison.get("status") != "scored"
+        or comparison.get("challenger_wins") is not False
+    ):
+        return None
+    version, metric = comparison.get("version", "?"), comparison.get("metric", "the metric")
+    challenger, champion = comparison.get("challenger"), comparison.get("champion")
+    figures = (
+        f"{metric} {challenger:.4f} vs {champion:.4f}"
+        if isinstance(challenger, float | int) and isinstance(champion, float | int)
+        else str(metric)
+    )
+    if _same(challenger, champion):
+        why = f"the challenger scores the same as the champion ({figures}; a tie keeps it)"
+    else:
+        improvement = comparison.get("improvement")
+        margin = comparison.get("min_improvement")
+        change = (
+            f", improvement {improvement:+.2%} <= {margin:.2%}"
+            if isinstance(improvement, float | int) and isinstance(margin, float | int)
+            else ""
+        )
+        why = f"the challenger passes the baselines but does not beat it ({figures}{change})"
+    return f"unchanged: the champion (version {version}) keeps serving; {why}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal scores, up to float noise (a model refitted on the same data)."""
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return False
+
+
 def _gate_lines(gate: Any) -> list[str]:
     """The gate's verdict, its rule and its reasons, whatever of them the report holds."""
     if not isinstance(gate, Mapping):
         return ["Quality gate: not in the report"]
+    kept = champion_kept(gate)
+    if kept:
+        reason = gate["champion_comparison"].get("reason")
+        lines = [f"Quality gate: {kept}", *([f"  - {reason}"] if reason else [])]
+        return lines + _bucket_lines(gate)
     passed = gate.get("passed")
     verdict = "unknown" if passed is None else ("PASSED" if passed else "FAILED")
     rule = gate.get("rule")
     lines = [f"Quality gate: {verdict}" + (f" ({rule})" if rule else "")]
     lines.extend(f"  - {reason}" for reason in gate.get("reasons") or [])
+    return lines + _bucket_lines(gate)
+
+
+def _bucket_lines(gate: Mapping[str, Any]) -> list[str]:
+    """The P50 MAE skill of each product x horizon bucket, with its noise and verdict."""
+    lines: list[str] = []
     buckets = [b for b in gate.get("buckets") or [] if isinstance(b, Mapping)]
     if buckets:
         lines.append("  P50 MAE skill over the seasonal naive per bucket (noise = 1 s.e.):")
@@ -125,9 +204,24 @@ def run_summary(report: Mapping[str, Any], *, reports_at: str | None = None) -> 
     if reports_at:
         lines.append(f"Reports: {reports_at}")
     lines.append("Next:")
-    lines.extend(f"  {what:<24} {command}" for what, command in NEXT_COMMANDS)
+    lines.extend(f"  {what:<24} {command}" for what, command in next_commands(report))
     lines.append(_RULE)
     return "\n".join(lines)
+
+
+def next_commands(report: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """What to run next, by the run's outcome: deploy and serve a model that passed the gate;
+    serve the champion that a challenger did not beat; after a failed gate, how much history
+    is needed or the override; after the override, inference and monitoring (not deployment).
+    A report without a verdict gets the commands of a passed gate."""
+    gate = report.get("gate") if isinstance(report.get("gate"), Mapping) else {}
+    registration = report.get("registration")
+    registration = registration if isinstance(registration, Mapping) else {}
+    if champion_kept(gate):
+        return CHAMPION_KEPT_COMMANDS
+    if gate.get("passed") is False:
+        return OVERRIDE_COMMANDS if registration.get("registered") else GATE_FAILED_COMMANDS
+    return NEXT_COMMANDS
 
 
 def _scalars(values: Mapping[str, Any]) -> str:
@@ -154,6 +248,13 @@ def monitoring_summary(report: Mapping[str, Any], *, reports_at: str | None = No
     model = report.get("model")
     if isinstance(model, Mapping) and _scalars(model):
         lines.append(f"model: {_scalars(model)}")
+    window = report.get("recent_window")
+    if isinstance(window, Mapping) and window.get("source") == NEWEST_WEEK:
+        lines.append(
+            f"Judged: the newest week of clean_events, {window.get('start_utc')} .."
+            f" {window.get('end_utc')} ({window.get('rows')} events), since"
+            f" {window.get('why', 'there is no separate recent batch')}"
+        )
     retrain = report.get("retrain_recommended")
     if retrain is not None:
         lines.append(f"Retrain recommended: {'YES' if retrain else 'no'}")

@@ -118,6 +118,26 @@ def outside_time_range(times: Any) -> np.ndarray:
     return outside & ~np.asarray(index.isna())
 
 
+# ---------------------------------------------------------------- raw lines
+#: A raw CSV line the parser could not read as one row (``datasets.CSVDataset``) is still a row:
+#: every value null, the fault in ``LINE_FAULT`` and the line's text (its start, for a long
+#: one) in ``LINE_TEXT``. The columns exist only when the file has such a line.
+LINE_FAULT = "source_line_fault"
+LINE_TEXT = "source_line_text"
+#: The ``reject_column`` of a line that was not read: the whole line.
+SOURCE_LINE = "source_line"
+#: An empty (or whitespace-only) line: counted, never skipped silently.
+BLANK_LINE = "blank_line"
+#: A quote that does not open or close a field on its own line: read as CSV, it would swallow
+#: the lines after it into one value until the next stray quote.
+UNBALANCED_QUOTE = "unbalanced_quote"
+#: A line longer than the dataset's ``max_line_bytes``.
+LINE_TOO_LONG = "line_too_long"
+#: A carriage return inside a line: the parser would split the line in two there.
+STRAY_LINE_BREAK = "stray_line_break"
+#: What the parser found, in the order it is checked (a line gets the first).
+LINE_FAULTS = (LINE_TOO_LONG, BLANK_LINE, STRAY_LINE_BREAK, UNBALANCED_QUOTE)
+
 # ---------------------------------------------------------------- reject reasons
 MISSING_VALUE = "missing_value"
 WRONG_TYPE = "wrong_type"
@@ -136,6 +156,7 @@ PING_BEFORE_ORDER_CREATION = "ping_before_order_creation"
 DUPLICATE_ORDER = "duplicate_order"
 #: The cleaning node's reasons, in the order its rules apply (a row gets the first it fails).
 CLEANING_REJECT_REASONS = (
+    *LINE_FAULTS,
     MISSING_VALUE,
     UNPARSABLE_TIMESTAMP,
     TIMESTAMP_OUT_OF_RANGE,
@@ -188,6 +209,8 @@ class CanonicalEvents(_ValidatedInPlace):
     order_created_timestamp: Series[Any] = pa.Field(nullable=True)
     restaurant_lat: Series[float] = pa.Field(nullable=True)
     restaurant_lon: Series[float] = pa.Field(nullable=True)
+    source_line_fault: Series[Any] | None = pa.Field(nullable=True, isin=list(LINE_FAULTS))
+    source_line_text: Series[Any] | None = pa.Field(nullable=True)
 
     class Config:
         strict = True

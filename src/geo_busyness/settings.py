@@ -2,23 +2,33 @@
 from the Kedro defaults. For further information, including these default values, see
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
+import logging
+
 from geo_busyness.hooks import (
     AlertHook,
     MemoryBudgetHook,
+    ParameterCheckHook,
     RunSummaryHook,
     SparkHooks,
     StorageErrorHook,
     TrackingServerHook,
 )
-from geo_busyness.known_warnings import silence_known_warnings
+from geo_busyness.known_warnings import DropMessage, silence_known_warnings
 
 # The library warnings the project cannot fix (each with its reason in known_warnings); Kedro
 # imports this module before its plugins, so they are silenced before anything raises them.
 silence_known_warnings()
+# ParameterCheckHook checks every block against one schema (parameter_schema); no node takes a
+# typed parameter model, so Kedro's own validator would say so on every run.
+_NO_TYPED_PARAMETERS = DropMessage(r"No typed parameter requirements found")
+if _NO_TYPED_PARAMETERS not in logging.getLogger("kedro.validation.parameter_validator").filters:
+    logging.getLogger("kedro.validation.parameter_validator").addFilter(_NO_TYPED_PARAMETERS)
 
 # Every project hook lives in geo_busyness.hooks. Hooks run Last-In-First-Out; these also set
-# tryfirst/trylast. MemoryBudgetHook refuses a raw file too large for memory before anything
-# reads it; RunSummaryHook prints the run's summary once everything else is done.
+# tryfirst/trylast. ParameterCheckHook (last here, so first of the tryfirst hooks) refuses
+# parameters that do not fit the schema before any other hook reads them; MemoryBudgetHook
+# refuses a raw file too large for memory before anything reads it; RunSummaryHook prints the
+# run's summary once everything else is done.
 # SparkHooks starts a SparkSession only in an environment with Spark settings (conf/spark).
 # AlertHook sends alerts (SNS, webhook) only when the `alerts` parameters enable them.
 HOOKS = (
@@ -28,6 +38,7 @@ HOOKS = (
     RunSummaryHook(),
     SparkHooks(),
     AlertHook(),
+    ParameterCheckHook(),
 )
 
 # Installed plugins for which to disable hook auto-registration.

@@ -7,6 +7,7 @@ from typing import Any
 
 from geo_busyness.alerts.message import _ERROR_MAX, _HEADER_MAX, Alert, _clip
 from geo_busyness.redaction import redact
+from geo_busyness.run_summary import champion_kept
 
 # ------------------------------------------------------------------------------ the run's events
 #: Node outputs whose values may say a deployment rolled back (deployment pipeline).
@@ -38,8 +39,8 @@ def retrain_alert(
 def gate_alert(report: Any, context: Mapping[str, Any] | None = None) -> Alert | None:
     """``gate_failed`` when an evaluation report's quality gate did not pass, with its reasons."""
     gate = report.get("gate") if isinstance(report, Mapping) else None
-    if not isinstance(gate, Mapping) or gate.get("passed") is not False:
-        return None
+    if not isinstance(gate, Mapping) or gate.get("passed") is not False or champion_kept(gate):
+        return None  # the champion keeping its place (a tie included) is no failure
     reasons = list(gate.get("reasons") or [])
     test = report.get("test") if isinstance(report.get("test"), Mapping) else {}
     model = test.get("model") if isinstance(test.get("model"), Mapping) else {}

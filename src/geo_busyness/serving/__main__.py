@@ -183,6 +183,8 @@ def serve(argv: Sequence[str] | None = None) -> None:
         http=GuardedHttpToolsProtocol,
         lifespan="on",
         access_log=False,
+        # The app never reads the client's address: no X-Forwarded-* rewriting per request.
+        proxy_headers=False,
         log_level=args.log_level.lower(),
         timeout_keep_alive=75,  # above the 60 s idle timeout of SageMaker's front end
         timeout_graceful_shutdown=30,

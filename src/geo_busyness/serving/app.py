@@ -18,6 +18,14 @@ week-ahead forecast (more than 168 h ahead: the week-ahead forecast of the same 
 week), and a known past hour its one-hour-ahead forecast. The nowcast from the latest counts
 is the inference pipeline's table (run hourly), not this endpoint's answer.
 
+Between model loads the answers of every known cell in each hour of the week after the
+origin are fixed: the model's own prediction path computes them once, at load, into a lookup
+table (``serving/lookup.py``), swapped with the model as one reference (``swap_model``, also
+the hook for fresh counts). A small plainly valid JSON request whose every row the table holds
+is answered on the event loop (parse, H3-index, look up, encode: tens of microseconds); any
+other request takes the worker path below, where the table answers the rows it holds and the
+model the others, with the same numbers, explanations and errors as the model alone.
+
 The model loads in a background thread after start-up, so /ping answers at once. Parsing,
 prediction and encoding run on one worker thread per process: the event loop stays free to
 answer /ping during a long batch, and predictions of one process never compete for the GIL.
@@ -32,13 +40,13 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
-from geo_busyness.model.queries import check_known_area, known_cells
+from geo_busyness.model.queries import check_known_area
 from geo_busyness.redaction import redact
 from geo_busyness.serving.asgi import CLOSE, Receive, Send, read_body, respond, too_large
 from geo_busyness.serving.config import (  # noqa: F401 - ENV_* and Settings are app's API
@@ -50,7 +58,14 @@ from geo_busyness.serving.config import (  # noqa: F401 - ENV_* and Settings are
     ENV_MODEL,
     Settings,
 )
-from geo_busyness.serving.requests import JSON, Invocation, RequestError, parse_invocation
+from geo_busyness.serving.requests import (
+    JSON,
+    SUPPORTED_CONTENT_TYPES,
+    Invocation,
+    RequestError,
+    media_type,
+    parse_invocation,
+)
 from geo_busyness.serving.responses import (
     encode_error,
     encode_predictions,
@@ -60,10 +75,16 @@ from geo_busyness.serving.responses import (
 from geo_busyness.serving.shadow import Shadow
 from geo_busyness.serving.threads import limit_current_thread
 
+if TYPE_CHECKING:
+    from geo_busyness.serving.lookup import Served
+
 logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Answer = tuple[int, bytes, str]  # status, body, media type
+#: Bodies longer than this are not tried on the quick path: 8 plain rows take ~1 KB, and a
+#: 1,000-row body would otherwise be read as JSON twice.
+QUICK_MAX_BYTES = 4096
 
 
 class ServingApp:
@@ -71,7 +92,8 @@ class ServingApp:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.model: Any = None
+        #: The model and its lookup table, replaced as one reference (``swap_model``).
+        self.served: Served | None = None
         self._load: asyncio.Future | None = None
         self._load_error: str | None = None
         self._queue: asyncio.Queue | None = None
@@ -91,8 +113,24 @@ class ServingApp:
 
         return load_model(location)
 
-    def _load_model(self) -> Any:
-        return self._load_from(self.settings.model)
+    def _load_model(self) -> Served:
+        return _serve(self._load_from(self.settings.model))
+
+    @property
+    def model(self) -> Any:
+        """The model answering (None until it is loaded)."""
+        return self.served.model if self.served is not None else None
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        self.swap_model(model)
+
+    def swap_model(self, model: Any) -> None:
+        """Serve ``model`` (or nothing, for None): its lookup table is built in the calling
+        thread, then one reference is replaced, so every request is answered wholly by the old
+        model and table or wholly by the new. Call it off the event loop (``asyncio.to_thread``)
+        when the model or its counts change; requests keep being answered meanwhile."""
+        self.served = None if model is None else _serve(model)
 
     def start_loading(self) -> None:
         """Load the model in the background; /ping turns 200 when it is ready."""
@@ -111,7 +149,7 @@ class ServingApp:
                     "Model %s failed to load: %s", redact(self.settings.model), self._load_error
                 )
             else:
-                self.model = future.result()
+                self.served = future.result()
                 logger.info(
                     "Model %s loaded in %.1f s",
                     redact(self.settings.model),
@@ -184,12 +222,12 @@ class ServingApp:
         }
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {key.decode("latin-1").lower(): value for key, value in scope["headers"]}
-        content_type = headers.get("content-type", b"").decode("latin-1")
-        accept = headers.get("accept", b"").decode("latin-1")
+        headers = {key.lower(): value for key, value in scope["headers"]}
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        accept = headers.get(b"accept", b"").decode("latin-1")
         limit = self.settings.max_body_bytes
         try:
-            declared = int(headers.get("content-length", b"0") or 0)
+            declared = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
             await respond(send, 400, encode_error(400, "Invalid Content-Length header."))
             return
@@ -211,6 +249,10 @@ class ServingApp:
             if problem:
                 await respond(send, 503, encode_error(503, problem), [(b"retry-after", b"5")])
                 return
+        quick = self.quick_answer(body, content_type, accept)
+        if quick is not None:
+            await respond(send, 200, quick)
+            return
         status, payload, media = await self._submit(body, content_type, accept)
         await respond(send, status, payload, [(b"content-type", media.encode())])
 
@@ -263,8 +305,36 @@ class ServingApp:
             return "The model failed to load; see the server's log."
         return None
 
+    def quick_answer(self, body: bytes, content_type: str, accept: str) -> bytes | None:
+        """The JSON body answering a request the lookup table answers alone (a small, plainly
+        valid JSON request, every row in the table), or None: the worker path answers it.
+
+        Off in shadow mode (the challenger is asked the answered query rows), and where the
+        known-area check could refuse a point of a held cell (a distance below a cell's size).
+        """
+        served = self.served
+        table = served.table if served is not None else None
+        if (
+            table is None
+            or self.shadow is not None
+            or SUPPORTED_CONTENT_TYPES.get(media_type(content_type)) != JSON
+            or len(body) > min(self.settings.max_body_bytes, QUICK_MAX_BYTES)
+            or not table.covers_area_check(self.settings.max_distance_km)
+        ):
+            return None
+        try:
+            if response_type(accept) != JSON:
+                return None
+            return table.quick_answer(body)
+        except Exception as exc:  # noqa: BLE001 - the worker path answers it (and words errors)
+            _log_fault("The lookup failed; the request goes the worker path", exc)
+            return None
+
     def invoke(self, body: bytes, content_type: str, accept: str) -> Answer:
         """Status, body and media type of the answer to one invocation."""
+        quick = self.quick_answer(body, content_type, accept)
+        if quick is not None:
+            return 200, quick, JSON
         return self.invoke_many([(body, content_type, accept)])[0]
 
     def invoke_many(self, requests: list[tuple[bytes, str, str]]) -> list[Answer]:
@@ -276,6 +346,7 @@ class ServingApp:
         gets them for its own rows (``_encode``). In shadow mode the answered query rows and
         answers are then handed to the challenger's thread (never waited for).
         """
+        served = self.served  # one model and table for the whole batch, whatever swaps meanwhile
         answers: list[Answer | None] = [None] * len(requests)
         answered: tuple[list[pd.DataFrame], list[pd.DataFrame]] = ([], [])
         valid: list[tuple[int, Invocation, str]] = []
@@ -283,9 +354,10 @@ class ServingApp:
             try:
                 media = response_type(accept)
                 invocation = parse_invocation(body, content_type, self.settings.max_body_bytes)
-                check_known_area(
-                    invocation.queries, self._known_cells(), self.settings.max_distance_km
-                )
+                if not self._area_checked(served, invocation.queries):
+                    check_known_area(
+                        invocation.queries, served.cells, self.settings.max_distance_km
+                    )
             except RequestError as exc:
                 answers[index] = (exc.status, encode_error(exc.status, exc.message), JSON)
             except Exception as exc:  # noqa: BLE001 - one unreadable body fails only itself
@@ -299,7 +371,7 @@ class ServingApp:
         if len(valid) > 1:
             try:
                 combined = answer(
-                    self.model, pd.concat([i.queries for _, i, _ in valid], ignore_index=True)
+                    served, pd.concat([i.queries for _, i, _ in valid], ignore_index=True)
                 )
             except Exception:  # noqa: BLE001 - retried one by one to isolate the fault
                 logger.warning("Batched prediction failed; answering its requests one by one")
@@ -309,45 +381,54 @@ class ServingApp:
                     valid, bounds[:-1], bounds[1:], strict=True
                 ):
                     part = combined.iloc[start:stop]
-                    answers[index] = self._encode(invocation, part, media)
+                    answers[index] = self._encode(served, invocation, part, media)
                 answered[0].extend(i.queries for _, i, _ in valid)
                 answered[1].append(combined)
                 valid = []
         for index, invocation, media in valid:
-            answers[index] = self._predict_one(invocation, media, answered)
+            answers[index] = self._predict_one(served, invocation, media, answered)
         if self.shadow is not None:
             self.shadow.submit(*answered)
         return answers
 
-    def _known_cells(self) -> Any:
-        """The model's known cells (cached per loaded model; None if it does not say)."""
-        if getattr(self, "_cells_of", None) is not self.model:
-            self._cells_of, self._cells = self.model, known_cells(self.model)
-        return self._cells
+    def _area_checked(self, served: Served, queries: pd.DataFrame) -> bool:
+        """Whether the known-area check can pass over ``queries`` unasked: the lookup table
+        holds every row, and no point of a held cell can fail the check."""
+        table = served.table
+        return (
+            table is not None
+            and table.covers_area_check(self.settings.max_distance_km)
+            and table.holds_all(queries)
+        )
 
     def _predict_one(
         self,
+        served: Served,
         invocation: Invocation,
         media: str,
         answered: tuple[list[pd.DataFrame], list[pd.DataFrame]] | None = None,
     ) -> Answer:
         try:
-            predicted = answer(self.model, invocation.queries)
+            predicted = answer(served, invocation.queries)
         except Exception as exc:  # noqa: BLE001 - answered 500, logged once per kind
             _log_fault(f"Prediction failed for {len(invocation.queries)} query row(s)", exc)
             return 500, encode_error(500, f"Prediction failed: {type(exc).__name__}."), JSON
         if answered is not None:
             answered[0].append(invocation.queries)
             answered[1].append(predicted)
-        return self._encode(invocation, predicted, media)
+        return self._encode(served, invocation, predicted, media)
 
-    def _encode(self, invocation: Invocation, answers: pd.DataFrame, media: str) -> Answer:
+    def _encode(
+        self, served: Served, invocation: Invocation, answers: pd.DataFrame, media: str
+    ) -> Answer:
         """The 200 answer to one invocation, explained when it asked; a failed explanation
         fails only its own request (501 when this server lacks shap)."""
         if not invocation.explain:
             return 200, encode_predictions(answers, media), media
         try:
-            explained = explain_answers(self.model, invocation.queries, answers, invocation.explain)
+            explained = explain_answers(
+                served.model, invocation.queries, answers, invocation.explain
+            )
         except ImportError as exc:
             _log_fault("Explanations are unavailable", exc)
             missing = "Explanations need the 'shap' package, which this server lacks."
@@ -382,11 +463,21 @@ def _log_fault(what: str, exc: BaseException) -> None:
     )
 
 
-def answer(model: Any, queries: pd.DataFrame) -> pd.DataFrame:
-    """``predict_busyness``, imported on first use (it loads scikit-learn)."""
+def answer(served: Served, queries: pd.DataFrame) -> pd.DataFrame:
+    """``predict_busyness`` of the served model: the rows its lookup table holds from the
+    table, the others from the model (imported on first use: it loads scikit-learn)."""
+    if served.table is not None:
+        return served.table.answer(served.model, queries)
     from geo_busyness.model.predict import predict_busyness  # noqa: PLC0415
 
-    return predict_busyness(model, queries)
+    return predict_busyness(served.model, queries)
+
+
+def _serve(model: Any) -> Served:
+    """``lookup.serve``, imported on first use (it loads scikit-learn)."""
+    from geo_busyness.serving.lookup import serve  # noqa: PLC0415
+
+    return serve(model)
 
 
 def create_app() -> ServingApp:

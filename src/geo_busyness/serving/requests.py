@@ -18,7 +18,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -40,9 +40,11 @@ from geo_busyness.schemas import (
 __all__ = [
     "OPTIONAL_QUERY_COLUMNS",
     "Invocation",
+    "PlainRows",
     "RequestError",
     "parse_invocation",
     "parse_request",
+    "plain_rows",
     "read_csv",
     "validate_queries",
 ]
@@ -56,6 +58,8 @@ DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 #: Requests up to this many rows, all plainly valid, skip pandas' parsing (see _small_clean_queries).
 _FAST_PATH_ROWS = 8
 _FAST_PATH_KEYS = frozenset(QUERY_COLUMNS)
+_NUMBERS = (int, float)  # exactly these types: JSON true/false are no numbers
+_LAT_LIMIT, _LON_LIMIT = COORDINATE_LIMITS[EVENT_LAT], COORDINATE_LIMITS[EVENT_LON]
 #: The ISO 8601 forms the fast path parses itself: date, time to at most microseconds, Z/offset.
 _PLAIN_ISO_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?"
@@ -213,44 +217,75 @@ def _any_has(rows: list[dict[str, Any]], key: str) -> bool:
     return any(key in row for row in rows)
 
 
+class PlainRows(NamedTuple):
+    """The rows of a small, plainly valid request before any frame is built: UTC time in
+    microseconds since the epoch, latitude and longitude (degrees)."""
+
+    micros: list[int]
+    lat: list[float]
+    lon: list[float]
+
+
+def plain_rows(document: list[Any]) -> PlainRows | None:
+    """The rows of a small request whose values are all plainly valid, else None.
+
+    Up to ``_FAST_PATH_ROWS`` rows of exactly the required fields, ISO text times in
+    [``EARLIEST_TIME``, ``LATEST_TIME``) and numeric in-range coordinates (a loop over at most
+    8 rows); anything else is left to the general path, which also words the errors.
+    """
+    if not 0 < len(document) <= _FAST_PATH_ROWS:
+        return None
+    rows = [_plain_row(row) for row in document]
+    if None in rows:
+        return None
+    micros, lat, lon = (list(column) for column in zip(*rows, strict=True))
+    return PlainRows(micros, lat, lon)
+
+
+def _plain_row(row: Any) -> tuple[int, float, float] | None:
+    """(UTC microseconds, lat, lon) of one plainly valid query row, else None."""
+    if type(row) is not dict or row.keys() != _FAST_PATH_KEYS:
+        return None
+    text, lat, lon = row[EVENT_TIME], row[EVENT_LAT], row[EVENT_LON]
+    if not (type(lat) in _NUMBERS and type(lon) in _NUMBERS and type(text) is str):
+        return None
+    lat, lon = float(lat), float(lon)
+    moment = _plain_time(text)
+    if moment is None or not (abs(lat) <= _LAT_LIMIT and abs(lon) <= _LON_LIMIT):
+        return None  # NaN coordinates fail too
+    return (moment - _EPOCH) // _MICROSECOND, lat, lon
+
+
+def _plain_time(text: str) -> datetime | None:
+    """A plain ISO 8601 time (naive = UTC) in [``EARLIEST_TIME``, ``LATEST_TIME``), else None
+    (e.g. month 13, or a time nanoseconds cannot hold: the general path words the error)."""
+    if not _PLAIN_ISO_TIME.fullmatch(text):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment if _EARLIEST <= moment < _LATEST else None
+
+
 def _small_clean_queries(document: list[Any]) -> pd.DataFrame | None:
     """Typed query rows of a small request whose values are all plainly valid, else None.
 
     Building and parsing a pandas frame costs about a millisecond, most of a single-row
-    request's time. Up to ``_FAST_PATH_ROWS`` rows of exactly the required fields, ISO text
-    times and numeric in-range coordinates are typed here (a loop over at most 8 rows); anything
-    else takes the general path, which also words the errors. Both give identical frames.
+    request's time: ``plain_rows`` types such rows itself, and both paths give identical frames.
     """
-    if len(document) > _FAST_PATH_ROWS or not all(
-        type(row) is dict and row.keys() == _FAST_PATH_KEYS for row in document
-    ):
+    plain = plain_rows(document)
+    if plain is None:
         return None
-    times = [row[EVENT_TIME] for row in document]
-    coordinates = {name: [row[name] for row in document] for name in (EVENT_LAT, EVENT_LON)}
-    numbers_only = all(
-        type(value) in (int, float) for values in coordinates.values() for value in values
-    )
-    if not numbers_only or not all(
-        type(text) is str and _PLAIN_ISO_TIME.fullmatch(text) for text in times
-    ):
-        return None
-    columns: dict[str, Any] = {}
-    for name, values in coordinates.items():
-        numbers = np.asarray(values, dtype=float)
-        if not (np.abs(numbers) <= COORDINATE_LIMITS[name]).all():  # NaN fails too
-            return None
-        columns[name] = numbers
-    try:
-        moments = [datetime.fromisoformat(text) for text in times]
-    except ValueError:  # e.g. month 13: the general path words the error
-        return None
-    moments = [m if m.tzinfo else m.replace(tzinfo=UTC) for m in moments]
-    if not all(_EARLIEST <= m < _LATEST for m in moments):
-        return None  # out of range: the general path refuses it (nanoseconds would wrap)
-    micros = [(m - _EPOCH) // _MICROSECOND for m in moments]
-    stamps = np.asarray(micros, dtype="datetime64[us]").astype("datetime64[ns]")
+    stamps = np.asarray(plain.micros, dtype="datetime64[us]").astype("datetime64[ns]")
     return pd.DataFrame(
-        {EVENT_TIME: pd.DatetimeIndex(stamps, dtype=_UTC_NS), **columns},
+        {
+            EVENT_TIME: pd.DatetimeIndex(stamps, dtype=_UTC_NS),
+            EVENT_LAT: np.asarray(plain.lat, dtype=float),
+            EVENT_LON: np.asarray(plain.lon, dtype=float),
+        },
         index=pd.RangeIndex(len(document)),
     )
 

@@ -18,7 +18,16 @@ from geo_busyness.pipelines.data_processing.nodes import (
     map_to_canonical,
     split_clean_and_rejected,
 )
-from geo_busyness.schemas import CANONICAL_COLUMNS, CanonicalEvents, CleanEvents
+from geo_busyness.schemas import (
+    BLANK_LINE,
+    CANONICAL_COLUMNS,
+    LINE_FAULT,
+    LINE_TEXT,
+    SOURCE_LINE,
+    UNBALANCED_QUOTE,
+    CanonicalEvents,
+    CleanEvents,
+)
 from tests.pipelines.data_processing.conftest import (
     RIDE_COLUMN_MAPPING,
     RIDE_PARAMS,
@@ -396,6 +405,25 @@ def test_clean_and_rejected_partition_the_input_and_validate():
     # restaurant ids are derived from the restaurant's coordinates
     assert clean["restaurant_id"].nunique() == 2
     assert clean["restaurant_id"].notna().all()
+
+
+def test_lines_the_csv_parser_could_not_read_are_quarantined_for_that():
+    """The raw loader's rows for unreadable lines (all values null, LINE_FAULT set) get their
+    fault as reason, in the source_line column, and keep the line's text."""
+    raw = raw_table(event(), event(), event(), event())
+    raw.loc[[1, 3], list(CANONICAL_COLUMNS)] = None
+    raw[LINE_FAULT] = [None, UNBALANCED_QUOTE, None, BLANK_LINE]
+    raw[LINE_TEXT] = [None, '1,"2', None, ""]
+    canonical = CanonicalEvents.validate(map_to_canonical(raw, IDENTITY))
+    clean, rejected = split_clean_and_rejected(canonical, processing_params(as_of=AS_OF))
+    assert clean["source_row"].tolist() == [0, 2]
+    assert LINE_FAULT not in clean.columns and LINE_TEXT not in clean.columns
+    CleanEvents.validate(clean)
+    assert rejection(rejected, 1) == (UNBALANCED_QUOTE, SOURCE_LINE)
+    assert rejection(rejected, 3) == (BLANK_LINE, SOURCE_LINE)
+    assert rejected[LINE_TEXT].tolist() == ['1,"2', ""]
+    _, report = enforce_rejected_share(clean, rejected, 0.5)
+    assert (report["rows_in"], report["rows_rejected"]) == (4, 2)
 
 
 def test_a_source_without_restaurants_has_null_restaurant_ids():

@@ -389,3 +389,43 @@ def test_the_report_says_what_the_explanations_are(extended_run):
     assert report_inference(VERSION, window, forecast, forecast.iloc[:0], validation)[
         "explanations"
     ] == {"top_k": 0}
+
+
+# ---------------------------------------------------------------- no query rows
+@pytest.mark.parametrize(("queries", "why"), [(None, "absent"), (query_table(0), "empty")])
+def test_no_query_file_scores_nothing_and_says_so(extended_run, caplog, queries, why):
+    """None is what the optional dataset loads when nothing is stored at its path."""
+    _, _, window, forecaster, extension, forecast = extended_run
+    with caplog.at_level("INFO"):
+        valid, rejected, validation = split_inference_queries(
+            queries, {"max_rejected_fraction": 0.05}
+        )
+    (line,) = [r.getMessage() for r in caplog.records if "No query rows" in r.getMessage()]
+    assert f"inference_queries is {why}" in line and "forecast is written" in line
+    scored = score_inference_queries(
+        forecaster, VERSION, accept_inference_queries(valid, validation)
+    )
+    assert scored.empty and rejected.empty
+    report = report_inference(VERSION, window, forecast, scored, validation, extension=extension)
+    assert report["queries"]["rows"] == 0 and report["queries"]["scored"] == 0
+    assert "none scored" in report["queries"]["note"]
+    assert report["forecast"]["rows"] == len(forecast) > 0
+
+
+def test_query_rows_in_the_source_s_names_are_told_the_server_s_names():
+    mapping = {"courier_location_timestamp": "start_time", "courier_lat": "latitude"}
+    table = query_table(3).rename(columns={EVENT_TIME: "start_time", EVENT_LAT: "latitude"})
+    with pytest.raises(ValueError, match="column_mapping is not applied") as refused:
+        split_inference_queries(table, {"max_rejected_fraction": 0}, mapping)
+    message = str(refused.value)
+    assert "'start_time' -> 'courier_location_timestamp'" in message
+    assert "'latitude' -> 'courier_lat'" in message and "naive = UTC" in message
+
+
+def test_the_pipeline_gives_the_query_split_the_column_mapping():
+    (node,) = create_pipeline().only_nodes("split_inference_queries").nodes
+    assert node.inputs == [
+        "inference_queries",
+        "params:inference",
+        "params:data_processing.column_mapping",
+    ]

@@ -18,10 +18,13 @@ from geo_busyness.schemas import (
     COORDINATE_COLUMNS,
     DUPLICATE_ORDER,
     EVENT_TIME,
+    LINE_FAULT,
+    LINE_TEXT,
     ORDER_NUMBER,
     REJECT_COLUMN,
     REJECT_REASON,
     REQUIRED_COLUMNS,
+    SOURCE_LINE,
     SOURCE_ROW,
     TIMESTAMP_COLUMNS,
     VENUE_ID,
@@ -34,6 +37,11 @@ logger = logging.getLogger(__name__)
 
 #: Reject reasons, in the order rules are applied; a row gets the first that matches.
 REJECT_REASONS = CLEANING_REJECT_REASONS
+#: What ``reject_column`` names: a canonical column, or the whole line for a line the CSV
+#: parser could not read (``LINE_FAULT``).
+REJECT_COLUMNS = (*CANONICAL_COLUMNS, SOURCE_LINE)
+#: Columns the raw loader adds for lines it could not read, carried to the quarantine.
+LINE_COLUMNS = (LINE_FAULT, LINE_TEXT)
 
 
 class EventMappingError(ValueError):
@@ -79,7 +87,8 @@ def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -
 
     ``column_mapping`` maps canonical names to source column names; optional canonical columns
     left out (or mapped to null) are filled with nulls. Coordinates become float, with values
-    that are not numbers turned into nulls (the cleaning node rejects them as missing).
+    that are not numbers turned into nulls (the cleaning node rejects them as missing). The
+    raw loader's ``LINE_FAULT`` and ``LINE_TEXT`` (lines it could not read) are kept.
     """
     mapping = resolve_column_mapping(column_mapping, list(raw.columns))
     # Columns are moved as pandas arrays, not copied: converting Arrow-backed text to numpy
@@ -95,6 +104,7 @@ def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -
         else:
             values = np.full(len(raw), None, dtype=object)
         columns[col] = values
+    columns.update({col: raw[col].array for col in LINE_COLUMNS if col in raw.columns})
     return pd.DataFrame(columns, copy=False)
 
 
@@ -285,7 +295,9 @@ def split_clean_and_rejected(
     """Split canonical events into clean rows (UTC, typed) and rejected rows with one reason each.
 
     Rules apply in the order of ``REJECT_REASONS``; a row is rejected for the first it fails.
-    A repeated order number rejects every occurrence after the first valid one.
+    A line the CSV parser could not read (``LINE_FAULT``) is rejected for that, in the
+    ``source_line`` column. A repeated order number rejects every occurrence after the first
+    valid one.
     """
     mapped = [col for col in CANONICAL_COLUMNS if params["column_mapping"].get(col)]
     parsed, ambiguous, far = {}, {}, {}
@@ -297,6 +309,10 @@ def split_clean_and_rejected(
         len(events), dtype=np.int8
     )  # 0 = clean, else 1 + index in REJECT_REASONS
     column_code = np.zeros(len(events), dtype=np.int8)
+    if LINE_FAULT in events.columns:
+        faults = pd.Categorical(events[LINE_FAULT], categories=list(REJECT_REASONS)).codes
+        reason_code[:] = faults + 1  # -1 (no fault) + 1 = clean
+        column_code[faults >= 0] = REJECT_COLUMNS.index(SOURCE_LINE)
     for reason, col, mask in _rules(events, parsed, ambiguous, mapped, params, far=far):
         hit = (reason_code == 0) & mask.to_numpy(dtype=bool, na_value=False)
         reason_code[hit] = REJECT_REASONS.index(reason) + 1
@@ -315,7 +331,7 @@ def split_clean_and_rejected(
         reason_code[~keep] - 1, categories=list(REJECT_REASONS)
     )
     rejected[REJECT_COLUMN] = pd.Categorical.from_codes(
-        column_code[~keep], categories=list(CANONICAL_COLUMNS)
+        column_code[~keep], categories=list(REJECT_COLUMNS)
     )
     logger.info("Cleaning kept %s rows and rejected %s", f"{keep.sum():,}", f"{(~keep).sum():,}")
     return clean, rejected.reset_index(drop=True)
@@ -329,7 +345,8 @@ def _take_clean(
     The raw timestamp text is never copied: taking millions of strings only to replace them
     was the largest cost after parsing.
     """
-    body = events.drop(columns=list(TIMESTAMP_COLUMNS)).take(rows).reset_index(drop=True)
+    dropped = [*TIMESTAMP_COLUMNS, *(col for col in LINE_COLUMNS if col in events.columns)]
+    body = events.drop(columns=dropped).take(rows).reset_index(drop=True)
     for col in TIMESTAMP_COLUMNS:
         body.insert(events.columns.get_loc(col), col, parsed[col].array.take(rows))
     return body

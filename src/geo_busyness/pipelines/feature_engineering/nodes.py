@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geo_busyness.errors import InsufficientHistoryError
 from geo_busyness.model.cell_hours import (
     HOUR_NS,
     build_panel,
@@ -64,7 +65,7 @@ def define_time_windows(
         start = parse_time_parameter(params["start"], source_timezone, "feature_engineering.start")
         train_start = max(train_start, start.floor("h"))
     if train_start >= validation_start:
-        raise ValueError(
+        raise InsufficientHistoryError(
             f"The events ({train_start} .. {end}) leave no train window before the validation "
             f"window ({params['validation_days']} d) and the test window ({params['test_days']} d)."
         )

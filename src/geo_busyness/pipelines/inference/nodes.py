@@ -51,6 +51,8 @@ MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 _PROBLEM_COLUMNS = (REJECT_REASON, REJECT_COLUMN, REJECT_MESSAGE)
 _HOUR = pd.Timedelta(hours=1)
+#: What the report says when there was no query row to score.
+NO_QUERIES = "no query rows (inference_queries absent or empty): none scored"
 #: The products a forecast table serves, by hours ahead of its origin (``HORIZON_BUCKETS``).
 PRODUCTS = dict(zip(("nowcast", "day_ahead", "week_ahead"), HORIZON_BUCKETS, strict=True))
 
@@ -171,25 +173,36 @@ def forecast_known_cells(
 
 # ---------------------------------------------------------------- query rows
 def split_inference_queries(
-    queries: pd.DataFrame, params: dict[str, Any]
+    queries: pd.DataFrame | None,
+    params: dict[str, Any],
+    column_mapping: dict[str, str | None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Rows the server would accept (typed, with ``source_row``), the others quarantined.
 
     The server's own checks (``split_queries``) name each refused row's first broken rule and
     column, with the message the server answers for that row sent alone; the quarantine keeps
-    the row's raw values beside them.
+    the row's raw values beside them. ``queries`` is None when nothing is stored at the
+    dataset's path (``datasets.OptionalCSVDataset``): no rows, one log line. Query
+    rows take the server's column names: ``column_mapping`` (data_processing's) only names the
+    source columns in the error when a file uses those instead.
     """
+    absent = queries is None
+    if absent:
+        queries = pd.DataFrame(columns=list(QUERY_COLUMNS))
     missing = [col for col in QUERY_COLUMNS if col not in queries.columns]
     if missing:
-        raise ValueError(
-            f"inference_queries lacks column(s) {missing}; every query needs {list(QUERY_COLUMNS)}."
-        )
+        raise ValueError(missing_query_columns_message(missing, queries.columns, column_mapping))
     if queries.empty:
+        logger.info(
+            "No query rows (inference_queries is %s): no queries scored; the next-hours"
+            " forecast is written as usual",
+            "absent" if absent else "empty",
+        )
         valid, problems = _no_queries(), pd.DataFrame(columns=[SOURCE_ROW, *_PROBLEM_COLUMNS])
     else:
         valid, problems = split_queries(queries)
     rejected = queries.iloc[problems[SOURCE_ROW].to_numpy(dtype=np.int64)].reset_index(drop=True)
-    mixed = rejected.select_dtypes(include="object").columns
+    mixed = rejected.select_dtypes(include=["object", "str"]).columns
     rejected[mixed] = rejected[mixed].astype("string")  # raw values of any type, as text
     rejected.insert(0, SOURCE_ROW, problems[SOURCE_ROW].to_numpy(dtype=np.int64))
     rejected[list(_PROBLEM_COLUMNS)] = problems[list(_PROBLEM_COLUMNS)].to_numpy()
@@ -205,6 +218,29 @@ def split_inference_queries(
         ],
     }
     return valid, rejected, validation
+
+
+def missing_query_columns_message(
+    missing: list[str], columns: Any, column_mapping: dict[str, str | None] | None
+) -> str:
+    """Which query columns are missing; when the file has the source's mapped names instead,
+    that the column mapping is not applied to query rows, and why."""
+    message = (
+        f"inference_queries lacks column(s) {missing}; every query needs {list(QUERY_COLUMNS)}"
+    )
+    sources = {
+        canonical: source
+        for canonical, source in (column_mapping or {}).items()
+        if canonical in missing and source in set(columns)
+    }
+    if sources:
+        named = ", ".join(f"{source!r} -> {canonical!r}" for canonical, source in sources.items())
+        message += (
+            f". It has the source's column names ({named}): query rows take the server's names"
+            " and times (ISO 8601 with an offset, naive = UTC, or Unix seconds), as a request"
+            " to the endpoint does; data_processing.column_mapping is not applied to them"
+        )
+    return message + "."
 
 
 def _no_queries() -> pd.DataFrame:
@@ -305,7 +341,8 @@ def report_inference(
             "scored": len(scored),
             "rejected": validation["rows_rejected"],
             "rejected_by_reason_and_column": validation["rejected_by_reason_and_column"],
-        },
+        }
+        | ({} if validation["rows"] else {"note": NO_QUERIES}),
         "model_parameter_mismatch": list(parameter_mismatch or []),
         "explanations": dict(explanations or {"top_k": 0}),
     }

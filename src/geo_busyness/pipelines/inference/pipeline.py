@@ -69,7 +69,11 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 split_inference_queries,
-                ["inference_queries", "params:inference"],
+                [
+                    "inference_queries",
+                    "params:inference",
+                    "params:data_processing.column_mapping",
+                ],
                 ["valid_inference_queries", "rejected_inference_queries", "query_validation"],
                 name="split_inference_queries",
             ),

@@ -168,12 +168,15 @@ def assemble_report(
     data_quality: dict[str, Any],
     params: dict[str, Any],
     parameter_mismatch: list[dict[str, Any]] | None = None,
+    recent_window: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
     """The monitoring report, the retraining verdict with its reasons, and MLflow metrics.
 
     ``level`` is ``level.compare_level``'s output (the level and bias checks).
     ``parameter_mismatch`` (``registry.check_model_parameters``) lists where the model's own
     parameters differ from the run's; the report records it as ``model_parameter_mismatch``.
+    ``recent_window`` (``recent_window.choose_recent_batch``) says which events were judged:
+    the separate recent batch, or the newest week of ``clean_events``.
     """
     checks = [
         *feature_checks(event_drift),
@@ -199,6 +202,7 @@ def assemble_report(
             "start": model_version["tags"]["window_train_start"],
             "end": model_version["tags"]["window_train_end"],
         },
+        "recent_window": dict(recent_window or {"source": "recent_raw_events"}),
         "thresholds": params["thresholds"],
         "retrain_recommended": verdict["retrain_recommended"],
         "reasons": reasons,

@@ -39,6 +39,7 @@ from geo_busyness.schemas import (
 )
 
 from .drift import categorical_drift, numeric_drift
+from .recent_window import NEWEST_WEEK
 
 logger = logging.getLogger(__name__)
 
@@ -392,10 +393,31 @@ def evaluate_recent_performance(
 
 # ---------------------------------------------------------------- data quality
 def compare_data_quality(
-    reference_report: dict[str, Any], recent_report: dict[str, Any], params: dict[str, Any]
+    reference_report: dict[str, Any],
+    recent_report: dict[str, Any],
+    params: dict[str, Any],
+    recent_window: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Reject share by reason, recent vs reference, in percentage points."""
+    """Reject share by reason, recent vs reference, in percentage points.
+
+    Skipped (no reason compared, a ``note`` saying why) when the recent window is the newest
+    week of ``clean_events`` (``recent_window.source``): rows cleaned already pass again, and
+    their rejected rows are in the reference's own report.
+    """
     limit = params["thresholds"]["reject_share_increase_pp"]
+    if (recent_window or {}).get("source") == NEWEST_WEEK:
+        return {
+            "reference_rows": reference_report["rows_in"],
+            "recent_rows": recent_report["rows_in"],
+            "reference_rejected_fraction": reference_report["rejected_fraction"],
+            "recent_rejected_fraction": recent_report["rejected_fraction"],
+            "by_reason": {},
+            "note": (
+                "not compared: the recent window is the newest week of clean_events (no"
+                " separate recent batch), rows that were cleaned already; their rejected rows"
+                " are counted in the reference"
+            ),
+        }
     reasons = sorted(
         set(reference_report["rejected_by_reason"]) | set(recent_report["rejected_by_reason"])
     )

@@ -1,4 +1,5 @@
-"""recent_raw_events -> cleaned like the history -> compared with the model's train window."""
+"""recent_raw_events (else the newest week of clean_events) -> cleaned like the history ->
+compared with the model's train window."""
 
 from kedro.pipeline import Node, Pipeline, pipeline
 
@@ -19,6 +20,7 @@ from .nodes import (
     score_reference_forecasts,
     select_reference_events,
 )
+from .recent_window import choose_recent_batch
 from .report_html import render_report_html
 
 #: The share gate's parameter in data_processing, and what the recent batch reads instead.
@@ -27,18 +29,26 @@ _RECENT_GATE = "params:monitoring.recent_max_rejected_fraction"
 
 
 def clean_recent_events() -> Pipeline:
-    """The data_processing pipeline on ``recent_raw_events``, under the ``recent`` namespace.
+    """The recent batch (``recent_raw_events``, else the newest week of ``clean_events`` in the
+    source's columns: ``recent_window.choose_recent_batch``), then the data_processing pipeline
+    on it, under the ``recent`` namespace.
 
     It reads the history's cleaning parameters, except the share gate:
     ``monitoring.recent_max_rejected_fraction`` (1.0 by default), since a bad recent batch is
     what monitoring reports, not a reason to stop.
     """
+    choose = Node(
+        choose_recent_batch,
+        ["recent_raw_events", "clean_events", "params:data_processing.column_mapping"],
+        ["recent_raw_batch", "recent_window"],
+        name="choose_recent_batch",
+    )
     cleaning = data_processing.create_pipeline()
     shared = {name: name for name in cleaning.inputs() if name.startswith("params:")}
-    return pipeline(
+    return Pipeline([choose]) + pipeline(
         cleaning,
         namespace="recent",
-        inputs={"raw_events": "recent_raw_events"},
+        inputs={"raw_events": "recent_raw_batch"},
         outputs={
             "clean_events": "recent_clean_events",
             "data_quality_report": "recent_data_quality_report",
@@ -162,7 +172,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 compare_data_quality,
-                ["data_quality_report", "recent_data_quality_report", "params:monitoring"],
+                [
+                    "data_quality_report",
+                    "recent_data_quality_report",
+                    "params:monitoring",
+                    "recent_window",
+                ],
                 "data_quality_drift",
                 name="compare_data_quality",
             ),
@@ -177,6 +192,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "data_quality": "data_quality_drift",
                     "params": "params:monitoring",
                     "parameter_mismatch": "monitored_model_parameter_mismatch",
+                    "recent_window": "recent_window",
                 },
                 ["monitoring_report", "retrain_recommended", "monitoring_metrics"],
                 name="assemble_monitoring_report",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from .recent_window import NEWEST_WEEK
+
 #: Bars per chart at most (the largest categories; a city can have hundreds of cells).
 MAX_BARS = 30
 _WIDTH, _HEIGHT, _PAD, _TOP = 680, 180, 60, 24  # plot bottom at _HEIGHT, labels below
@@ -169,12 +171,24 @@ def _quality(data_quality: dict[str, Any]) -> str:
         f"<td>{shares['increase_pp']:+.2f}</td></tr>"
         for reason, shares in data_quality["by_reason"].items()
     )
+    note = f"<p>Data quality {_esc(data_quality['note'])}.</p>" if "note" in data_quality else ""
     return (
-        f"<p>Rejected: {data_quality['reference_rejected_fraction']:.2%} of"
+        f"{note}<p>Rejected: {data_quality['reference_rejected_fraction']:.2%} of"
         f" {data_quality['reference_rows']:,} reference rows,"
         f" {data_quality['recent_rejected_fraction']:.2%} of {data_quality['recent_rows']:,}"
         " recent rows.</p><table><tr><th>reason</th><th>reference</th><th>recent</th>"
         f"<th>change (pp)</th></tr>{rows}</table>"
+    )
+
+
+def _recent_window(window: dict[str, Any]) -> str:
+    """Which events were judged: a line only when it is not the separate recent batch."""
+    if window.get("source") != NEWEST_WEEK:
+        return ""
+    return (
+        f"<p>Recent window: the newest week of clean_events, {_esc(window['start_utc'])} .."
+        f" {_esc(window['end_utc'])} ({window['rows']:,} events), since"
+        f" {_esc(window['why'])}.</p>"
     )
 
 
@@ -206,6 +220,7 @@ def render_report_html(report: dict[str, Any]) -> str:
         f"<p>Chosen by {_esc(model['chosen_by'])}; reference = its train window"
         f" {_esc(report['reference_window']['start'])} .. {_esc(report['reference_window']['end'])};"
         f" generated {_esc(report['generated_at_utc'])}.</p>"
+        f"{_recent_window(report.get('recent_window', {}))}"
         f"{_parameter_mismatch(report.get('model_parameter_mismatch', []))}{verdict}"
         f"<h2>Checks</h2>{_checks_table(report['checks'])}"
         f'<h2>Event features</h2><p class="legend">{legend}</p>'
