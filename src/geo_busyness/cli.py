@@ -1,22 +1,33 @@
 """Project CLI commands, found by Kedro in ``<package>.cli``: ``kedro serve``, ``kedro retrain``
-and ``kedro generate-data``.
+and ``kedro generate-data``, and ``kedro run`` (Kedro's own, plus one-line errors).
 
 ``kedro serve --shadow`` (or ``deployment.local.shadow: true``) also asks the registry's
 challenger every query, off the response path, and logs both answers to the catalog's
 ``shadow_log`` (``geo_busyness.serving.shadow``); ``kedro run --pipelines shadow`` scores them.
 
-Kedro also takes this module's ``run`` for ``python -m geo_busyness`` and the
-``geo-busyness`` script, so it re-exports Kedro's own ``run`` command unchanged.
+Every command here reports a mistake the user can fix (``errors.USER_ERRORS``, a parameter,
+an unknown pipeline) in one line plus a ``Next:`` line, without a traceback and without
+Kedro's ``--from-nodes`` resume hint; ``--verbose`` (or ``GEO_BUSYNESS_TRACEBACK=1``) shows the
+traceback. ``run`` is Kedro's ``run`` with that, and with ``--pipelines`` names checked first (a
+project's ``cli.py`` may redefine ``run``: Kedro's "add or modify CLI commands" use case).
+Kedro also takes this module's ``run`` for ``python -m geo_busyness`` and the ``geo-busyness``
+script.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from kedro.framework.cli.project import PARAMS_ARG_HELP, run
-from kedro.framework.cli.utils import _split_params
+from kedro.framework.cli.project import PARAMS_ARG_HELP
+from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.utils import KedroCliError, _split_params
+
+from geo_busyness.errors import TRACEBACK_VARIABLE, explained_errors, traceback_requested
+from geo_busyness.pipeline_registry import check_pipeline_names
 
 __all__ = [
     "champion_location",
@@ -147,6 +158,50 @@ def cli() -> None:
     """geo-busyness project commands."""
 
 
+def _set_verbose(_context: click.Context, _option: click.Parameter, value: bool) -> bool:
+    """Kedro's own switch: an ``ExplainedError`` prints its traceback first when set."""
+    KedroCliError.VERBOSE_ERROR = value or traceback_requested()
+    return value
+
+
+#: ``--verbose/-v``: the full traceback of any error.
+VERBOSE_OPTION = {
+    "is_flag": True,
+    "callback": _set_verbose,
+    "help": f"Show the full traceback of an error (also: {TRACEBACK_VARIABLE}=1).",
+}
+
+
+def explains_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command callback with ``--verbose`` whose user errors print in one line
+    (``errors.explained_errors``)."""
+
+    @functools.wraps(command)
+    def explained(*args: Any, verbose: bool, **kwargs: Any) -> Any:
+        with explained_errors(verbose):
+            return command(*args, **kwargs)
+
+    return click.option("--verbose", "-v", **VERBOSE_OPTION)(explained)
+
+
+def _run(pipeline: str | None, pipelines: list[str], verbose: bool, **options: Any) -> Any:
+    """Kedro's ``run``, its pipeline names checked first, user errors in one line."""
+    with explained_errors(verbose):
+        check_pipeline_names([*pipelines, *([pipeline] if pipeline else [])])
+        return kedro_run.callback(pipeline=pipeline, pipelines=pipelines, **options)
+
+
+run = click.Command(
+    name="run",
+    callback=_run,
+    params=[*kedro_run.params, click.Option(["--verbose", "-v"], **VERBOSE_OPTION)],
+    help=kedro_run.help,
+    short_help=kedro_run.short_help,
+    context_settings=kedro_run.context_settings,
+)
+cli.add_command(run)
+
+
 @cli.command()
 @click.option("--model", default=None, help="Model dir or MLflow URI [default: current champion].")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -160,6 +215,7 @@ def cli() -> None:
     " answers to the catalog's shadow_log [default: deployment.local.shadow; off with --model].",
 )
 @click.pass_obj
+@explains_errors
 def serve(  # noqa: PLR0917 - click passes options positionally
     metadata: Any,
     model: str | None,
@@ -178,7 +234,10 @@ def serve(  # noqa: PLR0917 - click passes options positionally
     if model is None or shadow:
         project_path = Path(getattr(metadata, "project_path", Path.cwd()))
         arguments = _project_server_arguments(project_path, env, model, shadow)
-    else:
+    else:  # no Kedro session (whose hook bounds remote calls): bound them here
+        from geo_busyness.remote import prepare_model_fetch  # noqa: PLC0415
+
+        prepare_model_fetch(model)
         arguments = ["--model", model]
     click.echo(f"Serving {arguments[1]} on http://{host}:{port}")
     run_server([*arguments, "--host", host, "--port", str(port), "--workers", str(workers)])
@@ -199,6 +258,7 @@ def serve(  # noqa: PLR0917 - click passes options positionally
     "--params", type=click.UNPROCESSED, default="", help=PARAMS_ARG_HELP, callback=_split_params
 )
 @click.pass_obj
+@explains_errors
 def retrain(  # noqa: PLR0917 - click passes options positionally
     metadata: Any, force: bool | None, target: str | None, env: str | None, params: dict[str, Any]
 ) -> None:
@@ -232,6 +292,7 @@ def retraining_summary(record: dict[str, Any]) -> str:
 
 #: The input data_generation stands in for, and the dataset it writes in its place.
 RAW_INPUT, GENERATED_INPUT = "raw_events", "generated_events"
+GENERATION_PIPELINE = "data_generation"
 
 
 def _location(dataset: Any) -> str | None:
@@ -266,18 +327,37 @@ def generation_decision(catalog: Any) -> tuple[bool, str]:
 @cli.command(name="generate-data")
 @click.option("--env", "-e", default=None, help="Kedro environment.")
 @click.pass_obj
+@explains_errors
 def generate_data(metadata: Any, env: str | None) -> None:
-    """Run data_generation only if the catalog's raw_events do not exist (make data/run)."""
+    """Run data_generation only if the catalog's raw_events do not exist (make data/run).
+
+    A failed generation removes the files it wrote: a synthetic history left behind would be
+    taken for raw_events by the next call (and trained on beside the user's recent file)."""
+    from kedro.framework.project import pipelines  # noqa: PLC0415
     from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
     from kedro.runner import SequentialRunner  # noqa: PLC0415
 
+    from geo_busyness.pipelines.data_generation.cleanup import (  # noqa: PLC0415
+        file_states,
+        remove_written,
+    )
+
     project_path = Path(getattr(metadata, "project_path", Path.cwd()))
     bootstrap_project(project_path)
     with KedroSession.create(project_path=project_path, env=env) as session:
-        generate, why = generation_decision(session.load_context().catalog)
+        catalog = session.load_context().catalog
+        generate, why = generation_decision(catalog)
         click.echo(why)
-        if generate:
+        if not generate:
+            return
+        before = file_states(catalog, pipelines[GENERATION_PIPELINE].all_outputs())
+        try:
             # A runner instance, as `kedro run` passes one: kedro-viz's hook warns on a run
             # whose recorded runner is not a SequentialRunner instance.
-            session.run(pipeline_names=["data_generation"], runner=SequentialRunner())
+            session.run(pipeline_names=[GENERATION_PIPELINE], runner=SequentialRunner())
+        except BaseException:
+            removed = remove_written(catalog, before)
+            if removed:
+                click.echo(f"Generation failed; removed what it wrote: {', '.join(removed)}")
+            raise

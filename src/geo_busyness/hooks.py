@@ -1,6 +1,10 @@
 """Every project hook (``settings.HOOKS`` registers them from here).
 
-- ``TrackingServerHook``: fail early on a cloud run with no tracking server.
+- ``ParameterCheckHook``: check every parameter block against ``parameter_schema`` before
+  anything runs.
+- ``TrackingServerHook``: deadlines on every remote call (``remote``); fail early on a cloud
+  run with no tracking server, or one that does not answer; close runs left RUNNING by a
+  killed process.
 - ``MemoryBudgetHook``: refuse a raw file too large for memory before anything reads it
   (the estimate lives in ``memory_budget``).
 - ``StorageErrorHook``: explain storage faults.
@@ -13,9 +17,9 @@
 
 A storage fault (missing file, bucket or object, refused credentials, unreachable endpoint)
 surfaces from Kedro as a chain of wrapped exceptions. ``StorageErrorHook`` turns it into one
-sentence naming the dataset, its URL and the likely fix, raised as ``StorageError`` (a
-``KedroCliError``, so the CLI prints the sentence rather than a traceback; ``--verbose`` still
-shows everything).
+sentence naming the dataset, its URL and the likely fix, raised as ``StorageError`` (an
+``errors.ExplainedError``, so the CLI prints the sentence rather than a traceback; ``--verbose``
+still shows everything).
 """
 
 from __future__ import annotations
@@ -26,10 +30,9 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
-from kedro.framework.cli.utils import KedroCliError
 from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 from kedro.io.core import VersionNotFoundError
@@ -42,8 +45,11 @@ from geo_busyness.alerts import (
     read_credentials,
     send_alert,
 )
+from geo_busyness.errors import ExplainedError
 from geo_busyness.memory_budget import check_raw_inputs
+from geo_busyness.parameter_check import check_parameters
 from geo_busyness.redaction import install_log_redaction, redact
+from geo_busyness.remote import bound_remote_calls, server_problem, unreachable_message
 from geo_busyness.run_summary import inference_summary, monitoring_summary, run_summary
 
 logger = logging.getLogger(__name__)
@@ -56,17 +62,13 @@ _UNREACHABLE = {
     "ClientConnectorError",
     "ServerTimeoutError",
     "NewConnectionError",
+    "ReadTimeoutError",  # an endpoint that accepts and never answers (remote.S3_READ_TIMEOUT_S)
 }
 _BAD_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden"}
 
 
-class _ExplainedError(KedroCliError):
+class _ExplainedError(ExplainedError):
     """An error whose message says it all: the CLI prints it alone, without a traceback."""
-
-    def show(self, file: IO | None = None) -> None:
-        """Print the message (Kedro's default would print the exception's type instead)."""
-        click.secho(f"Error: {self.message}", fg="red", file=file or sys.stderr)
-        click.secho("Run with --verbose to see the full exception.", file=file or sys.stderr)
 
 
 class StorageError(_ExplainedError):
@@ -125,7 +127,9 @@ def explain_storage_failure(error: BaseException, catalog: Any) -> str | None:
         return None
     name, url = found
     names = {type(e).__name__ for e in chain} | {
-        str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) for e in chain
+        # (a timeout's ``response`` is None)
+        str((getattr(e, "response", None) or {}).get("Error", {}).get("Code", ""))
+        for e in chain
     }
     bucket = url.split("://", 1)[1].split("/", 1)[0] if "://" in url else None
     not_found = any(isinstance(e, FileNotFoundError | VersionNotFoundError) for e in chain)
@@ -179,61 +183,22 @@ class UnreachableTrackingServerError(_ExplainedError):
     """The MLflow tracking server named by the configuration does not answer."""
 
 
-#: MLflow's HTTP client defaults (7 retries with exponential backoff, 120 s per request) made a
-#: run against a tracking server that is down take ~250 s to fail. Already-set values win.
-MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
-#: How long the start-up probe of a tracking server may take in all, in seconds.
-PROBE_BUDGET_S = 10.0
-
-
-def probe_tracking_server(uri: str, budget_s: float = PROBE_BUDGET_S) -> str | None:
-    """None if the HTTP(S) tracking server at ``uri`` answers at all (any HTTP status), else
-    why not. Other URIs (sqlite, file, databricks) are not probed."""
-    import time  # noqa: PLC0415
-    import urllib.error  # noqa: PLC0415
-    import urllib.parse  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
-
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = f"{host}:{parts.port}" if parts.port else host  # no user-info on the wire here
-    url = urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", "")
-    )
-    deadline = time.monotonic() + budget_s
-    reason = "no answer"
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            with urllib.request.urlopen(url, timeout=max(0.5, min(5.0, left))):  # noqa: S310
-                return None
-        except urllib.error.HTTPError:
-            return None  # it answered (401, 404...): the server is there
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = str(getattr(error, "reason", error))
-        if deadline - time.monotonic() < 1.0:
-            return redact(reason)
-        time.sleep(1.0)
-
-
 class TrackingServerHook:
-    """With ``mlflow_tracking_uri: null`` (the cloud env), insist on MLFLOW_TRACKING_URI; check
-    that an HTTP tracking server answers before anything talks to it; keep its credentials out
-    of logs and errors.
+    """Put deadlines on every remote call (``remote``); with ``mlflow_tracking_uri: null`` (the
+    cloud env), insist on MLFLOW_TRACKING_URI; check that an HTTP tracking server (and a
+    separate registry) answers before anything talks to it; keep credentials out of logs and
+    errors; mark the project's runs killed earlier (kill -9, a lost machine) as FAILED.
 
     MLflow would otherwise fall back to a SQLite file in the working directory, and a team run
-    would be tracked where nobody sees it; and a server that is down took ~250 s to fail, with a
-    traceback quoting the URI, password included.
+    would be tracked where nobody sees it; a server that is down took ~250 s to fail, with a
+    traceback quoting the URI, password included; and a killed run stayed RUNNING for ever.
     """
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
         """Fail before any node runs when there is no tracking server to use, or it is down."""
         install_log_redaction()
-        for name, value in MLFLOW_HTTP_DEFAULTS.items():
-            os.environ.setdefault(name, value)
+        bound_remote_calls()
         patterns = context.config_loader.config_patterns
         patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
         try:
@@ -250,12 +215,36 @@ class TrackingServerHook:
                 "MLFLOW_TRACKING_URI is not set: export it (e.g. http://mlflow.internal:5000) "
                 "or add it to the credentials entry named in mlflow.yml."
             )
-        problem = probe_tracking_server(str(uri))
-        if problem is not None:
-            raise UnreachableTrackingServerError(
-                f"The MLflow tracking server {redact(uri)} does not answer ({problem}): start it,"
-                " or check MLFLOW_TRACKING_URI and the network."
-            )
+        servers = {"MLflow tracking server": (str(uri), "MLFLOW_TRACKING_URI")}
+        registry = server.get("mlflow_registry_uri")
+        if registry and registry != uri:
+            servers["MLflow model registry"] = (str(registry), "mlflow_registry_uri")
+        for service, (address, variable) in servers.items():
+            problem = server_problem(address)
+            if problem is not None:
+                raise UnreachableTrackingServerError(
+                    unreachable_message(service, address, problem, variable)
+                )
+
+    # trylast: kedro-mlflow's own before_pipeline_run has started the run by then.
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self) -> None:
+        """Tag the run with its owner (pid@host); mark the experiment's runs whose owner is
+        gone as FAILED. Never fails the run: a problem is logged."""
+        mlflow = sys.modules.get("mlflow")  # kedro-mlflow imported it if it tracks this run
+        run = mlflow.active_run() if mlflow else None
+        if run is None:
+            return
+        from geo_busyness.registry import fail_stale_runs, tag_run_owner  # noqa: PLC0415 - heavy
+
+        try:
+            tag_run_owner(run.info.run_id)
+            closed = fail_stale_runs(run.info.experiment_id, keep=run.info.run_id)
+        except Exception as error:  # noqa: BLE001 - bookkeeping must never fail a run
+            logger.warning("Could not check for runs left RUNNING: %s", redact(error))
+            return
+        for run_id, why in closed.items():
+            logger.warning("Marked MLflow run %s FAILED: %s", run_id, why)
 
     @hook_impl(trylast=True)
     def on_pipeline_error(self, error: Exception) -> None:
@@ -264,6 +253,18 @@ class TrackingServerHook:
             text = str(link)
             if redact(text) != text:
                 raise _ExplainedError(f"{type(link).__name__}: {redact(text)}") from None
+
+
+class ParameterCheckHook:
+    """Check the run's parameters (every environment's files and ``--params``, merged) against
+    ``parameter_schema``: a wrong type, range or unknown key stops the run before anything
+    runs, with one line per key (``ParameterError``)."""
+
+    # tryfirst: before any other hook reads a parameter (AlertHook reads `alerts` here too).
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        """Raise ``ParameterError`` naming every parameter that does not fit the schema."""
+        check_parameters(context.params)
 
 
 class MemoryBudgetHook:

@@ -3,7 +3,14 @@
 Modeling registers; deployment, batch inference and monitoring select a version with
 ``select_model_version``, so "which model" means the same thing everywhere: an explicit
 version, else the first alias that exists (e.g. ``champion``, then ``challenger``). Every
-``MlflowClient`` call of the project goes through ``_client`` here.
+``MlflowClient`` call of the project goes through ``_client`` here, with the deadlines of
+``remote`` in force.
+
+Runs killed with kill -9 (or on a machine that went away) stay RUNNING in MLflow: each run is
+tagged with the process that runs it (``tag_run_owner``), and ``fail_stale_runs`` marks the
+RUNNING runs whose process is certainly gone (this machine and container, pid gone or reused)
+FAILED at the next run's start, and those it cannot check (another machine, no owner tag) only
+after ``STALE_AFTER_S``. A run whose owner is alive is never touched.
 """
 
 from __future__ import annotations
@@ -11,8 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,7 @@ from geo_busyness.model.loading import (
 )
 from geo_busyness.model.predict import as_forecaster
 from geo_busyness.model.pyfunc import LOADER_MODULE as PYFUNC_LOADER
+from geo_busyness.remote import bound_remote_calls
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +51,10 @@ class ModelNotFound(LookupError):
 
 
 def _client():
-    """The MLflow client (tracking URI as the Kedro session set it)."""
+    """The MLflow client (tracking URI as the Kedro session set it), its calls bounded in time."""
     from mlflow.tracking import MlflowClient  # noqa: PLC0415 - ~5 s import, the session set the URI
 
+    bound_remote_calls(storage=False)
     return MlflowClient()
 
 
@@ -241,3 +253,96 @@ def move_alias(name: str, alias: str, version: str) -> str | None:
     previous = alias_version(name, alias)
     _client().set_registered_model_alias(name, alias, version)
     return previous
+
+
+#: Run tags: the process running the run ("pid@host"), and what tells that process apart from
+#: a later one with the same pid ("boot id/pid namespace/start time in clock ticks", Linux).
+OWNER_TAG = "geo_busyness.owner"
+OWNER_PROCESS_TAG = "geo_busyness.owner_process"
+#: Tag saying why ``fail_stale_runs`` closed a run.
+CLOSED_TAG = "geo_busyness.closed_because"
+#: A RUNNING run whose owner cannot be checked from here (another machine or container, a
+#: reboot since, no owner tag) is taken for dead only when it started this long ago.
+STALE_AFTER_S = 24 * 3600.0
+
+
+def process_identity(pid: int) -> str | None:
+    """The identity ("boot id/pid namespace/start ticks") of process ``pid`` as seen from here,
+    None when no such process is visible (or this system has no ``/proc``)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 is the start time; the command name (field 2) may hold spaces and parentheses.
+    start_ticks = stat.rsplit(")", 1)[1].split()[19]
+    return f"{boot}/{namespace}/{start_ticks}"
+
+
+def owner_tags(pid: int | None = None) -> dict[str, str]:
+    """The owner tags of a run run by process ``pid`` (this process by default)."""
+    pid = os.getpid() if pid is None else pid
+    return {
+        OWNER_TAG: f"{pid}@{socket.gethostname()}",
+        OWNER_PROCESS_TAG: process_identity(pid) or "",
+    }
+
+
+def tag_run_owner(run_id: str) -> None:
+    """Record this process as the owner of ``run_id``."""
+    client = _client()
+    for key, value in owner_tags().items():
+        client.set_tag(run_id, key, value)
+
+
+def owner_state(
+    tags: Mapping[str, str],
+    host: str,
+    identity_of: Callable[[int], str | None] = process_identity,
+) -> str:
+    """Whether the process a run's owner tags name is ``"alive"``, ``"gone"``, or cannot be
+    checked from here (``"unknown"``: another host, container or boot, or no tags).
+
+    Gone means certainly gone: this host, boot and pid namespace, and its pid is free or
+    belongs to a process started at another time.
+    """
+    owner, recorded = tags.get(OWNER_TAG, ""), tags.get(OWNER_PROCESS_TAG, "")
+    pid, _, owner_host = owner.partition("@")
+    here = identity_of(os.getpid())
+    if owner_host != host or not pid.isdigit() or not recorded or here is None:
+        return "unknown"
+    if recorded.rsplit("/", 1)[0] != here.rsplit("/", 1)[0]:
+        return "unknown"  # another boot (or a machine of the same name) or container
+    return "alive" if identity_of(int(pid)) == recorded else "gone"
+
+
+def stale_reason(tags: Mapping[str, str], started_s: float, now_s: float, host: str) -> str | None:
+    """Why a RUNNING run started at ``started_s`` (epoch seconds) is dead, None if it may not be."""
+    state = owner_state(tags, host)
+    if state == "gone":
+        return f"its process {tags[OWNER_TAG]} is gone (killed or crashed)"
+    if state == "unknown" and now_s - started_s > STALE_AFTER_S:
+        owner = tags.get(OWNER_TAG) or "no owner recorded"
+        return f"RUNNING for {(now_s - started_s) / 3600:.0f} h and its owner ({owner}) cannot be checked"
+    return None
+
+
+def fail_stale_runs(experiment_id: str, keep: str | None = None) -> dict[str, str]:
+    """Mark the experiment's RUNNING runs that are dead (``stale_reason``) FAILED, each tagged
+    with why; ``keep`` (the caller's own run) is never touched. Returns run id -> why."""
+    client = _client()
+    running = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    host, now_s, closed = socket.gethostname(), time.time(), {}
+    for run in running:
+        if run.info.run_id == keep:
+            continue
+        why = stale_reason(run.data.tags, run.info.start_time / 1000, now_s, host)
+        if why is None:
+            continue
+        client.set_tag(run.info.run_id, CLOSED_TAG, why)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        closed[run.info.run_id] = why
+    return closed

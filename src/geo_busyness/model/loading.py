@@ -10,11 +10,13 @@ SageMaker entry points, batch inference and monitoring all load it here and answ
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,23 +125,67 @@ def is_local(location: str | Path) -> bool:
     return "://" not in text and not text.startswith(("models:/", "runs:/"))
 
 
+#: Name prefix of a temporary model copy (a folder of the system's temporary directory).
+TEMPORARY_COPY_PREFIX = "geo-busyness-model-"
+#: Temporary copies made or handed to this process, each with the id of the process that
+#: removes it when it exits (a forked child inherits the list and the exit handler too).
+_TEMPORARY_COPIES: dict[Path, int] = {}
+
+
+def _remove_temporary_copies() -> None:
+    """Remove the temporary model copies of this process (not those of the parent it forked
+    from)."""
+    for folder, owner in list(_TEMPORARY_COPIES.items()):
+        if owner == os.getpid():
+            shutil.rmtree(folder, ignore_errors=True)
+            _TEMPORARY_COPIES.pop(folder, None)
+
+
+atexit.register(_remove_temporary_copies)
+
+
+def temporary_model_dir() -> Path:
+    """A new folder for a downloaded model, removed when the process exits."""
+    folder = Path(tempfile.mkdtemp(prefix=TEMPORARY_COPY_PREFIX))
+    _TEMPORARY_COPIES[folder] = os.getpid()
+    return folder
+
+
+def _is_temporary_copy(folder: Path) -> bool:
+    """A ``geo-busyness-model-*`` folder of the temporary directory (the server makes its own)."""
+    return folder.parent.resolve() == Path(
+        tempfile.gettempdir()
+    ).resolve() and folder.name.startswith(TEMPORARY_COPY_PREFIX)
+
+
 def fetch_model(location: str | Path, dst: str | Path | None = None) -> Path:
     """A local MLflow model directory for ``location``, downloading an MLflow URI into ``dst``.
 
     A registry version (``models:/name/3``, ``models:/name@champion``) is checked against the
     digest recorded when it was registered (``DIGEST_TAG``): a changed artifact is refused
-    with ``ArtifactIntegrityError`` before anything unpickles it.
+    with ``ArtifactIntegrityError`` before anything unpickles it. Without ``dst``, or with a
+    ``geo-busyness-model-*`` folder of the temporary directory, the copy is temporary: removed
+    at once when refused or not fetched whole, else when the process exits.
     """
     if is_local(location):
         return find_model_dir(location)
     import mlflow  # noqa: PLC0415 - heavy; only needed for registry URIs
 
-    dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="geo-busyness-model-"))
-    expected = recorded_digest(str(location))  # asked before the download: what was registered
-    local = mlflow.artifacts.download_artifacts(artifact_uri=str(location), dst_path=str(dst))
-    model_dir = find_model_dir(local)
-    if _REGISTRY_URI.match(str(location)):
-        verify_artifact(model_dir, expected, str(location))
+    dst = Path(dst) if dst is not None else temporary_model_dir()
+    temporary = _is_temporary_copy(dst)
+    if temporary:
+        _TEMPORARY_COPIES[dst] = os.getpid()
+    try:
+        expected = recorded_digest(str(location))  # asked before the download: as registered
+        local = mlflow.artifacts.download_artifacts(artifact_uri=str(location), dst_path=str(dst))
+        model_dir = find_model_dir(local)
+        if _REGISTRY_URI.match(str(location)):
+            verify_artifact(model_dir, expected, str(location))
+    except BaseException:
+        if temporary:  # a tampered or half-downloaded copy goes now, not at exit
+            shutil.rmtree(dst, ignore_errors=True)
+            _TEMPORARY_COPIES.pop(dst, None)
+        raise
     return model_dir
 
 

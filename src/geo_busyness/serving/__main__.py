@@ -31,6 +31,7 @@ from geo_busyness.serving.threads import single_threaded_math
 single_threaded_math()  # before numpy/scikit-learn load their thread pools
 
 from geo_busyness.redaction import install_log_redaction, redact  # noqa: E402
+from geo_busyness.remote import prepare_model_fetch  # noqa: E402
 from geo_busyness.serving.app import (  # noqa: E402
     ENV_BODY_TIMEOUT,
     ENV_LOAD_TIMEOUT,
@@ -160,6 +161,7 @@ def serve(argv: Sequence[str] | None = None) -> None:
     import uvicorn  # noqa: PLC0415
 
     install_log_redaction()
+    prepare_model_fetch(args.model, args.shadow_model)  # deadlines before any registry call
     model = local_model(args.model)
     os.environ.update(shadow_environment(args))
     os.environ[ENV_MODEL] = model

@@ -101,9 +101,13 @@ class SageMakerConfig:
 def make_clients(region: str | None = None) -> tuple[Any, Any]:
     """boto3 SageMaker and S3 clients from the default credential chain."""
     import boto3  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415
+
+    from geo_busyness.remote import s3_config_kwargs  # noqa: PLC0415
 
     session = boto3.session.Session(region_name=region)
-    return session.client("sagemaker"), session.client("s3")
+    config = Config(**s3_config_kwargs())  # the project's deadlines (remote.py)
+    return session.client("sagemaker", config=config), session.client("s3", config=config)
 
 
 class SageMakerDeployer:

@@ -1,0 +1,289 @@
+"""Issue #23 item 5: every remote call has a deadline, whoever starts it.
+
+Real failures only: a port nothing listens on, and a server that accepts and never answers
+(``tests/remote_endpoints``), for the MLflow tracking server, the registry and S3 (s3fs for
+the catalog, boto3 for MLflow's S3 artifacts). Each must fail in under 30 s; before the
+deadlines a model download took 249 s against a dead tracking server, over 400 s against a
+silent one, and a catalog read from a silent S3 endpoint was still waiting after 590 s.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import mlflow
+import pytest
+import s3fs
+from botocore.config import Config
+from kedro.io import DataCatalog, DatasetError
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from geo_busyness import remote
+from geo_busyness.hooks import explain_storage_failure
+from geo_busyness.remote import (
+    ENVIRONMENT_DEFAULTS,
+    UnreachableServiceError,
+    bound_remote_calls,
+    needs_mlflow_server,
+    prepare_model_fetch,
+    require_mlflow_servers,
+    server_problem,
+)
+from tests.conftest import make_project_copy
+from tests.remote_endpoints import DEADLINE_S, dead_endpoint, silent_endpoint
+
+BUCKET = "geo-busyness-test"
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No deadline variables set beforehand; whatever a test sets is undone after it."""
+    for name in ENVIRONMENT_DEFAULTS:
+        monkeypatch.setenv(name, "")  # remembers the value to restore, even "unset"
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+# ------------------------------------------------------------------------- the settings
+def test_the_deadlines_fit_the_30_s_promise():
+    tracking = (1 + remote.TRACKING_RETRIES) * remote.TRACKING_TIMEOUT_S
+    s3 = remote.AWS_ATTEMPTS * max(remote.S3_CONNECT_TIMEOUT_S, remote.S3_READ_TIMEOUT_S) + 1
+    assert tracking <= 20 and s3 * remote.S3FS_TRIES <= 15
+
+
+def test_bound_remote_calls_sets_defaults_and_keeps_an_operators_values(clean_environment):
+    clean_environment.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "42")
+    bound_remote_calls(storage=False)
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "42"
+    for name, value in ENVIRONMENT_DEFAULTS.items():
+        if name != "MLFLOW_HTTP_REQUEST_TIMEOUT":
+            assert os.environ[name] == value
+
+
+def test_boto3_default_clients_get_the_s3_deadlines_unless_they_say_otherwise(clean_environment):
+
+    clean_environment.setattr(boto3, "DEFAULT_SESSION", None)
+    bound_remote_calls(storage=False)
+    plain = boto3.client("s3", region_name="us-east-1")
+    assert plain.meta.config.read_timeout == remote.S3_READ_TIMEOUT_S
+    assert plain.meta.config.connect_timeout == remote.S3_CONNECT_TIMEOUT_S
+    assert plain.meta.config.retries["total_max_attempts"] == remote.AWS_ATTEMPTS
+    own = boto3.client("s3", region_name="us-east-1", config=Config(read_timeout=99))
+    assert own.meta.config.read_timeout == 99
+    assert own.meta.config.connect_timeout == remote.S3_CONNECT_TIMEOUT_S
+
+
+def test_s3fs_gets_the_s3_deadlines_and_one_try(clean_environment):
+
+    for name in ("connect_timeout", "read_timeout", "retries"):
+        clean_environment.setattr(s3fs.S3FileSystem, name, getattr(s3fs.S3FileSystem, name))
+    bound_remote_calls()
+    assert s3fs.S3FileSystem.read_timeout == remote.S3_READ_TIMEOUT_S
+    assert s3fs.S3FileSystem.connect_timeout == remote.S3_CONNECT_TIMEOUT_S
+    assert s3fs.S3FileSystem.retries == remote.S3FS_TRIES
+
+
+@pytest.mark.parametrize(
+    ("location", "needed"),
+    [
+        ("models:/geo-busyness@champion", True),
+        ("runs:/abc/model", True),
+        ("/opt/ml/model", False),
+        ("data/06_models/deployment/serving", False),
+        (None, False),
+    ],
+)
+def test_only_registry_and_run_uris_need_an_mlflow_server(location, needed):
+    assert needs_mlflow_server(location) is needed
+
+
+def test_sqlite_and_file_stores_are_not_probed():
+    assert server_problem("sqlite:///mlflow.db", budget_s=0.1) is None
+    assert server_problem("file:///tmp/mlruns", budget_s=0.1) is None
+
+
+def test_a_dead_port_is_reported_with_its_reason():
+    problem = server_problem(dead_endpoint(), budget_s=0.5)
+    assert problem is not None and "refused" in problem
+
+
+def test_a_local_model_starts_without_asking_any_server(clean_environment, tmp_path):
+    clean_environment.setenv("MLFLOW_TRACKING_URI", dead_endpoint())
+    started = time.monotonic()
+    prepare_model_fetch(str(tmp_path), None)
+    assert time.monotonic() - started < 1
+
+
+def test_the_registry_is_named_when_it_is_the_one_down(clean_environment):
+    clean_environment.setitem(sys.modules, "mlflow", None)  # resolve from the environment
+    clean_environment.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    clean_environment.setenv("MLFLOW_REGISTRY_URI", dead := dead_endpoint())
+    with pytest.raises(UnreachableServiceError) as failed:
+        require_mlflow_servers(budget_s=0.5)
+    assert str(failed.value).startswith(f"The MLflow model registry {dead} does not answer")
+
+
+# --------------------------------------------------------------- MLflow, past the probe
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["dead", "silent"])
+def test_each_mlflow_request_has_a_deadline(failure, clean_environment):
+    """The probe only runs at start-up: a server that stops answering later is bounded by
+    the per-request deadline (MlflowClient straight at it, no probe)."""
+
+    bound_remote_calls(storage=False)
+    with silent_endpoint() as silent:
+        uri = dead_endpoint() if failure == "dead" else silent
+        started = time.monotonic()
+        with pytest.raises(MlflowException) as failed:
+            MlflowClient(tracking_uri=uri).get_registered_model("geo-busyness")
+        elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
+    assert f"API request to {uri}/api/2.0/mlflow/" in str(failed.value)
+
+
+# --------------------------------------------------------------- the model server's start
+def _serve_command(entry: str, model: str) -> list[str]:
+    python = sys.executable
+    if entry == "kedro serve":
+        kedro = str(Path(python).with_name("kedro"))
+        return [kedro, "serve", "--model", model, "--port", "1"]
+    return [python, "-m", "geo_busyness.serving", "--model", model, "--port", "1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["kedro serve", "python -m geo_busyness.serving"])
+@pytest.mark.parametrize("failure", ["dead", "silent"])
+def test_serving_a_registry_model_fails_fast_naming_the_tracking_server(entry, failure, tmp_path):
+    """``--model models:/...`` with the tracking server down: one line naming it, < 30 s.
+
+    ``python -m geo_busyness.serving`` needs ``prepare_model_fetch`` called in
+    ``serving/__main__.serve`` (see the issue #23 report).
+    """
+    project = make_project_copy(tmp_path / "project")
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_DEFAULTS}
+    with silent_endpoint() as silent:
+        uri = dead_endpoint() if failure == "dead" else silent
+        started = time.monotonic()
+        result = subprocess.run(  # noqa: S603 - our own entry points
+            _serve_command(entry, "models:/geo-busyness@champion"),
+            cwd=project,
+            env={**env, "MLFLOW_TRACKING_URI": uri, "KEDRO_DISABLE_TELEMETRY": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
+    last = (result.stdout + result.stderr).strip().splitlines()[-1]
+    assert f"The MLflow tracking server {uri} does not answer" in last, last
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["dead", "silent"])
+def test_kedro_retrain_fails_fast_naming_the_tracking_server(failure, tmp_path):
+    """The retraining job's sessions go through the same hook: one line, < 30 s."""
+    project = make_project_copy(tmp_path / "project")
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_DEFAULTS}
+    kedro = str(Path(sys.executable).with_name("kedro"))
+    with silent_endpoint() as silent:
+        uri = dead_endpoint() if failure == "dead" else silent
+        started = time.monotonic()
+        result = subprocess.run(  # noqa: S603 - our own entry point
+            [kedro, "retrain", "--env", "cloud"],
+            cwd=project,
+            env={**env, "MLFLOW_TRACKING_URI": uri, "KEDRO_DISABLE_TELEMETRY": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
+    last = (result.stdout + result.stderr).strip().splitlines()[-1]
+    assert f"The MLflow tracking server {uri} does not answer" in last, last
+
+
+# --------------------------------------------------------------------------------- S3
+def _csv_on(endpoint: str):
+    """A catalog CSV dataset on the test bucket behind ``endpoint``, as conf/cloud makes one."""
+
+    return DataCatalog.from_config(
+        {
+            "raw_events": {
+                "type": "geo_busyness.datasets.CSVDataset",
+                "filepath": f"s3://{BUCKET}/01_raw/courier_events.csv",
+                "credentials": "s3",
+            }
+        },
+        credentials={
+            "s3": {
+                "key": "testing",
+                "secret": "testing",
+                "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            }
+        },
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["dead", "silent"])
+def test_a_catalog_read_from_s3_fails_fast_naming_the_dataset_and_the_store(
+    failure, clean_environment
+):
+
+    for name in ("connect_timeout", "read_timeout", "retries"):
+        clean_environment.setattr(s3fs.S3FileSystem, name, getattr(s3fs.S3FileSystem, name))
+    for name, value in AWS_TEST_ENV.items():
+        clean_environment.setenv(name, value)
+    bound_remote_calls()
+    s3fs.S3FileSystem.clear_instance_cache()
+    with silent_endpoint() as silent:
+        endpoint = dead_endpoint() if failure == "dead" else silent
+        catalog = _csv_on(endpoint)
+        started = time.monotonic()
+        with pytest.raises(DatasetError) as failed:
+            catalog.load("raw_events")
+        elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
+    explanation = explain_storage_failure(failed.value, catalog)
+    assert explanation == (
+        f"Could not load dataset 'raw_events' at s3://{BUCKET}/01_raw/courier_events.csv: the"
+        " storage endpoint could not be reached (check AWS_ENDPOINT_URL, the network, or the"
+        " region)."
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["dead", "silent"])
+def test_an_mlflow_artifact_download_from_s3_fails_fast_naming_the_endpoint(
+    failure, clean_environment
+):
+    """MLflow's S3 artifact store (boto3's default session), as a cloud model download uses it."""
+
+    for name, value in AWS_TEST_ENV.items():
+        clean_environment.setenv(name, value)
+    clean_environment.setattr(boto3, "DEFAULT_SESSION", None)
+    bound_remote_calls(storage=False)
+    with silent_endpoint() as silent:
+        endpoint = dead_endpoint() if failure == "dead" else silent
+        clean_environment.setenv("MLFLOW_S3_ENDPOINT_URL", endpoint)
+        started = time.monotonic()
+        with pytest.raises(Exception) as failed:  # noqa: PT011 - botocore's own classes
+            mlflow.artifacts.download_artifacts(f"s3://{BUCKET}/mlflow-artifacts/1/model")
+        elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
+    assert endpoint in str(failed.value)
