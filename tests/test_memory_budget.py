@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
+from geo_busyness.errors import ExplainedError
 from geo_busyness.hooks import MemoryBudgetHook
 from geo_busyness.memory_budget import (
     BASE_MB,
@@ -18,6 +19,7 @@ from geo_busyness.memory_budget import (
     MemoryBudgetError,
     available_memory_bytes,
     check_memory_budget,
+    check_raw_inputs,
     in_memory_bytes,
 )
 from geo_busyness.pipelines.data_processing.pipeline import create_pipeline
@@ -109,3 +111,24 @@ def test_pipelines_without_the_raw_input_are_not_checked(raw_files):
     MemoryBudgetHook().before_pipeline_run(
         {}, create_pipeline().only_nodes("enforce_rejected_share"), catalog
     )
+
+
+class _SilentFileSystem:
+    """A file system whose endpoint accepts and never answers (what s3fs raises then)."""
+
+    def exists(self, path: str) -> bool:
+        raise TimeoutError("Read timeout on endpoint URL")
+
+
+class _SilentDataset:
+    _fs, _protocol = _SilentFileSystem(), "s3"
+
+    def _get_load_path(self) -> PurePosixPath:
+        return PurePosixPath("bucket/raw/events.csv")
+
+
+def test_a_silent_storage_endpoint_stops_the_check_in_one_line():
+    """Not left for the load to wait out the deadline a second time (#23 item 5)."""
+    catalog = {"raw_events": _SilentDataset()}
+    with pytest.raises(ExplainedError, match=r"'raw_events' at s3://bucket/raw/events.csv: the"):
+        check_raw_inputs(create_pipeline(), catalog)

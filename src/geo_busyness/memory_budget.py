@@ -18,6 +18,9 @@ from typing import Any
 
 from kedro.io.core import get_filepath_str
 
+from geo_busyness.errors import ExplainedError
+from geo_busyness.redaction import redact
+
 logger = logging.getLogger(__name__)
 
 #: Catalog entries checked, when a pipeline reads them.
@@ -121,6 +124,27 @@ def _parts(fs: Any, path: str) -> list[str]:
     return [part for part in sorted(fs.find(path)) if not Path(part).name.startswith(("_", "."))]
 
 
+#: Exceptions (by class name, anywhere in the chain) of an endpoint that does not answer in time
+#: (botocore, aiohttp, the standard library). A refused connection fails fast and is left to
+#: the load, whose StorageErrorHook names it.
+TIMEOUT_ERRORS = frozenset(
+    {"ReadTimeoutError", "ConnectTimeoutError", "ServerTimeoutError", "TimeoutError"}
+)
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from or while handling) is a storage endpoint
+    that did not answer in time."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if type(link).__name__ in TIMEOUT_ERRORS:
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
 def check_raw_inputs(pipeline: Any, catalog: Any) -> None:
     """Raise ``MemoryBudgetError`` when a raw input the pipeline reads would not fit in memory.
 
@@ -136,6 +160,7 @@ def check_raw_inputs(pipeline: Any, catalog: Any) -> None:
         if located is None:
             continue
         fs, path = located
+        located_protocol = getattr(catalog[name], "_protocol", "file")
         try:
             if not fs.exists(path):
                 continue  # the load itself will say the file is missing
@@ -146,6 +171,18 @@ def check_raw_inputs(pipeline: Any, catalog: Any) -> None:
                     memory_bytes += in_memory_bytes(part, size, handle)
                 file_bytes += size
         except Exception as error:  # noqa: BLE001 - storage faults are the load's to report
+            if _timed_out(error):  # stop here: the load would wait out the deadline again
+                url = (
+                    path
+                    if located_protocol in ("file", "local")
+                    else f"{located_protocol}://{path}"
+                )
+                raise ExplainedError(
+                    f"Could not load dataset '{name}' at {redact(url)}: the storage endpoint did"
+                    f" not answer in time ({type(error).__name__}).",
+                    "check the endpoint (AWS_ENDPOINT_URL, the catalog's credentials) and the"
+                    " network; deadlines: geo_busyness.remote.",
+                ) from error
             logger.debug("Memory budget of %s not checked: %s", name, error)
             continue
         check_memory_budget(name, path, file_bytes, memory_bytes, params.get("memory_limit_mb"))
