@@ -72,7 +72,7 @@ class _StagingFileSystem(MemoryFileSystem):
         self.pseudo_dirs: list[str] = [""]
 
 
-def _causes(error: BaseException) -> list[BaseException]:
+def exception_chain(error: BaseException) -> list[BaseException]:
     """The exception and every cause or context behind it."""
     seen: list[BaseException] = []
     while error is not None and error not in seen:
@@ -231,7 +231,7 @@ class CSVDataset(_AtomicSave, _CSVDataset):
         try:
             return self._read()
         except Exception as error:
-            causes = _causes(error)
+            causes = exception_chain(error)
             if any(isinstance(cause, EmptyDataError) for cause in causes):
                 raise DatasetError(
                     f"{self._display_path()} is empty: expected a CSV file with a header row"

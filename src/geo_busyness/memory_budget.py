@@ -18,6 +18,7 @@ from typing import Any
 
 from kedro.io.core import get_filepath_str
 
+from geo_busyness.datasets import exception_chain
 from geo_busyness.errors import ExplainedError
 from geo_busyness.redaction import redact
 
@@ -135,14 +136,7 @@ TIMEOUT_ERRORS = frozenset(
 def _timed_out(error: BaseException) -> bool:
     """Whether ``error`` (or what it was raised from or while handling) is a storage endpoint
     that did not answer in time."""
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        if type(link).__name__ in TIMEOUT_ERRORS:
-            return True
-        link = link.__cause__ or link.__context__
-    return False
+    return any(type(link).__name__ in TIMEOUT_ERRORS for link in exception_chain(error))
 
 
 def check_raw_inputs(pipeline: Any, catalog: Any) -> None:
