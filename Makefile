@@ -34,11 +34,15 @@ run: data  ## train (the default pipeline), then forecast and monitor with the r
 	$(UV) run --frozen kedro run
 	$(UV) run --frozen kedro run --pipelines inference,monitoring
 
+# One pytest worker per core (pytest-xdist), a test file per worker: a file's fixtures stay
+# together, and the Kedro sessions of two files run side by side.
+PYTEST_WORKERS ?= auto
+
 test: install-spark lint  ## ruff, then the whole test suite with the Spark tests (what CI runs)
-	$(UV) run --frozen --extra spark pytest
+	$(UV) run --frozen --extra spark pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: install  ## the unit tier: every test not marked slow (no Kedro sessions, servers, browser)
-	$(UV) run --frozen pytest -m "not slow"
+	$(UV) run --frozen pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: install
 	$(UV) run --frozen ruff check

@@ -47,7 +47,7 @@ from geo_busyness.pipelines.monitoring.nodes import (
     score_recent_cell_hours,
 )
 from geo_busyness.registry import load_version, select_model_version
-from geo_busyness.testing import PROJECT_ROOT, make_project_copy
+from geo_busyness.testing import PROJECT_ROOT, make_project_copy, run_report
 
 sys.path.insert(0, str(PROJECT_ROOT))
 from tests.conftest import SMALL_GENERATION, SMALL_TRAINING  # noqa: E402 - the tests' city
@@ -67,13 +67,12 @@ def trained(workdir: Path, seed: int, small: bool) -> Path | None:
     """A project trained on the data set (reused when ``workdir`` has it); None when the
     quality gate refused the model (nothing registered to monitor)."""
     project = workdir / f"{'small' if small else 'default'}-{seed}"
-    report = project / "data" / "08_reporting" / "evaluation_report.json"
-    if not report.exists():
+    if not (project / "data" / "08_reporting" / "runs" / "evaluation_report.json").exists():
         make_project_copy(project)
         generation_params = {**(SMALL_GENERATION if small else {}), "seed": seed}
         run(project, ["data_generation", "data_processing"], {"data_generation": generation_params})
         run(project, ["feature_engineering", "modeling"], SMALL_TRAINING if small else {})
-    registered = json.loads(report.read_text())["registration"].get("registered", False)
+    registered = run_report(project)["registration"].get("registered", False)
     return project if registered else None
 
 

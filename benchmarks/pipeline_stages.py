@@ -11,6 +11,13 @@ of node time and of wall time in N. ``--default-run-at N`` also times one plain 
 ``benchmarks/results/pipeline_stages-<utc time>.json`` (or ``--json``) and a markdown table to
 stdout; ``--docs`` rewrites the table of docs/benchmarks.md from a result file.
 
+Beside the stage processes, each N gets a floors block, measured in this process on the same
+raw file: each step of processing + features (read, parse timestamps, validate, H3, count,
+write) as the pipelines do it ("ours") and the least the library at hand needs for the same
+result ("floor": Arrow's reader without the pandas conversion, Arrow's strptime without the
+checks, numpy reductions for the checks, one h3ronpy call, one ``np.bincount``, Arrow's
+Parquet writer), wall and CPU seconds each, with the load average (``--no-floors`` skips it).
+
     uv run python benchmarks/pipeline_stages.py --events 100000 1000000 10000000 \
         --modeling-at 1000000 --default-run-at 1000000
     uv run python benchmarks/pipeline_stages.py --docs benchmarks/results/pipeline_stages-X.json
@@ -29,13 +36,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from stage_floors import floors_table, project_parameters, stage_floors
 
+from geo_busyness.pipelines.data_generation.nodes import generate_events
 from geo_busyness.testing import PROJECT_ROOT, make_project_copy
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 NODE_SECONDS = re.compile(r"successfully in ([\d.]+) sec")
 #: The generator's output (``generated_events``) and the pipelines' input (``raw_events``) as
 #: one Parquet file: generation writes where processing reads.
+RAW_FILE = "data/01_raw/courier_events.parquet"
 RAW_AS_PARQUET = """raw_events:
   type: pandas.ParquetDataset
   filepath: data/01_raw/courier_events.parquet
@@ -78,6 +88,17 @@ def run_stage(project: Path, pipeline: str | None, params: str | None = None) ->
     }
 
 
+def generate(project: Path, n: int) -> dict[str, float]:
+    """The project's generator (``data_generation``'s first node) for ``n`` events, run in
+    this process (a `kedro run` of its own cost more start-up than the toy's work), written
+    where ``raw_events`` reads; its wall seconds."""
+    started = time.perf_counter()
+    params = project_parameters(project)["data_generation"]
+    events, _, _ = generate_events({**params, "n_events": n})
+    events.to_parquet(project / RAW_FILE)
+    return {"wall_s": round(time.perf_counter() - started, 2)}
+
+
 def growth_exponent(sizes: list[int], seconds: list[float]) -> float:
     """Slope of log(time) on log(N): 1.0 is linear."""
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
@@ -104,6 +125,11 @@ def docs_block(result: Path) -> str:
     if figures.get("growth_exponents"):
         fitted = ", ".join(f"{k} {v}" for k, v in figures["growth_exponents"].items())
         block += f"\n\nGrowth exponents in N: {fitted}."
+    if figures.get("floors"):
+        block += (
+            "\n\nEach step of processing + features in one process, as the pipelines do it"
+            " (ours) and at its floor:\n\n" + floors_table(figures["floors"])
+        )
     return "\n" + block + "\n"
 
 
@@ -118,6 +144,37 @@ def write_docs(result: Path | None) -> bool:
     DOCS.write_text(text[:start] + docs_block(result) + text[end:])
     print(f"rewrote the pipeline-stages table of {DOCS} from {result}")
     return True
+
+
+def measure_size(
+    n: int, args: argparse.Namespace, together: list[str]
+) -> tuple[list[dict], list[dict]]:
+    """Generate ``n`` events in a scratch copy, measure the floors block (unless
+    ``--no-floors``), then run each stage as its own process: (stage rows, floor rows)."""
+    rows, floors = [], []
+    with tempfile.TemporaryDirectory(prefix=f"bench-{n}-") as scratch:
+        project = make_project_copy(Path(scratch) / "project", PROJECT_ROOT)
+        (project / "conf" / "local" / "catalog.yml").write_text(RAW_AS_PARQUET)
+        generated = generate(project, n)
+        print(f"N={n:>11,}  data_generation      {generated['wall_s']:7.1f} s wall", flush=True)
+        if not args.no_floors:
+            floors = stage_floors(project, project / RAW_FILE, n)
+            print(floors_table(floors), flush=True)
+        stages = args.stages + together + (["modeling"] if n == args.modeling_at else [])
+        if n == args.default_run_at:
+            stages.append("__default__")
+        for stage in stages:
+            pipeline = None if stage == "__default__" else stage
+            result = {"events": n, "stage": stage, **run_stage(project, pipeline)}
+            result["events_per_s"] = round(n / result["node_s"]) if result["node_s"] else None
+            rows.append(result)
+            print(
+                f"N={n:>11,}  {stage:<36} {result['wall_s']:7.1f} s wall  "
+                f"{result['node_s']:7.1f} s nodes  {result['peak_rss_mb']:8.0f} MB peak  "
+                f"{result['events_per_s'] or 0:>12,} events/s  load {result['load_1min']:.1f}",
+                flush=True,
+            )
+    return rows, floors
 
 
 def main() -> None:
@@ -135,6 +192,7 @@ def main() -> None:
     parser.add_argument(
         "--default-run-at", type=int, default=None, help="also time a plain `kedro run` at this N"
     )
+    parser.add_argument("--no-floors", action="store_true", help="skip the per-stage floors block")
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument(
         "--docs", type=Path, help="a result file: rewrite docs/benchmarks.md's table and exit"
@@ -152,28 +210,12 @@ def main() -> None:
         return
 
     together = [] if args.no_together else [",".join(args.stages)]
-    rows = []
+    rows, floors = [], []
     started = time.perf_counter()
     for n in args.events:
-        with tempfile.TemporaryDirectory(prefix=f"bench-{n}-") as scratch:
-            project = make_project_copy(Path(scratch) / "project", PROJECT_ROOT)
-            (project / "conf" / "local" / "catalog.yml").write_text(RAW_AS_PARQUET)
-            generated = run_stage(project, "data_generation", f"data_generation.n_events={n}")
-            print(f"N={n:>11,}  data_generation      {generated['wall_s']:7.1f} s wall", flush=True)
-            stages = args.stages + together + (["modeling"] if n == args.modeling_at else [])
-            if n == args.default_run_at:
-                stages.append("__default__")
-            for stage in stages:
-                pipeline = None if stage == "__default__" else stage
-                result = {"events": n, "stage": stage, **run_stage(project, pipeline)}
-                result["events_per_s"] = round(n / result["node_s"]) if result["node_s"] else None
-                rows.append(result)
-                print(
-                    f"N={n:>11,}  {stage:<36} {result['wall_s']:7.1f} s wall  "
-                    f"{result['node_s']:7.1f} s nodes  {result['peak_rss_mb']:8.0f} MB peak  "
-                    f"{result['events_per_s'] or 0:>12,} events/s  load {result['load_1min']:.1f}",
-                    flush=True,
-                )
+        size_rows, size_floors = measure_size(n, args, together)
+        rows += size_rows
+        floors += size_floors
 
     exponents = {}
     for stage in args.stages + together:
@@ -197,6 +239,8 @@ def main() -> None:
         )
     elapsed = round(time.perf_counter() - started)
     print(f"\n{table(rows)}\n\nwhole benchmark: {elapsed} s")
+    if floors:
+        print(f"\nper-stage floors (one process):\n{floors_table(floors)}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = args.json or PROJECT_ROOT / "benchmarks" / "results" / f"pipeline_stages-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -208,6 +252,7 @@ def main() -> None:
                 "benchmark_seconds": elapsed,
                 "rows": rows,
                 "growth_exponents": exponents,
+                "floors": floors,
             },
             indent=2,
         )

@@ -31,7 +31,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from geo_busyness.model.forecaster import BASELINES
-from geo_busyness.testing import make_project_copy
+from geo_busyness.testing import make_project_copy, run_report
 
 MODELS = ("model", *BASELINES)
 
@@ -156,9 +156,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="geo-busyness-real-") as tmp:
         project = make_project_copy(args.keep or Path(tmp) / "project")
         run(project, with_overrides(configure(project, args), args.param))
-        report = json.loads(
-            (project / "data" / "08_reporting" / "evaluation_report.json").read_text()
-        )
+        report = run_report(project)
     selection = report["model_selection"]
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 30)

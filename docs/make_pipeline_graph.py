@@ -1,4 +1,4 @@
-"""Build the kedro-viz static site (graph left to right) and draw docs/pipeline_graph.png from it.
+"""Build the kedro-viz static site (graph left to right) and draw build/pipeline_graph.png from it.
 
     uv run python docs/make_pipeline_graph.py            # from the project root
     uv run python docs/make_pipeline_graph.py --pipeline reporting --out /tmp/reporting.png
@@ -178,7 +178,7 @@ def screenshot(site: Path, out: Path, pipeline: str, window: tuple[int, int]) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--project", type=Path, default=PROJECT_ROOT)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "pipeline_graph.png")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "pipeline_graph.png")
     parser.add_argument("--pipeline", default="__default__")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=2200)

@@ -1,10 +1,11 @@
 """Run by the Airflow environment's Python (tests/test_airflow_dag.py), never collected by pytest.
 
-``python airflow_dag_check.py DAG_FOLDER DAG_ID OUT_JSON``: parses DAG_FOLDER with Airflow's own
+``python airflow_dag_check.py DAG_FOLDER DAG_ID OUT_JSON [real]``: parses DAG_FOLDER with Airflow's own
 DagBag and describes the DAG; runs it (``dag.test``) in a few scenarios, its tasks calling the
 project's real ``retraining_steps`` on a stand-in job (no pipeline runs); builds the job the
 DAG builds from the environment and reads the project's parameters through it (one real Kedro
-session of the project in this environment); writes all of it to OUT_JSON. The caller sets
+session of the project in this environment); writes all of it to OUT_JSON. With ``real``: one
+DAG run of the real job over the project (GEO_BUSYNESS_PROJECT_PATH), its task states. The caller sets
 AIRFLOW_HOME (a scratch folder) and AIRFLOW__CORE__DAGS_FOLDER (DAG_FOLDER).
 """
 
@@ -18,13 +19,22 @@ from typing import Any
 
 from airflow.models import DagBag
 
+from geo_busyness.retraining import RetrainingJob
 
-class StandInJob:
-    """``RetrainingJob``'s interface, recording the pipelines it is asked to run."""
+
+class StandInJob(RetrainingJob):
+    """The project's real ``RetrainingJob`` (its steps, record and alerts) with its Kedro
+    sessions replaced: a scripted registry and catalog; it records the pipelines it is asked
+    to run, the records it saves and the alerts it sends."""
 
     def __init__(self, project_path: Path) -> None:
-        self.project_path = project_path
+        super().__init__(
+            project_path, notify=lambda event, summary, record: self.alerts.append(event)
+        )
         self.runs: list[list[Any]] = []
+        self.saved: list[dict[str, Any]] = []
+        self.alerts: list[str] = []
+        self.champion: str | None = "6"
         self.datasets: dict[str, Any] = {
             "retrain_recommended": {"retrain_recommended": False, "reasons": []},
             "evaluation_report": {"registration": {"registered": True, "version": "7"}},
@@ -33,17 +43,25 @@ class StandInJob:
     def params(self) -> dict[str, Any]:
         return {
             "retraining": {"lock_file": "data/retraining.lock", "deployment_target": None},
-            "deployment": {"target": "local"},
+            "deployment": {"target": "local", "aliases": ["challenger"]},
         }
 
     def champion_version(self, params: dict[str, Any]) -> str | None:
-        return "6"
+        return self.champion
+
+    def challenger(self, params: dict[str, Any]) -> tuple[str, float] | None:
+        return None
 
     def run_pipeline(self, name: str, extra: dict[str, Any] | None = None) -> None:
         self.runs.append([name, extra])
+        if name == "deployment":
+            self.champion = extra["deployment"]["model_version"]
 
     def load(self, name: str) -> Any:
-        return self.datasets[name]
+        return self.datasets.get(name)
+
+    def save_record(self, record: dict[str, Any]) -> None:
+        self.saved.append(json.loads(json.dumps(record)))
 
 
 def describe(dag: Any) -> dict[str, Any]:
@@ -109,6 +127,8 @@ def run_scenarios(dag: Any, workdir: Path) -> dict[str, Any]:
             "state": str(run.state),
             "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()},
             "runs": job.runs,
+            "records": [record["status"] for record in job.saved],
+            "alerts": job.alerts,
         }
     module_globals["_job"] = real_job
     return results
@@ -125,8 +145,26 @@ def build_job(dag: Any) -> dict[str, Any]:
     }
 
 
-def main(dag_folder: str, dag_id: str, out_path: str) -> None:
+def real_run(dag: Any) -> dict[str, Any]:
+    """One DAG run (``dag.test``) with the job the DAG builds: real Kedro sessions of the
+    project at GEO_BUSYNESS_PROJECT_PATH, from this process's working directory."""
+    from airflow.utils import db  # noqa: PLC0415 - needs AIRFLOW_HOME set by the caller
+
+    db.initdb()
+    for task in dag.tasks:  # a failure ends the run here rather than waiting out retry_delay
+        task.retries = 0
+    run = dag.test(run_conf={"force": False, "target": None})
+    return {
+        "state": str(run.state),
+        "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()},
+    }
+
+
+def main(dag_folder: str, dag_id: str, out_path: str, mode: str = "check") -> None:
     bag = DagBag(dag_folder=dag_folder)
+    if mode == "real":
+        Path(out_path).write_text(json.dumps(real_run(bag.dags[dag_id]), indent=2, default=str))
+        return
     result: dict[str, Any] = {
         "import_errors": {str(path): str(error) for path, error in bag.import_errors.items()},
         "dag_ids": sorted(bag.dag_ids),

@@ -3,7 +3,6 @@ what was published), shared by the alert tests and the operations loop test."""
 
 from __future__ import annotations
 
-import html
 import json
 import threading
 import time
@@ -72,8 +71,8 @@ def payloads(hook: Webhook) -> list[dict[str, Any]]:
 
 
 def text_of(payload: dict[str, Any]) -> str:
-    """A payload's ``text`` as Slack shows it (&lt; back to <)."""
-    return html.unescape(payload["text"])
+    """A payload's ``text``: plain text, as every receiver shows it (no Slack escapes)."""
+    return payload["text"]
 
 
 def subscribe_queue(sns: Any, sqs: Any, topic_arn: str) -> str:
@@ -85,9 +84,19 @@ def subscribe_queue(sns: Any, sqs: Any, topic_arn: str) -> str:
 
 
 def received_notifications(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """The SNS notifications waiting in the queue (envelope with Subject, Message, ...)."""
-    answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
-    return [json.loads(message["Body"]) for message in answer.get("Messages", [])]
+    """The SNS notifications waiting in the queue (envelope with Subject, Message, ...), taken
+    off it: a message only received would come back after SQS's visibility timeout (30 s), in
+    the next call's answer."""
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    if messages:
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
+                for number, message in enumerate(messages)
+            ],
+        )
+    return [json.loads(message["Body"]) for message in messages]
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,9 +17,9 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from geo_busyness.testing import make_project_copy, tracking_uri, use_own_mlflow_store
+from geo_busyness.testing import make_project_copy, run_report, tracking_uri, use_own_mlflow_store
 
-__all__ = ["make_project_copy"]  # re-exported for tests
+__all__ = ["make_project_copy", "run_report"]  # re-exported for tests
 #: The small packaged model (tests/serving, tests/pipelines/deployment).
 pytest_plugins = ("tests.packaged_model", "tests.alerting")
 
@@ -33,6 +33,13 @@ SMALL_GENERATION = {
 }
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+
+# pytest-xdist workers run under execnet, whose ``__main__`` has neither ``__spec__`` nor
+# ``__file__``: pyspark.sql.connect then believes it runs doctests and calls sys.exit(0) when
+# pandera imports it (every Kedro session's validator set-up). A file name tells it otherwise.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 #: Fixtures that make a test slow, by what they start: real KedroSession runs
 #: (processed_project, trained_project), the moto S3 server (s3_endpoint, cloud_env), the
@@ -131,7 +138,7 @@ class TrainedProject:
 def read_outputs(project: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """The evaluation report, and the model's and the baseline's test predictions a run saved."""
     data = project / "data"
-    report = json.loads((data / "08_reporting" / "evaluation_report.json").read_text())
+    report = run_report(project)
     predictions = pd.read_parquet(data / "07_model_output" / "test_predictions.parquet")
     baseline = pd.read_parquet(data / "07_model_output" / "baseline_test_predictions.parquet")
     return report, predictions, baseline

@@ -1,5 +1,6 @@
-"""Fixtures of serving and deployment tests: one real small model, saved as MLflow would,
-packaged and unpacked. Registered for every test by ``pytest_plugins`` in ``tests/conftest.py``."""
+"""Fixtures of serving and deployment tests: one real small model, saved as the registry logs
+it (``geo_busyness.registry.save_model``: a safe artifact, no pickle), packaged and unpacked.
+Registered for every test by ``pytest_plugins`` in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import pytest
 from geo_busyness.pipelines.deployment.packaging import build_package, unpack_package
 from tests.serving.model_fixture import fit_model, save_model
 
+#: ``model`` as an MLflow model directory in the registry's safe format (re-exported).
+save_safe_model = save_model
+
 
 @pytest.fixture(scope="session")
 def busyness_model():
-    """The fitted sklearn Pipeline (BusynessFeatures + regressor)."""
+    """The fitted BusynessForecaster (read-only for tests)."""
     return fit_model()
 
 
 @pytest.fixture(scope="session")
 def mlflow_model_dir(busyness_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_model(busyness_model, tmp_path_factory.mktemp("mlflow") / "model")
+    return save_safe_model(busyness_model, tmp_path_factory.mktemp("mlflow") / "model")
 
 
 @pytest.fixture(scope="session")

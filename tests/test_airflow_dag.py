@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,9 @@ import pytest
 import yaml
 
 from geo_busyness.testing import PROJECT_ROOT, make_project_copy
+from tests.alerting import payloads, write_credentials
+from tests.conftest import SMALL_TRAINING, copy_project, run_kedro
+from tests.pipelines.monitoring.test_pipeline import write_recent_window
 
 DAGS = PROJECT_ROOT / "airflow" / "dags"
 TEMPLATE = PROJECT_ROOT / "airflow" / "dag_template.j2"
@@ -27,6 +32,7 @@ DAG_FILE = DAGS / "geo_busyness_monitoring_dag.py"
 DAG_ID = "geo_busyness_monitoring_retraining"
 AIRFLOW_VENV = PROJECT_ROOT / ".venv-airflow"
 CHECK = Path(__file__).with_name("airflow_dag_check.py")
+RECORDS = Path("data") / "08_reporting" / "retraining" / "retraining_record.json"
 
 
 def makefile_recipe(target: str) -> list[str]:
@@ -158,8 +164,10 @@ def test_the_dag_tasks_and_their_order(dag_check):
 
 @pytest.mark.slow
 def test_the_dag_runs_the_job_steps_it_should(dag_check):
-    """Real DAG runs (Airflow's dag.test) with a stand-in job: the short-circuits skip what they
-    should, `force` and `target` reach the tasks, the registered version reaches deployment."""
+    """Real DAG runs (Airflow's dag.test) of the project's real job steps on scripted sessions:
+    the short-circuits skip what they should, `force` and `target` reach the tasks, the
+    registered version reaches deployment, and each run saves the record and sends the alert
+    `kedro retrain` does (before: no record, no alert on the Airflow path)."""
     runs = dag_check["runs"]
     assert all(run["state"] == "success" for run in runs.values()), runs
     deploy_9 = {"deployment": {"model_version": "9", "target": "local"}}
@@ -167,6 +175,7 @@ def test_the_dag_runs_the_job_steps_it_should(dag_check):
         "not_recommended": (
             {"retraining": "skipped", "deployment": "skipped"},
             [["monitoring", None]],
+            (["skipped"], []),
         ),
         "forced_to_sagemaker": (
             {"retraining": "success", "deployment": "success"},
@@ -175,28 +184,124 @@ def test_the_dag_runs_the_job_steps_it_should(dag_check):
                 ["retraining", None],
                 ["deployment", {"deployment": {"model_version": "9", "target": "sagemaker"}}],
             ],
+            (["promoted"], ["challenger_promoted"]),
         ),
         "recommended_not_registered": (
             {"retraining": "success", "deployment": "skipped"},
             [["monitoring", None], ["retraining", None]],
+            (["champion_kept"], ["challenger_rejected"]),
         ),
         "recommended": (
             {"retraining": "success", "deployment": "success"},
             [["monitoring", None], ["retraining", None], ["deployment", deploy_9]],
+            (["promoted"], ["challenger_promoted"]),
         ),
     }
-    for name, (states, pipeline_runs) in expected.items():
+    for name, (states, pipeline_runs, (records, alerts)) in expected.items():
         tasks = runs[name]["tasks"]
         assert (tasks["monitoring"], tasks["retrain_due"]) == ("success", "success"), name
         assert {task: tasks[task] for task in states} == states, name
         assert runs[name]["runs"] == pipeline_runs, name
+        assert (runs[name]["records"], runs[name]["alerts"]) == (records, alerts), name
 
 
 @pytest.mark.slow
 def test_the_tasks_job_is_the_workers_project_in_this_environment(dag_check):
     """The job the DAG builds: GEO_BUSYNESS_PROJECT_PATH and KEDRO_ENV; a real Kedro session
-    of the project read its parameters in the Airflow environment."""
+    of the project read its parameters in the Airflow environment, its paths absolute from the
+    project (the worker runs in another folder)."""
     job = dag_check["job"]
     assert Path(job["project_path"]).name == "project" and job["env"] == "local"
     parameters = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_retraining.yml").read_text())
-    assert job["lock_file"] == parameters["retraining"]["lock_file"]
+    lock_file = Path(job["project_path"]) / parameters["retraining"]["lock_file"]
+    assert job["lock_file"] == lock_file.as_posix()
+
+
+def _relative_mlflow_store(project: Path) -> None:
+    """Back to conf/base's relative ``sqlite:///mlflow.db`` (the copy helper makes it absolute)."""
+    config = project / "conf" / "base" / "mlflow.yml"
+    text = re.sub(
+        r"(?m)^(\s*mlflow_tracking_uri:)\s*\S+", r"\1 sqlite:///mlflow.db", config.read_text()
+    )
+    config.write_text(text)
+
+
+def _registry(project: Path) -> tuple[list[str], dict[str, str]]:
+    """The project store's registered versions and aliases (read with sqlite3: no MLflow)."""
+    with sqlite3.connect(project / "mlflow.db") as db:
+        versions = [str(row[0]) for row in db.execute("SELECT version FROM model_versions")]
+        aliases = dict(db.execute("SELECT alias, version FROM registered_model_aliases"))
+    return sorted(versions), {alias: str(version) for alias, version in aliases.items()}
+
+
+@pytest.fixture
+def made_run(processed_project, tmp_path) -> Path:
+    """A project as `make run` leaves it: trained, version 1 registered as the challenger,
+    nothing deployed (trained here: only the registry and the data matter)."""
+    project = copy_project(processed_project, tmp_path / "project", with_mlflow=False)
+    run_kedro(project, ["feature_engineering", "modeling"], SMALL_TRAINING)
+    return project
+
+
+@pytest.mark.slow
+def test_the_dag_run_from_another_folder_uses_the_projects_registry(made_run, tmp_path, webhook):
+    """`airflow dags test`'s run (dag.test) with the real job, started in a folder other than
+    the project, whose mlflow.yml says the relative `sqlite:///mlflow.db`: the project's own
+    registry is used and nothing lands in the worker's folder (before: a new, empty registry
+    there, a first model trained into it). The project is as `make run` leaves it (version 1
+    registered as challenger, no champion) and monitoring sees no reason to retrain: the job
+    deploys version 1 instead of training again, records it and sends one alert."""
+    python = airflow_python()
+    project = made_run
+    _relative_mlflow_store(project)
+    write_recent_window(project, {})
+    (project / "conf" / "local" / "parameters_alerts.yml").write_text(
+        yaml.safe_dump({"alerts": {"enabled": True, "webhook": {"retry_wait_seconds": 0}}})
+    )
+    write_credentials(project, {"alerts_webhook": {"url": webhook.url}})
+    assert _registry(project) == (["1"], {"challenger": "1"})
+
+    worker = tmp_path / "airflow_home"  # the worker's working directory, as in issue #24
+    worker.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env |= {
+        "AIRFLOW_HOME": str(worker),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "GEO_BUSYNESS_PROJECT_PATH": str(project),
+        "KEDRO_ENV": "local",
+        "KEDRO_DISABLE_TELEMETRY": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = tmp_path / "real_run.json"
+    result = subprocess.run(
+        [str(python), str(CHECK), str(DAGS), DAG_ID, str(out), "real"],
+        cwd=worker,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run = json.loads(out.read_text())
+    assert run["state"] == "success", run
+    assert set(run["tasks"].values()) == {"success"}, run["tasks"]
+
+    assert not {"mlflow.db", "mlruns", "data"} & {path.name for path in worker.iterdir()}
+    assert _registry(project) == (["1"], {"challenger": "1", "champion": "1"})
+    records = sorted((project / RECORDS).glob("*/*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["status"] == "promoted" and record["pending_version"] == "1"
+    assert (record["champion_before"], record["champion_after"]) == (None, "1")
+    assert [step["step"] for step in record["steps"]] == [
+        "ingestion",
+        "monitoring",
+        "decision",
+        "deployment",
+    ]
+    assert (project / "data/06_models/deployment/serving/geo-busyness-v1").is_dir()
+    events = [payload["text"].split()[2].rstrip(":") for payload in payloads(webhook)]
+    assert events == ["challenger_promoted"]

@@ -27,6 +27,7 @@ from geo_busyness.alerts import (
     alerts_from_outputs,
     boto_credentials,
     failure_alert,
+    job_reports,
     post_webhook,
     publish_sns,
     read_credentials,
@@ -113,20 +114,23 @@ def test_the_text_has_headline_reasons_details_and_context():
     assert lines[-1] == "env cloud | pipelines modeling"
 
 
-def test_the_webhook_payload_is_slack_compatible_and_escaped():
+def test_the_webhook_payload_is_slack_compatible_escaped_only_in_slack_blocks():
+    """The blocks are Slack's mrkdwn (escaped); ``text`` is what other receivers show: plain,
+    no ``&lt;`` (before: the escaped text reached every receiver)."""
     alert = Alert(
-        "gate_failed", "R2 < min_r2 & more", {"reasons": ["a <b>"] * 3, "min_r2": 0.6}, {}
+        "gate_failed", "R2 < min_r2 & more", {"reasons": ["a <=b>"] * 3, "min_r2": 0.6}, {}
     )
     payload = alert.slack_payload()
     assert json.loads(json.dumps(payload)) == payload
-    assert payload["text"].startswith("[geo-busyness] WARNING gate_failed: R2 &lt; min_r2 &amp;")
-    assert text_of(payload) == alert.text()
+    assert payload["text"].startswith("[geo-busyness] WARNING gate_failed: R2 < min_r2 & more")
+    assert payload["text"] == alert.text() and "&lt;" not in payload["text"]
+    assert "- a <=b>" in payload["text"]
     kinds = [block["type"] for block in payload["blocks"]]
     assert kinds == ["header", "section", "section", "context"]
     header, summary, facts, _ = payload["blocks"]
     assert header["text"]["type"] == "plain_text" and len(header["text"]["text"]) <= 150
     assert "gate_failed" in header["text"]["text"]
-    assert summary["text"]["text"].startswith("R2 &lt; min_r2 &amp; more\n• a &lt;b&gt;")
+    assert summary["text"]["text"].startswith("R2 &lt; min_r2 &amp; more\n• a &lt;=b&gt;")
     assert facts["fields"] == [{"type": "mrkdwn", "text": "*min_r2*\n0.6"}]
 
 
@@ -443,6 +447,23 @@ def test_the_hook_sends_a_failed_gate_once_with_the_run_context(webhook):
     )
 
 
+def test_inside_a_retraining_job_the_hook_leaves_failures_and_gates_to_the_job(webhook):
+    """One alert per event: the job sends ``retraining_failed``/``challenger_rejected`` for a
+    failed step or gate, so the run's own ``pipeline_failed``/``gate_failed`` stay quiet
+    (before: both went out); a rollback is still the run's to report."""
+    hook = started_hook(enabled(), {"alerts_webhook": {"url": webhook.url}})
+    with job_reports():
+        hook.after_node_run(node("gate_and_register"), {"evaluation_report": GATE_REPORT})
+        hook.on_pipeline_error(RuntimeError("boom"))
+        hook.after_node_run(node("deploy"), {"deployment_record": {"rolled_back": True}})
+    assert [payload["text"].split()[2] for payload in payloads(webhook)] == [
+        "deployment_rolled_back:"
+    ]
+    hook = started_hook(enabled(), {"alerts_webhook": {"url": webhook.url}})
+    hook.on_pipeline_error(RuntimeError("boom"))  # outside a job: the run's own alert
+    assert "pipeline_failed" in payloads(webhook)[-1]["text"]
+
+
 def test_the_hook_is_silent_when_alerts_are_off(webhook):
     hook = started_hook({"enabled": False}, {"alerts_webhook": {"url": webhook.url}})
     hook.after_node_run(node("gate_and_register"), {"evaluation_report": GATE_REPORT})
@@ -549,7 +570,8 @@ def test_a_failed_gate_in_a_kedro_run_alerts_the_webhook_and_sns(
                 pipeline_names=["modeling"],
                 node_names=["build_evaluation_report", "gate_and_register"],
             )
-    report = json.loads((project / "data/08_reporting/evaluation_report.json").read_text())
+            # through the catalog: wherever (and however versioned) the run's report is saved
+            report = session.load_context().catalog.load("evaluation_report")
     assert report["gate"]["passed"] is False  # the run finished and saved its report
     reason = next(r for r in report["gate"]["reasons"] if "min_r2 1.01" in r)
 

@@ -92,13 +92,18 @@ def test_serving_an_unknown_registry_uri_fails_in_one_line(monkeypatch, tmp_path
     from geo_busyness.serving import __main__ as serving_main  # noqa: PLC0415 - sets thread env
 
     def missing(location, dst=None):
-        raise RuntimeError("alias champion not found\nlong MLflow detail")
+        raise RuntimeError("version 7 not found\nlong MLflow detail")
 
     monkeypatch.setattr("geo_busyness.model.loading.fetch_model", missing)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(SystemExit) as stopped:
+        serving_main.serve(["--model", "models:/geo-busyness/7"])
+    assert str(stopped.value).count("\n") == 0
+    assert "version 7 not found" in str(stopped.value)
+    # An alias is pinned to its version first (the server then follows it): one line too.
     with pytest.raises(SystemExit) as stopped:
         serving_main.serve(["--model", "models:/geo-busyness@champion"])
-    assert str(stopped.value).count("\n") == 0
-    assert "alias champion not found" in str(stopped.value)
+    assert str(stopped.value) == "No version of 'geo-busyness' carries the alias 'champion'."
 
 
 # ---------------------------------------------------------------- issue #17 item 6: shadow mode
@@ -115,10 +120,12 @@ def _register_versions(project, aliases: dict[str, str]) -> None:
     import mlflow  # noqa: PLC0415
     from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
+    from geo_busyness.model.loading import DIGEST_TAG, artifact_digest  # noqa: PLC0415
     from geo_busyness.testing import tracking_uri  # noqa: PLC0415
     from tests.serving.model_fixture import fit_model, save_model  # noqa: PLC0415
 
     model_dir = save_model(fit_model(), project / "saved_model")
+    digest = {DIGEST_TAG: artifact_digest(model_dir)}  # registration's second phase
     with inside(project):
         mlflow.set_tracking_uri(tracking_uri(project))
         try:
@@ -129,7 +136,7 @@ def _register_versions(project, aliases: dict[str, str]) -> None:
                 with mlflow.start_run() as run:
                     mlflow.log_artifacts(str(model_dir), artifact_path="model")
                 client.create_model_version(
-                    NAMES[0], f"runs:/{run.info.run_id}/model", run.info.run_id
+                    NAMES[0], f"runs:/{run.info.run_id}/model", run.info.run_id, tags=digest
                 )
             for alias, version in aliases.items():
                 client.set_registered_model_alias(NAMES[0], alias, version)

@@ -133,7 +133,7 @@ def test_project_dataset_types_keep_their_file_and_preview_in_kedro_viz(viz_site
     assert clean["filepath"].endswith("data/03_primary/clean_events.parquet")
     assert clean["preview_type"] == "TablePreview"
     figure = panel("predicted_vs_actual_figure")
-    assert figure["filepath"].endswith("08_reporting/reporting/predicted_vs_actual.json")
+    assert figure["filepath"].endswith("08_reporting/runs/reporting/predicted_vs_actual.json")
     assert figure["preview_type"] == "PlotlyPreview"
 
 

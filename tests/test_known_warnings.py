@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -77,3 +79,20 @@ def test_console_log_is_plain_lines_not_the_rich_table() -> None:
     console = config["handlers"]["console"]
     assert console["stream"] == "ext://sys.stdout"
     assert "%(message)s" in config["formatters"][console["formatter"]]["format"]
+
+
+@pytest.mark.slow  # a fresh interpreter importing the project's settings (pyspark, MLflow)
+def test_importing_the_settings_warns_nothing() -> None:
+    """What every `kedro` command imports first: not PySpark's pandas-3 warning (pandera
+    imports pyspark.pandas when the spark extra is installed), not kedro-mlflow's type hints."""
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import geo_busyness.settings"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]

@@ -48,5 +48,5 @@ def test_exploration_notebook_runs_without_errors(trained_project: TrainedProjec
     assert len(plotly_figures) == 2, "the forecast timeline and the busyness map did not render"
     assert "Busyness per H3 cell" in printed
     n_cells = trained_project.test_predictions["h3_cell"].nunique()
-    polygons = [t for t in plotly_figures[1]["data"] if t.get("fill") == "toself"]
-    assert len(polygons) == 2 * n_cells  # actual and predicted, every cell of the hour
+    maps = [t for t in plotly_figures[1]["data"] if t.get("type") == "choroplethmap"]
+    assert len(maps) == 2 and all(len(t["locations"]) == n_cells for t in maps)  # both sides

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
 
+from geo_busyness.alerts import Alert
 from geo_busyness.pipelines.retraining.nodes import combine_event_batches
 from geo_busyness.retraining import (
     RetrainingFailed,
     RetrainingJob,
     RetrainingLocked,
     _merge,
+    alert_details,
     failure_message,
+    outcome_alert,
     resumable_version,
     retraining_due,
     retraining_lock,
@@ -52,10 +56,13 @@ def test_the_lock_is_released_when_the_job_raises(tmp_path) -> None:
         pass
 
 
-def test_only_a_failed_deployment_of_a_registered_version_is_resumed() -> None:
+def test_only_a_failed_job_that_registered_a_version_is_resumed() -> None:
     failed_deploy = {"status": "failed", "failed_step": "deployment", "registered_version": "4"}
     assert resumable_version(failed_deploy) == "4"
-    assert resumable_version({**failed_deploy, "failed_step": "training"}) is None
+    # Training failed after its version was registered: that version is deployed, not retrained.
+    assert resumable_version({**failed_deploy, "failed_step": "training"}) == "4"
+    assert resumable_version({**failed_deploy, "failed_step": "monitoring"}) is None
+    assert resumable_version({**failed_deploy, "registered_version": None}) is None
     assert resumable_version({**failed_deploy, "status": "promoted"}) is None
     assert resumable_version(None) is None
 
@@ -117,18 +124,29 @@ class StubJob(RetrainingJob):
         super().__init__(tmp_path, notify=lambda *alert: self.alerts.append(alert[:2]))
         self.datasets, self.fail, self.ran, self.alerts, self.saved = datasets, fail, [], [], []
         self.champion = "1"
+        self.registered: tuple[str, float] | None = None  # the challenger alias, when set
 
     def params(self):
         return {
             "retraining": {"force": False, "deployment_target": None, "lock_file": "job.lock"},
-            "deployment": {"target": "local"},
+            "deployment": {"target": "local", "aliases": ["challenger"]},
         }
 
     def champion_version(self, params):
         return self.champion
 
+    def challenger(self, params):
+        return self.registered
+
     def run_pipeline(self, name, extra=None):
         self.ran.append((name, extra))
+        if name == "retraining" and self.datasets.get("evaluation_report", {}).get(
+            "registration", {}
+        ).get("registered"):
+            self.registered = (
+                self.datasets["evaluation_report"]["registration"]["version"],
+                time.time(),
+            )
         if name == self.fail:
             raise RuntimeError(f"{name} broke\nsecond line")
         if name == "deployment" and not self.datasets.get("deployment_record", {}).get(
@@ -141,6 +159,7 @@ class StubJob(RetrainingJob):
 
     def save_record(self, record):
         self.saved.append(record)
+        self.datasets["retraining_record"] = record
 
 
 VERDICT = {"retrain_recommended": True, "reasons": ["level: +30%"]}
@@ -154,7 +173,7 @@ KEPT = {
 def test_no_reason_no_training(tmp_path) -> None:
     job = StubJob(tmp_path, {"retrain_recommended": {"retrain_recommended": False}})
     record = job.run()
-    assert record["status"] == "skipped" and [r[0] for r in job.ran] == ["monitoring"]
+    assert record["status"] == "skipped" and [r[0] for r in job.ran] == ["ingestion", "monitoring"]
     assert job.alerts == [] and job.saved == [record]
 
 
@@ -174,7 +193,15 @@ def test_a_loser_keeps_the_champion_and_nothing_is_deployed(tmp_path) -> None:
     job = StubJob(tmp_path, {"retrain_recommended": VERDICT, "evaluation_report": KEPT})
     record = job.run()
     assert record["status"] == "champion_kept" and "deployment" not in [r[0] for r in job.ran]
-    assert job.alerts[0][0] == "challenger_rejected" and "version 1" in job.alerts[0][1]
+    assert job.alerts == [
+        (
+            "challenger_rejected",
+            "The retrained model was not registered; champion v1 keeps serving.",
+        )
+    ]
+    # Its reasons are listed once, as the alert's reasons (before: also in its summary).
+    alert = Alert(*outcome_alert(record), alert_details(record))
+    assert alert.text().count("does not beat the champion (version 1)") == 1
 
 
 def test_a_rolled_back_rollout_keeps_the_champion_and_is_not_resumed(tmp_path) -> None:
@@ -205,7 +232,7 @@ def test_a_rerun_resumes_the_failed_deployment_only(tmp_path) -> None:
     last = {"status": "failed", "failed_step": "deployment", "registered_version": "2"}
     job = StubJob(tmp_path, {"retraining_record": last})
     record = job.run()
-    assert [r[0] for r in job.ran] == ["deployment"] and record["status"] == "promoted"
+    assert [r[0] for r in job.ran] == ["ingestion", "deployment"] and record["status"] == "promoted"
     assert record["resumed_version"] == "2" and record["champion_after"] == "2"
 
 
@@ -213,8 +240,64 @@ def test_the_first_model_skips_monitoring(tmp_path) -> None:
     job = StubJob(tmp_path, {"evaluation_report": REGISTERED})
     job.champion = None
     record = job.run()
-    assert [r[0] for r in job.ran] == ["retraining", "deployment"]
+    assert [r[0] for r in job.ran] == ["ingestion", "retraining", "deployment"]
     assert record["reasons"] == ["no champion serving yet"] and record["status"] == "promoted"
     assert job.alerts == [
         ("challenger_promoted", "Version 2 is the first champion and now serves.")
     ]
+
+
+def test_the_first_job_after_make_run_deploys_the_registered_version(tmp_path) -> None:
+    """`make run` registered v1 (the challenger) and deployed nothing; monitoring sees no
+    reason to retrain: the job deploys v1 instead of training again (before: it trained a v2)."""
+    job = StubJob(tmp_path, {"retrain_recommended": {"retrain_recommended": False}})
+    job.champion, job.registered = None, ("1", 0.0)
+    record = job.run()
+    assert [name for name, _ in job.ran] == ["ingestion", "monitoring", "deployment"]
+    assert record["status"] == "promoted" and record["pending_version"] == "1"
+    assert (record["champion_before"], record["champion_after"]) == (None, "1")
+    assert job.alerts == [
+        (
+            "challenger_promoted",
+            "Version 1 was registered before, no champion served: it is the first champion"
+            " and now serves.",
+        )
+    ]
+
+
+def test_with_no_champion_a_recommended_retrain_still_trains(tmp_path) -> None:
+    job = StubJob(tmp_path, {"retrain_recommended": VERDICT, "evaluation_report": REGISTERED})
+    job.champion, job.registered = None, ("1", 0.0)
+    record = job.run()
+    assert [name for name, _ in job.ran] == ["ingestion", "monitoring", "retraining", "deployment"]
+    assert record["registered_version"] == "2" and "pending_version" not in record
+
+
+def test_a_training_that_failed_after_registering_is_resumed_not_retrained(tmp_path) -> None:
+    job = StubJob(
+        tmp_path,
+        {"retrain_recommended": VERDICT, "evaluation_report": REGISTERED},
+        fail="retraining",
+    )
+    with pytest.raises(RetrainingFailed, match="step 'training'") as failed:
+        job.run()
+    assert failed.value.record["registered_version"] == "2"
+    job.fail, job.ran = None, []
+    record = job.run()
+    assert [name for name, _ in job.ran] == ["ingestion", "deployment"]
+    assert record["resumed_version"] == "2" and record["status"] == "promoted"
+
+
+def test_a_job_blocked_by_the_lock_alerts_and_writes_no_record(tmp_path) -> None:
+    job = StubJob(tmp_path, {"retrain_recommended": VERDICT})
+    with retraining_lock(tmp_path / "job.lock"), pytest.raises(RetrainingLocked):
+        job.run()
+    assert job.ran == [] and job.saved == []
+    ((event, summary),) = job.alerts
+    assert event == "retraining_failed" and "Another retraining job holds" in summary
+
+
+def test_a_failure_with_no_champion_says_so() -> None:
+    record = {"failed_step": "training", "error": "boom", "champion_after": None}
+    assert "No champion; see retraining_record" in failure_message(record)
+    assert "None" not in failure_message(record)

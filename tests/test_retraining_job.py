@@ -105,3 +105,23 @@ def test_the_command_reports_a_skipped_job(served) -> None:
     assert result.exit_code == 0, result.output
     assert "Retraining: skipped (champion v1 -> v1)" in result.output
     assert "decision: ok - no reason to retrain" in result.output
+
+
+def test_the_first_retrain_after_make_run_deploys_the_registered_version(
+    processed_project, tmp_path
+) -> None:
+    """`make run` registered version 1 (challenger) and deployed nothing; monitoring sees no
+    reason to retrain: `kedro retrain` deploys version 1 (before: it trained a version 2 and
+    printed "champion vNone -> v2")."""
+    from kedro.framework.cli.cli import KedroCLI  # noqa: PLC0415
+
+    project = copy_project(processed_project, tmp_path / "project", with_mlflow=False)
+    run_kedro(project, ["feature_engineering", "modeling"], SMALL_TRAINING)  # `make run`'s
+    write_recent_window(project, {})
+    with inside(project):
+        result = CliRunner().invoke(KedroCLI(project), ["retrain"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Retraining: promoted (champion none -> v1)" in result.output
+    assert "decision: ok - no champion yet: deploying v1, registered before" in result.output
+    assert "training" not in [step["step"] for step in _records(project)[-1]["steps"]]
+    assert [record["status"] for record in _records(project)] == ["promoted"]

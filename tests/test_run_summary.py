@@ -19,6 +19,7 @@ from geo_busyness.run_summary import (
     metric_lines,
     monitoring_summary,
     next_commands,
+    retraining_summary,
     run_summary,
 )
 
@@ -262,3 +263,32 @@ def test_a_failed_gate_suggests_no_deployment_and_what_fits() -> None:
     assert "kedro run --pipelines deployment" not in run_summary(override)
     assert "uv run kedro run --pipelines inference,monitoring" in run_summary(override)
     assert next_commands({"gate": {"passed": True}}) == NEXT_COMMANDS
+
+
+def test_the_retraining_summary_names_versions_and_never_vnone():
+    """The first job after `make run` had no champion before (issue #24: "champion vNone -> v2")."""
+    record = {
+        "status": "promoted",
+        "champion_before": None,
+        "champion_after": "1",
+        "steps": [{"step": "deployment", "status": "ok", "detail": "v1 deployed to local"}],
+    }
+    summary = retraining_summary(record)
+    assert summary.splitlines() == [
+        "Retraining: promoted (champion none -> v1)",
+        "  deployment: ok - v1 deployed to local",
+    ]
+    failed = retraining_summary({"status": "failed", "champion_before": "2", "steps": []})
+    assert failed == "Retraining: failed (champion v2 -> none)" and "None" not in failed
+
+
+def test_the_summary_names_the_ingested_batch_monitoring_judged() -> None:
+    window = {
+        "source": "newest_ingested_batch",
+        "batch": "synthetic_week_03",
+        "start_utc": "2026-03-02T06:00:00Z",
+        "end_utc": "2026-03-09T06:00:00Z",
+        "rows": 14050,
+    }
+    text = monitoring_summary({"recent_window": window})
+    assert "Judged: the newest ingested batch synthetic_week_03" in text and "14050 events" in text

@@ -45,7 +45,7 @@ def test_a_runtime_param_leaves_the_other_keys_of_its_block_in_place(tmp_path: P
     params = _parameters(conf, settings.CONFIG_LOADER_ARGS)
     assert params["feature_engineering"] == {**base["feature_engineering"], "h3_resolution": 8}
     assert params["reporting"]["max_scatter_points"] == 100  # the env's own value wins
-    assert params["reporting"]["display_timezone"] == "America/Regina"  # base keys stay
+    assert params["reporting"]["random_state"] == 42  # base keys stay
 
 
 def test_without_the_soft_merge_the_block_would_be_replaced(tmp_path: Path) -> None:
@@ -68,13 +68,16 @@ def test_every_registered_hook_comes_from_the_hooks_module(name: str) -> None:
         "SparkHooks",
         "AlertHook",
         "ParameterCheckHook",
+        "ProjectPathsHook",
     }
 
 
 def test_parameters_are_checked_first():
-    """Hooks run last-registered first: the check precedes every other tryfirst hook that
-    reads parameters at context creation (AlertHook's typo check would raise a ValueError)."""
-    assert type(settings.HOOKS[-1]).__name__ == "ParameterCheckHook"
+    """Hooks run last-registered first: paths are made absolute from the project first (it
+    only rewrites path strings), then the check precedes every other tryfirst hook that reads
+    parameters at context creation (AlertHook's typo check would raise a ValueError)."""
+    last = [type(hook).__name__ for hook in settings.HOOKS[-2:]]
+    assert last == ["ParameterCheckHook", "ProjectPathsHook"]
 
 
 def test_kedros_no_typed_parameters_line_is_dropped(caplog):

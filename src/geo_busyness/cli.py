@@ -16,8 +16,11 @@ script.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import json
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from kedro.framework.cli.utils import KedroCliError, _split_params
 
 from geo_busyness.errors import TRACEBACK_VARIABLE, explained_errors, traceback_requested
 from geo_busyness.pipeline_registry import check_pipeline_names
+from geo_busyness.redaction import redact
 
 __all__ = [
     "champion_location",
@@ -40,6 +44,8 @@ __all__ = [
 
 RECORD_DATASET = "deployment_record"
 SHADOW_LOG_DATASET = "shadow_log"
+#: The ingestion pipeline's published counts state, which a served model follows.
+COUNTS_STATE_DATASET = "counts_state"
 
 
 def registry_names(config_globals: dict[str, Any]) -> tuple[str, str]:
@@ -66,11 +72,75 @@ def shadow_refusal(champion_version: str | None, challenger_version: str | None)
     return None
 
 
+def refresh_environment(
+    *,
+    counts_state: str | None,
+    follow: str | None,
+    version: str | None,
+    poll_interval: float,
+    alerts: dict[str, Any] | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The server's refresh settings as environment variables (``serving/refresh.py``): the
+    counts state to follow, the alias to follow, the served version's label, how often to
+    poll, and the alerts block with only the credentials entries it names."""
+    from geo_busyness.alerts.channels import AlertConfig  # noqa: PLC0415
+    from geo_busyness.serving import refresh  # noqa: PLC0415
+
+    values = {
+        refresh.ENV_COUNTS_STATE: counts_state,
+        refresh.ENV_FOLLOW: follow,
+        refresh.ENV_MODEL_VERSION: version,
+        refresh.ENV_COUNTS_INTERVAL: str(poll_interval),
+        refresh.ENV_FOLLOW_INTERVAL: str(poll_interval),
+    }
+    if alerts and AlertConfig.from_params(alerts).enabled:
+        keys = AlertConfig.from_params(alerts).credentials_keys()
+        named = {key: (credentials or {})[key] for key in keys if key in (credentials or {})}
+        values[refresh.ENV_ALERTS] = json.dumps({"alerts": alerts, "credentials": named})
+    return {name: value for name, value in values.items() if value}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment while the server runs (worker processes inherit them),
+    the previous values back afterwards."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _counts_state_location(catalog: Any, project_path: Path) -> str | None:
+    """The catalog's counts state (absolute when local); None without such an entry."""
+    if COUNTS_STATE_DATASET not in catalog:
+        return None
+    location = _location(catalog.get(COUNTS_STATE_DATASET))
+    if location is None or "://" in location or Path(location).is_absolute():
+        return location
+    return str(project_path / location)
+
+
 def _project_server_arguments(
-    project_path: Path, env: str | None, model: str | None, shadow: bool | None
-) -> list[str]:
+    project_path: Path,
+    env: str | None,
+    model: str | None,
+    shadow: bool | None,
+    *,
+    counts_state: str | None = None,
+    poll_interval: float = 30.0,
+) -> tuple[list[str], dict[str, str]]:
     """``--model`` (the champion of the latest deployment record, unless ``model`` is given)
-    and, in shadow mode, the challenger's arguments, from the project's catalog and registry."""
+    and, in shadow mode, the challenger's arguments, from the project's catalog and registry;
+    and the server's refresh environment: the catalog's counts state (unless
+    ``counts_state`` is given), the champion alias to follow (unless an explicit ``model`` is
+    not an alias URI), the served version and the project's alerts."""
     from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
     from kedro.io import DatasetError  # noqa: PLC0415
@@ -87,7 +157,9 @@ def _project_server_arguments(
         name, alias = registry_names(config_globals)
         name = (record or {}).get("model_name", name)
         label = model  # an explicit --model is logged under its location
+        follow = model  # an explicit alias URI is followed; a directory or version is not
         if model is None:
+            follow = f"models:/{name}@{alias}"
             model = champion_location(record, name, alias)
             if model.startswith("models:/"):
                 _require_champion(name, alias)
@@ -101,7 +173,39 @@ def _project_server_arguments(
         )
         if shadowing:
             shadowing += ["--shadow-queue", str(local.get("shadow_queue_size", 100))]
-        return ["--model", model, *shadowing]
+        environment = refresh_environment(
+            counts_state=counts_state or _counts_state_location(catalog, project_path),
+            follow=follow if _is_alias_uri(follow) else None,
+            version=None if label == model else label,
+            poll_interval=poll_interval,
+            alerts=context.params.get("alerts"),
+            credentials=_credentials(context),
+        )
+        if _ENV_FOLLOW in environment:  # worker processes reach the same registry
+            environment.setdefault("MLFLOW_TRACKING_URI", _tracking_uri())
+        return ["--model", model, *shadowing], environment
+
+
+#: ``serving.refresh.ENV_FOLLOW``, named here: the CLI imports no serving module at start.
+_ENV_FOLLOW = "GEO_BUSYNESS_FOLLOW"
+
+
+def _is_alias_uri(location: str | None) -> bool:
+    """Whether ``location`` is ``models:/NAME@ALIAS`` (a served alias is followed)."""
+    text = location or ""
+    return text.startswith("models:/") and "@" in text
+
+
+def _credentials(context: Any) -> dict[str, Any]:
+    from geo_busyness.alerts.channels import read_credentials  # noqa: PLC0415
+
+    return read_credentials(context.config_loader)
+
+
+def _tracking_uri() -> str:
+    import mlflow  # noqa: PLC0415 - the session already imported it
+
+    return mlflow.get_tracking_uri()
 
 
 def _alias_version(name: str, alias: str) -> str | None:
@@ -214,6 +318,20 @@ cli.add_command(run)
     help="Also ask the registry's challenger every query (off the response path) and log both"
     " answers to the catalog's shadow_log [default: deployment.local.shadow; off with --model].",
 )
+@click.option(
+    "--counts-state",
+    default=None,
+    envvar="GEO_BUSYNESS_COUNTS_STATE",
+    help="Counts state (path or s3:// URI) the server applies and follows as it is"
+    " republished [default: the catalog's counts_state; none with --model].",
+)
+@click.option(
+    "--poll-interval",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between looks at the counts state and at the champion alias.",
+)
 @click.pass_obj
 @explains_errors
 def serve(  # noqa: PLR0917 - click passes options positionally
@@ -224,6 +342,8 @@ def serve(  # noqa: PLR0917 - click passes options positionally
     workers: int,
     env: str | None,
     shadow: bool | None,
+    counts_state: str | None,
+    poll_interval: float,
 ):
     """Serve the current champion on http://HOST:PORT (GET /ping, POST /invocations)."""
     from geo_busyness.serving.threads import single_threaded_math  # noqa: PLC0415
@@ -233,14 +353,31 @@ def serve(  # noqa: PLR0917 - click passes options positionally
 
     if model is None or shadow:
         project_path = Path(getattr(metadata, "project_path", Path.cwd()))
-        arguments = _project_server_arguments(project_path, env, model, shadow)
+        arguments, environment = _project_server_arguments(
+            project_path,
+            env,
+            model,
+            shadow,
+            counts_state=counts_state,
+            poll_interval=poll_interval,
+        )
     else:  # no Kedro session (whose hook bounds remote calls): bound them here
         from geo_busyness.remote import prepare_model_fetch  # noqa: PLC0415
 
         prepare_model_fetch(model)
         arguments = ["--model", model]
+        environment = refresh_environment(
+            counts_state=counts_state,
+            follow=model if _is_alias_uri(model) else None,
+            version=None,
+            poll_interval=poll_interval,
+        )
     click.echo(f"Serving {arguments[1]} on http://{host}:{port}")
-    run_server([*arguments, "--host", host, "--port", str(port), "--workers", str(workers)])
+    for name, value in sorted(environment.items()):
+        if name.endswith(("COUNTS_STATE", "FOLLOW", "MODEL_VERSION")):
+            click.echo(f"  {name}={redact(value)}")
+    with _environment(environment):
+        run_server([*arguments, "--host", host, "--port", str(port), "--workers", str(workers)])
 
 
 @cli.command()
@@ -270,24 +407,18 @@ def retrain(  # noqa: PLR0917 - click passes options positionally
         RetrainingJob,
         RetrainingLocked,
     )
+    from geo_busyness.run_summary import retraining_summary  # noqa: PLC0415
 
     project_path = Path(getattr(metadata, "project_path", Path.cwd()))
     try:
         job = RetrainingJob(project_path, env=env, runtime_params=params)
         record = job.run(force=force, target=target)
-    except (RetrainingFailed, RetrainingLocked) as error:
+    except RetrainingFailed as error:
+        click.echo(retraining_summary(error.record))  # the steps up to the failure
+        raise click.ClickException(str(error)) from None
+    except RetrainingLocked as error:
         raise click.ClickException(str(error)) from None
     click.echo(retraining_summary(record))
-
-
-def retraining_summary(record: dict[str, Any]) -> str:
-    """A few lines on what the job did."""
-    lines = [
-        f"Retraining: {record['status']} (champion v{record['champion_before']} ->"
-        f" v{record['champion_after']})"
-    ]
-    lines += [f"  {s['step']}: {s['status']} - {s['detail']}" for s in record["steps"]]
-    return "\n".join(lines)
 
 
 #: The input data_generation stands in for, and the dataset it writes in its place.

@@ -24,15 +24,16 @@ import shutil
 import socket
 import time
 import uuid
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import fsspec
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
+from kedro.io import AbstractVersionedDataset, DatasetError, Version
 from kedro.io import CachedDataset as _CachedDataset
-from kedro.io import DatasetError
-from kedro.io.core import get_filepath_str
+from kedro.io.core import get_filepath_str, get_protocol_and_path
 from kedro_datasets.json import JSONDataset as _JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
@@ -422,3 +423,89 @@ class GeneratedParquetDataset(_GeneratedOnly, ParquetDataset):
 
 class GeneratedJSONDataset(_GeneratedOnly, JSONDataset):
     """A JSON file data_generation writes (never over a file it did not write)."""
+
+
+class ForecasterDataset(AbstractVersionedDataset):
+    """The forecaster as an artifact folder (``geo_busyness.model.artifact``): JSON, ``.npz``
+    and skops files, never a pickle; its sha256 checked before any model state is read
+    (``ArtifactIntegrityError`` naming the changed or missing file).
+
+    A local save writes a sibling staging folder, then swaps it in; elsewhere (S3) the files
+    are uploaded with the digest record last, so a partial upload is refused as digest-less.
+    ``versioned: true`` keeps each save as ``<filepath>/<version>/<name>``.
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        protocol, path = get_protocol_and_path(filepath, version)
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **(fs_args or {}))
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+
+    def _exists(self) -> bool:
+        from geo_busyness.model.artifact import DIGEST_FILE  # noqa: PLC0415
+
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except DatasetError:
+            return False
+        return self._fs.exists(f"{path}/{DIGEST_FILE}")
+
+    def load(self) -> Any:
+        """The verified forecaster."""
+        import tempfile  # noqa: PLC0415
+
+        from geo_busyness.model.artifact import load_forecaster  # noqa: PLC0415
+
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        if self._protocol in _LOCAL:
+            return load_forecaster(path)
+        with tempfile.TemporaryDirectory(prefix="geo-busyness-artifact-") as local:
+            for remote in self._fs.ls(path, detail=False):
+                self._fs.get_file(remote, f"{local}/{PurePosixPath(remote).name}")
+            return load_forecaster(local)
+
+    def save(self, data: Any) -> None:
+        """Write the artifact away from the target, then put it there whole."""
+        import tempfile  # noqa: PLC0415
+
+        from geo_busyness.model.artifact import DIGEST_FILE, save_forecaster  # noqa: PLC0415
+
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        if self._protocol in _LOCAL:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            staged = f"{path}.{uuid.uuid4().hex}{_PARTIAL}"
+            try:
+                save_forecaster(data, staged)
+                if os.path.exists(path):
+                    os.replace(path, f"{staged}.old")
+                os.replace(staged, path)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+                shutil.rmtree(f"{staged}.old", ignore_errors=True)
+            return
+        with tempfile.TemporaryDirectory(prefix="geo-busyness-artifact-") as local:
+            folder = f"{local}/artifact"
+            save_forecaster(data, folder)
+            if self._fs.exists(path):
+                self._fs.rm(path, recursive=True)
+            names = sorted(os.listdir(folder), key=lambda name: name == DIGEST_FILE)
+            for name in names:  # the digest record last: a half upload reads as digest-less
+                self._fs.put_file(f"{folder}/{name}", f"{path}/{name}")
+        self._fs.invalidate_cache(path)

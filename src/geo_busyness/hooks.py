@@ -1,5 +1,7 @@
 """Every project hook (``settings.HOOKS`` registers them from here).
 
+- ``ProjectPathsHook``: make the SQLite MLflow store, its artifacts and every path parameter
+  absolute from the project path, whatever the working directory.
 - ``ParameterCheckHook``: check every parameter block against ``parameter_schema`` before
   anything runs.
 - ``TrackingServerHook``: deadlines on every remote call (``remote``); fail early on a cloud
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 from kedro.io.core import VersionNotFoundError
@@ -43,6 +46,7 @@ from geo_busyness.alerts import (
     alerts_from_outputs,
     failure_alert,
     read_credentials,
+    reported_by_job,
     send_alert,
 )
 from geo_busyness.errors import ExplainedError
@@ -255,6 +259,96 @@ class TrackingServerHook:
                 raise _ExplainedError(f"{type(link).__name__}: {redact(text)}") from None
 
 
+#: Parameter keys ending so name a local path (``deployment.package_dir``,
+#: ``deployment.local.model_store``, ``retraining.lock_file``): made absolute from the project.
+PATH_KEY_SUFFIXES = ("_dir", "_file", "_store", "_folder")
+#: A local SQLite tracking store (``sqlite:///mlflow.db`` is relative, ``sqlite:////x`` not).
+_SQLITE = "sqlite:///"
+
+
+def is_relative_local_path(value: str) -> bool:
+    """True for a path that is neither absolute nor a URL (``data/x``, not ``s3://b/x``)."""
+    return "://" not in value and not value.startswith(("/", "~")) and value != ""
+
+
+def absolute_tracking_uri(uri: str | None, project_path: Path) -> str | None:
+    """``sqlite:///mlflow.db`` as ``sqlite:////<project>/mlflow.db``; anything else as is.
+    MLflow resolves a relative SQLite file against the process's working directory (an
+    Airflow worker's, a notebook's), which made a second, empty registry there."""
+    if uri and uri.startswith(_SQLITE) and is_relative_local_path(uri[len(_SQLITE) :]):
+        return f"{_SQLITE}{(project_path / uri[len(_SQLITE) :]).as_posix()}"
+    return uri
+
+
+def absolute_mlflow_config(
+    config: Mapping[str, Any], project_path: Path, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """The mlflow.yml settings with a local SQLite store (configured, or MLFLOW_TRACKING_URI
+    when the file says null) absolute from the project, and its artifacts in the project's
+    ``mlruns/`` (MLflow would put a new experiment's under the working directory)."""
+    server = dict(config.get("server") or {})
+    uri = server.get("mlflow_tracking_uri") or environ.get("MLFLOW_TRACKING_URI")
+    absolute = absolute_tracking_uri(uri, project_path)
+    if not (absolute or "").startswith(_SQLITE):
+        return dict(config)  # a tracking server keeps its own artifact store
+    if absolute != uri:
+        server["mlflow_tracking_uri"] = absolute
+    if server.get("mlflow_registry_uri"):
+        server["mlflow_registry_uri"] = absolute_tracking_uri(
+            server["mlflow_registry_uri"], project_path
+        )
+    tracking = dict(config.get("tracking") or {})
+    experiment = dict(tracking.get("experiment") or {})
+    kwargs = dict(experiment.get("create_experiment_kwargs") or {})
+    if kwargs.get("artifact_location") is None:
+        kwargs["artifact_location"] = (project_path / "mlruns").as_uri()
+    experiment["create_experiment_kwargs"] = kwargs
+    tracking["experiment"] = experiment
+    return {**config, "server": server, "tracking": tracking}
+
+
+def absolute_path_parameters(params: Any, project_path: Path) -> Any:
+    """``params`` with every relative local path under a ``PATH_KEY_SUFFIXES`` key made
+    absolute from ``project_path`` (nested blocks included; other values untouched)."""
+    if not isinstance(params, Mapping):
+        return params
+    return {
+        key: (
+            (project_path / value).as_posix()
+            if isinstance(value, str)
+            and str(key).endswith(PATH_KEY_SUFFIXES)
+            and is_relative_local_path(value)
+            else absolute_path_parameters(value, project_path)
+        )
+        for key, value in params.items()
+    }
+
+
+class ProjectPathsHook:
+    """Every local path a run uses is absolute from the project path, whatever the working
+    directory: the SQLite MLflow store and its artifacts, and path parameters (model store,
+    package folder, lock file). Kedro already does this for catalog file paths; an Airflow
+    worker or a notebook starts elsewhere."""
+
+    # tryfirst, and registered after ParameterCheckHook: before anything reads the parameters
+    # (Kedro caches them) or the MLflow settings (kedro-mlflow's own after_context_created).
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        """Replace the parameters and the mlflow settings by their absolute versions."""
+        project_path = Path(context.project_path)
+        loader = context.config_loader
+        try:
+            loader["parameters"] = absolute_path_parameters(loader["parameters"], project_path)
+        except MissingConfigException:
+            pass
+        loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        try:
+            config = loader["mlflow"]
+        except MissingConfigException:
+            return
+        loader["mlflow"] = absolute_mlflow_config(config, project_path, os.environ)
+
+
 class ParameterCheckHook:
     """Check the run's parameters (every environment's files and ``--params``, merged) against
     ``parameter_schema``: a wrong type, range or unknown key stops the run before anything
@@ -358,8 +452,9 @@ class AlertHook:
     Nothing is sent unless the ``alerts`` parameters say ``enabled: true``. The configuration
     and the credentials entries the channels use are read once, when the context is created.
     An alert that cannot be built or delivered is logged, never raised: alerts never change a
-    run's outcome. With the ParallelRunner, nodes run in other processes and only a failed run
-    is reported.
+    run's outcome. Inside a retraining job the job reports a failure and a failed gate itself
+    (``retraining_failed``, ``challenger_rejected``): one alert per event. With the
+    ParallelRunner, nodes run in other processes and only a failed run is reported.
     """
 
     def __init__(self) -> None:
@@ -466,8 +561,12 @@ class AlertHook:
         return context
 
     def _send(self, alert: Alert) -> None:
-        """Send ``alert`` unless its event already went out in this run; never raise."""
+        """Send ``alert`` unless its event already went out in this run, or a retraining job
+        running this pipeline reports it itself (``alerts.job_reports``); never raise."""
         if alert.event in self._sent or self._config is None:
+            return
+        if reported_by_job(alert.event):
+            logger.info("Alerts: %s left to the retraining job's own alert", alert.event)
             return
         self._sent.add(alert.event)
         try:

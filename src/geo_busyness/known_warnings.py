@@ -13,25 +13,29 @@ import re
 import warnings
 from dataclasses import dataclass
 
-#: Python warnings: (message pattern, emitting module pattern, why it cannot be fixed here).
+#: Python warnings: (message pattern, emitting module pattern, category, why it cannot be
+#: fixed here).
 PYTHON_WARNINGS = (
     (
         r"register_new_resolver\(\) is deprecated",
         r"kedro(_mlflow)?\.",
+        UserWarning,
         "kedro 1.7.0's OmegaConfigLoader and kedro-mlflow 2.0.3's hook register their resolvers "
         "(oc.env, globals, runtime_params, km.random_name) with the call omegaconf 2.4 "
         "deprecated; the project registers none. Gone once they call register_resolver().",
+    ),
+    (
+        r"PySpark does not yet fully support pandas >= 3",
+        r"pyspark\.",
+        FutureWarning,
+        "Kedro's pandera validator imports pandera.pyspark, which imports pyspark.pandas when "
+        "the spark extra is installed, in every run, Spark or not. The project never uses "
+        "pyspark.pandas (its Spark code is pyspark.sql with Arrow batches).",
     ),
 )
 
 #: Log records: (logger, message pattern, why it cannot be fixed here).
 LOG_MESSAGES = (
-    (
-        "mlflow.sklearn",
-        r"Saving scikit-learn models in the pickle",
-        "the model is logged as a pickle on purpose (registry.register_model): skops cannot "
-        "hold the transformer's pandas state. MLflow warns on every pickle save.",
-    ),
     (
         "mlflow.utils.environment",
         r"Failed to resolve installed pip version",
@@ -76,13 +80,15 @@ def import_dropping_warning(module: str, pattern: str) -> None:
             )
 
 
-def silence_known_warnings() -> None:
-    """Install every filter above (idempotent)."""
-    for message, module, _reason in PYTHON_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)
+def silence_known_warnings(*, definitions: bool = True) -> None:
+    """Install every filter above (idempotent); ``definitions=False`` leaves out the imports
+    of ``DEFINITION_WARNINGS`` (their import configures Kedro's logging, which must happen
+    outside their recording ``catch_warnings``)."""
+    for message, module, category, _reason in PYTHON_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
     for name, message, _reason in LOG_MESSAGES:
         logger = logging.getLogger(name)
         if DropMessage(message) not in logger.filters:
             logger.addFilter(DropMessage(message))
-    for module, pattern in DEFINITION_WARNINGS.items():
+    for module, pattern in DEFINITION_WARNINGS.items() if definitions else ():
         import_dropping_warning(module, pattern)

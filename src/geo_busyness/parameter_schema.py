@@ -97,6 +97,7 @@ AlertEvent = Literal[
     "retraining_failed",
     "challenger_promoted",
     "challenger_rejected",
+    "serving_swap_refused",
 ]
 
 
@@ -195,6 +196,13 @@ class ColumnMapping(Block):
     restaurant_lon: Name | None = None
 
 
+class AreaLearning(Block):
+    """``data_processing.learned_service_area`` (``cleaning_rules.SERVICE_AREA_RULE``)."""
+
+    quantile: Annotated[float, Field(ge=0, lt=0.5)]
+    margin_km: NonNegative
+
+
 class DataProcessing(Block):
     """``data_processing``: conf/base/parameters_data_processing.yml."""
 
@@ -202,6 +210,7 @@ class DataProcessing(Block):
     source_timezone: TimeZone
     timestamp_format: Name
     service_area: Area | None = None
+    learned_service_area: AreaLearning | None = None
     as_of: Moment | None = None
     max_rejected_fraction: Fraction
     memory_limit_mb: Positive | None = None
@@ -327,14 +336,22 @@ class Explanations(Block):
     features: Count
 
 
+class ReportingOutputs(Block):
+    current_dir: Name
+    registered_model_name: Name
+    champion_alias: Name
+    png_dpi: Count = 110
+
+
 class Reporting(Block):
     """``reporting``: conf/base/parameters_reporting.yml."""
 
-    display_timezone: TimeZone
+    display_timezone: TimeZone | None = None
     map_hour: Moment | None = None
     max_scatter_points: Count
     random_state: Seed
     explanations: Explanations
+    outputs: ReportingOutputs
 
 
 # ---------------------------------------------------------------- deployment
@@ -395,6 +412,13 @@ class Shadow(Block):
     distinct_cell_hours: bool = True
 
 
+class Ingestion(Block):
+    """``ingestion``: conf/base/parameters_ingestion.yml."""
+
+    max_rejected_fraction: Fraction
+    counts_state_weeks: Count
+
+
 class Retraining(Block):
     """``retraining``: conf/base/parameters_retraining.yml."""
 
@@ -441,6 +465,7 @@ class Parameters(Block):
     deployment: Deployment | None = None
     shadow: Shadow | None = None
     retraining: Retraining | None = None
+    ingestion: Ingestion | None = None
     alerts: Alerts | None = None
     # Runtime only: where every file dataset lives (`--params data_root=s3://...`).
     data_root: Name | None = None

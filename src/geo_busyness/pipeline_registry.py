@@ -20,6 +20,7 @@ NOT_IN_DEFAULT = (
     "data_generation",
     "deployment",
     "inference",
+    "ingestion",
     "monitoring",
     "retraining",
     "shadow",

@@ -28,10 +28,10 @@ from typing import Any
 
 from geo_busyness.model.bundle import bundle_code, model_requirements
 from geo_busyness.model.loading import (
+    ARTIFACT_DIR,
     DIGEST_TAG,
     MLMODEL,
     artifact_digest,
-    fetch_model,
     find_model_dir,
     load_model,
     parameter_mismatches,
@@ -113,14 +113,13 @@ def select_model_version(params: dict[str, Any]) -> dict[str, Any]:
 def load_version(model_version: dict[str, Any]) -> Any:
     """The version's model artifact (a BusynessForecaster), loaded as the server loads it."""
     uri = model_version["model_uri"]
-    with tempfile.TemporaryDirectory(prefix="geo-busyness-model-") as download:
-        try:
-            model = load_model(fetch_model(uri, download))
-        except FileNotFoundError as error:  # MLflow downloads nothing from a vanished store
-            raise FileNotFoundError(
-                f"Cannot load {uri} ({model_version['chosen_by']}): {error} Its artifacts were"
-                " moved or deleted; re-register the model (run the modeling pipeline)."
-            ) from error
+    try:
+        model = load_model(uri)  # verified against the version's recorded digest
+    except FileNotFoundError as error:  # MLflow downloads nothing from a vanished store
+        raise FileNotFoundError(
+            f"Cannot load {uri} ({model_version['chosen_by']}): {error} Its artifacts were"
+            " moved or deleted; re-register the model (run the modeling pipeline)."
+        ) from error
     return as_forecaster(model)  # fails here, not mid-run, if it is not the busyness model
 
 
@@ -152,11 +151,16 @@ def check_model_parameters(
     return mismatches
 
 
-def register_model(model: Any, example: Any, name: str, alias: str) -> str:
+def register_model(
+    model: Any, example: Any, name: str, alias: str, tags: Mapping[str, Any] | None = None
+) -> str:
     """Log ``model`` to the active run, register it under ``name`` with ``alias``: the version.
 
-    The version is tagged with ``artifact_sha256`` (``artifact_digest`` of the files as
-    stored), which ``fetch_model`` checks before anything unpickles them. Its pyfunc flavour
+    Two phases, so no version is ever served unchecked: the model is logged, its stored copy
+    downloaded, hashed (``artifact_digest``) and read back, the logged model tagged with the
+    digest, and only then the version created, its ``artifact_sha256`` tag (and ``tags``, as
+    text) given in the same call; the alias moves last. A crash in between leaves no version,
+    or a version no loader serves ("registration did not finish"). Its pyfunc flavour
     answers as the server does (``geo_busyness.model.pyfunc``).
     """
     import mlflow  # noqa: PLC0415
@@ -168,38 +172,86 @@ def register_model(model: Any, example: Any, name: str, alias: str) -> str:
             name="model",
             flavor=_BusynessFlavor,
             sk_model=model,
-            registered_model_name=name,
-            # No input signature: MLflow would enforce it before the model sees the rows and
-            # refuse UTC-aware times and ISO text, which the pyfunc flavour reads as the server.
-            signature=False,
             input_example=example,
             pip_requirements=model_requirements(),
             code_paths=[str(bundle_code(Path(code_dir)))],
-            # skops cannot hold the transformer's pandas state; classes pickle by reference and
-            # their modules travel in code_paths.
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
         )
-    version = str(info.registered_model_version)
     with tempfile.TemporaryDirectory(prefix="geo-busyness-digest-") as stored:
         local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=stored)
-        digest = artifact_digest(find_model_dir(local))
+        model_dir = find_model_dir(local)
+        digest = artifact_digest(model_dir)
+        load_model(model_dir, digest)  # the stored copy reads back, before anyone may serve it
     client = _client()
-    client.set_model_version_tag(name, version, DIGEST_TAG, digest)
-    client.set_registered_model_alias(name, alias, version)
-    return version
+    client.set_logged_model_tags(info.model_id, {DIGEST_TAG: digest})
+    version_tags = {**{key: str(value) for key, value in (tags or {}).items()}, DIGEST_TAG: digest}
+    version = mlflow.register_model(info.model_uri, name, tags=version_tags).version
+    client.set_registered_model_alias(name, alias, str(version))
+    return str(version)
+
+
+#: The flavour's name in ``MLmodel`` (beside ``python_function``).
+FLAVOR_NAME = "geo_busyness"
+
+
+def save_model(
+    model: Any,
+    path: str | Path,
+    *,
+    mlflow_model: Any = None,
+    code_paths: Sequence[str] = (),
+    pip_requirements: Sequence[str] | None = None,
+    input_example: Any = None,
+    **_: Any,
+) -> Path:
+    """An MLflow model directory for the forecaster at ``path``: its artifact (``forecaster/``,
+    no pickle), the bundled code, requirements, and a pyfunc flavour whose loader is
+    ``model/pyfunc.py`` and whose signature declares the ``explain`` parameter."""
+    from mlflow.models import Model, ModelSignature  # noqa: PLC0415
+    from mlflow.models.utils import _save_example  # noqa: PLC0415
+    from mlflow.pyfunc import add_to_model  # noqa: PLC0415
+    from mlflow.types.schema import ParamSchema, ParamSpec  # noqa: PLC0415
+    from mlflow.utils.environment import _PythonEnv  # noqa: PLC0415
+    from mlflow.utils.model_utils import _validate_and_copy_code_paths  # noqa: PLC0415
+
+    from geo_busyness.model.artifact import file_sha256, save_forecaster  # noqa: PLC0415
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    mlflow_model = Model() if mlflow_model is None else mlflow_model
+    code = _validate_and_copy_code_paths(list(code_paths), str(path))
+    if input_example is not None:
+        _save_example(mlflow_model, input_example, str(path))
+    bundled = {
+        file.relative_to(path).as_posix(): file_sha256(file)
+        for file in sorted((path / code).rglob("*") if code else ())
+        if file.is_file() and "__pycache__" not in file.parts
+    }
+    digest = save_forecaster(model, path / ARTIFACT_DIR, bundled)  # the digest covers the code
+    # Only the explain option: an input schema would refuse the times the server takes.
+    mlflow_model.signature = ModelSignature(
+        inputs=None, params=ParamSchema([ParamSpec("explain", "long", 0)])
+    )
+    requirements = list(model_requirements() if pip_requirements is None else pip_requirements)
+    (path / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    _PythonEnv.current().to_yaml(str(path / "python_env.yaml"))
+    add_to_model(
+        mlflow_model,
+        loader_module=PYFUNC_LOADER,
+        data=ARTIFACT_DIR,
+        code=code,
+        python_env="python_env.yaml",
+    )
+    mlflow_model.add_flavor(FLAVOR_NAME, data=ARTIFACT_DIR, artifact_sha256=digest, code=code)
+    mlflow_model.save(str(path / MLMODEL))
+    return path
 
 
 class _BusynessFlavor:
-    """``mlflow.sklearn`` with the pyfunc flavour's loader pointed at ``model/pyfunc.py``."""
+    """The flavour ``Model.log`` saves with (``save_model``): no pickle anywhere."""
 
     @staticmethod
-    def save_model(path: str, mlflow_model: Any, **kwargs: Any) -> None:
-        import mlflow.sklearn  # noqa: PLC0415
-        from mlflow.pyfunc import FLAVOR_NAME  # noqa: PLC0415
-
-        mlflow.sklearn.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
-        mlflow_model.flavors[FLAVOR_NAME]["loader_module"] = PYFUNC_LOADER
-        mlflow_model.save(str(Path(path) / MLMODEL))
+    def save_model(path: str, mlflow_model: Any, sk_model: Any, **kwargs: Any) -> None:
+        save_model(sk_model, path, mlflow_model=mlflow_model, **kwargs)
 
 
 def tag_version(name: str, version: str, tags: dict[str, Any]) -> None:

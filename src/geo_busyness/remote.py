@@ -58,6 +58,9 @@ ENVIRONMENT_DEFAULTS = {
     "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",
     "AWS_MAX_ATTEMPTS": str(AWS_ATTEMPTS),
     "AWS_RETRY_MODE": "standard",
+    # Not a deadline, but set where every remote session starts: artifact downloads draw no
+    # progress bar (each redraw became part of one 2,000-character log line).
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 #: s3fs's own retry loop: one try (botocore retries inside it).
 S3FS_TRIES = 1

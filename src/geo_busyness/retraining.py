@@ -2,8 +2,14 @@
 
 Each step is a Kedro session of its own (its own MLflow run). The champion alias moves only in
 the deployment's last node, so a failure anywhere leaves the champion serving; the record names
-the step that failed, and a rerun resumes a deployment whose challenger was already registered.
+the step that failed, and a rerun resumes from a challenger the failed job already registered.
 A file lock keeps two jobs on one machine from racing on the registry.
+
+The steps are methods of ``RetrainingJob`` over one record (a JSON-safe dict): ``run`` calls
+them in one process; ``retraining_steps`` calls the same methods one per Airflow task, the
+record travelling between tasks as XCom. Both save the same record and send the same alerts
+(``announce``): one per outcome, the pipelines' own ``pipeline_failed``/``gate_failed`` kept
+quiet meanwhile (``alerts.job_reports``).
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ logger = logging.getLogger(__name__)
 
 #: The record's dataset (conf/base/catalog_retraining.yml).
 RECORD = "retraining_record"
-#: Steps in order; ``failed_step`` is one of these.
-STEPS = ("monitoring", "decision", "training", "deployment")
+#: Steps in order; ``failed_step`` is one of these (or ``lock``: another job held it).
+STEPS = ("ingestion", "monitoring", "decision", "training", "deployment")
+#: What the job does after monitoring: nothing, train a challenger, or deploy a registered one.
+SKIP, TRAIN, DEPLOY = "skip", "train", "deploy"
 
 
 class RetrainingLocked(RuntimeError):
@@ -62,6 +70,11 @@ def deployment_target(params: dict[str, Any], requested: str | None) -> str:
     )
 
 
+def lock_path(project_path: Path, params: dict[str, Any]) -> Path:
+    """The job's lock file: ``retraining.lock_file``, from the project path when relative."""
+    return Path(project_path) / params["retraining"]["lock_file"]
+
+
 @contextmanager
 def retraining_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed), or raise ``RetrainingLocked``."""
@@ -93,18 +106,54 @@ def _now() -> str:
 
 def failure_message(record: dict[str, Any]) -> str:
     """One line: which step failed, why, and who serves."""
-    champion = record.get("champion_after") or "none"
+    champion = record.get("champion_after") or record.get("champion_before")
+    serving = f"The champion (version {champion}) keeps serving" if champion else "No champion"
     return (
         f"Retraining failed at step '{record['failed_step']}': {record['error']}."
-        f" The champion (version {champion}) keeps serving; see {RECORD}."
+        f" {serving}; see {RECORD}."
     )
 
 
 def resumable_version(last: dict[str, Any] | None) -> str | None:
-    """The registered challenger a previous job failed to deploy, if that is where it stopped."""
-    if not last or last.get("status") != "failed" or last.get("failed_step") != "deployment":
+    """The challenger a previous job registered but did not deploy (it failed at training,
+    after registering, or at deployment); None for any other outcome (a rollback included)."""
+    if not last or last.get("status") != "failed":
+        return None
+    if last.get("failed_step") not in ("training", "deployment"):
         return None
     return last.get("registered_version")
+
+
+def outcome_alert(record: dict[str, Any]) -> tuple[str, str] | None:
+    """The (event, summary) the job's outcome calls for; None when it needs no alert (skipped;
+    a rollback is announced by the deployment run itself as ``deployment_rolled_back``)."""
+    status = record["status"]
+    if status == "failed":
+        return "retraining_failed", failure_message(record)
+    if status == "locked":
+        return "retraining_failed", record["error"]
+    if status == "promoted":
+        before = record.get("champion_before")
+        beat = f"beat the champion (v{before})" if before else "is the first champion"
+        if record.get("pending_version"):
+            beat = "was registered before, no champion served: it is the first champion"
+        return (
+            "challenger_promoted",
+            f"Version {record['registered_version']} {beat} and now serves.",
+        )
+    if status == "champion_kept":
+        champion = record.get("champion_after")
+        keeps = f"champion v{champion} keeps serving" if champion else "no champion serves yet"
+        return "challenger_rejected", f"The retrained model was not registered; {keeps}."
+    return None
+
+
+def alert_details(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's facts an alert shows: outcome, versions, and the reasons (listed once)."""
+    keys = ("status", "failed_step", "registered_version", "champion_before", "champion_after")
+    details = {key: record[key] for key in keys if record.get(key) is not None}
+    details["reasons"] = (record.get("gate") or {}).get("reasons") or record.get("reasons") or []
+    return details
 
 
 class RetrainingJob:
@@ -117,7 +166,7 @@ class RetrainingJob:
         runtime_params: dict[str, Any] | None = None,
         notify: Callable[[str, str, dict[str, Any]], None] | None = None,
     ) -> None:
-        self.project_path = Path(project_path)
+        self.project_path = Path(project_path).resolve()
         self.env = env
         self.runtime_params = runtime_params or {}
         self.notify = notify or self.send_alert
@@ -134,10 +183,13 @@ class RetrainingJob:
         )
 
     def run_pipeline(self, name: str, extra: dict[str, Any] | None = None) -> None:
-        """Run one registered pipeline in a session of its own."""
+        """Run one registered pipeline in a session of its own; the job reports its failures
+        and failed gates itself (``alerts.job_reports``), the run's hook stays quiet on them."""
         from kedro.runner import SequentialRunner  # noqa: PLC0415
 
-        with self._session(extra) as session:
+        from geo_busyness.alerts import job_reports  # noqa: PLC0415
+
+        with job_reports(), self._session(extra) as session:
             session.run(pipeline_names=[name], runner=SequentialRunner())
 
     def load(self, name: str) -> Any:
@@ -158,98 +210,129 @@ class RetrainingJob:
         """The job's alert through the project's ``alerts`` settings (off by default)."""
         from geo_busyness.alerts import Alert, read_credentials, send_alert  # noqa: PLC0415
 
-        keys = ("status", "failed_step", "registered_version", "champion_before", "champion_after")
-        details = {key: record[key] for key in keys if record.get(key) is not None}
-        details["reasons"] = record.get("gate", {}).get("reasons") or record.get("reasons") or []
         with self._session() as session:
             context = session.load_context()
-            alert = Alert(event, summary, details, {"env": self.env, "pipelines": ["retrain"]})
+            where = {"env": self.env or context.env, "pipelines": ["retrain"]}
+            alert = Alert(event, summary, alert_details(record), where)
             send_alert(alert, context.params.get("alerts"), read_credentials(context.config_loader))
 
     def params(self) -> dict[str, Any]:
         with self._session() as session:
             return session.load_context().params
 
-    def champion_version(self, params: dict[str, Any]) -> str | None:
-        from geo_busyness.registry import ModelNotFound, resolve_version  # noqa: PLC0415
-
+    def _alias(self, params: dict[str, Any], alias: str) -> Any:
+        """The registry's model version behind ``alias`` (None when there is none)."""
         with self._session() as session:
             session.load_context().catalog  # noqa: B018 - sets the MLflow tracking URI
+            from mlflow import MlflowClient  # noqa: PLC0415 - heavy
+
             try:
-                found = resolve_version(
-                    params["deployment"]["registered_model_name"],
-                    aliases=[params["deployment"]["champion_alias"]],
+                return MlflowClient().get_model_version_by_alias(
+                    params["deployment"]["registered_model_name"], alias
                 )
-            except ModelNotFound:
+            except Exception:  # noqa: BLE001 - MlflowException: no such model or alias
                 return None
-        return found["version"]
 
-    # ------------------------------------------------------------------ the job
-    def run(self, *, force: bool | None = None, target: str | None = None) -> dict[str, Any]:
-        """The job under the lock; raises ``RetrainingFailed`` (record saved) if a step fails."""
-        params = self.params()
-        settings = params["retraining"]
-        force = settings["force"] if force is None else force
-        target = deployment_target(params, target)
-        with retraining_lock(self.project_path / settings["lock_file"]):
-            record = self._steps(params, force=force, target=target)
-        self.save_record(record)
-        self._announce(record)
-        if record["status"] == "failed":
-            raise RetrainingFailed(record)
-        return record
+    def champion_version(self, params: dict[str, Any]) -> str | None:
+        found = self._alias(params, params["deployment"]["champion_alias"])
+        return str(found.version) if found is not None else None
 
-    def _steps(self, params: dict[str, Any], *, force: bool, target: str) -> dict[str, Any]:
-        record: dict[str, Any] = {
+    def challenger(self, params: dict[str, Any]) -> tuple[str, float] | None:
+        """The version behind the challenger alias and when it was registered (epoch s); None
+        when there is none or it did not pass the gate (deployment would refuse it)."""
+        deployment = params["deployment"]
+        found = self._alias(params, deployment["aliases"][0])
+        gate = deployment.get("gate_tag", "gate")
+        if found is None or (found.tags or {}).get(gate) != deployment.get(
+            "gate_passed_value", "passed"
+        ):
+            return None
+        return str(found.version), (found.creation_timestamp or 0) / 1000
+
+    # ------------------------------------------------------------------ the steps
+    @contextmanager
+    def locked(self, params: dict[str, Any], *, announce: bool = True) -> Iterator[None]:
+        """The job's file lock; when another job holds it, the ``locked`` outcome is alerted
+        (``announce``) and ``RetrainingLocked`` raised: no record (the holder writes its own)."""
+        try:
+            with retraining_lock(lock_path(self.project_path, params)):
+                yield
+        except RetrainingLocked as error:
+            if announce:
+                self.announce({"status": "locked", "error": str(error)})
+            raise
+
+    def start(self, params: dict[str, Any], *, force: bool, target: str | None) -> dict[str, Any]:
+        """A new record: when, forced or not, where a challenger goes, who serves."""
+        return {
             "started_at": _now(),
-            "forced": force,
-            "target": target,
+            "forced": bool(force),
+            "target": deployment_target(params, target),
             "champion_before": self.champion_version(params),
             "steps": [],
         }
-        step = "monitoring"
-        try:
-            version = resumable_version(self.load(RECORD))
-            if version is not None:
-                record["resumed_version"] = version
-                self._log(record, "monitoring", "skipped", f"resuming deployment of v{version}")
-            else:
-                due = self._monitor(record)
-                step = "decision"
-                if not retraining_due(due, force):
-                    self._log(record, "decision", "ok", "no reason to retrain")
-                    return self._finish(record, "skipped", params)
-                self._log(record, "decision", "ok", "retrain" + (" (forced)" if force else ""))
-                step = "training"
-                version = self._train(record)
-            if version is not None:
-                step = "deployment"
-                record["registered_version"] = version
-                if not self._deploy(record, version, target):
-                    return self._finish(record, "rolled_back", params)
-        except Exception as error:  # noqa: BLE001 - recorded, then raised as RetrainingFailed
-            logger.exception("Retraining step %s failed", step)
-            self._log(record, step, "failed", str(error).splitlines()[0][:500])
-            record |= {"failed_step": step, "error": record["steps"][-1]["detail"]}
-            return self._finish(record, "failed", params)
-        return self._finish(record, "promoted" if version else "champion_kept", params)
+
+    def plan(self, record: dict[str, Any], params: dict[str, Any]) -> str:
+        """Monitoring and the decision: ``SKIP``, ``TRAIN`` or ``DEPLOY`` (then
+        ``record["registered_version"]`` is the version to deploy: one an earlier job
+        registered and did not deploy, or the first registered one when no champion serves)."""
+        self._ingest(record)
+        version = resumable_version(self.load(RECORD))
+        if version is not None:
+            record |= {"resumed_version": version, "registered_version": version}
+            self.log(record, "monitoring", "skipped", f"resuming deployment of v{version}")
+            return DEPLOY
+        pending = self.challenger(params) if record["champion_before"] is None else None
+        if record["champion_before"] is None and pending is None:
+            self.log(record, "monitoring", "skipped", "no champion yet: training the first one")
+            record["reasons"] = ["no champion serving yet"]
+            return TRAIN
+        due = retraining_due(self._monitor(record), record["forced"])
+        if due:
+            self.log(
+                record, "decision", "ok", "retrain" + (" (forced)" if record["forced"] else "")
+            )
+            return TRAIN
+        if pending is not None:
+            record |= {"pending_version": pending[0], "registered_version": pending[0]}
+            detail = f"no champion yet: deploying v{pending[0]}, registered before"
+            self.log(record, "decision", "ok", detail)
+            return DEPLOY
+        self.log(record, "decision", "ok", "no reason to retrain")
+        return SKIP
+
+    def _ingest(self, record: dict[str, Any]) -> None:
+        """Batches landed since the last job into the history, and the counts state the
+        server follows (the ingestion pipeline), before anything judges or trains on them."""
+        started = time.monotonic()
+        self.run_pipeline("ingestion")
+        run = (self.load("ingestion_record") or {}).get("last_run") or {}
+        taken = [*run.get("appended", []), *run.get("corrected", [])]
+        detail = f"{run.get('rows_added', 0):,} rows from {', '.join(taken) or 'no new batch'}"
+        if run.get("refused"):
+            detail += f"; refused {', '.join(run['refused'])}"
+        record["ingested"] = {"batches": taken, "rows_added": run.get("rows_added", 0)}
+        self.log(record, "ingestion", "ok", detail, started)
 
     def _monitor(self, record: dict[str, Any]) -> bool:
-        """Monitoring's recommendation (True with a reason when no model is registered yet)."""
-        if record["champion_before"] is None:
-            self._log(record, "monitoring", "skipped", "no champion yet: training the first one")
-            record["reasons"] = ["no champion serving yet"]
-            return True
+        """Monitoring's recommendation (against the champion, else the registered challenger)."""
         started = time.monotonic()
         self.run_pipeline("monitoring")
         verdict = self.load("retrain_recommended") or {}
         record["reasons"] = list(verdict.get("reasons", []))
         due = recommended(verdict)
-        self._log(record, "monitoring", "ok", f"retrain_recommended={due}", started)
+        self.log(record, "monitoring", "ok", f"retrain_recommended={due}", started)
         return due
 
-    def _train(self, record: dict[str, Any]) -> str | None:
-        """The retraining pipeline; the version it registered (None: a gate kept the champion)."""
+    def train(self, record: dict[str, Any], params: dict[str, Any]) -> str | None:
+        """The retraining pipeline; the version it registered (None: a gate kept the champion).
+        A challenger registered since the job started (an earlier attempt of this step that
+        failed after registering) is resumed from, not trained again."""
+        earlier = self.registered_since(record, params)
+        if earlier is not None:
+            record["registered_version"] = earlier
+            self.log(record, "training", "skipped", f"v{earlier} registered by an earlier attempt")
+            return earlier
         started = time.monotonic()
         self.run_pipeline("retraining")
         report = self.load("evaluation_report") or {}
@@ -264,25 +347,103 @@ class RetrainingJob:
             else "not registered: "
             + "; ".join(gate.get("reasons") or ["see the evaluation report"])
         )
-        self._log(record, "training", "ok", detail, started)
+        self.log(record, "training", "ok", detail, started)
+        if version is not None:
+            record["registered_version"] = version
         return version
 
-    def _deploy(self, record: dict[str, Any], version: str, target: str) -> bool:
+    def registered_since(self, record: dict[str, Any], params: dict[str, Any]) -> str | None:
+        """The challenger registered after the record started (by this job), if any."""
+        found = self.challenger(params)
+        started = datetime.fromisoformat(record["started_at"]).timestamp()
+        if found is None or found[1] < started or found[0] == record.get("champion_before"):
+            return None
+        return found[0]
+
+    def deploy(self, record: dict[str, Any], version: str) -> bool:
         """Deploy ``version``; False when the rollout was rolled back (the champion serves)."""
         started = time.monotonic()
+        target = record["target"]
         self.run_pipeline(
             "deployment", {"deployment": {"model_version": version, "target": target}}
         )
         deployed = self.load("deployment_record") or {}
         if deployed.get("rolled_back"):
             reason = deployed.get("reason") or "rolled back"
-            self._log(record, "deployment", "rolled_back", f"v{version}: {reason}", started)
+            self.log(record, "deployment", "rolled_back", f"v{version}: {reason}", started)
             return False
-        self._log(record, "deployment", "ok", f"v{version} deployed to {target}", started)
+        self.log(record, "deployment", "ok", f"v{version} deployed to {target}", started)
         return True
 
+    def step(
+        self,
+        record: dict[str, Any],
+        name: str,
+        params: dict[str, Any],
+        action: Callable[[], Any],
+        *,
+        announce: bool = True,
+    ) -> Any:
+        """``action()``; if it raises, the record says step ``name`` failed, is saved (and
+        alerted: ``announce``) and ``RetrainingFailed`` raised."""
+        try:
+            return action()
+        except Exception as error:
+            logger.exception("Retraining step %s failed", name)
+            self.log(record, name, "failed", str(error).splitlines()[0][:500] if str(error) else "")
+            record |= {"failed_step": name, "error": record["steps"][-1]["detail"]}
+            if name == "training" and "registered_version" not in record:
+                record["registered_version"] = self._quietly(self.registered_since, record, params)
+            self.conclude(record, "failed", params, announce=announce)
+            raise RetrainingFailed(record) from error
+
+    def conclude(
+        self, record: dict[str, Any], status: str, params: dict[str, Any], *, announce: bool = True
+    ) -> dict[str, Any]:
+        """End the record with ``status``: who serves now, when; save it; send its alert."""
+        record["status"] = status
+        record["champion_after"] = self._quietly(self.champion_version, params)
+        record["finished_at"] = _now()
+        self.save_record(record)
+        if announce:
+            self.announce(record)
+        return record
+
+    def announce(self, record: dict[str, Any]) -> None:
+        """The alert for the outcome (the alert settings decide whether it is sent)."""
+        found = outcome_alert(record)
+        if found is not None:
+            self.notify(*found, record)
+
+    @staticmethod
+    def _quietly(read: Callable[..., Any], *args: Any) -> Any:
+        """``read(*args)``, or None when it fails: a record must be saved even then."""
+        try:
+            return read(*args)
+        except Exception as error:  # noqa: BLE001 - the step's own failure is the one reported
+            logger.warning("Retraining record: %s failed (%s)", read.__name__, error)
+            return None
+
+    # ------------------------------------------------------------------ the job
+    def run(self, *, force: bool | None = None, target: str | None = None) -> dict[str, Any]:
+        """The job under the lock; raises ``RetrainingFailed`` (record saved) if a step fails."""
+        params = self.params()
+        force = params["retraining"]["force"] if force is None else force
+        with self.locked(params):
+            record = self.start(params, force=force, target=target)
+            plan = self.step(record, "monitoring", params, lambda: self.plan(record, params))
+            if plan == SKIP:
+                return self.conclude(record, "skipped", params)
+            version = record.get("registered_version")
+            if plan == TRAIN:
+                version = self.step(record, "training", params, lambda: self.train(record, params))
+                if version is None:
+                    return self.conclude(record, "champion_kept", params)
+            deployed = self.step(record, "deployment", params, lambda: self.deploy(record, version))
+            return self.conclude(record, "promoted" if deployed else "rolled_back", params)
+
     # ------------------------------------------------------------------ record
-    def _log(
+    def log(
         self,
         record: dict[str, Any],
         step: str,
@@ -290,39 +451,11 @@ class RetrainingJob:
         detail: str,
         started: float | None = None,
     ) -> None:
-        entry = {"step": step, "status": status, "detail": detail}
+        entry: dict[str, Any] = {"step": step, "status": status, "detail": detail}
         if started is not None:
             entry["seconds"] = round(time.monotonic() - started, 1)
         record["steps"].append(entry)
         logger.info("Retraining %s: %s (%s)", step, status, detail)
-
-    def _finish(self, record: dict[str, Any], status: str, params: dict[str, Any]) -> dict:
-        record["status"] = status
-        record["champion_after"] = self.champion_version(params)
-        record["finished_at"] = _now()
-        return record
-
-    def _announce(self, record: dict[str, Any]) -> None:
-        """The alert for the outcome (the alert settings decide whether it is sent)."""
-        status = record["status"]
-        if status == "failed":
-            self.notify("retraining_failed", failure_message(record), record)
-        elif status == "promoted":
-            before = record["champion_before"]
-            beat = f"beat the champion (v{before})" if before else "is the first champion"
-            self.notify(
-                "challenger_promoted",
-                f"Version {record['registered_version']} {beat} and now serves.",
-                record,
-            )
-        elif status == "champion_kept":
-            reasons = "; ".join(record.get("gate", {}).get("reasons") or [])
-            self.notify(
-                "challenger_rejected",
-                f"The retrained model was not registered; champion v{record['champion_after']}"
-                f" keeps serving: {reasons}",
-                record,
-            )
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

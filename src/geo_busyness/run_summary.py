@@ -43,6 +43,7 @@ OVERRIDE_COMMANDS = (
 _RULE = "-" * 72
 #: monitoring's ``recent_window.NEWEST_WEEK`` (not imported: this module reads reports only).
 NEWEST_WEEK = "newest_week_of_clean_events"
+NEWEST_INGESTED = "newest_ingested_batch"  # both as pipelines/monitoring/recent_window.py
 
 
 def _number(value: Any) -> str:
@@ -255,6 +256,11 @@ def monitoring_summary(report: Mapping[str, Any], *, reports_at: str | None = No
             f" {window.get('end_utc')} ({window.get('rows')} events), since"
             f" {window.get('why', 'there is no separate recent batch')}"
         )
+    elif isinstance(window, Mapping) and window.get("source") == NEWEST_INGESTED:
+        lines.append(
+            f"Judged: the newest ingested batch {window.get('batch')}, {window.get('start_utc')}"
+            f" .. {window.get('end_utc')} ({window.get('rows')} events)"
+        )
     retrain = report.get("retrain_recommended")
     if retrain is not None:
         lines.append(f"Retrain recommended: {'YES' if retrain else 'no'}")
@@ -262,4 +268,21 @@ def monitoring_summary(report: Mapping[str, Any], *, reports_at: str | None = No
     if reports_at:
         lines.append(f"Reports: {reports_at}")
     lines.append(_RULE)
+    return "\n".join(lines)
+
+
+def _version(version: Any) -> str:
+    """``v3``, or ``none`` when no version (never ``vNone``)."""
+    return f"v{version}" if version not in (None, "") else "none"
+
+
+def retraining_summary(record: Mapping[str, Any]) -> str:
+    """A few lines on what a retraining job did: its outcome, the champion before and after
+    (``none`` when there was none), and each step."""
+    before, after = _version(record.get("champion_before")), _version(record.get("champion_after"))
+    lines = [f"Retraining: {record.get('status', '?')} (champion {before} -> {after})"]
+    lines += [
+        f"  {step.get('step')}: {step.get('status')} - {step.get('detail')}"
+        for step in record.get("steps") or []
+    ]
     return "\n".join(lines)

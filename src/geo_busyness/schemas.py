@@ -81,6 +81,9 @@ EXPLAIN_OUTPUT = "shap_output"
 EXPLAIN_COLUMNS = (EXPLAIN_METHOD, EXPLAIN_SCALE, LEARNED_WEIGHT, EXPLAIN_BASE, EXPLAIN_OUTPUT)
 #: Contributions an explanation lists per row unless asked otherwise.
 EXPLAIN_TOP_K = 3
+#: The request option asking for explanations, and the most contributions one answer lists.
+EXPLAIN_FIELD = "explain"
+MAX_EXPLAIN = 10
 
 
 def contribution_columns(rank: int) -> tuple[str, str, str]:
@@ -146,11 +149,16 @@ UNPARSABLE_TIMESTAMP = "unparsable_timestamp"
 #: Unix milliseconds sent as seconds): refused, never wrapped into another century.
 TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
 AMBIGUOUS_LOCAL_TIME = "ambiguous_local_time"
+#: An event point that makes sense only with latitude and longitude swapped: |lat| > 90 with
+#: |lon| <= 90, or a point outside the service area whose swap lies inside it. Processing and
+#: every query path (``model.queries``) name it the same.
+SWAPPED_COORDINATES = "swapped_coordinates"
 COORDINATES_OUT_OF_RANGE = "coordinates_out_of_range"
+#: An event point outside the service area: the configured ``data_processing.service_area``,
+#: else the area the events cover (``cleaning_rules.learn_service_area``); for a query, farther
+#: than the allowed distance from every cell the model knows (its cells come from clean
+#: events only). Refused rather than scored with a number the model has no basis for.
 OUTSIDE_SERVICE_AREA = "outside_service_area"
-#: A query farther than the allowed distance from every cell the model knows (e.g. lat/lon
-#: swapped): refused rather than scored with a confident number the model has no basis for.
-OUTSIDE_KNOWN_AREA = "outside_known_area"
 FUTURE_TIMESTAMP = "future_timestamp"
 PING_BEFORE_ORDER_CREATION = "ping_before_order_creation"
 DUPLICATE_ORDER = "duplicate_order"
@@ -161,6 +169,7 @@ CLEANING_REJECT_REASONS = (
     UNPARSABLE_TIMESTAMP,
     TIMESTAMP_OUT_OF_RANGE,
     AMBIGUOUS_LOCAL_TIME,
+    SWAPPED_COORDINATES,
     COORDINATES_OUT_OF_RANGE,
     OUTSIDE_SERVICE_AREA,
     FUTURE_TIMESTAMP,

@@ -4,19 +4,26 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 
 import logging
 
-from geo_busyness.hooks import (
+from omegaconf.resolvers import oc
+
+from geo_busyness.known_warnings import DropMessage, silence_known_warnings
+
+# The library warnings the project cannot fix (each with its reason in known_warnings); Kedro
+# imports this module before its plugins. The filters go in before the hooks are imported (some
+# import pyspark); the definition warnings after (their import needs Kedro's logging set up).
+silence_known_warnings(definitions=False)
+
+from geo_busyness.hooks import (  # noqa: E402 - after the filters above
     AlertHook,
     MemoryBudgetHook,
     ParameterCheckHook,
+    ProjectPathsHook,
     RunSummaryHook,
     SparkHooks,
     StorageErrorHook,
     TrackingServerHook,
 )
-from geo_busyness.known_warnings import DropMessage, silence_known_warnings
 
-# The library warnings the project cannot fix (each with its reason in known_warnings); Kedro
-# imports this module before its plugins, so they are silenced before anything raises them.
 silence_known_warnings()
 # ParameterCheckHook checks every block against one schema (parameter_schema); no node takes a
 # typed parameter model, so Kedro's own validator would say so on every run.
@@ -25,7 +32,9 @@ if _NO_TYPED_PARAMETERS not in logging.getLogger("kedro.validation.parameter_val
     logging.getLogger("kedro.validation.parameter_validator").addFilter(_NO_TYPED_PARAMETERS)
 
 # Every project hook lives in geo_busyness.hooks. Hooks run Last-In-First-Out; these also set
-# tryfirst/trylast. ParameterCheckHook (last here, so first of the tryfirst hooks) refuses
+# tryfirst/trylast. ProjectPathsHook (last here, so the first of the tryfirst hooks) makes the
+# MLflow store and path parameters absolute from the project path before anything reads them
+# (an Airflow worker runs elsewhere); ParameterCheckHook (next) refuses
 # parameters that do not fit the schema before any other hook reads them; MemoryBudgetHook
 # refuses a raw file too large for memory before anything reads it; RunSummaryHook prints the
 # run's summary once everything else is done.
@@ -39,6 +48,7 @@ HOOKS = (
     SparkHooks(),
     AlertHook(),
     ParameterCheckHook(),
+    ProjectPathsHook(),
 )
 
 # Installed plugins for which to disable hook auto-registration.
@@ -74,6 +84,10 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
     # Spark properties of the `spark` environment (conf/spark/spark.yml; SparkHooks).
     "config_patterns": {"spark": ["spark*", "spark*/**"]},
+    # `${oc.env:NAME,default}` in every file, not only credentials: conf/cloud takes its bucket
+    # (globals.yml) and SNS topic (parameters_alerts.yml) from the environment, e.g. the GitHub
+    # workflow's repository variables.
+    "custom_resolvers": {"oc.env": oc.env},
     # "config_patterns": {
     #     "spark" : ["spark*/"],
     #     "parameters": ["parameters*", "parameters*/**", "**/parameters*"],

@@ -7,6 +7,7 @@ Runs in a scratch copy write their data, MLflow store and logs there, never into
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -47,6 +48,16 @@ def make_project_copy(dest: Path, source: Path = PROJECT_ROOT) -> Path:
         (dest / "data" / layer).mkdir(parents=True)
     use_own_mlflow_store(dest)
     return dest
+
+
+def run_report(project: Path) -> dict:
+    """The evaluation report of the project's latest training run (versioned under
+    ``08_reporting/runs/``; ``08_reporting/evaluation_report.json`` is the champion's)."""
+    runs = project / "data" / "08_reporting" / "runs" / "evaluation_report.json"
+    found = sorted(runs.glob("*/evaluation_report.json"))
+    if not found:
+        raise FileNotFoundError(f"No training run wrote an evaluation report under {runs}.")
+    return json.loads(found[-1].read_text())
 
 
 def tracking_uri(project: Path) -> str:

@@ -162,7 +162,7 @@ def test_cloud_run_without_tracking_server_fails_early(
         ),
         (  # a reporting figure (plotly JSON, what kedro-viz previews)
             "predicted_vs_actual_figure",
-            "08_reporting/reporting/predicted_vs_actual.json",
+            "08_reporting/runs/reporting/predicted_vs_actual.json",
             go.Figure(go.Scatter(x=[1, 2], y=[2, 1])),
             object(),
         ),

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from geo_busyness.model.geo import cell_centres, cell_ids
+from geo_busyness.model.loading import load_model
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.schemas import PREDICTION
 from tests.cloud.conftest import (
@@ -78,7 +79,13 @@ def test_training_on_s3_registers_on_the_team_server(
     project = make_project_copy(tmp_path / "project")
     prefix, root = fresh_root()
     params = {**generation_params(), **SMALL_TRAINING, "data_root": root}
-    pipelines = ["data_generation", "data_processing", "feature_engineering", "modeling"]
+    pipelines = [
+        "data_generation",
+        "data_processing",
+        "feature_engineering",
+        "modeling",
+        "reporting",
+    ]
     run_kedro(project, pipelines, params, env="cloud")
 
     keys = object_keys(cloud_env, prefix)
@@ -88,8 +95,8 @@ def test_training_on_s3_registers_on_the_team_server(
         "07_model_output/test_predictions.parquet",
     ):
         assert f"{prefix}/{key}" in keys, f"{key} missing: {sorted(keys)}"
-    versioned = [k for k in keys if "/06_models/busyness_model.pkl/" in k]
-    assert len(versioned) == 1, "the model pickle is versioned in the cloud"
+    versioned = {k.rsplit("/", 1)[0] for k in keys if "/06_models/busyness_model/" in k}
+    assert len(versioned) == 1, "the model artifact is versioned in the cloud"
     assert any("/08_reporting/modeling/test_metrics.json/" in k for k in keys), "reports too"
     assert not list((project / "data").rglob("*.parquet")), "a dataset was written locally"
     assert not (project / "mlflow.db").exists(), "runs went to a local store"
@@ -102,7 +109,7 @@ def test_training_on_s3_registers_on_the_team_server(
     assert any(key.endswith("model_card/model_card.md") for key in artifacts), artifacts
 
     mlflow.set_tracking_uri(mlflow_server)
-    model = mlflow.sklearn.load_model(f"models:/geo-busyness/{version.version}")
+    model = load_model(f"models:/geo-busyness/{version.version}")
     expected = _read_parquet(cloud_env, f"{prefix}/07_model_output/test_predictions.parquet")
     lat, lon = cell_centres(cell_ids(expected["h3_cell"].to_numpy()))
     queries = pd.DataFrame(

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from geo_busyness.model.loading import DIGEST_TAG, artifact_digest
+from geo_busyness.model.artifact import DIGEST_FILE, FORMAT, MANIFEST, file_sha256
+from geo_busyness.model.loading import ARTIFACT_DIR, DIGEST_TAG, artifact_digest
 
 
 def run_python(code: str, env: dict[str, str] | None = None) -> dict:
@@ -57,9 +58,13 @@ def registry(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     model = root / "model"
-    model.mkdir()
+    artifact = model / ARTIFACT_DIR
+    artifact.mkdir(parents=True)
     (model / "MLmodel").write_text("flavors: {}\n")
-    (model / "state.json").write_text('{"weights": [1, 2, 3]}')
+    (artifact / "state.json").write_text('{"weights": [1, 2, 3]}')
+    manifest = {"format": FORMAT, "files": {"state.json": file_sha256(artifact / "state.json")}}
+    (artifact / MANIFEST).write_text(json.dumps(manifest))
+    (artifact / DIGEST_FILE).write_text(file_sha256(artifact / MANIFEST))
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("cleanup", artifact_location=(root / "art").as_uri())
     run = client.create_run(experiment)
@@ -80,7 +85,7 @@ FETCH_LIKE_THE_SERVER = """
     target = {target}
     try:
         model_dir = fetch_model("models:/m/{version}", target)
-        outcome = {{"loaded": (model_dir / "state.json").exists()}}
+        outcome = {{"loaded": (model_dir / "forecaster" / "state.json").exists()}}
     except ArtifactIntegrityError:
         outcome = {{"refused": True}}
     outcome["exists_before_exit"] = pathlib.Path(target).exists()

@@ -89,16 +89,13 @@ def fit_model_on(
 
 
 def save_model(model: BusynessForecaster, path: Path) -> Path:
-    """Save as an MLflow sklearn model with the project modules bundled, like the registry's."""
-    import mlflow.sklearn  # noqa: PLC0415
+    """Save as an MLflow model directory in the safe format with the project modules bundled,
+    like the registry's (``registry.save_model``)."""
+    from geo_busyness.registry import save_model as save_registry_model  # noqa: PLC0415 - MLflow
 
     with tempfile.TemporaryDirectory() as code_dir:
         package = bundle_code(Path(code_dir))
-        mlflow.sklearn.save_model(
-            model,
-            str(path),
-            serialization_format="cloudpickle",
-            pip_requirements=model_requirements(),
-            code_paths=[str(package)],
+        save_registry_model(
+            model, path, code_paths=[str(package)], pip_requirements=model_requirements()
         )
     return path

@@ -272,3 +272,16 @@ def test_a_model_without_a_table_is_answered_by_predict(busyness_model, monkeypa
         encode_predictions(predict_busyness(busyness_model, queries)),
         JSON,
     )
+
+
+def test_served_carries_the_loaded_model_its_version_and_counts_end(busyness_model):
+    """What a refresh needs travels with the one reference: the model before counts (a newer
+    state is applied to it, never on top of an older one), the version label, the state."""
+    end = busyness_model.origin + pd.Timedelta(hours=5)
+    fresher = busyness_model.with_counts(count_cell_hours(synthetic_events(50), RESOLUTION), end)
+    served = serve(fresher, base=busyness_model, version="3")
+    assert served.loaded is busyness_model and served.model is fresher
+    assert served.version == "3" and served.counts_end == end and served.table is not None
+    plain = serve(busyness_model)
+    assert plain.loaded is busyness_model and plain.counts_end == busyness_model.origin
+    assert serve(object()).counts_end is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import orjson
 import pandas as pd
@@ -160,3 +162,54 @@ def test_csv_requests_are_never_explained():
         b"2026-01-05T12:00:00Z,50.4,-104.6,true\n"
     )
     assert parse_invocation(body, "text/csv").explain == 0
+
+
+CSV = "text/csv"
+CSV_HEADER = "courier_location_timestamp,courier_lat,courier_lon"
+CSV_ROW = "2026-01-05T12:30:00Z,50.45,-104.6"
+
+
+def test_a_wide_csv_header_is_refused_before_parsing():
+    """Issue #23: a 700,000-column header (5.5 MB) was parsed whole: 50 s and +2 GB."""
+    body = ",".join(f"c{index}" for index in range(700_000)).encode() + b"\n"
+    started = time.perf_counter()
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, CSV)
+    assert time.perf_counter() - started < 0.5
+    assert caught.value.status == 400
+    assert "700,000 columns; at most 256 are accepted" in caught.value.message
+
+
+def test_a_header_at_the_column_bound_is_read():
+    names = [CSV_HEADER, *(f"c{index}" for index in range(requests.MAX_CSV_COLUMNS - 3))]
+    body = ",".join(names) + "\n" + CSV_ROW + ",x" * (requests.MAX_CSV_COLUMNS - 3) + "\n"
+    frame = parse_request(body.encode(), CSV)
+    assert list(frame.columns) == [TS, "courier_lat", "courier_lon"]
+
+
+def test_a_csv_body_over_the_cell_bound_is_refused_before_parsing():
+    """20 columns of empty cells: 1 MB of commas would make a million cells."""
+    rows = requests.MAX_CSV_CELLS // 20 + 1
+    header = ",".join([CSV_HEADER, *(f"c{index}" for index in range(17))])
+    body = f"{header}\n" + (("," * 19) + "\n") * rows
+    with pytest.raises(RequestError) as caught:
+        parse_request(body.encode(), CSV)
+    assert caught.value.status == 400
+    assert f"({rows:,} rows x 20 columns); at most 1,000,000" in caught.value.message
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
+def test_csv_reads_only_the_query_columns(quoted):
+    """Other columns are skipped (a quoted body is read whole, then trimmed)."""
+    extra = '"a, b"' if quoted else "ab"
+    body = f"{CSV_HEADER},notes,restaurant_lat\n{CSV_ROW},{extra},50.44\n".encode()
+    frame = requests.read_csv(body)
+    assert list(frame.columns) == [TS, "courier_lat", "courier_lon", "restaurant_lat"]
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
+def test_a_csv_row_longer_than_the_header_is_refused(quoted):
+    first = f'"{CSV_ROW[:20]}"{CSV_ROW[20:]}' if quoted else CSV_ROW
+    body = f"{CSV_HEADER}\n{first}\n{CSV_ROW}\n{CSV_ROW},7,8\n".encode()
+    with pytest.raises(RequestError, match="Malformed CSV: .*Expected 3 fields in line 4, saw 5"):
+        parse_request(body, CSV)

@@ -15,12 +15,13 @@ import orjson
 import pandas as pd
 import pytest
 
+from geo_busyness.model.geo import h3_cells
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.serving.app import ServingApp, Settings
 from geo_busyness.serving.responses import encode_predictions
-from geo_busyness.serving.shadow import ShadowSettings, shadow_lines
+from geo_busyness.serving.shadow import ShadowSettings, like_for_like_answers, shadow_lines
 from geo_busyness.testing import running_server
-from tests.serving.model_fixture import WEEKS, fit_model_on, save_model, synthetic_events
+from tests.serving.model_fixture import END, WEEKS, fit_model_on, save_model, synthetic_events
 
 JSON = "application/json"
 
@@ -171,3 +172,86 @@ def test_the_real_server_in_shadow_mode(unpacked_package, challenger, queries, t
     _check_logged(_read_log(log), champion, predict_busyness(challenger, queries))
     assert stats["state"] == "shadowing"
     assert (stats["logged"], stats["dropped"], stats["failed"]) == (len(queries), 0, 0)
+
+
+# ---------------------------------------------------------------- like for like (#24 item 6)
+@pytest.fixture(scope="module")
+def later_challenger():
+    """A challenger that knows one more week of counts than the champion (refitted later)."""
+    return fit_model_on(synthetic_events(7000, seed=11, weeks=WEEKS + 1), end=END + WEEK)
+
+
+WEEK = pd.Timedelta(weeks=1)
+
+
+@pytest.fixture(scope="module")
+def week_after_champion() -> pd.DataFrame:
+    """Queries for hours of the week after the champion's origin: future to the champion,
+    already counted by the later challenger."""
+    events = synthetic_events(40, seed=5, weeks=1)
+    return pd.DataFrame(
+        {
+            "courier_location_timestamp": (
+                events["courier_location_timestamp"] + pd.Timedelta(weeks=WEEKS)
+            ).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "courier_lat": events["courier_lat"],
+            "courier_lon": events["courier_lon"],
+        }
+    )
+
+
+def test_the_challenger_answered_on_its_own_terms_is_not_like_for_like(
+    busyness_model, later_challenger, week_after_champion
+):
+    """What shadow mode logged before: the challenger's own answer is 1 h ahead (it holds the
+    counts of those hours), the champion's 1 h to 7 days ahead."""
+    champion = predict_busyness(busyness_model, week_after_champion)
+    own = predict_busyness(later_challenger, week_after_champion)
+    assert (own["horizon_hours"] == 1).all()
+    assert champion["horizon_hours"].max() > 24
+
+
+def test_the_challenger_answers_from_the_champions_origin_and_horizon(
+    busyness_model, later_challenger, week_after_champion, tmp_path
+):
+    log = tmp_path / "log.jsonl"
+    app = _shadow_app(busyness_model, later_challenger, log)
+    app.invoke_many([(_body(week_after_champion), JSON, "")])
+    app.shadow.stop()
+    lines = _read_log(log)
+    assert len(lines) == len(week_after_champion)
+    champion = predict_busyness(busyness_model, week_after_champion)
+    origin = END.isoformat().replace("+00:00", "Z")
+    for line, (_, answer) in zip(lines, champion.iterrows(), strict=True):
+        mine, theirs = line["champion"], line["challenger"]
+        assert mine["horizon_hours"] == theirs["horizon_hours"] == answer["horizon_hours"]
+        assert mine["origin"] == theirs["origin"] == origin
+    # The numbers are the later challenger's forecast from the champion's origin (a backtest
+    # row), not its one-hour-ahead answer.
+    history = later_challenger.history_
+    rows, _, _ = later_challenger.serving_rows(
+        h3_cells(week_after_champion["courier_lat"], week_after_champion["courier_lon"], 7),
+        champion["hour"].astype("int64").to_numpy(),
+    )
+    start = int(history.positions(np.array([END.value]))[0])
+    expected = later_challenger.predict_rows(
+        rows, np.full(len(rows), start), champion["horizon_hours"].to_numpy()
+    )
+    logged = [line["challenger"]["predicted_busyness"] for line in lines]
+    np.testing.assert_allclose(logged, np.clip(expected, 0, None))
+    own = predict_busyness(later_challenger, week_after_champion)["predicted_busyness"]
+    assert not np.allclose(logged, own)
+
+
+def test_a_champion_origin_given_matches_beyond_a_week_ahead(busyness_model, queries):
+    """Two and more weeks ahead the champion answers the same hour of its first week ahead: the
+    origin taken from the answer alone would be weeks late; the given one is exact."""
+    champion = predict_busyness(busyness_model, queries)
+    assert (champion["hour"] >= END + 2 * WEEK).any()
+    _, guessed, _ = like_for_like_answers(busyness_model, queries, champion)
+    answers, exact, used = like_for_like_answers(busyness_model, queries, champion, END)
+    assert (guessed > END.value).any()
+    assert (exact == END.value).all() and (used == exact).all()
+    same = predict_busyness(busyness_model, queries)
+    np.testing.assert_allclose(answers["predicted_busyness"], same["predicted_busyness"])
+    assert (answers["horizon_hours"].to_numpy() == same["horizon_hours"].to_numpy()).all()

@@ -31,6 +31,8 @@ GENERATION = {
     "dirty_fraction": 0.02,
 }
 WINDOWS = {"feature_engineering": {"validation_days": 5, "test_days": 5}}
+#: Courier points of other cities put in the Regina sample: New York, Paris, New York swapped.
+STRAY_POINTS = [[40.7580, -73.9855], [48.8566, 2.3522], [-73.9855, 40.7580]]
 
 
 @pytest.fixture(scope="session")
@@ -52,11 +54,16 @@ def parameters() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def raw_csv(tmp_path_factory: pytest.TempPathFactory, parameters: dict[str, Any]) -> Path:
     """The generated raw events, written as the reference CSV export, with a few times outside
-    [1900, 2200) (both timestamp columns), which both engines must quarantine as such."""
-    raw, _labels, _summary = generate_events(parameters["data_generation"])
+    [1900, 2200) (both timestamp columns), which both engines must quarantine as such, and a
+    few clean rows moved to New York and Paris (outside the area the Regina rows cover)."""
+    raw, labels, _summary = generate_events(parameters["data_generation"])
     raw = raw.astype({"courier_location_timestamp": object, "order_created_timestamp": object})
     raw.loc[raw.index[10:13], "courier_location_timestamp"] = "9999-12-31T23:00:00"
     raw.loc[raw.index[20:22], "order_created_timestamp"] = "1850-06-01T12:00:00"
+    unique_order = ~raw["order_number"].duplicated(keep=False)
+    clean = np.flatnonzero(unique_order & ~raw.index.isin(labels["source_row"]))
+    strays = clean[clean >= 40][: len(STRAY_POINTS)]
+    raw.loc[raw.index[strays], ["courier_lat", "courier_lon"]] = STRAY_POINTS
     path = tmp_path_factory.mktemp("raw") / "courier_events.csv"
     raw.to_csv(path, index=False)
     return path
@@ -92,9 +99,10 @@ def run_pandas(raw_csv: Path, parameters: dict[str, Any], features: bool = True)
 
     processing = parameters["data_processing"]
     canonical = dp.map_to_canonical(pd.read_csv(raw_csv), processing["column_mapping"])
-    candidates, rejected = dp.split_clean_and_rejected(canonical, processing)
+    area = dp.service_area(canonical, processing)
+    candidates, rejected = dp.split_clean_and_rejected(canonical, processing, area)
     clean, report = dp.enforce_rejected_share(
-        candidates, rejected, processing["max_rejected_fraction"]
+        candidates, rejected, processing["max_rejected_fraction"], area
     )
     result = EngineResult(
         _rejected_keys(rejected), report, clean["source_row"].sort_values(ignore_index=True)
@@ -130,11 +138,12 @@ def run_spark(
     processing = parameters["data_processing"]
     raw = spark.read.csv(str(raw_csv), header=True)
     canonical = dp.map_to_canonical(raw, processing["column_mapping"])
-    labelled = dp.split_clean_and_rejected(canonical, processing).cache()  # as if written
+    area = dp.service_area(canonical, processing)
+    labelled = dp.split_clean_and_rejected(canonical, processing, area).cache()  # as if written
     repeated = dp.find_duplicate_orders(labelled)
     rejected = dp.quarantine_rejected(labelled, repeated).toPandas()
     clean, report = dp.enforce_rejected_share(
-        labelled, repeated, rejected, processing["max_rejected_fraction"]
+        labelled, repeated, rejected, processing["max_rejected_fraction"], area
     )
     clean = clean.cache()
     result = EngineResult(

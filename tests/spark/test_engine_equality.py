@@ -38,11 +38,34 @@ def test_the_sample_has_every_kind_of_dirty_row(pandas_result):
         "missing_value",
         "unparsable_timestamp",
         "timestamp_out_of_range",
+        "swapped_coordinates",
         "coordinates_out_of_range",
+        "outside_service_area",
         "future_timestamp",
         "ping_before_order_creation",
         "duplicate_order",
     } <= reasons
+    assert (
+        pandas_result.report["rejected_by_reason"]["outside_service_area"] == 3
+    )  # NYC, Paris, NYC swapped
+    assert pandas_result.report["service_area"]["source"] == "learned"
+
+
+def test_the_comparison_fails_when_an_engine_learns_another_service_area(
+    spark, raw_csv, parameters, pandas_result, monkeypatch
+):
+    from geo_busyness.pipelines.data_processing import spark_nodes  # noqa: PLC0415
+
+    # Planted drift on Spark: its latitude histogram loses the rows of its northernmost bins.
+    histograms = spark_nodes.area_histograms
+
+    def drifted(canonical):
+        lat_bins, lon_bins = histograms(canonical)
+        return lat_bins[lat_bins.index < lat_bins.index.max() - 2], lon_bins
+
+    monkeypatch.setattr(spark_nodes, "area_histograms", drifted)
+    found = differences(pandas_result, run_spark(spark, raw_csv, parameters, features=False))
+    assert any("quality report differs in ['service_area']" in line for line in found)
 
 
 def test_both_engines_give_identical_answers(pandas_result, spark_result):
@@ -132,9 +155,11 @@ def test_spark_validates_its_clean_rows_like_the_pandera_model(
 
     # Planted drift on Spark: |lat| no longer taken, so negative out-of-range latitudes pass the
     # rule; the CleanEvents checks on the clean rows stop the run before anything is written.
+    # (Without a service area: a learned one would quarantine them as outside it.)
     monkeypatch.setattr(SparkRuleEngine, "absolute", lambda self, values: values)
+    processing = {**parameters["data_processing"], "learned_service_area": None}
     with pytest.raises(DataQualityError, match="courier_lat out of range"):
-        run_spark(spark, raw_csv, parameters, features=False)
+        run_spark(spark, raw_csv, {**parameters, "data_processing": processing}, features=False)
 
 
 def test_the_comparison_fails_when_the_pandas_rule_changes(

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from geo_busyness.pipelines.retraining.nodes import combine_event_batches as on_pandas
-from tests.conftest import SMALL_TRAINING, TrainedProject, copy_project, run_kedro
+from tests.conftest import SMALL_TRAINING, TrainedProject, copy_project, run_kedro, run_report
 from tests.pipelines.monitoring.test_pipeline import write_recent_window
 from tests.spark.conftest import fitted_differences
 
@@ -89,7 +89,4 @@ def test_a_spark_retraining_trains_on_what_a_pandas_retraining_trains_on(
     history = pd.read_pickle(on_spark / "data/05_model_input/count_history.pkl")
     trained = pd.read_pickle(trained_project.path / "data/05_model_input/count_history.pkl")
     assert history.hours > trained.hours  # the recent week is in
-    assert (
-        _report(on_spark, "evaluation_report.json")["test"]
-        == _report(on_pandas_env, "evaluation_report.json")["test"]
-    )
+    assert run_report(on_spark)["test"] == run_report(on_pandas_env)["test"]

@@ -3,7 +3,9 @@
 ``message.EVENTS`` lists every event an alert may carry, with its default severity; adding one
 is one line there. ``hooks.AlertHook`` raises the run's own (``run_events``): monitoring
 recommends retraining, the quality gate fails, a deployment rolls back, a run fails. Other code
-(the retraining job) builds an ``Alert`` and calls ``send_alert`` (``channels``).
+(the retraining job) builds an ``Alert`` and calls ``send_alert`` (``channels``); while a
+retraining job runs a pipeline (``job_reports``), its failure and failed gate are the job's to
+report (``retraining_failed``, ``challenger_rejected``) and the hook does not send them.
 
 Configuration is the ``alerts`` parameters block (``conf/base/parameters_alerts.yml``), off by
 default. The webhook URL is a secret: it lives in credentials.yml, under the key the parameters
@@ -25,10 +27,13 @@ from geo_busyness.alerts.channels import (
 )
 from geo_busyness.alerts.message import EVENTS, SEVERITIES, Alert
 from geo_busyness.alerts.run_events import (
+    JOB_REPORTED_EVENTS,
     ROLLBACK_OUTPUTS,
     alerts_from_outputs,
     failure_alert,
     gate_alert,
+    job_reports,
+    reported_by_job,
     retrain_alert,
     rollback_alert,
     rolled_back,
@@ -36,6 +41,7 @@ from geo_busyness.alerts.run_events import (
 
 __all__ = [
     "EVENTS",
+    "JOB_REPORTED_EVENTS",
     "ROLLBACK_OUTPUTS",
     "SEVERITIES",
     "Alert",
@@ -47,9 +53,11 @@ __all__ = [
     "boto_credentials",
     "failure_alert",
     "gate_alert",
+    "job_reports",
     "post_webhook",
     "publish_sns",
     "read_credentials",
+    "reported_by_job",
     "retrain_alert",
     "rollback_alert",
     "rolled_back",

@@ -21,6 +21,7 @@ EVENTS: dict[str, str] = {
     "retraining_failed": "critical",
     "challenger_promoted": "info",
     "challenger_rejected": "info",
+    "serving_swap_refused": "critical",
 }
 SEVERITIES = ("info", "warning", "critical")
 #: Slack emoji per severity (the header of a webhook message).
@@ -126,8 +127,9 @@ class Alert:
         return {**data, "project": self.project, "text": self.text()}
 
     def slack_payload(self) -> dict[str, Any]:
-        """A Slack-compatible webhook body: ``text`` (the whole message, the fallback of
-        notifications) and ``blocks``; &, < and > escaped as Slack wants."""
+        """A Slack-compatible webhook body: ``text`` (the whole message as plain text: the
+        fallback of Slack's notifications, what other receivers show) and ``blocks`` (Slack's
+        mrkdwn, &, < and > escaped as Slack wants)."""
         icon = _ICONS[self.severity]
         body = _slack_escape(self.summary)
         if self.reasons:
@@ -173,7 +175,9 @@ class Alert:
                 ],
             }
         )
-        return {"text": _clip(_slack_escape(self.text()), _SECTION_MAX), "blocks": blocks}
+        # ``text`` is what webhook receivers other than Slack show (and Slack's notification
+        # fallback): plain, so they never show Slack's ``&lt;``; the blocks are Slack's own.
+        return {"text": _clip(self.text(), _SECTION_MAX), "blocks": blocks}
 
     def sns_subject(self) -> str:
         """The SNS subject: one ASCII line of at most 100 characters."""

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from geo_busyness.alerts.message import _ERROR_MAX, _HEADER_MAX, Alert, _clip
 from geo_busyness.redaction import redact
 from geo_busyness.run_summary import champion_kept
+
+# ------------------------------------------------------------------------------ who reports
+#: The events a retraining job reports itself, from its record: a failed step is its
+#: ``retraining_failed``, a challenger that failed a gate its ``challenger_rejected``.
+JOB_REPORTED_EVENTS = frozenset({"pipeline_failed", "gate_failed"})
+#: How many job steps are running in this process (a job runs its pipelines one at a time).
+_job_steps = 0
+
+
+@contextmanager
+def job_reports() -> Iterator[None]:
+    """While inside, ``JOB_REPORTED_EVENTS`` are the job's to send: the run's hook stays quiet
+    on them (one alert per event)."""
+    global _job_steps  # noqa: PLW0603 - process-wide on purpose: the hook has no other channel
+    _job_steps += 1
+    try:
+        yield
+    finally:
+        _job_steps -= 1
+
+
+def reported_by_job(event: str) -> bool:
+    """True when a retraining job running in this process sends ``event`` itself."""
+    return _job_steps > 0 and event in JOB_REPORTED_EVENTS
+
 
 # ------------------------------------------------------------------------------ the run's events
 #: Node outputs whose values may say a deployment rolled back (deployment pipeline).

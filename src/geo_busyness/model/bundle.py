@@ -1,8 +1,10 @@
 """What the model artifact carries, derived from the code: its modules and its requirements.
 
-The artifact pickles ``geo_busyness.model`` classes by reference, so it bundles every module of
-this package plus every ``geo_busyness`` module they import (e.g. ``schemas``), found by reading
-their imports (top-level and inside functions). Its pip requirements are the installed versions
+The artifact is state only (``artifact.py``: JSON, ``.npz``, skops; no pickle); the code that
+reads it and answers travels beside it, so a model loads where the project is not installed:
+every module of this package plus every ``geo_busyness`` module they import (e.g.
+``schemas``), found by reading their imports (top-level and inside functions; ``skops`` is
+among the requirements that way). Its pip requirements are the installed versions
 of the distributions those modules import. MLflow's ``code_paths`` (``registry``) and
 ``model.tar.gz`` (the deployment pipeline) both take their lists from here.
 """
@@ -22,7 +24,7 @@ MODEL_PACKAGE = f"{PACKAGE}.model"
 #: Where ``geo_busyness`` lives (the folder holding its ``__init__.py``).
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: Distributions the artifact needs without importing them: pandas keeps text in pyarrow
-#: arrays, which the pickled transformer may hold.
+#: arrays, which the forecaster's state may hold once loaded.
 UNIMPORTED_REQUIREMENTS = ("pyarrow",)
 
 

@@ -112,9 +112,13 @@ def count_cell_hours(
     """
     if cells is None:
         cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution)
-    cell, hour, count = count_pairs(
-        np.asarray(cells, dtype=np.uint64), utc_hour_ns(events[EVENT_TIME])
+    return counts_frame(
+        *count_pairs(np.asarray(cells, dtype=np.uint64), utc_hour_ns(events[EVENT_TIME]))
     )
+
+
+def counts_frame(cell: np.ndarray, hour: np.ndarray, count: np.ndarray) -> pd.DataFrame:
+    """``count_pairs``' result as the ``count_cell_hours`` table."""
     return pd.DataFrame({CELL: cell, HOUR: hours_array(hour), TARGET: count})
 
 

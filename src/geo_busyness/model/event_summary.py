@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.model.cell_hours import count_cell_hours
+from geo_busyness.model.cell_hours import count_pairs, counts_frame, utc_hour_ns
 from geo_busyness.model.geo import euclidean_deg, h3_cells, haversine_km
 from geo_busyness.schemas import (
     CELL,
@@ -46,10 +46,12 @@ PARTIAL_KEYS = (CELL, VENUE_ID)
 
 def distance_units(distances: np.ndarray) -> np.ndarray:
     """Distances as int64 multiples of ``DISTANCE_QUANTUM`` (0 where NaN)."""
-    finite = np.nan_to_num(np.asarray(distances, dtype=float), nan=0.0)
-    if len(finite) and float(np.abs(finite).max()) * len(finite) >= 2.0**62 * DISTANCE_QUANTUM:
+    # One copy worked on in place: at 10M events every temporary is 80 MB of fresh pages.
+    units = np.nan_to_num(np.array(distances, dtype=float), copy=False, nan=0.0)
+    if len(units) and max(units.max(), -units.min()) * len(units) >= 2.0**62 * DISTANCE_QUANTUM:
         raise ValueError("Distances too large to sum exactly in int64 units.")
-    return np.rint(finite / DISTANCE_QUANTUM).astype(np.int64)
+    units *= 1 / DISTANCE_QUANTUM  # a power of two: the same bits as dividing by the quantum
+    return np.rint(units, out=units).astype(np.int64)
 
 
 def venue_keys(values: Any) -> np.ndarray:
@@ -58,29 +60,68 @@ def venue_keys(values: Any) -> np.ndarray:
     return ids.to_numpy(dtype=np.int64, na_value=NO_VENUE)
 
 
-def cell_venue_partials(events: pd.DataFrame, cells: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+@dataclass(frozen=True)
+class EventValues:
+    """What ``cell_venue_partials`` sums per event, computed once for a table and taken for a
+    subset of it (the train window's events are a subset of all events: their distances need
+    no second pass of trigonometry)."""
+
+    venues: np.ndarray
+    dist_units: np.ndarray
+    hdist_units: np.ndarray
+    with_distance: np.ndarray
+    venue_lat: np.ndarray
+    venue_lon: np.ndarray
+
+    def take(self, where: np.ndarray) -> EventValues:
+        """The values of the events ``where`` selects (a boolean mask or positions)."""
+        return EventValues(*(getattr(self, name)[where] for name in self.__dataclass_fields__))
+
+
+def event_values(events: pd.DataFrame) -> EventValues:
+    """Each event's restaurant key, ping-to-restaurant distances in ``DISTANCE_QUANTUM`` units
+    and restaurant coordinates (``events`` has the event and restaurant coordinates and
+    ``VENUE_ID``; absent restaurant columns are read as nulls)."""
+    events = _with_columns(events, (VENUE_LAT, VENUE_LON, VENUE_ID))
+    lat, lon = events[EVENT_LAT].to_numpy(float), events[EVENT_LON].to_numpy(float)
+    venue_lat = events[VENUE_LAT].to_numpy(float, na_value=np.nan)
+    venue_lon = events[VENUE_LON].to_numpy(float, na_value=np.nan)
+    dist = euclidean_deg(lat, lon, venue_lat, venue_lon)
+    return EventValues(
+        venues=venue_keys(events[VENUE_ID]),
+        dist_units=distance_units(dist),
+        hdist_units=distance_units(haversine_km(lat, lon, venue_lat, venue_lon)),
+        with_distance=~np.isnan(dist),
+        venue_lat=venue_lat,
+        venue_lon=venue_lon,
+    )
+
+
+def cell_venue_partials(
+    events: pd.DataFrame, cells: np.ndarray, rows: np.ndarray, values: EventValues | None = None
+) -> pd.DataFrame:
     """Per (cell, restaurant) of a block of events (``PARTIAL_KEYS``; ``NO_VENUE`` for events
     without one): ``PARTIAL_SUMS`` (events, the ping-to-restaurant distances in
     ``DISTANCE_QUANTUM`` units, events with a distance) and the block's smallest row (``rows``:
     a position or ``SOURCE_ROW``) where the restaurant is located, with its coordinates there.
 
-    ``events`` has the event and restaurant coordinates and ``VENUE_ID``; ``cells`` their H3
-    cells. Blocks merge by summing ``PARTIAL_SUMS`` and keeping ``AT_FIRST_ROW`` at the
+    ``events`` has the event and restaurant coordinates and ``VENUE_ID`` (``values``: their
+    ``event_values`` when the caller has them; ``events`` is then not read); ``cells`` their
+    H3 cells. Blocks merge by summing ``PARTIAL_SUMS`` and keeping ``AT_FIRST_ROW`` at the
     smallest ``FIRST_ROW``; ``cell_statistics`` and ``first_restaurants`` read the result.
     """
-    lat, lon = events[EVENT_LAT].to_numpy(float), events[EVENT_LON].to_numpy(float)
-    venue_lat = events[VENUE_LAT].to_numpy(float, na_value=np.nan)
-    venue_lon = events[VENUE_LON].to_numpy(float, na_value=np.nan)
-    venues = venue_keys(events[VENUE_ID])
-    dist = euclidean_deg(lat, lon, venue_lat, venue_lon)
-    hdist = haversine_km(lat, lon, venue_lat, venue_lon)
+    if values is None:
+        values = event_values(events)
+    venues, venue_lat, venue_lon = values.venues, values.venue_lat, values.venue_lon
     key, cell_values, venue_values = _pair_codes(np.asarray(cells, dtype=np.uint64), venues)
     n = len(cell_values)
     sums = {
         "events": np.bincount(key, minlength=n).astype(np.int64),
-        "dist_units": _int_sums(key, distance_units(dist), n),
-        "hdist_units": _int_sums(key, distance_units(hdist), n),
-        "with_distance": np.bincount(key, weights=~np.isnan(dist), minlength=n).astype(np.int64),
+        "dist_units": _int_sums(key, values.dist_units, n),
+        "hdist_units": _int_sums(key, values.hdist_units, n),
+        "with_distance": np.bincount(key, weights=values.with_distance, minlength=n).astype(
+            np.int64
+        ),
     }
     located = (venues != NO_VENUE) & ~np.isnan(venue_lat) & ~np.isnan(venue_lon)
     rows = np.asarray(rows, dtype=np.int64)
@@ -201,7 +242,7 @@ class EventSummary:
 SUMMARY_COLUMNS = (EVENT_TIME, EVENT_LAT, EVENT_LON, VENUE_LAT, VENUE_LON, VENUE_ID)
 
 
-def summarise_events(
+def summarise_events(  # noqa: PLR0913 - what the caller may have computed already
     events: pd.DataFrame,
     *,
     resolution: int,
@@ -209,19 +250,32 @@ def summarise_events(
     seed: int,
     window: tuple[pd.Timestamp, pd.Timestamp],
     cells: np.ndarray | None = None,
+    hours: np.ndarray | None = None,
+    values: EventValues | None = None,
+    where: np.ndarray | None = None,
 ) -> EventSummary:
     """The ``EventSummary`` of ``events``, the events of ``window`` (one block: rows by
-    position). ``cells`` may pass their H3 cells when the caller has them."""
+    position). ``cells``, ``hours`` (``utc_hour_ns``) and ``values`` (``event_values``) may pass
+    what the caller has computed for ``events`` already; ``where`` (a boolean mask) summarises
+    only the events it selects, without copying the table (their rows numbered in order)."""
     columns = tuple(events.columns)
     events = _with_columns(events, (VENUE_LAT, VENUE_LON, VENUE_ID))  # absent: all null
     if cells is None:
         cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], resolution)
-    partials = cell_venue_partials(events, cells, np.arange(len(events)))
+    if values is None:
+        values = event_values(events)
+    if hours is None:
+        hours = utc_hour_ns(events[EVENT_TIME])
+    if where is not None:
+        cells, hours, values = cells[where], hours[where], values.take(where)
+    partials = cell_venue_partials(events, cells, np.arange(len(cells)), values)
     points = np.empty((0, 2))
     if not len(first_restaurants(partials)):
         lat, lon = (events[col].to_numpy(dtype=float) for col in (EVENT_LAT, EVENT_LON))
+        if where is not None:
+            lat, lon = lat[where], lon[where]
         points = sample_event_points(lat, lon, max_anchor_points, seed)
-    counts = count_cell_hours(events, resolution, cells=cells)
+    counts = counts_frame(*count_pairs(np.asarray(cells, dtype=np.uint64), hours))
     return EventSummary(partials, counts, columns, points, *fit_window(*window))
 
 

@@ -119,15 +119,17 @@ class BusynessForecaster(BaseEstimator):
 
     # ---------------------------------------------------------------- state
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle without the derived sums (rebuilt from the counts on first use)."""
+        """The state without the derived sums (rebuilt from the counts on first use), as
+        ``copy.copy`` takes it; the artifact (``artifact.py``) leaves out the same."""
         state = self.__dict__.copy()
         state.pop("_derived", None)
         state.pop("_neighbourhood", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Older artifacts: a profile exposure, a (learned, level-adjusted) blend, one size and
-        the negative binomial's median in every bucket, no recent-level weights."""
+        """A copy's state, or an artifact's (``artifact.py``); older states: a profile exposure,
+        a (learned, level-adjusted) blend, one size and the negative binomial's median in every
+        bucket, no recent-level weights."""
         defaults = {
             "exposure": "profile",
             "recency_weights_": None,

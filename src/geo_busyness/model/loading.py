@@ -1,101 +1,137 @@
-"""Loading the busyness model artifact, wherever it lives.
+"""Loading the busyness model artifact, wherever it lives, without running code from it.
 
-A model location is an MLflow model directory (holding ``MLmodel``), an unpacked
-``model.tar.gz`` (the MLflow model files at its root, ``code/`` beside them), or an MLflow URI
-such as ``models:/geo-busyness@champion`` (downloaded first). The loaded object is the
-``BusynessForecaster`` that training logged (with ``mlflow.sklearn``); the server, the
-SageMaker entry points, batch inference and monitoring all load it here and answer through
-``geo_busyness.model.predict``.
+A model location is an MLflow model directory (holding ``MLmodel`` and the forecaster's
+artifact folder ``forecaster/``), an unpacked ``model.tar.gz`` (the MLflow model files at its
+root, ``code/`` beside them), an artifact folder itself (the catalog's ``busyness_model``), or
+an MLflow URI: ``models:/name/3``, ``models:/name@champion``, ``models:/m-<id>``,
+``runs:/<run>/model`` (downloaded first). The artifact is JSON, ``.npz`` and skops files
+(``geo_busyness.model.artifact``): loading it never unpickles anything. Its sha256 is checked
+on every path before a byte of model state is read: against the digest recorded at
+registration for an MLflow URI (the version's, or the logged model's, ``artifact_sha256``
+tag; a version without it never finished registering and is refused), and against the
+record the artifact carries everywhere. The server, the SageMaker entry points, batch
+inference and monitoring all load it here and answer through ``geo_busyness.model.predict``.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import hashlib
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 MLMODEL = "MLmodel"
-_ALLOW_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
-#: Model-version tag holding ``artifact_digest`` of the artifact as registered.
+#: The forecaster's artifact folder inside an MLflow model directory.
+ARTIFACT_DIR = "forecaster"
+#: Model-version (and logged-model) tag holding the artifact's digest as registered.
 DIGEST_TAG = "artifact_sha256"
+#: Environment variable of a serving container naming the artifact's digest as registered (the
+#: SageMaker Model's ``Environment``, set by deployment; ``serving/inference.py`` checks it).
+ENV_ARTIFACT_SHA256 = "GEO_BUSYNESS_ARTIFACT_SHA256"
 #: ``models:/<name>/<version>`` or ``models:/<name>@<alias>``.
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?$")
-
-#: Files MLflow writes on the caller's side when it downloads a registry version (not stored).
-_NOT_STORED = frozenset({"registered_model_meta"})
+#: ``models:/m-<id>``: a logged model, by id.
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)/?$")
+#: ``runs:/<run>/<name>``: the model a run logged under ``name``.
+_RUN_URI = re.compile(r"^runs:/(?P<run>[0-9a-f]+)/(?P<name>[\w.-]+)/?$")
 
 logger = logging.getLogger(__name__)
 
 
 class ArtifactIntegrityError(RuntimeError):
-    """The model's files are not the ones recorded at registration: refused, never unpickled."""
+    """The model's files are not the ones recorded (or record no digest): refused before any
+    model state is read."""
 
 
 def artifact_digest(model_dir: str | Path) -> str:
-    """sha256 over every file of an MLflow model directory (its relative path and its bytes'
-    sha256, in path order): the pickle, the bundled code and the MLmodel alike. Bytecode caches
-    (written when the bundled code is imported) and the ``registered_model_meta`` MLflow adds on
-    download are left out."""
-    root = Path(model_dir)
-    manifest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root).as_posix()
-        if (
-            relative in _NOT_STORED
-            or "__pycache__" in relative.split("/")
-            or relative.endswith(".pyc")
-        ):
-            continue
-        content = hashlib.sha256()
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                content.update(block)
-        manifest.update(f"{relative}\0{content.hexdigest()}\n".encode())
-    return manifest.hexdigest()
+    """The digest of a model location's artifact as it is now (the sha256 of its manifest)."""
+    from geo_busyness.model.artifact import MANIFEST, file_sha256  # noqa: PLC0415
+
+    return file_sha256(artifact_dir(model_dir) / MANIFEST)
 
 
-def recorded_digest(location: str) -> str | None:
-    """The digest recorded on the registry version a ``models:/`` URI names (None if the URI
-    names no registry version, or the version predates the record)."""
-    match = _REGISTRY_URI.match(str(location))
-    if match is None:
+def artifact_dir(location: str | Path) -> Path:
+    """The forecaster's artifact folder of a local model location: ``forecaster/`` of an
+    MLflow model directory, or the location itself when it is an artifact folder."""
+    from geo_busyness.model.artifact import DIGEST_FILE, MANIFEST  # noqa: PLC0415
+
+    path = Path(location)
+    if (path / MANIFEST).is_file() or (path / DIGEST_FILE).is_file():
+        return path
+    model_dir = find_model_dir(path)
+    folder = model_dir / ARTIFACT_DIR
+    if not folder.is_dir():
+        raise ArtifactIntegrityError(
+            f"{_shown(model_dir)} holds no {ARTIFACT_DIR}/ artifact (a pickled model from before"
+            " the safe format, or not a busyness model): refused. Re-register it (kedro run)."
+        )
+    return folder
+
+
+def registry_digest(location: str) -> str | None:
+    """The digest recorded in MLflow for a URI: the version's ``artifact_sha256`` tag for
+    ``models:/name/N`` and ``@alias``, the logged model's for ``models:/m-<id>`` and
+    ``runs:/<run>/<name>``. None for another scheme (the copy's own record is checked);
+    ``ArtifactIntegrityError`` when the record should be there and is not."""
+    text = str(location)
+    registry, logged, run = (p.match(text) for p in (_REGISTRY_URI, _LOGGED_MODEL_URI, _RUN_URI))
+    if not (registry or logged or run):
+        if text.startswith(("models:/", "runs:/")):
+            raise ArtifactIntegrityError(
+                f"{_shown(text)}: name the model as models:/<name>/<version>, models:/<name>@"
+                "<alias>, models:/m-<id> or runs:/<run>/<name>, whose digest MLflow records;"
+                " refused."
+            )
         return None
-    from mlflow.tracking import MlflowClient  # noqa: PLC0415 - heavy; registry URIs only
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 - heavy; MLflow URIs only
 
     client = MlflowClient()
-    if match["version"]:
-        version = client.get_model_version(match["name"], match["version"])
+    if registry:
+        if registry["version"]:
+            version = client.get_model_version(registry["name"], registry["version"])
+        else:
+            version = client.get_model_version_by_alias(registry["name"], registry["alias"])
+        digest = (version.tags or {}).get(DIGEST_TAG)
+        if not digest:
+            raise ArtifactIntegrityError(
+                f"{_shown(text)} (version {version.version}) has no {DIGEST_TAG} tag: its"
+                " registration did not finish, so it is never served. Register the model again"
+                " (kedro run)."
+            )
+        return digest
+    if logged:
+        models = [client.get_logged_model(logged["id"])]
     else:
-        version = client.get_model_version_by_alias(match["name"], match["alias"])
-    return (version.tags or {}).get(DIGEST_TAG)
+        experiment = client.get_run(run["run"]).info.experiment_id
+        models = client.search_logged_models(
+            experiment_ids=[experiment],
+            filter_string=f"source_run_id = '{run['run']}' AND name = '{run['name']}'",
+        )
+    digests = {(model.tags or {}).get(DIGEST_TAG) for model in models} - {None, ""}
+    if len(digests) != 1:
+        raise ArtifactIntegrityError(
+            f"{_shown(text)}: MLflow records no {DIGEST_TAG} for this model (found"
+            f" {len(digests)} digests): its registration did not finish; refused."
+        )
+    return digests.pop()
 
 
 def verify_artifact(model_dir: str | Path, expected: str | None, location: str) -> None:
-    """Refuse a model directory whose files differ from the digest recorded at registration."""
-    if not expected:
-        logger.warning(
-            "%s has no %s tag (registered before artifacts were fingerprinted): loading it"
-            " unverified; re-register it (kedro run) to have it checked.",
-            _shown(location),
-            DIGEST_TAG,
-        )
-        return
-    actual = artifact_digest(model_dir)
-    if actual != expected:
-        raise ArtifactIntegrityError(
-            f"The model artifact of {_shown(location)} was changed after registration: its files"
-            f" hash to {actual[:16]}..., the registry recorded {expected[:16]}... Refusing to"
-            " load it (loading unpickles code). Re-register the model (kedro run) if the change"
-            " was intended."
-        )
+    """Refuse a model whose artifact (and the code it bundles) does not hash to its own record
+    and ``expected``."""
+    from geo_busyness.model.artifact import verify_artifact as verify  # noqa: PLC0415
+    from geo_busyness.model.artifact import verify_bundled  # noqa: PLC0415
+
+    try:
+        folder = artifact_dir(model_dir)
+        verify(folder, expected)
+        verify_bundled(folder)
+    except ArtifactIntegrityError as error:
+        raise ArtifactIntegrityError(f"{_shown(location)}: {error}") from None
 
 
 def _shown(location: str | Path) -> str:
@@ -159,28 +195,31 @@ def _is_temporary_copy(folder: Path) -> bool:
 
 
 def fetch_model(location: str | Path, dst: str | Path | None = None) -> Path:
-    """A local MLflow model directory for ``location``, downloading an MLflow URI into ``dst``.
+    """A local, verified model directory for ``location``, downloading an MLflow URI into
+    ``dst``.
 
-    A registry version (``models:/name/3``, ``models:/name@champion``) is checked against the
-    digest recorded when it was registered (``DIGEST_TAG``): a changed artifact is refused
-    with ``ArtifactIntegrityError`` before anything unpickles it. Without ``dst``, or with a
-    ``geo-busyness-model-*`` folder of the temporary directory, the copy is temporary: removed
-    at once when refused or not fetched whole, else when the process exits.
+    The digest MLflow recorded for a URI (``registry_digest``) is asked before the download;
+    the copy is checked against it and against its own record (``verify_artifact``): a changed
+    or digest-less artifact is refused with ``ArtifactIntegrityError``. Without ``dst``, or
+    with a ``geo-busyness-model-*`` folder of the temporary directory, the copy is temporary:
+    removed at once when refused or not fetched whole, else when the process exits.
     """
     if is_local(location):
-        return find_model_dir(location)
-    import mlflow  # noqa: PLC0415 - heavy; only needed for registry URIs
+        path = Path(location)
+        model_dir = path if artifact_dir(path) == path else find_model_dir(path)
+        verify_artifact(model_dir, None, str(location))
+        return model_dir
+    import mlflow  # noqa: PLC0415 - heavy; only needed for MLflow URIs
 
     dst = Path(dst) if dst is not None else temporary_model_dir()
     temporary = _is_temporary_copy(dst)
     if temporary:
         _TEMPORARY_COPIES[dst] = os.getpid()
     try:
-        expected = recorded_digest(str(location))  # asked before the download: as registered
+        expected = registry_digest(str(location))  # asked before the download: as registered
         local = mlflow.artifacts.download_artifacts(artifact_uri=str(location), dst_path=str(dst))
         model_dir = find_model_dir(local)
-        if _REGISTRY_URI.match(str(location)):
-            verify_artifact(model_dir, expected, str(location))
+        verify_artifact(model_dir, expected, str(location))
     except BaseException:
         if temporary:  # a tampered or half-downloaded copy goes now, not at exit
             shutil.rmtree(dst, ignore_errors=True)
@@ -189,31 +228,19 @@ def fetch_model(location: str | Path, dst: str | Path | None = None) -> Path:
     return model_dir
 
 
-@contextlib.contextmanager
-def _trusted_deserialization() -> Iterator[None]:
-    """Let MLflow unpickle the model it is pointed at (MLflow 3 refuses without this flag)."""
-    previous = os.environ.get(_ALLOW_PICKLE)
-    os.environ[_ALLOW_PICKLE] = "true"
+def load_model(
+    location: str | Path, expected: str | None = None, dst: str | Path | None = None
+) -> Any:
+    """The busyness model (a ``BusynessForecaster``) at ``location``, verified (``fetch_model``,
+    downloading an MLflow URI into ``dst``; also against ``expected`` when the caller knows the
+    digest) and read without unpickling: nothing of it stays open once loaded."""
+    from geo_busyness.model.artifact import load_forecaster  # noqa: PLC0415
+
+    model_dir = fetch_model(location, dst)
     try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(_ALLOW_PICKLE, None)
-        else:
-            os.environ[_ALLOW_PICKLE] = previous
-
-
-def load_model(location: str | Path) -> Any:
-    """The busyness model (a ``BusynessForecaster``) at ``location``.
-
-    Loading deserialises the artifact, which can run code: only point this at models from the
-    project's own registry or packages (the server and the SageMaker container do exactly that).
-    """
-    import mlflow.sklearn  # noqa: PLC0415 - ~5 s import; the server loads in the background
-
-    model_dir = fetch_model(location)
-    with _trusted_deserialization():
-        return mlflow.sklearn.load_model(str(model_dir))
+        return load_forecaster(artifact_dir(model_dir), expected)
+    except ArtifactIntegrityError as error:
+        raise ArtifactIntegrityError(f"{_shown(location)}: {error}") from None
 
 
 #: The model's own parameters a run can disagree with: the forecaster's attribute (its H3

@@ -5,6 +5,12 @@ column, the rule and the first offending rows); batch inference keeps the good r
 quarantines the others, each with the first rule it breaks (``split_queries``). Both read the
 same checks, so a quarantined row is exactly one the endpoint would refuse, in the same words.
 All checks are vectorised over the columns; no Python loop runs per row.
+
+The point's checks carry the cleaning rules' reasons (``schemas``): ``swapped_coordinates``
+(|lat| > 90 with |lon| <= 90, or a point outside the area whose swap lies inside it) and
+``outside_service_area``. A query's service area is the model's: within ``max_distance_km``
+of a cell it knows (``check_known_area``, ``split_queries(..., cells, max_distance_km)``,
+``validate_model_queries``); its cells come from clean events, which lie in processing's area.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ from geo_busyness.schemas import (
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    LAT_LIMIT,
     LATEST_TIME,
     MISSING_VALUE,
     OPTIONAL_QUERY_COLUMNS,
+    OUTSIDE_SERVICE_AREA,
     QUERY_COLUMNS,
     REJECT_COLUMN,
     REJECT_MESSAGE,
     REJECT_REASON,
     SOURCE_ROW,
+    SWAPPED_COORDINATES,
     TIMESTAMP_OUT_OF_RANGE,
     UNPARSABLE_TIMESTAMP,
     WRONG_TYPE,
@@ -72,22 +81,38 @@ def validate_queries(frame: pd.DataFrame) -> pd.DataFrame:
 
     Returns ``courier_location_timestamp`` (UTC), ``courier_lat`` and ``courier_lon`` (float),
     plus ``restaurant_lat``/``restaurant_lon`` when present, with a fresh 0-based index (the
-    row numbers used in messages).
+    row numbers used in messages). The model's area is checked apart (``check_known_area``),
+    or with it (``validate_model_queries``).
     """
     columns, checks = _check(frame)
-    for check in checks:
-        if check.broken.any():
-            raise RequestError(400, check.message(_rows(check.broken)))
+    _raise_first(checks)
     return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)
 
 
-def split_queries(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate_model_queries(
+    frame: pd.DataFrame, model: Any, max_distance_km: float | None = None
+) -> pd.DataFrame:
+    """``validate_queries``, then ``check_known_area`` against the model's known cells
+    (``max_distance_km`` None: ``DEFAULT_MAX_DISTANCE_KM``): what an entry point holding the
+    model (the SageMaker ``predict_fn``, the pyfunc) refuses, as the server does."""
+    queries = validate_queries(frame)
+    distance = DEFAULT_MAX_DISTANCE_KM if max_distance_km is None else max_distance_km
+    check_known_area(queries, known_cells(model), distance)
+    return queries
+
+
+def split_queries(
+    frame: pd.DataFrame, cells: np.ndarray | None = None, max_distance_km: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Typed valid rows (with ``source_row``) and the refused rows' positions, rule and column.
 
     Each refused row is named once, by the first rule it breaks in the server's order, with
-    the message the server answers when that row is sent alone.
+    the message the server answers when that row is sent alone. With the model's known
+    ``cells`` and a ``max_distance_km`` > 0, the area's checks (``area_checks``) come last,
+    as the server applies them after parsing.
     """
     columns, checks = _check(frame)
+    checks += area_checks(columns[EVENT_LAT], columns[EVENT_LON], cells, max_distance_km)
     first = np.full(len(frame), -1)
     for position, check in reversed(list(enumerate(checks))):  # loops over rules, not rows
         first[check.broken] = position
@@ -121,13 +146,38 @@ def _check(frame: pd.DataFrame) -> tuple[dict[str, Any], list[Check]]:
     # Checks run on numpy arrays: pandas' per-call overhead would dominate small requests.
     times, checks = _timestamps(frame[EVENT_TIME])
     columns: dict[str, Any] = {EVENT_TIME: times}
-    for name in (EVENT_LAT, EVENT_LON, *OPTIONAL_QUERY_COLUMNS):
-        if name in frame.columns:
-            columns[name], found = _coordinates(
-                frame[name], name, name not in OPTIONAL_QUERY_COLUMNS
-            )
-            checks += found
+    names = [name for name in (EVENT_LAT, EVENT_LON, *OPTIONAL_QUERY_COLUMNS) if name in frame]
+    numbers = {name: _numbers(frame[name]) for name in names}
+    with np.errstate(invalid="ignore"):
+        swapped = (np.abs(numbers[EVENT_LAT][0]) > LAT_LIMIT) & (
+            np.abs(numbers[EVENT_LON][0]) <= LAT_LIMIT
+        )
+    for name in names:
+        columns[name], found = _coordinate_checks(
+            name,
+            *numbers[name],
+            required=name not in OPTIONAL_QUERY_COLUMNS,
+            swapped=swapped if name == EVENT_LAT else None,
+        )
+        checks += found
+    checks.append(
+        Check(
+            EVENT_LAT,
+            SWAPPED_COORDINATES,
+            swapped,
+            f"Swapped coordinates ({SWAPPED_COORDINATES}) in {_ROWS}: {EVENT_LAT!r} beyond"
+            f" +-{LAT_LIMIT:g} with {EVENT_LON!r} within it makes sense only swapped (latitude"
+            f" goes in {EVENT_LAT!r}, longitude in {EVENT_LON!r}).",
+        )
+    )
     return columns, checks
+
+
+def _raise_first(checks: list[Check]) -> None:
+    """``RequestError`` (400) with the first broken check's message, if any is broken."""
+    for check in checks:
+        if check.broken.any():
+            raise RequestError(400, check.message(_rows(check.broken)))
 
 
 def _rows(mask: np.ndarray | pd.Series | list[bool]) -> str:
@@ -143,8 +193,9 @@ def is_number_dtype(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
-def _coordinates(values: pd.Series, name: str, required: bool) -> tuple[np.ndarray, list[Check]]:
-    """A coordinate column as float degrees, and its checks: numeric, present, in range."""
+def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A coordinate column as float degrees (NaN where missing or not a number), with the
+    masks of missing values and of values that are not numbers."""
     if is_number_dtype(values):
         numbers = values.to_numpy(dtype=float, na_value=np.nan)
         missing = np.isnan(numbers)
@@ -167,9 +218,25 @@ def _coordinates(values: pd.Series, name: str, required: bool) -> tuple[np.ndarr
             dtype=float, na_value=np.nan
         )
         wrong = np.isnan(numbers) & ~missing
+    return numbers, missing, wrong
+
+
+def _coordinate_checks(  # noqa: PLR0913 - a column's values and masks, and how to judge them
+    name: str,
+    numbers: np.ndarray,
+    missing: np.ndarray,
+    wrong: np.ndarray,
+    *,
+    required: bool,
+    swapped: np.ndarray | None,
+) -> tuple[np.ndarray, list[Check]]:
+    """A coordinate column's typed values (NaN where refused) and its checks: numeric,
+    present, in range (rows of ``swapped`` are not out of range: they have their own check)."""
     limit = COORDINATE_LIMITS[name]
     with np.errstate(invalid="ignore"):
         outside = ~np.isnan(numbers) & ~((numbers >= -limit) & (numbers <= limit))
+    if swapped is not None:
+        outside &= ~swapped
     checks = [
         Check(
             name,
@@ -188,7 +255,8 @@ def _coordinates(values: pd.Series, name: str, required: bool) -> tuple[np.ndarr
             f"{name!r} out of range [-{limit:g}, {limit:g}] in {_ROWS}.",
         )
     )
-    return np.where(wrong | outside, np.nan, numbers), checks
+    refused = wrong | outside | (swapped if swapped is not None else False)
+    return np.where(refused, np.nan, numbers), checks
 
 
 def _timestamps(values: pd.Series) -> tuple[pd.DatetimeIndex, list[Check]]:
@@ -292,7 +360,7 @@ def _parse_one(value: Any) -> pd.Timestamp:
         return pd.NaT
 
 
-# ---------------------------------------------------------------- far from every known cell
+# ---------------------------------------------------------------- the model's service area
 #: Default of the largest distance (km) from a query to the nearest known cell's centre.
 DEFAULT_MAX_DISTANCE_KM = 20.0
 _EARTH_RADIUS_KM = 6372.8
@@ -326,17 +394,54 @@ def distance_to_known_km(lat: np.ndarray, lon: np.ndarray, cells: np.ndarray) ->
     return distance[:, 0] * _EARTH_RADIUS_KM
 
 
+def area_checks(
+    lat: np.ndarray, lon: np.ndarray, cells: np.ndarray | None, max_distance_km: float | None
+) -> list[Check]:
+    """The model's service area as checks on typed coordinates (NaN: refused before, not
+    judged here): ``swapped_coordinates`` where the point is farther than ``max_distance_km``
+    from every known cell and its swap (latitude <-> longitude) is not, else
+    ``outside_service_area`` where it is far. No checks without cells or with a distance of
+    None or <= 0 (the area check is off)."""
+    if cells is None or not max_distance_km or max_distance_km <= 0:
+        return []
+    lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
+    located = np.flatnonzero(np.isfinite(lat) & np.isfinite(lon))
+    far = np.zeros(len(lat), dtype=bool)
+    if len(located):
+        far[located] = distance_to_known_km(lat[located], lon[located], cells) > max_distance_km
+    # A swap is a point only where the longitude can be a latitude.
+    candidates = np.flatnonzero(far & (np.abs(np.where(far, lon, 0.0)) <= LAT_LIMIT))
+    swapped = np.zeros(len(lat), dtype=bool)
+    if len(candidates):
+        near = distance_to_known_km(lon[candidates], lat[candidates], cells) <= max_distance_km
+        swapped[candidates[near]] = True
+    within = f"{max_distance_km:g} km"
+    return [
+        Check(
+            EVENT_LAT,
+            SWAPPED_COORDINATES,
+            swapped,
+            f"Swapped coordinates ({SWAPPED_COORDINATES}) in {_ROWS}: the point is farther than"
+            f" {within} from every cell the model knows and lies within {within} of one with"
+            f" {EVENT_LAT!r} and {EVENT_LON!r} swapped (latitude goes in {EVENT_LAT!r}).",
+        ),
+        Check(
+            EVENT_LAT,
+            OUTSIDE_SERVICE_AREA,
+            far & ~swapped,
+            f"Outside the service area ({OUTSIDE_SERVICE_AREA}) in {_ROWS}: farther than"
+            f" {within} from every cell the model was trained on, with {EVENT_LAT!r} and"
+            f" {EVENT_LON!r} as given or swapped.",
+        ),
+    ]
+
+
 def check_known_area(
     queries: pd.DataFrame, cells: np.ndarray | None, max_distance_km: float | None
 ) -> None:
-    """Refuse (``RequestError`` 400) typed query rows farther than ``max_distance_km`` from
-    every known cell; no check without cells or with a distance of None or <= 0."""
-    if cells is None or not max_distance_km or max_distance_km <= 0 or queries.empty:
+    """Refuse (``RequestError`` 400) typed query rows outside the model's service area
+    (``area_checks``: swapped coordinates first, then too far from every known cell); no
+    check without cells or with a distance of None or <= 0."""
+    if queries.empty:
         return
-    far = distance_to_known_km(queries[EVENT_LAT], queries[EVENT_LON], cells) > max_distance_km
-    if far.any():
-        raise RequestError(
-            400,
-            f"Outside the model's area in {_rows(far)}: farther than {max_distance_km:g} km from"
-            " every cell the model was trained on (are courier_lat and courier_lon swapped?).",
-        )
+    _raise_first(area_checks(queries[EVENT_LAT], queries[EVENT_LON], cells, max_distance_km))

@@ -8,6 +8,12 @@ port ``SAGEMAKER_BIND_TO_PORT`` or 8080, workers ``SAGEMAKER_MODEL_SERVER_WORKER
 MLflow URI is downloaded once before the worker processes start. A first argument ``serve``
 (how SageMaker starts a container) is accepted and ignored.
 
+Every request has deadlines for its headers, body and answer (``--header-timeout``,
+``--body-timeout``, ``--send-timeout``) and each stage its own bound: clients still sending a
+body (``--max-waiting-bodies``) or not reading their answers (``--max-unsent-bytes``) never
+hold the invocation slots (``--max-concurrency``); ``/ping`` answers 503 while those are all
+taken (``serving/protocol.py``).
+
 Shadow mode (``--shadow-model`` and ``--shadow-log``): every answer still comes from
 ``--model``; the shadow model answers the same queries off the response path and both answers
 go to the shadow log, one JSON line per prediction (``serving/shadow.py``)::
@@ -41,8 +47,22 @@ from geo_busyness.serving.app import (  # noqa: E402
 )
 from geo_busyness.serving.protocol import (  # noqa: E402
     DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_MAX_UNSENT_BYTES,
+    DEFAULT_MAX_WAITING_BODIES,
+    DEFAULT_SEND_TIMEOUT,
     ENV_HEADER_TIMEOUT,
+    ENV_MAX_UNSENT_BYTES,
+    ENV_MAX_WAITING_BODIES,
+    ENV_SEND_TIMEOUT,
     GuardedHttpToolsProtocol,
+    Limits,
+)
+from geo_busyness.serving.refresh import (  # noqa: E402
+    ENV_COUNTS_INTERVAL,
+    ENV_COUNTS_STATE,
+    ENV_FOLLOW,
+    ENV_FOLLOW_INTERVAL,
+    ENV_MODEL_VERSION,
 )
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES  # noqa: E402
 from geo_busyness.serving.shadow import (  # noqa: E402
@@ -85,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-concurrency",
         type=int,
         default=256,
-        help="open invocations per worker before new ones get 503 (bounds the queue under"
-        " overload; /ping is never limited)",
+        help="invocations per worker with their whole body, queued or answered, before new"
+        " ones get 503 and /ping answers 503 busy (clients still sending a body wait apart:"
+        " --max-waiting-bodies)",
     )
     parser.add_argument(
         "--body-timeout",
@@ -99,6 +120,39 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(os.environ.get(ENV_HEADER_TIMEOUT) or DEFAULT_HEADER_TIMEOUT),
         help="seconds a client has to send a request's headers (then the connection closes)",
+    )
+    parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=float(os.environ.get(ENV_SEND_TIMEOUT) or DEFAULT_SEND_TIMEOUT),
+        help="seconds a client has to take an answer once it stops reading (then the"
+        " connection is dropped and its buffers freed)",
+    )
+    parser.add_argument(
+        "--max-waiting-bodies",
+        type=int,
+        default=int(os.environ.get(ENV_MAX_WAITING_BODIES) or DEFAULT_MAX_WAITING_BODIES),
+        help="connections per worker still sending a request body; past it the longest"
+        " waiting gets 503 (they never hold invocation slots)",
+    )
+    parser.add_argument(
+        "--max-unsent-bytes",
+        type=int,
+        default=int(os.environ.get(ENV_MAX_UNSENT_BYTES) or DEFAULT_MAX_UNSENT_BYTES),
+        help="bytes of answers per worker waiting for clients that do not read; past it the"
+        " longest waiting connection is dropped",
+    )
+    parser.add_argument(
+        "--counts-state",
+        default=os.environ.get(ENV_COUNTS_STATE),
+        help="counts state (path or s3:// URI) applied to the model and followed as it is"
+        " republished (the ingestion pipeline's counts_state)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        help="seconds between looks at the counts state and the followed alias (default 30)",
     )
     parser.add_argument("--log-level", default=os.environ.get("GEO_BUSYNESS_LOG_LEVEL", "info"))
     shadow = parser.add_argument_group("shadow mode")
@@ -135,6 +189,31 @@ def local_model(location: str) -> str:
         ) from None
 
 
+def pinned_alias(location: str, version: str | None) -> tuple[str, dict[str, str]]:
+    """``models:/NAME@ALIAS`` pinned to the version the alias names now (the server follows
+    the alias from there: the label of what it serves is exact), and the refresh environment;
+    any other location as it is, with its version label when one is given."""
+    env = {ENV_MODEL_VERSION: version} if version else {}
+    if not (location.startswith("models:/") and "@" in location) or version:
+        return location, env
+    from geo_busyness.registry import alias_version  # noqa: PLC0415 - imports MLflow
+
+    name, alias = location.removeprefix("models:/").split("@", 1)
+    current = alias_version(name, alias)
+    if current is None:
+        raise SystemExit(f"No version of {name!r} carries the alias {alias!r}.")
+    return f"models:/{name}/{current}", {ENV_FOLLOW: location, ENV_MODEL_VERSION: current}
+
+
+def refresh_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The counts state and poll intervals of the server's refresher (``serving/refresh.py``)."""
+    env = {ENV_COUNTS_STATE: args.counts_state} if args.counts_state else {}
+    if args.poll_interval is not None:
+        interval = str(args.poll_interval)
+        env |= {ENV_COUNTS_INTERVAL: interval, ENV_FOLLOW_INTERVAL: interval}
+    return env
+
+
 def shadow_environment(args: argparse.Namespace) -> dict[str, str]:
     """The shadow mode's environment variables for the worker processes (none when off)."""
     if not args.shadow_model:
@@ -162,14 +241,23 @@ def serve(argv: Sequence[str] | None = None) -> None:
 
     install_log_redaction()
     prepare_model_fetch(args.model, args.shadow_model)  # deadlines before any registry call
-    model = local_model(args.model)
+    location, followed = pinned_alias(args.model, args.model_version)
+    os.environ.update(followed | refresh_environment(args))
+    model = local_model(location)
     os.environ.update(shadow_environment(args))
     os.environ[ENV_MODEL] = model
     os.environ[ENV_MAX_BODY_BYTES] = str(args.max_body_bytes)
     os.environ[ENV_LOAD_TIMEOUT] = str(args.load_timeout)
     os.environ[ENV_BODY_TIMEOUT] = str(args.body_timeout)
     os.environ[ENV_HEADER_TIMEOUT] = str(args.header_timeout)
+    os.environ[ENV_SEND_TIMEOUT] = str(args.send_timeout)
+    os.environ[ENV_MAX_WAITING_BODIES] = str(args.max_waiting_bodies)
+    os.environ[ENV_MAX_UNSENT_BYTES] = str(args.max_unsent_bytes)
     os.environ[ENV_MAX_CONCURRENCY] = str(args.max_concurrency)
+    try:
+        Limits.from_env()  # checked once here: each connection reads them again
+    except ValueError as error:
+        raise SystemExit(f"Invalid server limit: {error}") from None
     logger.info(
         "Serving %s on %s:%d with %d worker(s)", redact(model), args.host, args.port, args.workers
     )
@@ -180,8 +268,8 @@ def serve(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        # httptools with a header-read deadline; body deadlines and the invocation limit are
-        # the app's (uvicorn's own limit_concurrency would 503 /ping behind stalled clients).
+        # httptools with deadlines and bounds per stage (headers, body, answer); the
+        # invocation limit is the app's (uvicorn's limit_concurrency counts stalled clients).
         http=GuardedHttpToolsProtocol,
         lifespan="on",
         access_log=False,

@@ -12,11 +12,15 @@
 - ``GET /shadow``: shadow mode's counts (``serving/shadow.py``: the challenger answers the
   same queries off the response path and its answers are logged beside the champion's).
 
-The server answers from the artifact alone: its forecasts start at the model's origin (the
-hour after the last count it was fitted on), so an hour days after it gets a day- or
-week-ahead forecast (more than 168 h ahead: the week-ahead forecast of the same hour of the
-week), and a known past hour its one-hour-ahead forecast. The nowcast from the latest counts
-is the inference pipeline's table (run hourly), not this endpoint's answer.
+Forecasts start at the served model's origin (the hour after the last count it knows), so an
+hour days after it gets a day- or week-ahead forecast (more than 168 h ahead: the week-ahead
+forecast of the same hour of the week), and a known past hour its one-hour-ahead forecast.
+Given a counts state (``Settings.refresh``), the server applies the latest published counts
+and follows them as they are republished, so its nowcast moves with the day; started on (or
+told to follow) an alias such as ``models:/geo-busyness@champion``, it serves each new version
+the alias points at (``serving/refresh.py``). Every invocation's answer says the version
+(``X-Model-Version``), the hour its counts end (``X-Counts-End``) and their age
+(``X-Counts-Age-Seconds``); so does /ping's body.
 
 Between model loads the answers of every known cell in each hour of the week after the
 origin are fixed: the model's own prediction path computes them once, at load, into a lookup
@@ -48,7 +52,15 @@ import pandas as pd
 
 from geo_busyness.model.queries import check_known_area
 from geo_busyness.redaction import redact
-from geo_busyness.serving.asgi import CLOSE, Receive, Send, read_body, respond, too_large
+from geo_busyness.serving.asgi import (
+    CLOSE,
+    Receive,
+    Send,
+    busy_answer,
+    read_body,
+    respond,
+    too_large,
+)
 from geo_busyness.serving.config import (  # noqa: F401 - ENV_* and Settings are app's API
     ENV_BODY_TIMEOUT,
     ENV_LOAD_TIMEOUT,
@@ -58,11 +70,14 @@ from geo_busyness.serving.config import (  # noqa: F401 - ENV_* and Settings are
     ENV_MODEL,
     Settings,
 )
+from geo_busyness.serving.refresh import Refresher
 from geo_busyness.serving.requests import (
+    CSV,
     JSON,
     SUPPORTED_CONTENT_TYPES,
     Invocation,
     RequestError,
+    check_csv_size,
     media_type,
     parse_invocation,
 )
@@ -104,6 +119,10 @@ class ServingApp:
             max_workers=1, thread_name_prefix="predict", initializer=limit_current_thread
         )
         self.shadow = Shadow(settings.shadow, self._load_from) if settings.shadow else None
+        #: Follows the counts state and the model's alias (``serving/refresh.py``).
+        self.refresher = Refresher(
+            settings.refresh, settings.model, self._load_from, self._served, self._publish
+        )
 
     # ------------------------------------------------------------------ model loading
     def _load_from(self, location: str) -> Any:
@@ -114,7 +133,13 @@ class ServingApp:
         return load_model(location)
 
     def _load_model(self) -> Served:
-        return _serve(self._load_from(self.settings.model))
+        return self.refresher.first_served()
+
+    def _served(self) -> Served | None:
+        return self.served
+
+    def _publish(self, served: Served) -> None:
+        self.served = served
 
     @property
     def model(self) -> Any:
@@ -148,13 +173,16 @@ class ServingApp:
                 logger.error(
                     "Model %s failed to load: %s", redact(self.settings.model), self._load_error
                 )
+                self.refresher.start()  # a followed alias that moves may still bring one
             else:
                 self.served = future.result()
                 logger.info(
-                    "Model %s loaded in %.1f s",
+                    "Model %s (version %s) loaded in %.1f s",
                     redact(self.settings.model),
+                    self.served.version,
                     time.perf_counter() - started,
                 )
+                self.refresher.start()
 
         self._load = asyncio.get_running_loop().run_in_executor(None, self._load_model)
         self._load.add_done_callback(done)
@@ -202,12 +230,17 @@ class ServingApp:
                 self._worker.shutdown(wait=False, cancel_futures=True)
                 if self.shadow is not None:
                     await asyncio.to_thread(self.shadow.stop)
+                await asyncio.to_thread(self.refresher.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _ping(self, send: Send) -> None:
-        if self.model is not None:
-            await respond(send, 200, b'{"status":"ready"}')
+        if (busy := busy_answer(self._open_invocations, self.settings.max_concurrency)) is not None:
+            await respond(send, 503, busy)  # every invocation slot is taken
+            return
+        served = self.served
+        if served is not None:
+            await respond(send, 200, orjson.dumps({"status": "ready", **serving_facts(served)}))
         elif self._load_error is not None:
             # The cause (paths, URIs) is in the server's log, never in an answer.
             await respond(send, 503, b'{"status":"failed","error":"The model failed to load."}')
@@ -241,24 +274,29 @@ class ServingApp:
             slow = f"The request body did not arrive within {self.settings.body_timeout:g} s."
             await respond(send, 408, encode_error(408, slow), list(CLOSE))
             return
-        if body is None:
-            await respond(send, 413, too_large(limit + 1, limit))
+        refusal = _refused_body(body, content_type, limit)
+        if refusal is not None:
+            await respond(send, *refusal)
             return
         if self.model is None:
             problem = await self._wait_for_model()
             if problem:
                 await respond(send, 503, encode_error(503, problem), [(b"retry-after", b"5")])
                 return
-        quick = self.quick_answer(body, content_type, accept)
+        served = self.served  # the answer and its headers come from the same model
+        quick = self.quick_answer(body, content_type, accept, served)
         if quick is not None:
-            await respond(send, 200, quick)
+            await respond(send, 200, quick, served_headers(served))
             return
-        status, payload, media = await self._submit(body, content_type, accept)
-        await respond(send, status, payload, [(b"content-type", media.encode())])
+        (status, payload, media), served = await self._submit(body, content_type, accept)
+        headers = [(b"content-type", media.encode()), *served_headers(served)]
+        await respond(send, status, payload, headers)
 
     # ------------------------------------------------------------------ micro-batching
-    async def _submit(self, body: bytes, content_type: str, accept: str) -> Answer:
-        """Queue one invocation for the batcher; its answer."""
+    async def _submit(
+        self, body: bytes, content_type: str, accept: str
+    ) -> tuple[Answer, Served | None]:
+        """Queue one invocation for the batcher; its answer and what answered it."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._batcher = asyncio.get_running_loop().create_task(self._batch_loop())
@@ -282,8 +320,11 @@ class ServingApp:
             requests = [request for request, _ in batch]
             if len(batch) > 1:
                 logger.debug("Answering %d queued invocations together", len(batch))
+            served = self.served  # one model for the batch, whatever swaps meanwhile
             try:
-                answers = await loop.run_in_executor(self._worker, self.invoke_many, requests)
+                answers = await loop.run_in_executor(
+                    self._worker, self.invoke_many, requests, served
+                )
             except Exception as exc:  # noqa: BLE001 - invoke_many answers faults itself
                 # One line: a traceback rendered here would stall the event loop (and /ping).
                 logger.error("Batch of %d invocation(s) failed: %s", len(batch), _one_line(exc))
@@ -291,7 +332,7 @@ class ServingApp:
                 answers = [failed] * len(batch)
             for (_, job), result in zip(batch, answers, strict=True):
                 if not job.done():
-                    job.set_result(result)
+                    job.set_result((result, served))
 
     async def _wait_for_model(self) -> str | None:
         """None once the model is loaded, else why it is not (load failed or timed out)."""
@@ -305,14 +346,16 @@ class ServingApp:
             return "The model failed to load; see the server's log."
         return None
 
-    def quick_answer(self, body: bytes, content_type: str, accept: str) -> bytes | None:
+    def quick_answer(
+        self, body: bytes, content_type: str, accept: str, served: Served | None = None
+    ) -> bytes | None:
         """The JSON body answering a request the lookup table answers alone (a small, plainly
         valid JSON request, every row in the table), or None: the worker path answers it.
 
         Off in shadow mode (the challenger is asked the answered query rows), and where the
         known-area check could refuse a point of a held cell (a distance below a cell's size).
         """
-        served = self.served
+        served = self.served if served is None else served
         table = served.table if served is not None else None
         if (
             table is None
@@ -337,7 +380,9 @@ class ServingApp:
             return 200, quick, JSON
         return self.invoke_many([(body, content_type, accept)])[0]
 
-    def invoke_many(self, requests: list[tuple[bytes, str, str]]) -> list[Answer]:
+    def invoke_many(
+        self, requests: list[tuple[bytes, str, str]], served: Served | None = None
+    ) -> list[Answer]:
         """Answers to invocations (runs on the worker thread).
 
         Requests are parsed one by one (a bad one gets its own 4xx); the valid ones are
@@ -346,7 +391,8 @@ class ServingApp:
         gets them for its own rows (``_encode``). In shadow mode the answered query rows and
         answers are then handed to the challenger's thread (never waited for).
         """
-        served = self.served  # one model and table for the whole batch, whatever swaps meanwhile
+        # One model and table for the whole batch, whatever swaps meanwhile.
+        served = self.served if served is None else served
         answers: list[Answer | None] = [None] * len(requests)
         answered: tuple[list[pd.DataFrame], list[pd.DataFrame]] = ([], [])
         valid: list[tuple[int, Invocation, str]] = []
@@ -387,8 +433,8 @@ class ServingApp:
                 valid = []
         for index, invocation, media in valid:
             answers[index] = self._predict_one(served, invocation, media, answered)
-        if self.shadow is not None:
-            self.shadow.submit(*answered)
+        if self.shadow is not None:  # the champion's origin: the challenger answers from it too
+            self.shadow.submit(*answered, origin=getattr(served.model, "origin", None))
         return answers
 
     def _area_checked(self, served: Served, queries: pd.DataFrame) -> bool:
@@ -445,6 +491,20 @@ class ServingApp:
 _TRACED: set[str] = set()
 
 
+def _refused_body(body: bytes | None, content_type: str, limit: int) -> tuple[int, bytes] | None:
+    """(status, answer) for a body refused before it is queued: too large, or a CSV too wide
+    (counted here, on the event loop, in a few ms for 6 MB: it never waits in the prediction
+    thread's queue ahead of valid requests); None for a body to answer."""
+    if body is None:
+        return 413, too_large(limit + 1, limit)
+    if media_type(content_type) == CSV:
+        try:
+            check_csv_size(body)
+        except RequestError as error:
+            return error.status, encode_error(error.status, error.message)
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (at most 300 characters)."""
     text = str(exc).strip().splitlines()
@@ -478,6 +538,32 @@ def _serve(model: Any) -> Served:
     from geo_busyness.serving.lookup import serve  # noqa: PLC0415
 
     return serve(model)
+
+
+def serving_facts(served: Served, now: float | None = None) -> dict[str, Any]:
+    """What serves: the model version, the hour its counts end (UTC, ISO) and their age in
+    seconds (``now``: Unix seconds), and the counts state's batches when one is applied."""
+    end = served.counts_end
+    facts: dict[str, Any] = {"model_version": served.version}
+    if end is not None:
+        now = time.time() if now is None else now
+        facts["counts_end"] = end.isoformat()
+        facts["counts_age_seconds"] = max(0, int(now - end.timestamp()))
+    facts["counts_state"] = list(served.state.batches) if served.state is not None else None
+    return facts
+
+
+def served_headers(served: Served | None, now: float | None = None) -> list[tuple[bytes, bytes]]:
+    """``X-Model-Version``, ``X-Counts-End`` and ``X-Counts-Age-Seconds`` of an answer (those
+    known: none before a model is loaded); ``now`` in Unix seconds."""
+    if served is None:
+        return []
+    headers = list(served.fixed_headers)
+    end = served.counts_end_seconds
+    if end is not None:
+        age = max(0, int((time.time() if now is None else now) - end))
+        headers.append((b"x-counts-age-seconds", str(age).encode()))
+    return headers
 
 
 def create_app() -> ServingApp:

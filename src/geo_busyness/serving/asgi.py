@@ -1,9 +1,12 @@
-"""ASGI plumbing of the server: reading a request body within a limit, sending an answer."""
+"""ASGI plumbing of the server: reading a request body within a limit, sending an answer,
+saying when the server cannot take work."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import orjson
 
 from geo_busyness.serving.requests import JSON
 from geo_busyness.serving.responses import encode_error
@@ -32,6 +35,15 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def busy_answer(open_invocations: int, limit: int) -> bytes | None:
+    """/ping's 503 body while all ``limit`` invocation slots are taken (a new invocation would
+    be refused), else None: the server can take work."""
+    if open_invocations < limit:
+        return None
+    reason = f"All {limit} invocation slots are taken; new invocations get 503. Retry shortly."
+    return orjson.dumps({"status": "busy", "error": reason})
 
 
 def too_large(size: int, limit: int) -> bytes:

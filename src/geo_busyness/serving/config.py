@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geo_busyness.model.queries import DEFAULT_MAX_DISTANCE_KM
+from geo_busyness.serving.refresh import RefreshSettings
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES
 from geo_busyness.serving.shadow import ShadowSettings
 
@@ -41,6 +42,8 @@ class Settings:
     max_distance_km: float = DEFAULT_MAX_DISTANCE_KM
     #: Shadow mode: the challenger answering the same queries into a log (None: off).
     shadow: ShadowSettings | None = None
+    #: Fresh counts and a followed alias: what to poll, how often, the version served, alerts.
+    refresh: RefreshSettings = field(default_factory=RefreshSettings)
     loader: Callable[[str], Any] | None = field(default=None, repr=False)
 
     @classmethod
@@ -56,4 +59,5 @@ class Settings:
             max_concurrency=int(os.environ.get(ENV_MAX_CONCURRENCY) or 256),
             max_distance_km=float(os.environ.get(ENV_MAX_DISTANCE_KM) or DEFAULT_MAX_DISTANCE_KM),
             shadow=ShadowSettings.from_env(),
+            refresh=RefreshSettings.from_env(),
         )

@@ -18,6 +18,7 @@ encoded without pandas (``quick_answer``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import pandas as pd
 from h3.api import basic_int
 
 from geo_busyness.model.cell_hours import HOUR_NS, HOURS_PER_WEEK, hours_array, utc_hour_ns
+from geo_busyness.model.counts_state import CountsState
 from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.model.geo import cell_centres, h3_cells, haversine_km
 from geo_busyness.model.predict import cell_hour_grid, predict_busyness, predict_cell_hours
@@ -186,23 +188,59 @@ def _inner_cell(lat: float, lon: float, resolution: int) -> int | None:
 @dataclass(frozen=True, eq=False)
 class Served:
     """What answers invocations, replaced as one reference: the model, its lookup table (None:
-    the model answers every query) and its known cells (the known-area check)."""
+    the model answers every query), its known cells (the known-area check), the model as
+    loaded before any counts state (``base``: what a newer state is applied to), its version
+    label and the counts state applied (None: the artifact's own counts)."""
 
     model: Any
     table: LookupTable | None = None
     cells: np.ndarray | None = None
+    base: Any = None
+    version: str | None = None
+    state: CountsState | None = None
+
+    @property
+    def loaded(self) -> Any:
+        """The model before counts were applied (``model`` itself when none were)."""
+        return self.model if self.base is None else self.base
+
+    @functools.cached_property
+    def counts_end(self) -> pd.Timestamp | None:
+        """The hour after the last count the served model knows (its origin; None for a model
+        without one)."""
+        origin = getattr(self.model, "origin", None)
+        return origin if isinstance(origin, pd.Timestamp) else None
+
+    @functools.cached_property
+    def counts_end_seconds(self) -> float | None:
+        """``counts_end`` in Unix seconds (ages are computed from it per answer)."""
+        return None if self.counts_end is None else self.counts_end.timestamp()
+
+    @functools.cached_property
+    def fixed_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """``X-Model-Version`` and ``X-Counts-End`` of its answers (those known), once."""
+        headers = []
+        if self.version is not None:
+            headers.append((b"x-model-version", str(self.version).encode()))
+        if self.counts_end is not None:
+            headers.append((b"x-counts-end", self.counts_end.isoformat().encode()))
+        return tuple(headers)
 
 
-def serve(model: Any) -> Served:
-    """The model with its lookup table, built by the model's own prediction path.
+def serve(
+    model: Any, *, base: Any = None, version: str | None = None, state: CountsState | None = None
+) -> Served:
+    """The model with its lookup table, built by the model's own prediction path; ``base``,
+    ``version`` and ``state`` are carried along (see ``Served``).
 
     Only the forecaster artifact itself gets a table (a wrapper is left to answer through
     ``predict_busyness``). A table that cannot be built is logged and left out: the model then
     answers every query, as it did before tables existed.
     """
     cells = known_cells(model)
+    carried = {"base": base, "version": version, "state": state}
     if not isinstance(model, BusynessForecaster) or cells is None:
-        return Served(model, None, cells)
+        return Served(model, None, cells, **carried)
     started = time.perf_counter()
     try:
         table = build_table(model)
@@ -210,7 +248,7 @@ def serve(model: Any) -> Served:
         logger.warning(
             "No lookup table (%s: %s): the model answers every query", type(exc).__name__, exc
         )
-        return Served(model, None, cells)
+        return Served(model, None, cells, **carried)
     logger.info(
         "Lookup table of %d cells x %d hours from %s built in %.2f s",
         len(table.cells),
@@ -218,7 +256,7 @@ def serve(model: Any) -> Served:
         table.hour_names[0],
         time.perf_counter() - started,
     )
-    return Served(model, table, cells)
+    return Served(model, table, cells, **carried)
 
 
 def build_table(model: BusynessForecaster, hours: int = TABLE_HOURS) -> LookupTable:

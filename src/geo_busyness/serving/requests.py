@@ -2,9 +2,11 @@
 
 A query asks how busy the H3 cell of a point is during the hour of a timestamp. Bodies are
 JSON (a list of query objects, ``{"instances": [...]}`` or one query object) or CSV with a
-header row. Every problem becomes a ``RequestError`` with the HTTP status to answer and a
-message naming the column, the rule and the first offending rows (0-based), so a client can
-fix its request; the row checks live in ``geo_busyness.model.queries``.
+header row (only the query columns are read; a header wider than ``MAX_CSV_COLUMNS`` or a
+body of more than ``MAX_CSV_CELLS`` cells is refused before parsing). Every problem becomes a
+``RequestError`` with the HTTP status to answer and a message naming the column, the rule and
+the first offending rows (0-based), so a client can fix its request; the row checks live in
+``geo_busyness.model.queries``.
 
 A JSON object body (``{"instances": [...]}`` or one query object) may also ask for
 explanations: ``"explain": true`` (the top ``EXPLAIN_TOP_K`` = 3 feature contributions of each
@@ -31,8 +33,10 @@ from geo_busyness.schemas import (
     EVENT_LAT,
     EVENT_LON,
     EVENT_TIME,
+    EXPLAIN_FIELD,
     EXPLAIN_TOP_K,
     LATEST_TIME,
+    MAX_EXPLAIN,
     OPTIONAL_QUERY_COLUMNS,
     QUERY_COLUMNS,
 )
@@ -42,6 +46,7 @@ __all__ = [
     "Invocation",
     "PlainRows",
     "RequestError",
+    "check_csv_size",
     "parse_invocation",
     "parse_request",
     "plain_rows",
@@ -55,6 +60,12 @@ CSV = "text/csv"
 SUPPORTED_CONTENT_TYPES = {JSON: JSON, CSV: CSV, "application/csv": CSV}
 #: SageMaker real-time endpoints cap a request at 6 MB; the project's server uses the same default.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+#: A CSV header may name at most this many columns, and a CSV body hold at most this many
+#: cells (rows x header columns): both are refused before parsing. A 700,000-column header
+#: (5.5 MB) held the prediction thread for 50 s and took 2 GB when every column was read; the
+#: largest plain query body (6 MB of 5-column rows) has about 650,000 cells.
+MAX_CSV_COLUMNS = 256
+MAX_CSV_CELLS = 1_000_000
 #: Requests up to this many rows, all plainly valid, skip pandas' parsing (see _small_clean_queries).
 _FAST_PATH_ROWS = 8
 _FAST_PATH_KEYS = frozenset(QUERY_COLUMNS)
@@ -69,9 +80,6 @@ _EARLIEST = EARLIEST_TIME.to_pydatetime()
 _LATEST = LATEST_TIME.to_pydatetime()
 _MICROSECOND = timedelta(microseconds=1)
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
-#: The request option asking for explanations, and the most contributions one answer lists.
-EXPLAIN_FIELD = "explain"
-MAX_EXPLAIN = 10
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,7 @@ def json_request(body: bytes) -> tuple[list[Any], int]:
         if "instances" in document:
             document = document["instances"]
         elif set(QUERY_COLUMNS) & document.keys():
-            document = [{key: value for key, value in document.items() if key != EXPLAIN_FIELD}]
+            document = [{key: document[key] for key in _KEPT_KEYS if key in document}]
     if not isinstance(document, list):
         raise RequestError(
             400,
@@ -209,8 +217,9 @@ def json_frame(document: list[Any]) -> pd.DataFrame:
     return frame
 
 
-#: JSON fields read from a query row (others are ignored, as CSV columns are).
+#: JSON fields and CSV columns read from a query row (others are ignored).
 _KEPT_KEYS = (*QUERY_COLUMNS, *OPTIONAL_QUERY_COLUMNS)
+_KEPT_KEYS_SET = frozenset(_KEPT_KEYS)
 
 
 def _any_has(rows: list[dict[str, Any]], key: str) -> bool:
@@ -291,11 +300,25 @@ def _small_clean_queries(document: list[Any]) -> pd.DataFrame | None:
 
 
 def read_csv(body: bytes) -> pd.DataFrame:
-    """A CSV body with a header row as a raw frame."""
+    """A CSV body with a header row as a raw frame of the query columns it has (others are
+    skipped, as a JSON row's other keys are); refused before parsing when wider than
+    ``MAX_CSV_COLUMNS`` or larger than ``MAX_CSV_CELLS`` (``check_csv_size``), and refused
+    when a row has more fields than the header."""
+    check_csv_size(body)
+    # Skipping columns also skips pandas' check of rows longer than the header: a body
+    # without quotes is checked here, one with quotes is read whole (bounded above).
+    plain = b'"' not in body
+    if plain:
+        _check_row_widths(body)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(io.BytesIO(body), index_col=False, skipinitialspace=True)
+            frame = pd.read_csv(
+                io.BytesIO(body),
+                index_col=False,
+                skipinitialspace=True,
+                usecols=_KEPT_KEYS_SET.__contains__ if plain else None,
+            )
     except pd.errors.EmptyDataError:
         raise RequestError(
             400, "Empty CSV: send a header row and at least one query row."
@@ -303,3 +326,43 @@ def read_csv(body: bytes) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RequestError(400, f"Malformed CSV: {message}.") from None
+    return frame[[name for name in frame.columns if name in _KEPT_KEYS_SET]]
+
+
+def _check_row_widths(body: bytes) -> None:
+    """Refuse (400) an unquoted CSV body with a row of more fields than its header."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    line_ends = np.flatnonzero(data == ord("\n"))
+    commas = np.flatnonzero(data == ord(","))
+    bounds = np.concatenate([[0], line_ends + 1, [len(data)]])
+    per_line = np.diff(np.searchsorted(commas, bounds))
+    wider = np.flatnonzero(per_line[1:] > per_line[0])
+    if wider.size:
+        line = int(wider[0]) + 2  # 1-based, after the header
+        raise RequestError(
+            400,
+            f"Malformed CSV: Expected {per_line[0] + 1} fields in line {line},"
+            f" saw {per_line[line - 1] + 1}.",
+        )
+
+
+def check_csv_size(body: bytes) -> None:
+    """Refuse (400) a CSV body whose header has more than ``MAX_CSV_COLUMNS`` columns or whose
+    rows x header columns exceed ``MAX_CSV_CELLS``, counting separators only (no parsing):
+    quoted commas and line breaks count too, so the counts are upper bounds."""
+    header_end = body.find(b"\n")
+    header_end = len(body) if header_end < 0 else header_end
+    columns = body.count(b",", 0, header_end) + 1
+    if columns > MAX_CSV_COLUMNS:
+        raise RequestError(
+            400,
+            f"CSV header has {columns:,} columns; at most {MAX_CSV_COLUMNS} are accepted"
+            f" (a query needs {', '.join(QUERY_COLUMNS)}).",
+        )
+    rows = body.count(b"\n", header_end + 1) + (not body.endswith(b"\n"))
+    if rows * columns > MAX_CSV_CELLS:
+        raise RequestError(
+            400,
+            f"CSV body has up to {rows * columns:,} cells ({rows:,} rows x {columns} columns);"
+            f" at most {MAX_CSV_CELLS:,} are accepted: send fewer rows or only the query columns.",
+        )

@@ -522,7 +522,7 @@ def test_ride_pickups_map_and_clean_with_parameters_only(ride_table):
 
 def test_ride_pickups_still_get_rejected_for_what_they_can_get_wrong(ride_table):
     ride_table.loc[3, "Date/Time"] = "2014-04-01 00:11:00"  # not the declared format
-    ride_table.loc[5, "Lat"] = 140.7
+    ride_table.loc[5, "Lon"] = -273.9  # (|lat| > 90 with |lon| <= 90 reads as swapped)
     ride_table["Lon"] = ride_table["Lon"].astype(object)
     ride_table.loc[7, "Lon"] = "n/a"
     ride_table.loc[9, "Date/Time"] = "11/2/2014 1:30:00"  # the fall-back hour in New York
@@ -532,7 +532,7 @@ def test_ride_pickups_still_get_rejected_for_what_they_can_get_wrong(ride_table)
     )
     assert len(clean) == RIDE_ROWS - 4
     assert rejection(rejected, 3) == ("unparsable_timestamp", "courier_location_timestamp")
-    assert rejection(rejected, 5) == ("coordinates_out_of_range", "courier_lat")
+    assert rejection(rejected, 5) == ("coordinates_out_of_range", "courier_lon")
     assert rejection(rejected, 7) == ("missing_value", "courier_lon")
     assert rejection(rejected, 9) == ("ambiguous_local_time", "courier_location_timestamp")
 

@@ -27,9 +27,11 @@ def test_package_layout(model_package, mlflow_model_dir):
     model_files = {p.relative_to(mlflow_model_dir).as_posix() for p in mlflow_model_dir.rglob("*")}
     assert {name for name in model_files if "." in name or name == "MLmodel"} <= names
     assert {"MLmodel", "code/inference.py", "code/requirements.txt"} <= names
+    assert {"forecaster/artifact_sha256", "forecaster/manifest.json"} <= names
+    assert not any(name.endswith((".pkl", ".pickle")) for name in names)
     assert "code/geo_busyness/serving/requests.py" in names
     for module in ("forecaster", "history", "origin_features", "tree_ensemble", "predict"):
-        assert f"code/geo_busyness/model/{module}.py" in names, module  # the pickle's classes
+        assert f"code/geo_busyness/model/{module}.py" in names, module  # the artifact's classes
     assert all(not name.startswith(("/", "..")) for name in names)
     requirements = model_package["requirements"]
     # shap: /invocations explains on request (geo_busyness.model.explain imports it lazily)
@@ -83,11 +85,13 @@ print(inference.output_fn(inference.predict_fn(data, model), "application/json")
 
 @pytest.mark.slow  # a subprocess interpreter
 def test_the_mlflow_model_loads_without_the_project_installed(mlflow_model_dir, busyness_model):
-    """The registry bundles bundle.model_modules() as the model's code_paths: enough to unpickle it."""
+    """The registry bundles bundle.model_modules() as the model's code_paths: enough to read
+    its artifact and answer (through the pyfunc flavour, with no pickle allowed)."""
     script = """
-import mlflow.sklearn, pandas as pd
+import os, mlflow.pyfunc, pandas as pd
 from geo_busyness.model.predict import predict_busyness
-model = mlflow.sklearn.load_model(sys.argv[2])
+assert os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION") != "true"
+model = mlflow.pyfunc.load_model(sys.argv[2]).get_raw_model()
 print(json.dumps(predict_busyness(model, pd.DataFrame(json.loads(sys.argv[3])))
       [["predicted_busyness", "p10", "p90", "horizon_hours"]].values.tolist()))
 """
@@ -201,3 +205,44 @@ def test_unpacking_refuses_a_member_outside_the_package(tmp_path, monkeypatch, h
     with pytest.raises((ValueError, tarfile.TarError)):
         unpack_package(tarball, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_the_container_refuses_points_outside_the_area_as_the_server_does(
+    inference, unpacked_package
+):
+    """A swapped pair and a point in another city: 400 with the server's reasons, not scored."""
+    model = inference.model_fn(str(unpacked_package))
+    far = {**GOOD_ROW, "courier_lat": 40.75, "courier_lon": -73.98}  # New York
+    swapped = {
+        **GOOD_ROW,
+        "courier_lat": GOOD_ROW["courier_lon"],
+        "courier_lon": GOOD_ROW["courier_lat"],
+    }
+    for row, reason in ((far, "outside_service_area"), (swapped, "swapped_coordinates")):
+        with pytest.raises(RequestError, match=reason) as refused:  # in input_fn or predict_fn
+            inference.predict_fn(inference.input_fn(orjson.dumps([row]), "application/json"), model)
+        assert refused.value.status == 400
+
+
+def test_the_container_follows_a_published_counts_state(
+    inference, unpacked_package, busyness_model, tmp_path, monkeypatch
+):
+    """With GEO_BUSYNESS_COUNTS_STATE set, the next hours are forecast from the state's end."""
+    from geo_busyness.model.counts_state import counts_state, write_counts_state  # noqa: PLC0415
+
+    origin = busyness_model.origin
+    cells = busyness_model.history_.cells[:3]
+    counts = pd.DataFrame(
+        {
+            "cell": cells,
+            "hour": [origin] * len(cells),
+            "busyness": [50.0] * len(cells),
+        }
+    )
+    path = tmp_path / "counts_state.parquet"
+    write_counts_state(counts_state(counts, origin + pd.Timedelta(hours=1)), str(path))
+    monkeypatch.setenv("GEO_BUSYNESS_COUNTS_STATE", str(path))
+    model = inference.model_fn(str(unpacked_package))
+    assert model.model().origin == origin + pd.Timedelta(hours=1)
+    monkeypatch.delenv("GEO_BUSYNESS_COUNTS_STATE")
+    assert inference.model_fn(str(unpacked_package)).model().origin == origin

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import boto3
 import mlflow
-import mlflow.sklearn
 import pytest
 from mlflow.tracking import MlflowClient
 from moto import mock_aws
 
-from geo_busyness.model.loading import load_model
+from geo_busyness.model.loading import (
+    DIGEST_TAG,
+    ArtifactIntegrityError,
+    artifact_digest,
+    load_model,
+)
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.pipelines.deployment.nodes import (
     DeploymentRefused,
@@ -29,9 +33,10 @@ from geo_busyness.pipelines.deployment.sagemaker import DeploymentError, SageMak
 from geo_busyness.registry import select_model_version
 from geo_busyness.serving.requests import parse_request
 from geo_busyness.testing import tracking_uri
-from tests.conftest import inside, make_project_copy, run_kedro
+from tests.conftest import inside, make_project_copy, project_mlflow, run_kedro
+from tests.packaged_model import save_safe_model
 from tests.serving.cases import GOOD_ROW, json_rows
-from tests.serving.model_fixture import fit_model, save_model
+from tests.serving.model_fixture import fit_model
 
 #: Every test here runs deployment through a real KedroSession on a registered model.
 pytestmark = pytest.mark.slow
@@ -40,7 +45,8 @@ NAME = "geo-busyness"
 
 
 def _register(model_dir: Path, gate: str, alias: str | None) -> str:
-    """Register ``model_dir`` as a new version of NAME, tagged like modeling does."""
+    """Register ``model_dir`` as a new version of NAME, tagged like modeling does (its digest
+    given with the version, as ``registry.register_model`` gives it)."""
     # An earlier Kedro session in this process may have left another store's experiment active.
     mlflow.set_experiment("deployment-tests")
     with mlflow.start_run() as run:
@@ -51,7 +57,12 @@ def _register(model_dir: Path, gate: str, alias: str | None) -> str:
     client = MlflowClient()
     if not client.search_registered_models(f"name = '{NAME}'"):
         client.create_registered_model(NAME)
-    version = client.create_model_version(NAME, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    version = client.create_model_version(
+        NAME,
+        f"runs:/{run.info.run_id}/model",
+        run.info.run_id,
+        tags={DIGEST_TAG: artifact_digest(model_dir)},
+    )
     if gate == "passed":
         client.set_model_version_tag(NAME, version.version, "gate", "passed")
         client.set_model_version_tag(NAME, version.version, "git_revision", "abc123")
@@ -64,7 +75,7 @@ def _register(model_dir: Path, gate: str, alias: str | None) -> str:
 def project(tmp_path_factory) -> Path:
     """A project copy whose registry holds v1 (gate passed, challenger), v2 (gate failed), v3."""
     project = make_project_copy(tmp_path_factory.mktemp("deploy_project"))
-    model_dir = save_model(fit_model(), tmp_path_factory.mktemp("saved") / "model")
+    model_dir = save_safe_model(fit_model(), tmp_path_factory.mktemp("saved") / "model")
     with inside(project):
         mlflow.set_tracking_uri(tracking_uri(project))
         assert _register(model_dir, "passed", "challenger") == "1"
@@ -128,6 +139,16 @@ def test_local_deployment_serves_the_new_champion(project):
     assert (model_dir / "code" / "inference.py").is_file()
     served = predict_busyness(load_model(model_dir), parse_request(json_rows(GOOD_ROW)))
     assert served["predicted_busyness"].iloc[0] >= 0
+    assert package["artifact_sha256"] == artifact_digest(model_dir)
+    # The deployed copy `kedro serve` loads is checked too: a changed byte is refused.
+    arrays = model_dir / "forecaster" / "arrays.npz"
+    original = arrays.read_bytes()
+    try:
+        arrays.write_bytes(original + b"\0")
+        with pytest.raises(ArtifactIntegrityError, match="arrays.npz"):
+            load_model(model_dir)
+    finally:
+        arrays.write_bytes(original)
     with inside(project):
         mlflow.set_tracking_uri(tracking_uri(project))
         try:
@@ -147,6 +168,12 @@ def test_deploying_the_failed_version_through_kedro_fails_and_keeps_the_champion
             mlflow.set_tracking_uri(None)
     assert "champion" not in aliases
     assert not (project / "data/06_models/deployment/serving/geo-busyness-v2").exists()
+
+
+def registered_digest(project) -> str:
+    """The ``artifact_sha256`` tag of the project's version 1 (its own MLflow store)."""
+    with project_mlflow(project) as client:
+        return client.get_model_version("geo-busyness", "1").tags["artifact_sha256"]
 
 
 def test_sagemaker_target_through_the_pipeline(project, monkeypatch):
@@ -176,6 +203,14 @@ def test_sagemaker_target_through_the_pipeline(project, monkeypatch):
         sm = boto3.client("sagemaker", region_name="us-east-1")
         endpoint = sm.describe_endpoint(EndpointName="geo-busyness")
         assert endpoint["EndpointConfigName"] == "geo-busyness-v1"
+        # The container checks the artifact against the registered digest (model_fn).
+        packages = sm.list_model_packages(ModelPackageGroupName="geo-busyness")
+        described = sm.describe_model_package(
+            ModelPackageName=packages["ModelPackageSummaryList"][-1]["ModelPackageArn"]
+        )
+        (container,) = described["InferenceSpecification"]["Containers"]
+        registered = registered_digest(project)
+        assert container["Environment"]["GEO_BUSYNESS_ARTIFACT_SHA256"] == registered
     records = sorted(
         (project / "data/08_reporting/deployment/deployment_record.json").glob("*/*.json")
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from geo_busyness.model.event_summary import SUMMARY_COLUMNS, summarise_events
 from geo_busyness.model.features import (
     BusynessFeatures,
     cell_feature_params,
@@ -186,6 +188,36 @@ def test_the_fused_node_gives_what_the_separate_steps_give(clean_events):
         fit_reference_features(everything, PARAMS),
         BusynessFeatures(**reference_feature_params(PARAMS)).fit(clean_events),
     )
+
+
+@pytest.mark.parametrize("venues", [True, False], ids=["with restaurants", "without"])
+def test_the_train_summary_is_the_summary_of_the_train_events_alone(clean_events, venues):
+    """The node computes cells, hours and distances once for all events and takes the train
+    window's share of them: exactly what summarising a copy of the train events gives."""
+    restaurant = ["restaurant_lat", "restaurant_lon", "restaurant_id"]
+    events = clean_events if venues else clean_events.drop(columns=restaurant)
+    windows, _, train, everything = window_and_summarise_events(events, PARAMS)
+    events = events[[col for col in SUMMARY_COLUMNS if col in events.columns]]
+    start, end = pd.Timestamp(windows["train_start"]), pd.Timestamp(windows["train_end"])
+    hours = events["courier_location_timestamp"].dt.floor("h")
+    alone = events[(hours >= start) & (hours < end)].reset_index(drop=True)
+    assert 0 < len(alone) < len(events)
+    features = BusynessFeatures(**cell_feature_params(PARAMS))
+    summarise = partial(
+        summarise_events,
+        resolution=features.resolution,
+        max_anchor_points=features.max_anchor_points,
+        seed=features.random_state,
+    )
+    for got, expected in (
+        (train, summarise(alone, window=(start, end))),
+        (everything, summarise(events, window=(everything.start, everything.end))),
+    ):
+        pd.testing.assert_frame_equal(got.partials, expected.partials, check_exact=True)
+        pd.testing.assert_frame_equal(got.counts, expected.counts, check_exact=True)
+        np.testing.assert_array_equal(got.event_points, expected.event_points)
+        assert got.columns == expected.columns
+    assert (len(train.event_points) == 0) == venues  # anchors only without restaurants
 
 
 def test_the_node_that_reads_clean_events_leaves_it_unchanged(clean_events):

@@ -428,4 +428,5 @@ def test_the_pipeline_gives_the_query_split_the_column_mapping():
         "inference_queries",
         "params:inference",
         "params:data_processing.column_mapping",
+        "inference_model",  # its service area: the server's area check
     ]

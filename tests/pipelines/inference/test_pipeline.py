@@ -19,7 +19,7 @@ import pytest
 
 from geo_busyness.model.forecaster import LEARNED
 from geo_busyness.model.geo import cell_centres, cell_ids, cell_names
-from geo_busyness.model.loading import fetch_model, load_model
+from geo_busyness.model.loading import DIGEST_TAG, fetch_model, load_model
 from geo_busyness.registry import ModelNotFound, select_model_version
 from geo_busyness.schemas import (
     EVENT_LAT,
@@ -274,7 +274,10 @@ def two_versions(trained_project, tmp_path_factory):
     project = fresh_copy(trained_project, tmp_path_factory, "champion", with_mlflow=True)
     with project_mlflow(project) as client:
         challenger = client.get_model_version_by_alias(NAME, "challenger")
-        champion = client.create_model_version(NAME, challenger.source, challenger.run_id)
+        digest = {DIGEST_TAG: challenger.tags[DIGEST_TAG]}  # registration's second phase
+        champion = client.create_model_version(
+            NAME, challenger.source, challenger.run_id, tags=digest
+        )
         client.set_registered_model_alias(NAME, "champion", champion.version)
     return project, str(challenger.version), str(champion.version)
 

@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import mlflow.artifacts
 import mlflow.pyfunc
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
 
 from geo_busyness.model.geo import cell_centres, cell_ids
+from geo_busyness.model.loading import load_model
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.pipelines.deployment.nodes import DeploymentRefused, check_deployable
 from geo_busyness.pipelines.modeling.candidates import fit_candidates, select_forecaster
 from geo_busyness.pipelines.modeling.nodes import backtest_test_window, refit_chosen
 from geo_busyness.pipelines.modeling.registration import REJECTED_OVERRIDE
+from geo_busyness.testing import run_report
 from tests.conftest import (
     SMALL_TRAINING,
     TrainedProject,
     copy_project,
     project_mlflow,
-    read_outputs,
     run_kedro,
 )
 from tests.pipelines.conftest import NO_CHAMPION
 
 MODEL_NAME = "geo-busyness"
+
+
+def latest_model_dir(data: Path) -> Path:
+    """The last run's model folder (``busyness_model`` is versioned: one folder per run)."""
+    return sorted((data / "06_models" / "busyness_model").glob("*/busyness_model"))[-1]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +45,7 @@ def failed_gate(trained_project: TrainedProject, tmp_path_factory: pytest.TempPa
     )
     params = {**SMALL_TRAINING, "modeling": {**SMALL_TRAINING["modeling"], "min_r2": 1.01}}
     run_kedro(project, ["modeling"], params)
-    return project, read_outputs(project)[0]
+    return project, run_report(project)
 
 
 def test_passing_gate_registers_a_challenger_with_tags(trained_project):
@@ -57,7 +63,6 @@ def test_passing_gate_registers_a_challenger_with_tags(trained_project):
     with project_mlflow(trained_project.path) as client:
         version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
         run = client.get_run(registration["run_id"])
-        reports = {a.path for a in client.list_artifacts(run.info.run_id, "reporting")}
     assert str(version.version) == registration["version"]
     assert float(version.tags["test_r2"]) == pytest.approx(report["test"]["model"]["r2"])
     assert float(version.tags["baseline_mae"]) == pytest.approx(
@@ -73,7 +78,11 @@ def test_passing_gate_registers_a_challenger_with_tags(trained_project):
         report["test"]["model"]["r2"]
     )
     assert "evaluation_metrics.leaky_reference_protocol_r2" in run.data.metrics
-    assert "reporting/evaluation_report.json" in reports
+    # The run keeps its own report (versioned); the reporting pipeline logs it to MLflow with
+    # the run's other outputs (tests/pipelines/reporting/test_versioned_outputs.py).
+    runs = trained_project.path / "data/08_reporting/runs/evaluation_report.json"
+    (kept,) = runs.glob("*/evaluation_report.json")
+    assert json.loads(kept.read_text())["registration"] == registration
 
 
 def test_registered_version_has_a_model_card(trained_project):
@@ -102,7 +111,7 @@ def test_registered_version_has_a_model_card(trained_project):
 def test_feature_importance_covers_every_model_feature(trained_project):
     data = trained_project.path / "data"
     table = pd.read_parquet(data / "08_reporting" / "modeling" / "feature_importance.parquet")
-    model = pd.read_pickle(data / "06_models" / "busyness_model.pkl")
+    model = load_model(latest_model_dir(data))
     if model.regressor_ is None:  # a statistical baseline won: nothing to permute
         assert table.empty
         return
@@ -141,7 +150,7 @@ def test_a_rejected_model_registers_only_by_the_explicit_override(
     )
     modeling = {**SMALL_TRAINING["modeling"], "min_r2": 1.01, "register_rejected": True}
     run_kedro(project, ["modeling"], {**SMALL_TRAINING, "modeling": modeling})
-    report = read_outputs(project)[0]
+    report = run_report(project)
     assert report["gate"]["passed"] is False
     registration = report["registration"]
     assert registration["registered"] and registration["override"] is True
@@ -180,13 +189,13 @@ def test_registered_artifact_answers_raw_queries_like_the_pipeline(trained_proje
     )
     order = rng.permutation(len(queries))
     with project_mlflow(trained_project.path):
-        model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@challenger")
+        model = load_model(f"models:/{MODEL_NAME}@challenger")
         pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@challenger")
     answers = predict_busyness(model, queries.iloc[order]).sort_index()
     pd.testing.assert_frame_equal(
         predict_busyness(pyfunc, queries.iloc[order]).sort_index(), answers
     )
-    saved = pd.read_pickle(trained_project.path / "data" / "06_models" / "busyness_model.pkl")
+    saved = load_model(latest_model_dir(trained_project.path / "data"))
     pd.testing.assert_frame_equal(predict_busyness(saved, queries), answers)
     assert answers["h3_cell"].tolist() == expected["h3_cell"].tolist()
     assert (answers["hour"].to_numpy() == expected["hour"].to_numpy()).all()

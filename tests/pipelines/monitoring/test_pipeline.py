@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from geo_busyness.pipelines.data_generation.nodes import generate_recent_events
+from geo_busyness.schemas import SWAPPED_COORDINATES
 from tests.conftest import (
     SMALL_GENERATION,
     TrainedProject,
@@ -119,9 +120,9 @@ def test_shifted_week_recommends_retraining_for_the_right_reasons(shifted, train
     assert _reasons(shifted, "hour_of_day drift: PSI") or _reasons(shifted, "performance:")
     # the swapped coordinates: their reject reason, and only that one
     (rejects,) = _reasons(shifted, "reject share")
-    assert rejects.startswith("reject share coordinates_out_of_range ")
+    assert rejects.startswith(f"reject share {SWAPPED_COORDINATES} ")
     assert rejects.endswith("> 2.0 pp)")
-    quality = shifted.report["data_quality"]["by_reason"]["coordinates_out_of_range"]
+    quality = shifted.report["data_quality"]["by_reason"][SWAPPED_COORDINATES]
     assert 0.045 < quality["recent_share"] < 0.07
     # nothing about what did not change: distances to the restaurant
     assert not _reasons(shifted, "Hdist_to_restaurant") and not _reasons(shifted, "dist_to")
@@ -190,7 +191,7 @@ def test_a_bad_recent_batch_is_reported_not_fatal(shifted):
         / "quarantine"
         / "recent_rejected_events.parquet"
     )
-    assert (quarantine["reject_reason"] == "coordinates_out_of_range").mean() > 0.5
+    assert (quarantine["reject_reason"] == SWAPPED_COORDINATES).mean() > 0.5
     # the history's own outputs are untouched by the recent batch
     history_quality = json.loads(
         (shifted.project / "data" / "08_reporting" / "data_quality_report.json").read_text()

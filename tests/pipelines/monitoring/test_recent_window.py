@@ -16,6 +16,7 @@ from kedro.runner import SequentialRunner
 from geo_busyness import run_summary
 from geo_busyness.datasets import OptionalCSVDataset
 from geo_busyness.pipelines.data_processing.pipeline import create_pipeline as data_processing
+from geo_busyness.pipelines.ingestion.datasets import EventHistoryDataset, OptionalJSONDataset
 from geo_busyness.pipelines.monitoring.nodes import compare_data_quality
 from geo_busyness.pipelines.monitoring.pipeline import clean_recent_events
 from geo_busyness.pipelines.monitoring.recent_window import (
@@ -48,6 +49,7 @@ PARAMS = {
     "memory_limit_mb": None,
 }
 DAYS = 20
+PARQUET = "geo_busyness.datasets.ParquetDataset"
 
 
 def raw_rides(rows: int = 4000) -> pd.DataFrame:
@@ -92,7 +94,7 @@ def history() -> tuple[pd.DataFrame, dict]:
     return cleaned(raw_rides())
 
 
-def recent_catalog(recent: OptionalCSVDataset, clean: pd.DataFrame) -> DataCatalog:
+def recent_catalog(recent: OptionalCSVDataset, clean: pd.DataFrame, root: Path) -> DataCatalog:
     return DataCatalog(
         {
             "recent_raw_events": recent,
@@ -103,6 +105,11 @@ def recent_catalog(recent: OptionalCSVDataset, clean: pd.DataFrame) -> DataCatal
             "recent_clean_events": MemoryDataset(),
             "recent_data_quality_report": MemoryDataset(),
             "recent_window": MemoryDataset(),
+            # no ingestion has run: no record, an empty event history
+            "ingestion_record": OptionalJSONDataset(filepath=str(root / "absent.json")),
+            "event_history": EventHistoryDataset(
+                path=str(root / "event_history"), dataset={"type": PARQUET}
+            ),
         }
     )
 
@@ -111,7 +118,9 @@ def test_without_a_batch_file_the_newest_week_is_cleaned_again_unchanged(
     history, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clean, _ = history
-    catalog = recent_catalog(OptionalCSVDataset(filepath=str(tmp_path / "absent.csv")), clean)
+    catalog = recent_catalog(
+        OptionalCSVDataset(filepath=str(tmp_path / "absent.csv")), clean, tmp_path
+    )
     with caplog.at_level(logging.INFO):
         run(clean_recent_events(), catalog)
     recent = catalog.load("recent_clean_events")
@@ -138,7 +147,7 @@ def test_a_batch_file_is_the_recent_window(history, tmp_path: Path) -> None:
     batch = raw_rides(300)
     path = tmp_path / "recent.csv"
     batch.to_csv(path, index=False)
-    catalog = recent_catalog(OptionalCSVDataset(filepath=str(path)), clean)
+    catalog = recent_catalog(OptionalCSVDataset(filepath=str(path)), clean, tmp_path)
     run(clean_recent_events(), catalog)
     assert catalog.load("recent_window") == {"source": RECENT_BATCH, "rows": 300}
     assert catalog.load("recent_data_quality_report")["rows_in"] == 300

@@ -65,3 +65,14 @@ def _skip_space(text: str, position: int) -> int:
     while text[position].isspace():
         position += 1
     return position
+
+
+def map_in(text: str) -> tuple[dict, dict, list]:
+    """The GeoJSON, the figure and the frames of a busyness map page (``page.map_script``)."""
+    decoder = json.JSONDecoder()
+    (script,) = [s for s in parse_html(text).scripts if "var geo=" in s]
+    found = []
+    for name in ("geo", "fig", "frames"):
+        start = script.index(f"var {name}=") + len(f"var {name}=")
+        found.append(decoder.raw_decode(script, start)[0])
+    return found[0], found[1], found[2]

@@ -45,7 +45,8 @@ def test_the_sample_is_seeded_day_ahead_rows_of_the_test_window(model):
 
 
 def test_the_summary_ranks_features_by_mean_absolute_contribution(model, tmp_path):
-    summary, figure = shap_summary(model, WINDOWS, PARAMS)
+    summary, figure = shap_summary(model, WINDOWS, PARAMS, "model v4; data 2026-01-05 ..")
+    assert figure.get_suptitle().endswith("\nmodel v4; data 2026-01-05 ..")  # version, window
     assert summary["method"] == "gradient_boosting"
     assert summary["scale"] == "log ratio to the cell's seasonal profile"
     assert summary["learned_weight_by_horizon_hours"] == {"1-3": 0.9, "4-24": 0.6, "25-168": 0.4}
@@ -79,7 +80,8 @@ def test_the_summary_ranks_features_by_mean_absolute_contribution(model, tmp_pat
 
 def test_a_baseline_summary_says_so_instead_of_failing(model, tmp_path):
     baseline = BusynessForecaster(method="seasonal_naive").fit(model.history_, model.cell_features_)
-    summary, figure = shap_summary(baseline, WINDOWS, PARAMS)
+    summary, figure = shap_summary(baseline, WINDOWS, PARAMS, "model not registered; data ..")
+    assert figure.get_suptitle().endswith("\nmodel not registered; data ..")
     assert summary["features"] == [] and summary["scale"] is None
     assert "the statistical baseline 'seasonal_naive'" in summary["statement"]
     assert "no learned feature contributions" in summary["statement"]

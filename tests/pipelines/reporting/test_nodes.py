@@ -1,26 +1,27 @@
-"""Reporting nodes on tiny hand-made frames: what each figure draws, and the errors on bad input."""
+"""Reporting nodes on tiny hand-made frames: what each figure draws, in which time zone, and the
+errors on bad input."""
 
 from __future__ import annotations
 
 import h3
 import numpy as np
 import pandas as pd
-import plotly.io as pio
 import pytest
 
 from geo_busyness.pipelines.reporting.maps import hexagon_outline, polygon_traces
 from geo_busyness.pipelines.reporting.nodes import (
     busyness_by_hour_of_week_figure,
     busyness_map,
+    count_grid,
     error_by_cell_figure,
     error_by_hour_figure,
     feature_importance_figure,
-    figures_page,
     forecast_timeline_figure,
     predicted_vs_actual_figure,
+    run_context,
     select_map_hour,
 )
-from tests.pipelines.reporting.plotly_html import figures_in, parse_html
+from tests.pipelines.reporting.reports import REPORT, WINDOWS
 
 PARAMS = {
     "display_timezone": "America/Regina",  # UTC-6 all year
@@ -28,6 +29,7 @@ PARAMS = {
     "max_scatter_points": 5,
     "random_state": 0,
 }
+TZ = PARAMS["display_timezone"]
 #: Seven resolution-7 cells around central Regina.
 CELLS = sorted(h3.grid_disk(h3.latlng_to_cell(50.45, -104.6, 7), 1))
 HOURS = pd.date_range("2026-03-02 00:00", periods=3, freq="h", tz="UTC")
@@ -43,7 +45,8 @@ def predictions() -> pd.DataFrame:
     panel["busyness"] = rng.integers(0, 4, len(panel))
     panel.loc[panel["hour"] == HOURS[1], "busyness"] += 10
     panel["predicted_busyness"] = panel["busyness"] + 0.5
-    return panel[["h3_cell", "hour", "predicted_busyness", "busyness"]]
+    panel["horizon_hours"] = panel["hour"].dt.hour + 1
+    return panel[["h3_cell", "hour", "predicted_busyness", "busyness", "horizon_hours"]]
 
 
 @pytest.fixture
@@ -62,20 +65,44 @@ def test_hexagon_outline_is_a_closed_hexagon() -> None:
     assert min(lats) < centre_lat < max(lats) and min(lons) < centre_lon < max(lons)
 
 
-def test_busyness_map_draws_every_cell_of_the_busiest_hour_twice(predictions) -> None:
-    figure = busyness_map(predictions, PARAMS)
-    polygons = polygon_traces(figure)
-    assert len(polygons) == 2 * len(CELLS)
-    by_panel = {axis: [t.name for t in polygons if t.xaxis == axis] for axis in ("x", "x2")}
-    assert by_panel["x"] == by_panel["x2"] == CELLS
-    assert {trace.type for trace in figure.data} == {"scatter"}  # no geo/map traces (CDN)
-    assert "2026-03-02 01:00 UTC" in figure.layout.title.text
-    assert "Sun 19:00" in figure.layout.title.text  # the same hour in Regina
-    assert figure.layout.yaxis.scaleanchor == "x" and figure.layout.yaxis2.scaleanchor == "x2"
-    scales = [t.marker for t in figure.data if t.mode == "markers"]
-    assert len(scales) == 2 and scales[0].cmax == scales[1].cmax  # one colour scale for both
-    at_hour = predictions[predictions["hour"] == HOURS[1]]
-    assert scales[0].cmax == at_hour["predicted_busyness"].max()
+def test_busyness_map_is_a_street_map_with_an_hour_slider(predictions) -> None:
+    figure = busyness_map(predictions, PARAMS, TZ, "model v2")
+    actual, predicted = figure.data
+    assert actual.type == predicted.type == "choroplethmap"
+    assert list(actual.locations) == list(predicted.locations) == CELLS
+    assert figure.layout.map.style == figure.layout.map2.style == "white-bg"  # nothing fetched
+    (streets,) = figure.layout.map.layers  # OpenStreetMap tiles under the hexagons
+    assert streets.below == "traces" and "tile.openstreetmap.org" in streets.source[0]
+    assert (actual.subplot, predicted.subplot) == ("map", "map2")
+    # 00:00-02:00 UTC is Sunday 18:00-20:00 in Regina, all one local day: three slider steps
+    steps = figure.layout.sliders[0].steps
+    assert [step.label for step in steps] == [
+        "Sun 18:00 (h+1)",
+        "Sun 19:00 (h+2)",
+        "Sun 20:00 (h+3)",
+    ]
+    assert figure.layout.sliders[0].active == 1  # the busiest hour is shown first
+    at_busiest = predictions[predictions["hour"] == HOURS[1]].sort_values("h3_cell")
+    np.testing.assert_allclose(actual.z, at_busiest["busyness"])
+    np.testing.assert_allclose(predicted.z, at_busiest["predicted_busyness"])
+    last = figure.frames[2]
+    at_last = predictions[predictions["hour"] == HOURS[2]].sort_values("h3_cell")
+    np.testing.assert_allclose(last.data[1].z, at_last["predicted_busyness"])
+    assert "geojson" not in last.data[0].to_plotly_json()  # frames carry values only
+    assert actual.zmax == predicted.zmax  # one colour scale for both
+    title = figure.layout.title.text
+    assert "Sun 2026-03-01 (America/Regina)" in title and "busiest hour, 19:00" in title
+    assert "model v2" in title
+
+
+def test_busyness_map_slides_over_the_local_day_of_the_map_hour(predictions) -> None:
+    """In Tokyo the three hours fall on one local day; where they straddle local midnight only
+    the map hour's day is on the slider."""
+    figure = busyness_map(predictions, {**PARAMS, "map_hour": "2026-03-02T00:00"}, "Asia/Tokyo")
+    steps = figure.layout.sliders[0].steps  # Tokyo: 09:00-11:00 on Monday
+    assert [step.label for step in steps][0] == "Mon 09:00 (h+1)"
+    split = busyness_map(predictions, {**PARAMS, "map_hour": "2026-03-02T00:00"}, "Etc/GMT+1")
+    assert len(split.layout.sliders[0].steps) == 1  # UTC-1: 23:00 on one day, 00:00 the next
 
 
 def test_map_hour_parameter_picks_the_hour_and_rejects_hours_outside_the_window(
@@ -96,7 +123,7 @@ def test_error_by_cell_map_colours_each_cell_by_its_mae(predictions, baseline) -
 
 
 def test_error_by_hour_compares_model_and_baseline_by_local_hour(predictions, baseline) -> None:
-    figure = error_by_hour_figure(predictions, baseline, PARAMS)
+    figure = error_by_hour_figure(predictions, baseline, TZ)
     model, base = figure.data
     assert list(model.x) == [18, 19, 20]  # 00:00-02:00 UTC in Regina
     np.testing.assert_allclose(model.y, 0.5)
@@ -105,25 +132,47 @@ def test_error_by_hour_compares_model_and_baseline_by_local_hour(predictions, ba
 
 def test_baseline_that_misses_cell_hours_is_rejected(predictions, baseline) -> None:
     with pytest.raises(ValueError, match="baseline_test_predictions misses 7"):
-        forecast_timeline_figure(predictions, baseline[baseline["hour"] != HOURS[0]])
+        forecast_timeline_figure(predictions, baseline[baseline["hour"] != HOURS[0]], TZ)
     with pytest.raises(ValueError, match=r"baseline_test_predictions lacks columns \['baseline"):
-        forecast_timeline_figure(predictions, baseline.drop(columns="baseline_busyness"))
+        forecast_timeline_figure(predictions, baseline.drop(columns="baseline_busyness"), TZ)
 
 
-def test_forecast_timeline_sums_the_city_per_hour(predictions, baseline) -> None:
-    actual, model, base = forecast_timeline_figure(predictions, baseline).data
+def test_forecast_timeline_sums_the_city_per_hour_in_local_time(predictions, baseline) -> None:
+    figure = forecast_timeline_figure(predictions, baseline, TZ)
+    actual, model, base = figure.data
+    # the same local hours as error by hour: 00:00 UTC is 18:00 the day before in Regina
+    assert pd.Timestamp(actual.x[0]) == pd.Timestamp("2026-03-01 18:00")
+    assert figure.layout.xaxis.title.text == f"hour ({TZ})"
     expected = predictions.groupby("hour")["busyness"].sum().to_numpy()
     np.testing.assert_allclose(actual.y, expected)
     np.testing.assert_allclose(model.y, expected + 0.5 * len(CELLS))
     np.testing.assert_allclose(base.y, expected + 2.0 * len(CELLS))
 
 
-def test_predicted_vs_actual_samples_large_tables(predictions) -> None:
-    points, mean_line, identity = predicted_vs_actual_figure(predictions, PARAMS).data
-    assert len(points.x) == PARAMS["max_scatter_points"]
+def test_predicted_vs_actual_counts_cell_hours_per_bin(predictions) -> None:
+    counts, mean_line, identity, points = predicted_vs_actual_figure(predictions, PARAMS).data
+    assert counts.type == "heatmap"
+    assert np.nansum(np.asarray(counts.customdata)) == len(predictions)  # every cell-hour once
+    assert points.visible == "legendonly" and len(points.x) == PARAMS["max_scatter_points"]
     assert identity.x[0] == 0 and identity.x[1] >= predictions["predicted_busyness"].max()
-    counts = predictions["busyness"].value_counts()
-    assert sorted(mean_line.x) == sorted(counts[counts >= 5].index)
+    counted = predictions["busyness"].value_counts()
+    assert sorted(mean_line.x) == sorted(counted[counted >= 5].index)
+
+
+def test_a_pile_of_zeros_is_one_readable_bin() -> None:
+    """3,192 quiet cell-hours at 0 and a few busy ones: the zeros are one bin holding 3,192
+    (shaded on a log scale), not thousands of overlapping points."""
+    actual = np.r_[np.zeros(3192), [1, 2, 2, 7]]
+    predicted = np.r_[np.full(3192, 0.05), [0.8, 1.9, 2.2, 5.0]]
+    counts, x_mid, y_mid = count_grid(actual, predicted)
+    assert counts.sum() == len(actual) and counts.max() == 3192
+    assert list(x_mid[:3]) == [0.0, 1.0, 2.0]  # one bin per actual count
+    assert counts[0, 0] == 3192 and y_mid[0] < 0.1
+    figure = predicted_vs_actual_figure(
+        pd.DataFrame({"busyness": actual, "predicted_busyness": predicted}), PARAMS
+    )
+    assert list(figure.data[0].colorbar.ticktext) == ["1", "10", "100", "1,000"]
+    assert figure.layout.xaxis.range[1] < 7  # the view starts at the low counts, not at 7
 
 
 def test_feature_importance_puts_the_largest_on_top() -> None:
@@ -144,19 +193,19 @@ def test_busyness_by_hour_of_week_averages_the_train_weeks() -> None:
     # Two Mondays 12:00 in Regina (18:00 UTC) with 3 and 5 events city-wide over two cells.
     hours = pd.to_datetime(["2026-03-02 18:00", "2026-03-09 18:00"], utc=True)
     panel = pd.DataFrame({"cell": [1, 2, 1, 2], "hour": hours.repeat(2), "busyness": [1, 2, 4, 1]})
-    low, high, mean = busyness_by_hour_of_week_figure(panel, PARAMS).data
+    low, high, mean = busyness_by_hour_of_week_figure(panel, TZ).data
     assert list(mean.x) == [12] and list(mean.y) == [4.0]
     assert list(low.y) == [3] and list(high.y) == [5]
 
 
-def test_figures_page_embeds_plotly_once_and_fetches_nothing(predictions, baseline) -> None:
-    page = figures_page(
-        timeline=forecast_timeline_figure(predictions, baseline),
-        cells=error_by_cell_figure(predictions, baseline),
+class _Model:
+    timezone = "Europe/Paris"
+
+
+def test_the_time_zone_is_the_parameter_else_the_model_s() -> None:
+    context, caption, timezone = run_context(REPORT, WINDOWS, _Model(), PARAMS)
+    assert timezone == context["timezone"] == TZ and caption.endswith(f"({TZ})")
+    context, caption, timezone = run_context(
+        REPORT, WINDOWS, _Model(), {**PARAMS, "display_timezone": None}
     )
-    parsed = parse_html(page)
-    assert parsed.sources == []  # no <script src>, <link href>: everything is inline
-    assert sum("Plotly" in script and len(script) > 1_000_000 for script in parsed.scripts) == 1
-    drawn = figures_in(page)
-    assert [len(figure.data) for figure in drawn] == [3, len(CELLS) + 1]
-    assert pio.from_json(drawn[1].to_json()).layout.title.text.startswith("Mean absolute error")
+    assert timezone == "Europe/Paris" and caption.endswith("(Europe/Paris)")

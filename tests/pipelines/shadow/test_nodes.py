@@ -11,6 +11,7 @@ import pytest
 
 from geo_busyness.pipelines.shadow.nodes import (
     join_actual_counts,
+    like_for_like,
     parse_shadow_log,
     score_shadow,
 )
@@ -35,12 +36,27 @@ def _events(places_and_hours: list[tuple[tuple[float, float], pd.Timestamp, int]
 
 
 def _line(
-    hour, champion, challenger, *, versions=("3", "4"), cells=(CELL7, CELL8), asked="2026-03-01"
+    hour,
+    champion,
+    challenger,
+    *,
+    versions=("3", "4"),
+    cells=(CELL7, CELL8),
+    asked="2026-03-01",
+    horizons=(5, 5),
+    origins=None,
 ) -> bytes:
-    """A shadow log line: (mean, p50) of each model."""
+    """A shadow log line: (mean, p50) of each model; origins logged when given."""
     sides = {}
-    for side, (mean, p50), version, cell in zip(
-        ("champion", "challenger"), (champion, challenger), versions, cells, strict=True
+    for index, (side, (mean, p50), version, cell, horizon) in enumerate(
+        zip(
+            ("champion", "challenger"),
+            (champion, challenger),
+            versions,
+            cells,
+            horizons,
+            strict=True,
+        )
     ):
         sides[side] = {
             "version": version,
@@ -49,8 +65,10 @@ def _line(
             "p10": 0.0,
             "p50": p50,
             "p90": mean * 2,
-            "horizon_hours": 5,
+            "horizon_hours": horizon,
         }
+        if origins is not None:
+            sides[side]["origin"] = origins[index].strftime("%Y-%m-%dT%H:%M:%SZ")
     record = {
         "request_time": f"{asked}T08:00:00.000Z",
         "h3_cell": cells[0],
@@ -142,3 +160,67 @@ def test_no_known_hour_yet_gives_an_empty_comparison(log_text):
     report, metrics = score_shadow(rows, summary, coverage, {})
     assert (report["scored_rows"], report["pending_rows"], report["pairs"]) == (0, 7, [])
     assert metrics == {}
+
+
+# ---------------------------------------------------------------- like for like (#24 item 6)
+def _unfair_log() -> str:
+    """The champion answered days ahead; the challenger, already holding those counts, 1 h
+    ahead (near perfect); only the last two rows were answered from the same origin."""
+    days_ahead = H - pd.Timedelta(hours=29)
+    lines = [
+        _line(H, (1.0, 1.0), (3.0, 3.0), horizons=(30, 1), origins=(days_ahead, H)),
+        _line(H + pd.Timedelta(hours=1), (1.0, 1.0), (0.0, 0.0), horizons=(31, 1)),
+        _line(H, (3.0, 3.0), (1.0, 1.0), horizons=(30, 30), origins=(days_ahead,) * 2),
+        _line(
+            H + pd.Timedelta(hours=1),
+            (2.0, 2.0),
+            (1.0, 1.0),
+            cells=(OTHER7, OTHER7),
+            horizons=(31, 31),
+            origins=(days_ahead,) * 2,
+        ),
+    ]
+    return "\n".join(line.decode() for line in lines) + "\n"
+
+
+def test_rows_answered_from_different_origins_are_not_scored(events):
+    predictions, summary = parse_shadow_log(_unfair_log())
+    rows, coverage = join_actual_counts(predictions, events)
+    assert (rows["status"] == "known").all()
+    # Scored as before (nothing told the rows apart), the challenger "wins" on hours it knew.
+    unfair, _ = score_shadow(
+        rows.assign(
+            challenger_horizon_hours=rows["champion_horizon_hours"],
+            challenger_origin=rows["champion_origin"],
+        ),
+        summary,
+        coverage,
+        {},
+    )
+    assert unfair["pairs"][0]["challenger_better"] == {"mae": True, "mean_poisson_deviance": True}
+    # After: only the like-for-like rows (actual 3 in CELL7, 2 in OTHER7) decide.
+    report, metrics = score_shadow(rows, summary, coverage, {})
+    assert (report["scored_rows"], report["unmatched_rows"]) == (2, 2)
+    (pair,) = report["pairs"]
+    assert pair["rows"] == 2
+    assert pair["champion"]["mae"] == pytest.approx(0.0)  # |3-3|, |2-2|
+    assert pair["challenger"]["mae"] == pytest.approx(1.5)  # |3-1|, |2-1|
+    assert pair["challenger_better"] == {"mae": False, "mean_poisson_deviance": False}
+    assert metrics["rows"]["value"] == 2
+
+
+def test_the_same_horizon_with_different_logged_origins_is_not_like_for_like():
+    week_later = H - pd.Timedelta(hours=4) + pd.Timedelta(weeks=1)
+    text = _line(H, (1.0, 1.0), (1.0, 1.0), origins=(H - pd.Timedelta(hours=4), week_later))
+    predictions, _ = parse_shadow_log(text.decode())
+    assert not like_for_like(predictions).any()
+    assert like_for_like(parse_shadow_log(_line(H, (1.0, 1.0), (1.0, 1.0)).decode())[0]).all()
+
+
+# ---------------------------------------------------------------- chunks (#24 item 6)
+def test_the_log_read_in_chunks_gives_the_same_rows(log_text):
+    whole, summary = parse_shadow_log(log_text)
+    lines = log_text.splitlines(keepends=True)
+    chunks, _ = parse_shadow_log(iter(["".join(lines[:3]), "".join(lines[3:])]))
+    pd.testing.assert_frame_equal(chunks, whole)
+    assert parse_shadow_log(iter([]))[1] == {"logged_predictions": 0, "malformed_lines": 0}

@@ -18,6 +18,7 @@ from geo_busyness.schemas import (
     MISSING_VALUE,
     ORDER_CREATED,
     PING_BEFORE_ORDER_CREATION,
+    SWAPPED_COORDINATES,
     UNPARSABLE_TIMESTAMP,
     VENUE_LAT,
     VENUE_LON,
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 FAULT_TO_REASON = {
     "missing_value": MISSING_VALUE,
     "coordinates_out_of_range": COORDINATES_OUT_OF_RANGE,
-    "swapped_coordinates": COORDINATES_OUT_OF_RANGE,
+    "swapped_coordinates": SWAPPED_COORDINATES,
     "unparsable_timestamp": UNPARSABLE_TIMESTAMP,
     "future_timestamp": FUTURE_TIMESTAMP,
     "ping_before_order_creation": PING_BEFORE_ORDER_CREATION,

@@ -10,13 +10,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from geo_busyness.cleaning_rules import PandasRuleEngine, cleaning_rules
+from geo_busyness.cleaning_rules import (
+    AREA_BINS_PER_DEGREE,
+    PandasRuleEngine,
+    cleaning_rules,
+    located_events,
+    resolve_service_area,
+)
 from geo_busyness.model.geo import venue_id
 from geo_busyness.schemas import (
     CANONICAL_COLUMNS,
     CLEANING_REJECT_REASONS,
     COORDINATE_COLUMNS,
     DUPLICATE_ORDER,
+    EVENT_LAT,
+    EVENT_LON,
     EVENT_TIME,
     LINE_FAULT,
     LINE_TEXT,
@@ -281,24 +289,51 @@ def _rules(
     params: dict[str, Any],
     *,
     far: dict[str, pd.Series],
+    area: dict[str, Any],
 ) -> list[tuple[str, str, pd.Series]]:
     """Each cleaning rule as (reason, column, mask of failing rows), in priority order.
 
     The rules are defined once in ``geo_busyness.cleaning_rules``, shared with the Spark engine.
     """
-    return cleaning_rules(PandasRuleEngine(events, parsed, ambiguous, far), mapped, params)
+    engine = PandasRuleEngine(events, parsed, ambiguous, far)
+    return cleaning_rules(engine, mapped, params, area=area)
+
+
+def area_histograms(events: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Located events (``cleaning_rules.located_events``) per latitude bin and per longitude
+    bin (``AREA_BINS_PER_DEGREE``): what the service area is learned from."""
+    located = located_events(PandasRuleEngine(events, {}, {}, {}))
+    rows = located.to_numpy(dtype=bool, na_value=False)
+    return tuple(  # type: ignore[return-value]
+        pd.Series(
+            np.floor(events[col].to_numpy(dtype=float)[rows] * AREA_BINS_PER_DEGREE).astype(
+                np.int64
+            )
+        ).value_counts(sort=False)
+        for col in (EVENT_LAT, EVENT_LON)
+    )
+
+
+def service_area(events: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """The service area the cleaning rules check (``cleaning_rules.resolve_service_area``):
+    the configured one, else the one the located events cover, learned from them."""
+    area = resolve_service_area(params, lambda: area_histograms(events))
+    logger.info("Service area: %s", {k: v for k, v in area.items() if k != "rule"})
+    return area
 
 
 def split_clean_and_rejected(
-    events: pd.DataFrame, params: dict[str, Any]
+    events: pd.DataFrame, params: dict[str, Any], area: dict[str, Any] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split canonical events into clean rows (UTC, typed) and rejected rows with one reason each.
 
     Rules apply in the order of ``REJECT_REASONS``; a row is rejected for the first it fails.
     A line the CSV parser could not read (``LINE_FAULT``) is rejected for that, in the
     ``source_line`` column. A repeated order number rejects every occurrence after the first
-    valid one.
+    valid one. ``area`` is the service area (``service_area``; None: resolved here).
     """
+    if area is None:
+        area = service_area(events, params)
     mapped = [col for col in CANONICAL_COLUMNS if params["column_mapping"].get(col)]
     parsed, ambiguous, far = {}, {}, {}
     for col in TIMESTAMP_COLUMNS:
@@ -313,7 +348,7 @@ def split_clean_and_rejected(
         faults = pd.Categorical(events[LINE_FAULT], categories=list(REJECT_REASONS)).codes
         reason_code[:] = faults + 1  # -1 (no fault) + 1 = clean
         column_code[faults >= 0] = REJECT_COLUMNS.index(SOURCE_LINE)
-    for reason, col, mask in _rules(events, parsed, ambiguous, mapped, params, far=far):
+    for reason, col, mask in _rules(events, parsed, ambiguous, mapped, params, far=far, area=area):
         hit = (reason_code == 0) & mask.to_numpy(dtype=bool, na_value=False)
         reason_code[hit] = REJECT_REASONS.index(reason) + 1
         column_code[hit] = CANONICAL_COLUMNS.index(col)
@@ -353,9 +388,13 @@ def _take_clean(
 
 
 def enforce_rejected_share(
-    clean: pd.DataFrame, rejected: pd.DataFrame, max_rejected_fraction: float
+    clean: pd.DataFrame,
+    rejected: pd.DataFrame,
+    max_rejected_fraction: float,
+    area: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Pass clean rows on with a quality report, or fail if too large a share was rejected."""
+    """Pass clean rows on with a quality report (with the service area checked, when given),
+    or fail if too large a share was rejected."""
     by_reason = rejected.groupby([REJECT_REASON, REJECT_COLUMN], observed=True).size()
     report = quality_report(
         by_reason,
@@ -363,6 +402,7 @@ def enforce_rejected_share(
         clean[EVENT_TIME].min() if len(clean) else None,
         clean[EVENT_TIME].max() if len(clean) else None,
         max_rejected_fraction,
+        area=area,
     )
     return clean, report
 
@@ -373,9 +413,12 @@ def quality_report(
     first_event: pd.Timestamp | None,
     last_event: pd.Timestamp | None,
     max_rejected_fraction: float,
+    *,
+    area: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The data quality report from rejected rows counted per (reason, column); raises
-    ``DataQualityError`` above the allowed rejected share (both engines' gate)."""
+    """The data quality report from rejected rows counted per (reason, column), with the
+    service area the rules checked; raises ``DataQualityError`` above the allowed rejected
+    share (both engines' gate)."""
     # Keyed by text, most rows first, ties by reason then column: the same order whatever the
     # engine (and the index's dtype) that counted them.
     by_reason = pd.Series(
@@ -406,6 +449,7 @@ def quality_report(
         "rejected_by_reason_and_column": top,
         "first_event_utc": str(first_event) if rows_clean else None,
         "last_event_utc": str(last_event) if rows_clean else None,
+        "service_area": dict(area) if area is not None else None,
     }
     if share > max_rejected_fraction:
         reasons = "; ".join(f"{t['reason']} in {t['column']}: {t['rows']:,}" for t in top[:5])

@@ -20,13 +20,20 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from geo_busyness.cleaning_rules import cleaning_rules
+from geo_busyness.cleaning_rules import (
+    AREA_BINS_PER_DEGREE,
+    cleaning_rules,
+    located_events,
+    resolve_service_area,
+)
 from geo_busyness.model.geo import _ID_SCALE, _LON_SPAN
 from geo_busyness.schemas import (
     CANONICAL_COLUMNS,
     COORDINATE_COLUMNS,
     COORDINATE_LIMITS,
     DUPLICATE_ORDER,
+    EVENT_LAT,
+    EVENT_LON,
     EVENT_TIME,
     LAT_LIMIT,
     LON_LIMIT,
@@ -96,12 +103,48 @@ def _check_canonical(canonical: DataFrame) -> None:
         )
 
 
-def split_clean_and_rejected(canonical: DataFrame, params: dict[str, Any]) -> DataFrame:
+def area_histograms(canonical: DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Spark ``nodes.area_histograms``: located events per latitude and per longitude bin, in
+    one aggregation (at most 18,000 + 36,000 bins reach the driver, whatever the rows)."""
+    located = located_events(SparkRuleEngine({}, {}))
+    bins = [
+        F.struct(
+            F.lit(axis).alias("axis"),
+            F.floor(F.col(col) * AREA_BINS_PER_DEGREE).cast("long").alias("bin"),
+        )
+        for axis, col in enumerate((EVENT_LAT, EVENT_LON))
+    ]
+    counts = (
+        canonical.where(located)
+        .select(F.explode(F.array(*bins)).alias("_bin"))
+        .groupBy(F.col("_bin.axis").alias("axis"), F.col("_bin.bin").alias("bin"))
+        .count()
+        .toPandas()
+    )
+    return tuple(  # type: ignore[return-value]
+        counts.loc[counts["axis"] == axis].set_index("bin")["count"].astype("int64")
+        for axis in (0, 1)
+    )
+
+
+def service_area(canonical: DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """Spark ``nodes.service_area``: the same area from the same rule and bin counts."""
+    area = resolve_service_area(params, lambda: area_histograms(canonical))
+    logger.info("Service area: %s", {k: v for k, v in area.items() if k != "rule"})
+    return area
+
+
+def split_clean_and_rejected(
+    canonical: DataFrame, params: dict[str, Any], area: dict[str, Any] | None = None
+) -> DataFrame:
     """Every canonical row with its parsed UTC timestamps and the reason and column of the
     first row-wise rule it fails (null when none): Spark ``nodes.split_clean_and_rejected``
     before the split. Rules apply in priority order (``cleaning_rules``); duplicate orders are
     found on the written table (``find_duplicate_orders``) and applied where it is read.
+    ``area`` is the service area (``service_area``; None: resolved here).
     """
+    if area is None:
+        area = service_area(canonical, params)
     mapped = [col for col in CANONICAL_COLUMNS if params["column_mapping"].get(col)]
     frame = with_utc_timestamps(
         canonical,
@@ -115,7 +158,9 @@ def split_clean_and_rejected(canonical: DataFrame, params: dict[str, Any]) -> Da
     )
     # The first rule a row fails wins: one CASE WHEN chain (the required columns' missing_value
     # rules are always there, so the chain is never empty).
-    (first_reason, first_column, first_mask), *rest = cleaning_rules(engine, mapped, params)
+    (first_reason, first_column, first_mask), *rest = cleaning_rules(
+        engine, mapped, params, area=area
+    )
     reason = F.when(first_mask, F.lit(first_reason))
     column = F.when(first_mask, F.lit(first_column))
     for rule_reason, rule_column, mask in rest:
@@ -252,9 +297,11 @@ def enforce_rejected_share(
     repeated_orders: DataFrame,
     rejected: DataFrame,
     max_rejected_fraction: float,
+    area: dict[str, Any] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """Spark ``nodes.enforce_rejected_share``: the same report and gate, from one aggregation of
-    the labelled table (``rejected`` is the saved quarantine: the gate runs after it is written).
+    """Spark ``nodes.enforce_rejected_share``: the same report (with the service area, when
+    given) and gate, from one aggregation of the labelled table (``rejected`` is the saved
+    quarantine: the gate runs after it is written).
 
     The clean rows are also validated against ``schemas.CleanEvents``' checks in that pass.
     """
@@ -287,6 +334,7 @@ def enforce_rejected_share(
         micros(clean["first"].iloc[0]) if rows_clean else None,
         micros(clean["last"].iloc[0]) if rows_clean else None,
         max_rejected_fraction,
+        area=area,
     )
     logger.info(
         "Cleaning (Spark) kept %s rows and rejected %s",

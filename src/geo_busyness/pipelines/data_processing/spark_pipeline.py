@@ -1,6 +1,6 @@
-"""data_processing on Spark: raw_events -> canonical_events -> labelled events (written once)
--> repeated orders -> quarantine, then the gate and clean_events. Selected by the `spark` environment
-(``geo_busyness.spark.pipeline_registry``)."""
+"""data_processing on Spark: raw_events -> canonical_events -> service area -> labelled events
+(written once) -> repeated orders -> quarantine, then the gate and clean_events. Selected by the
+`spark` environment (``geo_busyness.spark.pipeline_registry``)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -9,6 +9,7 @@ from .spark_nodes import (
     find_duplicate_orders,
     map_to_canonical,
     quarantine_rejected,
+    service_area,
     split_clean_and_rejected,
 )
 
@@ -24,8 +25,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="map_to_canonical",
             ),
             Node(
-                func=split_clean_and_rejected,
+                func=service_area,
                 inputs=["canonical_events", "params:data_processing"],
+                outputs="service_area",
+                name="resolve_service_area",
+            ),
+            Node(
+                func=split_clean_and_rejected,
+                inputs=["canonical_events", "params:data_processing", "service_area"],
                 outputs="clean_event_candidates",
                 name="split_clean_and_rejected",
             ),
@@ -48,6 +55,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "repeated_orders",
                     "rejected_events",
                     "params:data_processing.max_rejected_fraction",
+                    "service_area",
                 ],
                 outputs=["clean_events", "data_quality_report"],
                 name="enforce_rejected_share",

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from geo_busyness.model.loading import fetch_model
+from geo_busyness.model.loading import DIGEST_TAG, ENV_ARTIFACT_SHA256, fetch_model
 from geo_busyness.registry import (
     alias_version,
     move_alias,
@@ -98,7 +98,9 @@ def package_model(candidate: dict[str, Any], params: dict[str, Any]) -> dict[str
     output = Path(params["package_dir"]) / f"{name}-v{version}" / "model.tar.gz"
     with tempfile.TemporaryDirectory(prefix="geo-busyness-deploy-") as tmp:
         model_dir = fetch_model(candidate["model_uri"], Path(tmp) / "download")
-        package = build_package(model_dir, output)
+        # Checked against the digest the registry recorded, not only the one the files carry.
+        recorded = (candidate.get("tags") or {}).get(DIGEST_TAG)
+        package = build_package(model_dir, output, recorded)
         if params.get("smoke_test_query"):
             package["smoke_test"] = smoke_test(
                 output, params["smoke_test_query"], Path(tmp) / "unpacked"
@@ -152,7 +154,7 @@ def _deploy_local(
     target = store / f"{candidate['model_name']}-v{candidate['version']}"
     staging = store / f".{target.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    unpack_package(package["path"], staging)
+    unpack_package(package["path"], staging, package.get("artifact_sha256"))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     logger.info("Model store %s now holds %s", store, target)
@@ -170,7 +172,13 @@ def _deploy_sagemaker(
 ) -> dict[str, Any]:
     from .sagemaker import SageMakerConfig, SageMakerDeployer, make_clients  # noqa: PLC0415
 
-    config = SageMakerConfig.from_params(settings)
+    # The endpoint checks the artifact against the digest the registry recorded, not only the
+    # one the package carries (serving/inference.py's model_fn).
+    environment = {
+        **(settings.get("environment") or {}),
+        ENV_ARTIFACT_SHA256: package["artifact_sha256"],
+    }
+    config = SageMakerConfig.from_params({**settings, "environment": environment})
     deployer = SageMakerDeployer(config, *make_clients(config.region))
     metadata = {
         key: str(candidate["tags"][key])[:256]

@@ -8,8 +8,14 @@ Layout (SageMaker unpacks it into ``/opt/ml/model``)::
     code/geo_busyness/...                     the project modules inference.py imports
 
 MLflow's ``code_paths`` also live under ``code/``: modules the model bundled there are kept
-(they match the pickle); only the missing ones (the serving modules) are added. Both lists, and
-the requirements, come from ``geo_busyness.model.bundle``.
+(the code it was saved with); only the missing ones (the serving modules) are added. Both
+lists, and the requirements, come from ``geo_busyness.model.bundle``.
+
+The model's artifact (``forecaster/``: JSON, ``.npz``, skops; no pickle) carries its digest
+inside the package (``forecaster/artifact_sha256``, also in ``MLmodel``), the same digest the
+registry records on the version: the package is built only from an artifact that matches it,
+and unpacking checks it again (``unpack_package``), as ``code/inference.py``'s ``model_fn``
+does before reading any model state.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ from geo_busyness.model.bundle import (
     module_closure,
     requirements,
 )
-from geo_busyness.model.loading import MLMODEL, find_model_dir
+from geo_busyness.model.loading import (
+    MLMODEL,
+    artifact_digest,
+    find_model_dir,
+    verify_artifact,
+)
 
 CODE_DIR = "code"
 #: The container's entry module, copied to ``code/inference.py``.
@@ -74,8 +85,8 @@ def _copy_package_modules(code: Path) -> None:
     target = code / PACKAGE
     for module in package_modules():
         destination = target / module
-        if destination.exists() and module in model_modules():
-            continue  # bundled by the model itself: keep the version the pickle was made with
+        if destination.exists():
+            continue  # bundled by the model itself: the version its digest covers
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(PACKAGE_DIR / module, destination)
 
@@ -88,9 +99,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_package(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
-    """Write ``output`` (model.tar.gz) for the MLflow model in ``model_dir``; describe it."""
+def build_package(
+    model_dir: str | Path, output: str | Path, expected_sha256: str | None = None
+) -> dict[str, Any]:
+    """Write ``output`` (model.tar.gz) for the MLflow model in ``model_dir``; describe it.
+
+    The model's artifact must match its own digest and ``expected_sha256`` (the registry's,
+    when given): a changed artifact is refused (``ArtifactIntegrityError``), never packaged.
+    """
     model_dir = find_model_dir(model_dir)
+    verify_artifact(model_dir, expected_sha256, str(model_dir))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="geo-busyness-package-") as staging:
@@ -111,6 +129,7 @@ def build_package(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     return {
         "path": str(output),
         "sha256": _sha256(output),
+        "artifact_sha256": artifact_digest(model_dir),
         "bytes": output.stat().st_size,
         "files": [path.relative_to(stage).as_posix() for path in members],
         "requirements": requirements,
@@ -129,8 +148,14 @@ def _plain_members(tar: tarfile.TarFile, destination: Path) -> list[tarfile.TarI
     return tar.getmembers()
 
 
-def unpack_package(tarball: str | Path, destination: str | Path) -> Path:
-    """Unpack a model.tar.gz (as SageMaker does into /opt/ml/model); returns ``destination``."""
+def unpack_package(
+    tarball: str | Path, destination: str | Path, expected_sha256: str | None = None
+) -> Path:
+    """Unpack a model.tar.gz (as SageMaker does into /opt/ml/model); returns ``destination``.
+
+    The unpacked artifact is checked against the digest inside the package and
+    ``expected_sha256`` (the registry's, when given): ``ArtifactIntegrityError`` otherwise.
+    """
     destination = Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "r:gz") as tar:
@@ -140,4 +165,5 @@ def unpack_package(tarball: str | Path, destination: str | Path) -> Path:
             tar.extractall(destination, members=_plain_members(tar, destination))
     if not (destination / MLMODEL).is_file():
         raise FileNotFoundError(f"{tarball} holds no {MLMODEL} at its root.")
+    verify_artifact(destination, expected_sha256, str(tarball))
     return destination

@@ -1,7 +1,8 @@
 """Gate-checked registry version -> model.tar.gz -> local store or SageMaker -> champion."""
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Node, Pipeline, pipeline
 
+from geo_busyness.pipelines.reporting.pipeline import create_pipeline as reporting_pipeline
 from geo_busyness.registry import select_model_version
 
 from .nodes import (
@@ -15,6 +16,24 @@ from .nodes import (
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Not in the default run: ``kedro run --pipelines deployment [--params deployment.target=sagemaker]``."""
+    return _deployment() + _champion_outputs()
+
+
+def _champion_outputs() -> Pipeline:
+    """reporting's publication of the champion's reports as the current ones, run again once
+    the record of a new champion is written (``deployment.publish_champion_outputs``)."""
+    publication = reporting_pipeline().only_nodes_with_outputs("champion_outputs")
+    return pipeline(
+        publication,
+        inputs={"run_outputs": "deployment_record"},
+        outputs={"champion_outputs": "deployed_champion_outputs"},
+        parameters={"params:reporting": "params:reporting"},
+        namespace="deployment",
+    )
+
+
+def _deployment() -> Pipeline:
+    """The rollout; the champion's reports become the current ones after its record."""
     return Pipeline(
         [
             Node(

@@ -26,6 +26,7 @@ from geo_busyness.model.cell_hours import (
 from geo_busyness.model.event_summary import (
     SUMMARY_COLUMNS,
     EventSummary,
+    event_values,
     fit_window,
     summarise_events,
 )
@@ -102,13 +103,17 @@ def window_and_summarise_events(
         seed=features.random_state,
     )
     events = clean_events[[col for col in SUMMARY_COLUMNS if col in clean_events.columns]]
+    # Cells, hours and distances once per event: the train window's events are a subset.
     cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], features.resolution)
     hours = utc_hour_ns(events[EVENT_TIME])
+    values = event_values(events)
     span = (pd.Timestamp(hours.min(), tz="UTC"), pd.Timestamp(hours.max() + HOUR_NS, tz="UTC"))
-    everything = summarise(events, window=span, cells=cells)
+    everything = summarise(events, window=span, cells=cells, hours=hours, values=values)
     start, end = fit_window(*window_bounds(windows, "train"))
     inside = (hours >= start.value) & (hours < end.value)
-    train = summarise(events.loc[inside], window=(start, end), cells=cells[inside])
+    train = summarise(
+        events, window=(start, end), cells=cells, hours=hours, values=values, where=inside
+    )
     return windows, label_windows(everything.counts.copy(), windows), train, everything
 
 

@@ -30,7 +30,7 @@ from geo_busyness.model.predict import (
     predict_busyness,
     predict_cell_hours,
 )
-from geo_busyness.model.queries import split_queries
+from geo_busyness.model.queries import DEFAULT_MAX_DISTANCE_KM, known_cells, split_queries
 from geo_busyness.schemas import (
     EVENT_TIME,
     H3_CELL,
@@ -176,12 +176,16 @@ def split_inference_queries(
     queries: pd.DataFrame | None,
     params: dict[str, Any],
     column_mapping: dict[str, str | None] | None = None,
+    model: Any = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Rows the server would accept (typed, with ``source_row``), the others quarantined.
 
     The server's own checks (``split_queries``) name each refused row's first broken rule and
     column, with the message the server answers for that row sent alone; the quarantine keeps
-    the row's raw values beside them. ``queries`` is None when nothing is stored at the
+    the row's raw values beside them. With the ``model``, its service area is checked as the
+    server checks it (``swapped_coordinates``, ``outside_service_area``: farther than
+    ``inference.max_distance_km``, default ``DEFAULT_MAX_DISTANCE_KM``, from every cell it
+    knows). ``queries`` is None when nothing is stored at the
     dataset's path (``datasets.OptionalCSVDataset``): no rows, one log line. Query
     rows take the server's column names: ``column_mapping`` (data_processing's) only names the
     source columns in the error when a file uses those instead.
@@ -200,7 +204,7 @@ def split_inference_queries(
         )
         valid, problems = _no_queries(), pd.DataFrame(columns=[SOURCE_ROW, *_PROBLEM_COLUMNS])
     else:
-        valid, problems = split_queries(queries)
+        valid, problems = split_queries(queries, *_service_area(model, params))
     rejected = queries.iloc[problems[SOURCE_ROW].to_numpy(dtype=np.int64)].reset_index(drop=True)
     mixed = rejected.select_dtypes(include=["object", "str"]).columns
     rejected[mixed] = rejected[mixed].astype("string")  # raw values of any type, as text
@@ -218,6 +222,15 @@ def split_inference_queries(
         ],
     }
     return valid, rejected, validation
+
+
+def _service_area(model: Any, params: dict[str, Any]) -> tuple[Any, float | None]:
+    """The model's known cells and the largest distance to them (the server's default unless
+    ``inference.max_distance_km`` is set); (None, None) without a model: no area check."""
+    if model is None:
+        return None, None
+    distance = params.get("max_distance_km")
+    return known_cells(model), DEFAULT_MAX_DISTANCE_KM if distance is None else float(distance)
 
 
 def missing_query_columns_message(

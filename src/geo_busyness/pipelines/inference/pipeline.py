@@ -73,6 +73,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "inference_queries",
                     "params:inference",
                     "params:data_processing.column_mapping",
+                    "inference_model",
                 ],
                 ["valid_inference_queries", "rejected_inference_queries", "query_validation"],
                 name="split_inference_queries",

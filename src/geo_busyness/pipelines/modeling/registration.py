@@ -23,7 +23,7 @@ from geo_busyness.pipelines.modeling.model_card import (
     model_card_markdown,
     params_digest,
 )
-from geo_busyness.registry import log_model_card, register_model, tag_version
+from geo_busyness.registry import log_model_card, register_model
 from geo_busyness.run_summary import champion_kept
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, H3_CELL, HOUR
 
@@ -101,7 +101,6 @@ def _register(
     """Register the model (alias ``challenger``), tag the version, log its model card."""
     name, alias = params["registered_model_name"], params["registry_alias"]
     example = query_example(test_predictions)
-    version = register_model(model, example, name, alias)
     tags = {f"test_{k}": v for k, v in report["test"]["model"].items()}
     tags |= {"origin": model.origin.isoformat(), "negative_binomial_size": model.size_}
     tags |= {f"baseline_{k}": v for k, v in report["test"]["seasonal_naive_baseline"].items()}
@@ -121,7 +120,9 @@ def _register(
             "champion_compared_version": comparison["version"],
             "champion_improvement": comparison["improvement"],
         }
-    tag_version(name, version, tags)
+    # Every tag is given with the version (the digest too), the alias moves last: a crash
+    # leaves no half-tagged challenger.
+    version = register_model(model, example, name, alias, tags=tags)
     mlflow.set_tag("registered_model_version", version)
     registration = {
         "registered": True,

@@ -12,6 +12,7 @@ first day), the product whose P50 MAE and mean R² the test-window tags record.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -22,6 +23,7 @@ from geo_busyness.metrics import regression_metrics
 from geo_busyness.model.cell_hours import HOUR_NS, build_panel, count_cell_hours, utc_hour_ns
 from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.model.geo import cell_names, euclidean_deg, h3_cells, haversine_km
+from geo_busyness.model.history import CountHistory
 from geo_busyness.model.predict import as_forecaster
 from geo_busyness.schemas import (
     CELL,
@@ -39,7 +41,7 @@ from geo_busyness.schemas import (
 )
 
 from .drift import categorical_drift, numeric_drift
-from .recent_window import NEWEST_WEEK
+from .recent_window import NEWEST_INGESTED, NEWEST_WEEK
 
 logger = logging.getLogger(__name__)
 
@@ -167,9 +169,12 @@ def extend_monitored_model(
     """The model told every count up to the end of the recent window (no refit).
 
     Hours between the model's origin and the recent window come from ``clean_events`` (if the
-    history has them), the recent window's hours from the recent batch; recent hours the
-    model already knows keep its own counts. A gap no table covers counts as zero events: the
-    summary names it (``gap_hours_without_events``), since it lowers the forecasts after it.
+    history has them), the recent window's hours from the recent batch's own rows: when the
+    model already holds counts for the window's hours (it was trained through them, and the
+    batch was landed or corrected after), it forgets from the window's start, so the window
+    is judged by what the batch says (``model_hours_replaced``). A gap no table covers counts
+    as zero events: the summary names it (``gap_hours_without_events``), since it lowers the
+    forecasts after it.
     """
     if recent_events.empty:
         raise ValueError("recent_raw_events has no clean event left to monitor.")
@@ -177,17 +182,28 @@ def extend_monitored_model(
     origin = forecaster.origin
     recent_hours = recent_events[EVENT_TIME].dt.tz_convert("UTC").dt.floor("h")
     recent_start, recent_end = recent_hours.min(), recent_hours.max() + _HOUR
+    replaced = max(0, int((min(origin, recent_end) - recent_start) // _HOUR))
+    if replaced:
+        forecaster = known_before(forecaster, recent_start)
+        logger.info(
+            "The model already holds %d hour(s) of the recent window (its origin %s is after"
+            " %s): those hours are counted from the recent batch's own rows",
+            replaced,
+            origin,
+            recent_start,
+        )
     times = clean_events[EVENT_TIME]
-    gap = clean_events.loc[(times >= origin) & (times < recent_start)]
+    gap = clean_events.loc[(times >= forecaster.origin) & (times < recent_start)]
     summary = {
         "model_origin_utc": origin.isoformat(),
         "recent_start_utc": recent_start.isoformat(),
         "recent_end_utc": recent_end.isoformat(),
+        "model_hours_replaced": replaced,
         "gap_hours": max(0, int((recent_start - origin) // _HOUR)),
         "gap_events_from_history": len(gap),
         "gap_hours_without_events": 0,
     }
-    if recent_end > origin:
+    if recent_end > forecaster.origin:
         events = pd.concat([gap[recent_events.columns], recent_events], ignore_index=True)
         forecaster = forecaster.with_counts(
             count_cell_hours(events, forecaster.resolution), recent_end
@@ -204,6 +220,25 @@ def extend_monitored_model(
         )
     summary["origin_utc"] = forecaster.origin.isoformat()
     return forecaster, summary
+
+
+def known_before(forecaster: BusynessForecaster, end: pd.Timestamp) -> BusynessForecaster:
+    """A copy knowing only the counts before ``end`` (its origin there); the model itself is
+    untouched. ``with_counts`` of nothing makes the copy rebuild what it derives from them."""
+    history = forecaster.history_
+    position = max(0, int(history.positions(np.array([end.value]))[0]))
+    short = copy.copy(forecaster)
+    short.history_ = CountHistory(
+        history.cells, history.start_ns, history.counts[:, :position], history.timezone
+    )
+    nothing = pd.DataFrame(
+        {
+            CELL: np.empty(0, np.uint64),
+            HOUR: pd.DatetimeIndex([], tz="UTC"),
+            TARGET: np.empty(0, np.float32),
+        }
+    )
+    return short.with_counts(nothing, short.origin)
 
 
 def day_ahead_answers(model: Any, cells: np.ndarray, hours: pd.Series) -> dict[str, np.ndarray]:
@@ -402,9 +437,12 @@ def compare_data_quality(
 
     Skipped (no reason compared, a ``note`` saying why) when the recent window is the newest
     week of ``clean_events`` (``recent_window.source``): rows cleaned already pass again, and
-    their rejected rows are in the reference's own report.
+    their rejected rows are in the reference's own report. For an ingested batch, its own
+    figures from the ingestion record (``recent_window.data_quality``) are the recent side.
     """
     limit = params["thresholds"]["reject_share_increase_pp"]
+    if (recent_window or {}).get("source") == NEWEST_INGESTED:
+        recent_report = recent_window["data_quality"]
     if (recent_window or {}).get("source") == NEWEST_WEEK:
         return {
             "reference_rows": reference_report["rows_in"],

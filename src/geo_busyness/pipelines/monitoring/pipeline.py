@@ -1,5 +1,5 @@
-"""recent_raw_events (else the newest week of clean_events) -> cleaned like the history ->
-compared with the model's train window."""
+"""the newest ingested batch (else recent_raw_events, else the newest week of clean_events) ->
+cleaned like the history -> compared with the model's train window."""
 
 from kedro.pipeline import Node, Pipeline, pipeline
 
@@ -20,7 +20,7 @@ from .nodes import (
     score_reference_forecasts,
     select_reference_events,
 )
-from .recent_window import choose_recent_batch
+from .recent_window import choose_recent_batch, known_events
 from .report_html import render_report_html
 
 #: The share gate's parameter in data_processing, and what the recent batch reads instead.
@@ -29,9 +29,9 @@ _RECENT_GATE = "params:monitoring.recent_max_rejected_fraction"
 
 
 def clean_recent_events() -> Pipeline:
-    """The recent batch (``recent_raw_events``, else the newest week of ``clean_events`` in the
-    source's columns: ``recent_window.choose_recent_batch``), then the data_processing pipeline
-    on it, under the ``recent`` namespace.
+    """The recent batch (the newest ingested batch, else ``recent_raw_events``, else the newest
+    week of ``clean_events``, in the source's columns: ``recent_window.choose_recent_batch``),
+    then the data_processing pipeline on it, under the ``recent`` namespace.
 
     It reads the history's cleaning parameters, except the share gate:
     ``monitoring.recent_max_rejected_fraction`` (1.0 by default), since a bad recent batch is
@@ -39,7 +39,13 @@ def clean_recent_events() -> Pipeline:
     """
     choose = Node(
         choose_recent_batch,
-        ["recent_raw_events", "clean_events", "params:data_processing.column_mapping"],
+        [
+            "recent_raw_events",
+            "clean_events",
+            "params:data_processing.column_mapping",
+            "ingestion_record",
+            "event_history",
+        ],
         ["recent_raw_batch", "recent_window"],
         name="choose_recent_batch",
     )
@@ -126,8 +132,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="score_reference_forecasts",
             ),
             Node(
+                known_events,
+                ["clean_events", "ingestion_record", "event_history"],
+                "monitoring_known_events",
+                name="gather_known_events",
+            ),
+            Node(
                 extend_monitored_model,
-                ["monitored_model", "clean_events", "recent_clean_events"],
+                ["monitored_model", "monitoring_known_events", "recent_clean_events"],
                 ["monitored_forecaster", "monitoring_forecast_origin"],
                 name="extend_monitored_model",
             ),
@@ -199,7 +211,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 render_report_html,
-                "monitoring_report",
+                ["monitoring_report", "params:data_processing.source_timezone"],
                 "monitoring_report_html",
                 name="render_monitoring_report_html",
             ),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .recent_window import NEWEST_WEEK
+from geo_busyness.report_header import HEADER_CSS, context_from_tags, header_html
+
+from .recent_window import NEWEST_INGESTED, NEWEST_WEEK
 
 #: Bars per chart at most (the largest categories; a city can have hundreds of cells).
 MAX_BARS = 30
@@ -101,15 +103,57 @@ def _parameter_mismatch(mismatches: list[dict[str, Any]]) -> str:
     return "".join(f'<p class="verdict fired">{_esc(item["message"])}</p>' for item in mismatches)
 
 
-def _checks_table(checks: list[dict[str, Any]]) -> str:
+def _holds(text: str, true: bool) -> str:
+    return f"{text} ({'true' if true else 'false'})"
+
+
+def _effect_size_condition(result: dict[str, Any]) -> str:
+    """PSI above its threshold, or KS D above its own (either fires)."""
+    psi, limit = result["psi"], result["psi_threshold"]
+    parts = [_holds(f"PSI {psi:.3f} > {limit:g}", psi > limit)]
+    if result.get("ks_d") is not None and result.get("ks_d_threshold") is not None:
+        ks, ks_limit = result["ks_d"], result["ks_d_threshold"]
+        parts.append(_holds(f"KS D {ks:.3f} > {ks_limit:g}", ks > ks_limit))
+    return " or ".join(parts)
+
+
+def check_condition(check: dict[str, Any], report: dict[str, Any]) -> str:
+    """Every condition of a check with its figures and whether it holds, then the verdict:
+    e.g. ``|level change| 0.257 > 0.15 (true) and p 0.03 < 0.01 (false): no``."""
+    kind, name, figure, limit = check["check"], check["name"], check["figure"], check["threshold"]
+    if kind == "feature_drift":
+        text = _effect_size_condition(report["event_features"][name])
+    elif kind in ("busyness_drift", "predictions_drift"):
+        text = _effect_size_condition(report["cell_hours"][name])
+    elif kind == "level":
+        level = report["level"]
+        change, p_value = level["relative_change"], level["p_value"]
+        change_limit, p_limit = level["change_threshold"], level["p_value_threshold"]
+        text = (
+            _holds(
+                f"|level change| {abs(change):.3f} > {change_limit:g}", abs(change) > change_limit
+            )
+            + " and "
+            + _holds(f"p {p_value:.2g} < {p_limit:g}", p_value < p_limit)
+        )
+    elif kind == "bias":
+        text = _holds(f"|bias| {abs(figure):.3f} > {limit:g}", abs(figure) > limit)
+    elif kind == "data_quality":
+        text = _holds(f"reject share increase {figure:+.2f} pp > {limit:g} pp", figure > limit)
+    else:  # unseen cells, performance: one figure against one threshold
+        text = _holds(f"{name} {_number(figure)} > {_number(limit)}", figure > limit)
+    return f"{text}: {'yes' if check['fired'] else 'no'}"
+
+
+def _checks_table(checks: list[dict[str, Any]], report: dict[str, Any]) -> str:
     rows = "".join(
         f'<tr class="{"fired" if check["fired"] else "ok"}"><td>{_esc(check["check"])}</td>'
-        f"<td>{_esc(check['name'])}</td><td>{_number(check['figure'])}</td>"
-        f"<td>{_number(check['threshold'])}</td><td>{'yes' if check['fired'] else 'no'}</td></tr>"
+        f"<td>{_esc(check['name'])}</td><td>{_esc(check_condition(check, report))}</td>"
+        f"<td>{'yes' if check['fired'] else 'no'}</td></tr>"
         for check in checks
     )
     return (
-        "<table><tr><th>check</th><th>name</th><th>figure</th><th>threshold</th>"
+        "<table><tr><th>check</th><th>name</th><th>every condition (holds?): fires?</th>"
         f"<th>fired</th></tr>{rows}</table>"
     )
 
@@ -183,6 +227,12 @@ def _quality(data_quality: dict[str, Any]) -> str:
 
 def _recent_window(window: dict[str, Any]) -> str:
     """Which events were judged: a line only when it is not the separate recent batch."""
+    if window.get("source") == NEWEST_INGESTED:
+        return (
+            f"<p>Recent window: the newest ingested batch {_esc(window['batch'])},"
+            f" {_esc(window['start_utc'])} .. {_esc(window['end_utc'])}"
+            f" ({window['rows']:,} clean events, ingested {_esc(window.get('ingested_at'))}).</p>"
+        )
     if window.get("source") != NEWEST_WEEK:
         return ""
     return (
@@ -192,9 +242,14 @@ def _recent_window(window: dict[str, Any]) -> str:
     )
 
 
-def render_report_html(report: dict[str, Any]) -> str:
-    """The whole report page."""
+def render_report_html(report: dict[str, Any], timezone: str | None = None) -> str:
+    """The whole report page, opening with the reports' header (``geo_busyness.report_header``): the
+    version, its data window, the time zone, its gate and test metrics beside the baseline's.
+    ``timezone``: the city's, for the header's dates (the page's own times are UTC)."""
     model = report["model"]
+    context = context_from_tags(
+        model["model_name"], model["version"], model.get("tags") or {}, timezone or "UTC"
+    )
     retrain = report["retrain_recommended"]
     reasons = "".join(f"<li>{_esc(reason)}</li>" for reason in report["reasons"])
     verdict = (
@@ -215,14 +270,18 @@ def render_report_html(report: dict[str, Any]) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>Monitoring: {_esc(model['model_name'])} v{_esc(model['version'])}</title>"
-        f"<style>{_CSS}</style></head><body>"
-        f"<h1>Monitoring report: {_esc(model['model_name'])} version {_esc(model['version'])}</h1>"
-        f"<p>Chosen by {_esc(model['chosen_by'])}; reference = its train window"
+        f"<style>{HEADER_CSS}{_CSS}</style></head><body>"
+        + header_html(
+            context,
+            f"Monitoring report: {model['model_name']} version {model['version']}",
+            zone_note="the data window's dates; the times below are UTC",
+        )
+        + f"<p>Chosen by {_esc(model['chosen_by'])}; reference = its train window"
         f" {_esc(report['reference_window']['start'])} .. {_esc(report['reference_window']['end'])};"
         f" generated {_esc(report['generated_at_utc'])}.</p>"
         f"{_recent_window(report.get('recent_window', {}))}"
         f"{_parameter_mismatch(report.get('model_parameter_mismatch', []))}{verdict}"
-        f"<h2>Checks</h2>{_checks_table(report['checks'])}"
+        f"<h2>Checks</h2>{_checks_table(report['checks'], report)}"
         f'<h2>Event features</h2><p class="legend">{legend}</p>'
         f"<p>Recent events in cells the model never saw: {unseen['recent_event_share']:.2%}"
         f" ({unseen['recent_unseen_events']:,} events; threshold {unseen['threshold']:.1%}).</p>"

@@ -51,10 +51,14 @@ def day_ahead_sample(
 
 
 def shap_summary(
-    model: BusynessForecaster, windows: dict[str, str], params: dict[str, Any]
+    model: BusynessForecaster,
+    windows: dict[str, str],
+    params: dict[str, Any],
+    caption: str | None = None,
 ) -> tuple[dict[str, Any], Figure]:
     """The global SHAP summary (mean |contribution| per feature) of the test-window sample, and
-    its figure; for a statistical baseline, the statement that there is none."""
+    its figure (its title ends with ``caption``: model version and data window); for a
+    statistical baseline, the statement that there is none."""
     settings = params["explanations"]
     about = describe(model)
     sample = {
@@ -64,7 +68,7 @@ def shap_summary(
         "test_end": windows["test_end"],
     }
     if not is_explainable(model):
-        return {**about, "sample": sample, "features": []}, _statement_figure(about)
+        return {**about, "sample": sample, "features": []}, _statement_figure(about, caption)
     rows, origin, horizon = day_ahead_sample(
         model, windows, settings["rows"], params["random_state"]
     )
@@ -77,13 +81,17 @@ def shap_summary(
         "features": table.to_dict(orient="records"),
     }
     figure = _summary_figure(
-        table.head(settings["features"]), explanation, about, params["random_state"]
+        table.head(settings["features"]), explanation, about, params["random_state"], caption
     )
     return summary, figure
 
 
 def _summary_figure(
-    table: pd.DataFrame, explanation: Explanation, about: dict[str, Any], seed: int
+    table: pd.DataFrame,
+    explanation: Explanation,
+    about: dict[str, Any],
+    seed: int,
+    caption: str | None = None,
 ) -> Figure:
     """Mean |SHAP| of the features in ``table`` (bars) beside each row's SHAP value coloured by
     the feature's value (low to high within the feature; grey: missing), largest on top."""
@@ -123,12 +131,12 @@ def _summary_figure(
     figure.suptitle(
         f"SHAP values of the learned {about['method']} model, {rows:,} day-ahead rows of the"
         f" test window\nThe forecast blends it with the seasonal baselines; its weight by"
-        f" horizon: {weights}"
+        f" horizon: {weights}" + (f"\n{caption}" if caption else "")
     )
     return figure
 
 
-def _statement_figure(about: dict[str, Any]) -> Figure:
+def _statement_figure(about: dict[str, Any], caption: str | None = None) -> Figure:
     """A figure that says why there is nothing to plot."""
     from matplotlib.figure import Figure  # noqa: PLC0415 - loaded only when reporting
 
@@ -136,5 +144,6 @@ def _statement_figure(about: dict[str, Any]) -> Figure:
     figure.text(
         0.5, 0.5, textwrap.fill(about["statement"], 90), ha="center", va="center", wrap=True
     )
-    figure.suptitle("SHAP summary: no learned model to explain")
+    title = "SHAP summary: no learned model to explain"
+    figure.suptitle(f"{title}\n{caption}" if caption else title)
     return figure

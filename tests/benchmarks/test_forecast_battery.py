@@ -1,0 +1,32 @@
+"""benchmarks/forecast_battery.py at toy size: it cannot break unseen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.running import BENCHMARKS, run_benchmark
+
+
+@pytest.mark.slow
+def test_the_forecast_battery_runs_at_toy_size(tmp_path: Path) -> None:
+    """A small synthetic city through the real pipelines: one row per product x bucket with
+    the model beside the three baselines, the chosen candidate and the gate, in JSON."""
+    out = tmp_path / "battery.json"
+    done = run_benchmark(
+        str(BENCHMARKS / "forecast_battery.py"), "--toy", "--json", str(out), timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert [run["name"] for run in result["runs"]] == ["toy"] and not result["skipped"]
+    products = {(row["product"], row["bucket"]) for row in result["rows"]}
+    assert {("nowcast", "1-3h"), ("day_ahead", "4-24h"), ("week_ahead", "25-168h")} <= products
+    for row in result["rows"]:
+        for name in ("model", "seasonal_naive", "level_adjusted", "recent_level"):
+            assert row[f"{name}_mae"] >= 0
+        assert 0 <= row["coverage_80"] <= 1 and row["gate"] in ("passed", "FAILED")
+    headline = result["runs"][0]["headline"]
+    assert set(headline) == {"model_r2", "model_mae", "naive_r2", "naive_mae"}
+    assert "battery wall" in done.stdout
