@@ -17,53 +17,27 @@ dead (a closed port) and silent (accepts, never answers): seconds to fail, and i
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
+from tests.model.tampering import plant_pickle
+from tests.remote_endpoints import silent_endpoint
 from tests.serving.model_fixture import fit_model, save_model, synthetic_events
 
-from geo_busyness.model.artifact import ARRAYS, DIGEST_FILE, MANIFEST, file_sha256
+from geo_busyness.model.artifact import ARRAYS
 from geo_busyness.model.loading import ARTIFACT_DIR, load_model
 from geo_busyness.pipelines.deployment.packaging import build_package, unpack_package
 from geo_busyness.registry import register_model
 from geo_busyness.testing import free_port
 
 NAME = "geo-busyness-fuzz"
-
-
-class WritesMarker:
-    """A pickle payload that creates ``marker`` when unpickled (the attack)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Callable, tuple]:
-        return (Path.write_text, (self.marker, "code ran"))
-
-
-def plant_pickle(folder: Path, marker: Path) -> None:
-    """The arrays replaced by a pickle writing ``marker``; manifest and digest resealed."""
-    payload = np.empty(1, dtype=object)
-    payload[0] = WritesMarker(marker)
-    buffer = io.BytesIO()
-    np.savez(buffer, a0=payload)
-    (folder / ARRAYS).write_bytes(buffer.getvalue())
-    body = json.loads((folder / MANIFEST).read_text())
-    body["files"][ARRAYS] = file_sha256(folder / ARRAYS)
-    (folder / MANIFEST).write_text(json.dumps(body))
-    (folder / DIGEST_FILE).write_text(file_sha256(folder / MANIFEST))
 
 
 def flip_byte(folder: Path, marker: Path) -> None:
@@ -183,37 +157,12 @@ def tampered_artifacts_part(workdir: Path) -> dict[str, Any]:
     return result
 
 
-@contextlib.contextmanager
-def silent_server() -> Iterator[str]:
-    """A loopback port that accepts connections and never answers."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                held.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        for connection in held:
-            connection.close()
-        listener.close()
-
-
 def silent_endpoints_part() -> dict[str, Any]:
     """``python -m geo_busyness.serving`` on a registry alias, the tracking server dead or
     silent: seconds to fail (the issue's bound: 30) and the last line it printed."""
     rows = []
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    with silent_server() as silent:
+    with silent_endpoint() as silent:
         for name, uri in (("dead", f"http://127.0.0.1:{free_port()}"), ("silent", silent)):
             started = time.monotonic()
             done = subprocess.run(

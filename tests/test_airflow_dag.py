@@ -174,12 +174,13 @@ def test_the_dag_runs_the_job_steps_it_should(dag_check):
     expected = {
         "not_recommended": (
             {"retraining": "skipped", "deployment": "skipped"},
-            [["monitoring", None]],
+            [["ingestion", None], ["monitoring", None]],
             (["skipped"], []),
         ),
         "forced_to_sagemaker": (
             {"retraining": "success", "deployment": "success"},
             [
+                ["ingestion", None],
                 ["monitoring", None],
                 ["retraining", None],
                 ["deployment", {"deployment": {"model_version": "9", "target": "sagemaker"}}],
@@ -188,12 +189,17 @@ def test_the_dag_runs_the_job_steps_it_should(dag_check):
         ),
         "recommended_not_registered": (
             {"retraining": "success", "deployment": "skipped"},
-            [["monitoring", None], ["retraining", None]],
+            [["ingestion", None], ["monitoring", None], ["retraining", None]],
             (["champion_kept"], ["challenger_rejected"]),
         ),
         "recommended": (
             {"retraining": "success", "deployment": "success"},
-            [["monitoring", None], ["retraining", None], ["deployment", deploy_9]],
+            [
+                ["ingestion", None],
+                ["monitoring", None],
+                ["retraining", None],
+                ["deployment", deploy_9],
+            ],
             (["promoted"], ["challenger_promoted"]),
         ),
     }

@@ -70,6 +70,7 @@ def test_level_shift_retrain_promote_then_keep_the_champion(
     assert comparison["challenger_wins"] and comparison["improvement"] > 0
     assert promoted["champion_before"] == "1" and promoted["champion_after"] == "2"
     assert [s["step"] for s in promoted["steps"]] == [
+        "ingestion",
         "monitoring",
         "decision",
         "training",

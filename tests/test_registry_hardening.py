@@ -6,8 +6,6 @@ too) and answers with the same columns."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import shutil
 import subprocess
@@ -21,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geo_busyness.model.artifact import ARRAYS, DIGEST_FILE, MANIFEST, file_sha256
+from geo_busyness.model.artifact import ARRAYS
 from geo_busyness.model.explain import explain_busyness
 from geo_busyness.model.loading import (
     ARTIFACT_DIR,
@@ -34,7 +32,7 @@ from geo_busyness.model.loading import (
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.registry import load_version, register_model, resolve_version
 from geo_busyness.testing import free_port
-from tests.model.test_artifact import WritesMarker
+from tests.model.tampering import plant_pickle
 from tests.serving.model_fixture import WEEKS, fit_model, synthetic_events
 
 NAME = "geo-busyness-hardening"
@@ -100,20 +98,6 @@ def every_uri(registry) -> list[str]:
         registry["source"],  # models:/m-<id>, the registry's own source of the version
         f"runs:/{registry['run_id']}/model",
     ]
-
-
-def plant_pickle(folder: Path, marker: Path) -> None:
-    """Replace the artifact's arrays by a pickle that writes ``marker`` when loaded, and reseal
-    the manifest and the digest record, as an attacker who can write the store would."""
-    payload = np.empty(1, dtype=object)
-    payload[0] = WritesMarker(marker)
-    buffer = io.BytesIO()
-    np.savez(buffer, a0=payload)
-    (folder / ARRAYS).write_bytes(buffer.getvalue())
-    body = json.loads((folder / MANIFEST).read_text())
-    body["files"][ARRAYS] = file_sha256(folder / ARRAYS)
-    (folder / MANIFEST).write_text(json.dumps(body))
-    (folder / DIGEST_FILE).write_text(file_sha256(folder / MANIFEST))
 
 
 @pytest.mark.slow

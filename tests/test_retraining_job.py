@@ -83,7 +83,7 @@ def test_a_failed_deployment_is_resumed_by_the_next_job(served) -> None:
     with inside(served):
         resumed = _job(served).run(target="local")
     assert resumed["resumed_version"] == "2" and resumed["status"] == "promoted"
-    assert [s["step"] for s in resumed["steps"]] == ["monitoring", "deployment"]
+    assert [s["step"] for s in resumed["steps"]] == ["ingestion", "monitoring", "deployment"]
     assert resumed["champion_before"] == "1" and resumed["champion_after"] == "2"
     assert [r["status"] for r in _records(served)] == ["failed", "promoted"]
 

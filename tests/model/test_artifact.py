@@ -37,6 +37,7 @@ from geo_busyness.model.features import BusynessFeatures, cell_feature_params
 from geo_busyness.model.forecaster import LEARNED, METHODS, BusynessForecaster
 from geo_busyness.model.history import history_from_counts
 from geo_busyness.model.loading import ArtifactIntegrityError
+from tests.model.tampering import WritesMarker
 from tests.serving.model_fixture import END, FEATURE_PARAMS, START, TIMEZONE, synthetic_events
 
 #: Small and fast: a few trees on a few thousand rows.
@@ -204,16 +205,6 @@ def test_missing_and_extra_files_are_refused(artifact):
     estimator_file(artifact).unlink()
     with pytest.raises(ArtifactIntegrityError, match="missing"):
         load_forecaster(artifact)
-
-
-class WritesMarker:
-    """A pickle payload that would create a file when unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "code ran"))
 
 
 def test_a_pickled_object_array_is_refused_and_never_run(artifact, tmp_path):

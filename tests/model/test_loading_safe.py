@@ -28,7 +28,8 @@ from geo_busyness.model.loading import (
 )
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.pipelines.deployment.packaging import build_package, unpack_package
-from tests.model.test_artifact import WritesMarker, flip_last_byte, reseal
+from tests.model.tampering import WritesMarker
+from tests.model.test_artifact import flip_last_byte, reseal
 from tests.serving.cases import GOOD_ROW
 
 ROWS = pd.DataFrame([GOOD_ROW, {**GOOD_ROW, "courier_lat": 50.47, "courier_lon": -104.55}])
