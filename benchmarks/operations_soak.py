@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -46,7 +45,13 @@ import boto3
 import yaml
 
 from geo_busyness.pipelines.data_generation.landing import batch_name, land_synthetic_batch
-from geo_busyness.testing import PROJECT_ROOT, free_port, make_project_copy, ping
+from geo_busyness.testing import (
+    PROJECT_ROOT,
+    free_port,
+    make_project_copy,
+    ping,
+    stop_process_group,
+)
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 AIRFLOW_VENV = PROJECT_ROOT / ".venv-airflow"
@@ -141,7 +146,7 @@ class MotoSns:
                 )
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process_group(self.process, timeout=20)
 
 
 def _event_of(text: str) -> str:
@@ -454,16 +459,6 @@ def _wait(ready: Any, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def _alias_watch(project: Path, samples: list, stop: threading.Event) -> None:
     """The moment each champion move is seen in the project's registry (every 0.5 s)."""
     last = None
@@ -532,7 +527,7 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         if client is not None:
             client.stop()
         if server is not None:
-            _stop(server)
+            stop_process_group(server, timeout=20)
         sns.stop()
     samples = client.samples if client else []
     promotions = [(at, v) for at, v in moves[1:] if v is not None]

@@ -99,6 +99,18 @@ def ping(url: str) -> int | None:
         return None
 
 
+def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM to a process started with ``start_new_session=True`` and its children, SIGKILL
+    after ``timeout`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextlib.contextmanager
 def running_server(
     model: Path | str, *extra: str, ready_timeout: float = 180.0, log: Path | None = None
@@ -125,12 +137,6 @@ def running_server(
             time.sleep(0.25)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, timeout=15)
         if log:
             output.close()
