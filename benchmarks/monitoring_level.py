@@ -20,7 +20,10 @@ writes every figure to
         --streams 1 2 3 4 5 6 --factors 1.0 0.8 1.1 1.2 1.3
 
 About 4 minutes per default data set (training) and 30 s per small one, plus 1-5 s a week.
-``--workdir DIR`` keeps the trained projects and reuses them on the next call.
+``--workdir DIR`` keeps the trained projects and reuses them on the next call. ``--toy`` is
+the test suite's run (one small city of 10,000 events with the baselines alone, registered
+whatever the gate says, one week at x1.0 and at x1.3); ``--json PATH`` writes the figures
+there instead of ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,16 @@ from tests.conftest import SMALL_GENERATION, SMALL_TRAINING  # noqa: E402 - the 
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 RESULTS = Path(__file__).parent / "results"
+#: The suite's toy: a smaller city, the baselines alone (no learned fit), registered anyway.
+TOY_GENERATION = {**SMALL_GENERATION, "n_events": 10_000}
+TOY_TRAINING = {
+    **SMALL_TRAINING,
+    "modeling": {
+        **SMALL_TRAINING["modeling"],
+        "candidates": ["seasonal_naive", "level_adjusted", "recent_level"],
+        "register_rejected": True,
+    },
+}
 
 
 def run(project: Path, pipelines: list[str], params: dict[str, Any]) -> None:
@@ -63,20 +76,34 @@ def run(project: Path, pipelines: list[str], params: dict[str, Any]) -> None:
         session.run(pipeline_names=pipelines)
 
 
-def trained(workdir: Path, seed: int, small: bool) -> Path | None:
+def trained(workdir: Path, seed: int, small: bool, toy: bool = False) -> Path | None:
     """A project trained on the data set (reused when ``workdir`` has it); None when the
     quality gate refused the model (nothing registered to monitor)."""
-    project = workdir / f"{'small' if small else 'default'}-{seed}"
+    project = workdir / f"{'toy' if toy else 'small' if small else 'default'}-{seed}"
     if not (project / "data" / "08_reporting" / "runs" / "evaluation_report.json").exists():
         make_project_copy(project)
-        generation_params = {**(SMALL_GENERATION if small else {}), "seed": seed}
+        generation_params = {**generation_overrides(small, toy), "seed": seed}
         run(project, ["data_generation", "data_processing"], {"data_generation": generation_params})
-        run(project, ["feature_engineering", "modeling"], SMALL_TRAINING if small else {})
+        training = TOY_TRAINING if toy else SMALL_TRAINING if small else {}
+        run(project, ["feature_engineering", "modeling"], training)
     registered = run_report(project)["registration"].get("registered", False)
     return project if registered else None
 
 
-def measure(project: Path, seed: int, small: bool, streams: list[int], factors: list[float]):
+def generation_overrides(small: bool, toy: bool) -> dict[str, Any]:
+    """The generator parameters a data set changes (none for the default data)."""
+    return TOY_GENERATION if toy else SMALL_GENERATION if small else {}
+
+
+def measure(
+    project: Path,
+    seed: int,
+    small: bool,
+    streams: list[int],
+    factors: list[float],
+    *,
+    toy: bool = False,
+):
     """Level and bias figures of every (stream, factor) recent week against the project's model,
     with the checkout's monitoring parameters (a reused project may hold older ones)."""
     monitoring = Path("conf") / "base" / "parameters_monitoring.yml"
@@ -88,7 +115,7 @@ def measure(project: Path, seed: int, small: bool, streams: list[int], factors: 
     version = select_model_version(params["monitoring"])
     model = load_version(version)
     history = catalog.load("clean_events")
-    base = {**params["data_generation"], **(SMALL_GENERATION if small else {}), "seed": seed}
+    base = {**params["data_generation"], **generation_overrides(small, toy), "seed": seed}
     timezone = params["data_processing"]["source_timezone"]
     rows = []
     for stream in streams:
@@ -201,7 +228,12 @@ def main() -> None:
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 0.8, 1.1, 1.2, 1.3])
     parser.add_argument("--workdir", type=Path, default=None, help="keep trained projects here")
     parser.add_argument("--from-json", type=Path, default=None, help="print a saved run's tables")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--toy", action="store_true", help="the test suite's small run")
     args = parser.parse_args()
+    if args.toy:
+        args.small_seeds, args.default_seeds = [42], []
+        args.streams, args.factors = [1], [1.0, 1.3]
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         report(pd.DataFrame(saved["weeks"]), saved["thresholds"])
@@ -212,18 +244,20 @@ def main() -> None:
     rows, thresholds = [], None
     sets = [(seed, True) for seed in args.small_seeds] + [(s, False) for s in args.default_seeds]
     for seed, small in sets:
-        project = trained(workdir.resolve(), seed, small)
+        project = trained(workdir.resolve(), seed, small, args.toy)
         if project is None:
             print(f"{'small' if small else 'default'} seed {seed}: gate failed, no model; skipped")
             continue
-        measured, thresholds = measure(project, seed, small, args.streams, args.factors)
+        measured, thresholds = measure(
+            project, seed, small, args.streams, args.factors, toy=args.toy
+        )
         rows += measured
         print(table(pd.DataFrame(measured)), flush=True)
     frame = pd.DataFrame(rows)
     report(frame, thresholds)
-    RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = RESULTS / f"monitoring_level-{stamp}.json"
+    out = args.json or RESULTS / f"monitoring_level-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
@@ -235,7 +269,7 @@ def main() -> None:
             indent=1,
         )
     )
-    print(f"\nwrote {out.relative_to(PROJECT_ROOT)}")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ once too (``--pandas-at-large``): the memory budget refuses it before reading an
 
     uv run --extra spark python benchmarks/spark_vs_pandas.py --events 1000000 10000000 \
         --large 100000000
+
+``--toy`` is the test suite's run: 3,000 events, generated in this process (the generator's
+node called directly spares a Kedro start-up), one pandas and one Spark run. ``--json PATH``
+writes the results there instead of ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from stage_floors import project_parameters
 
+from geo_busyness.pipelines.data_generation.nodes import generate_events
 from geo_busyness.testing import PROJECT_ROOT, make_project_copy
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -210,11 +216,17 @@ def kedro_run(project: Path, args: list[str], timeout: float) -> dict:
     return result
 
 
-def generate(project: Path, n: int) -> None:
-    """N events from the project's generator, as one Parquet file."""
+def generate(project: Path, n: int, in_process: bool = False) -> None:
+    """N events from the project's generator, as one Parquet file: by `kedro run --pipelines
+    data_generation`, or (``in_process``) its first node called here, the same events."""
     (project / "conf/local/catalog.yml").write_text(
         PANDAS_RAW.format(path=RAW_FILE) + GENERATED_RAW.format(path=RAW_FILE)
     )
+    if in_process:
+        params = project_parameters(project)["data_generation"]
+        events, _, _ = generate_events({**params, "n_events": n})
+        events.to_parquet(project / RAW_FILE)
+        return
     done = kedro_run(
         project,
         ["--pipelines", "data_generation", "--params", f"data_generation.n_events={n}"],
@@ -310,7 +322,11 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs of each engine per size, alternating"
     )
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--toy", action="store_true", help="the test suite's small run")
     args = parser.parse_args()
+    if args.toy:
+        args.events, args.large, args.repeats, args.timeout = [3_000], None, 1, 600
 
     common = ["--pipelines", "data_processing,feature_engineering"]
     rows, started = [], time.perf_counter()
@@ -321,7 +337,7 @@ def main() -> None:
             if (project / RAW_FILE).exists():  # a kept folder's sample, with today's conf
                 refresh_conf(project)
             else:
-                generate(make_project_copy(project), n)
+                generate(make_project_copy(project), n, in_process=args.toy)
             env = spark_env(project, RAW_FILE, args.master)
             for _ in range(args.repeats):
                 rows.append(report(n, "pandas", kedro_run(project, common, args.timeout)))
@@ -348,7 +364,7 @@ def main() -> None:
                 rows.append(report(args.large, "pandas", kedro_run(project, common, args.timeout)))
     elapsed = round(time.perf_counter() - started)
     print(f"\n{table(rows)}\n\nwhole benchmark: {elapsed} s")
-    out = (
+    out = args.json or (
         PROJECT_ROOT
         / "benchmarks/results"
         / f"spark_vs_pandas-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"

@@ -14,10 +14,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from geo_busyness.errors import TRACEBACK_VARIABLE
-from tests.conftest import copy_project
+from tests.conftest import TrainedProject, copy_project
 from tests.test_cli import _register_versions
 
 pytestmark = pytest.mark.slow
@@ -179,6 +180,61 @@ def test_the_gate_refuses_a_deployment(project):
         outcome,
         "Refusing to deploy geo-busyness version 1 (version 1): it did not pass the quality gate",
         "deploy a version that passed the gate",
+    )
+
+
+# ---------------------------------------------------------------- values the data refuses
+
+
+@pytest.fixture(scope="module")
+def trained(trained_project: TrainedProject, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the small trained project (test predictions, a registered model)."""
+    return copy_project(
+        trained_project.path, tmp_path_factory.mktemp("cli_errors") / "trained", with_mlflow=True
+    )
+
+
+def test_a_map_hour_outside_the_test_window(trained):
+    outcome = kedro(
+        trained, "run", "--pipelines", "reporting", "--params", "reporting.map_hour=2001-01-01"
+    )
+    assert_explained(
+        outcome,
+        "reporting.map_hour='2001-01-01' is not an hour of the test window: expected a"
+        " whole UTC hour from ",
+        "set reporting.map_hour to one of those hours, or to null for the busiest test hour",
+    )
+
+
+def test_a_start_that_a_dst_change_makes_ambiguous(trained):
+    """01:30 happens twice in Winnipeg on 2026-11-01 (clocks go back at 02:00)."""
+    outcome = kedro(
+        trained,
+        "run",
+        "--pipelines",
+        "inference",
+        "--params",
+        "inference.start=2026-11-01T01:30:00,data_processing.source_timezone=America/Winnipeg",
+    )
+    assert_explained(
+        outcome,
+        "inference.start='2026-11-01T01:30:00' is ambiguous or does not exist in the source"
+        " timezone America/Winnipeg",
+        PARAMETER_NEXT,
+    )
+    assert "give it with a UTC offset" in outcome.lines[0]
+
+
+def test_no_clean_events_to_forecast_from(trained, tmp_path):
+    """A clean table with its columns and no rows (every row of a source quarantined, say)."""
+    empty = copy_project(trained, tmp_path / "empty", with_mlflow=True)
+    clean = empty / "data" / "03_primary" / "clean_events.parquet"
+    pd.read_parquet(clean).iloc[:0].to_parquet(clean)
+    outcome = kedro(empty, "run", "--pipelines", "inference")
+    assert_explained(
+        outcome,
+        "clean_events has no rows: set inference.start to forecast from a time.",
+        "run `kedro run --pipelines data_processing` on a table with events",
     )
 
 

@@ -6,7 +6,8 @@ where useful, one ``Next:`` line saying what to do. No traceback: ``--verbose`` 
   fault); it is a ``KedroCliError``, so any ``kedro`` command prints it without a traceback.
 - ``USER_ERRORS`` names the errors the pipelines raise with a clear message of their own (the
   table does not fit the column mapping, no registered model, too little history, the gate
-  refused a deployment...), by class path, so that nothing here imports a pipeline.
+  refused a deployment, a parameter value the data refuses, no events...), by class path, so
+  that nothing here imports a pipeline. An error with a ``next_step`` of its own says it.
 - ``explained_errors`` wraps a CLI command: those errors become an ``ExplainedError``, and
   Kedro's ``--from-nodes`` resume hint is dropped for every ``ExplainedError`` (resuming fixes
   nothing there).
@@ -29,6 +30,9 @@ from kedro.framework.cli.utils import KedroCliError
 #: Set to 1 to see the full traceback of every error (as ``--verbose`` does).
 TRACEBACK_VARIABLE = "GEO_BUSYNESS_TRACEBACK"
 
+#: The next step of a parameter whose value the data refuses (the parameter check's wording).
+PARAMETER_NEXT = "fix it in conf/<env>/parameters_<block>.yml or in --params."
+
 #: "module:Class" of the errors whose message says what is wrong -> the next step (None when
 #: the message already says it). A subclass of one of them counts as it.
 USER_ERRORS: dict[str, str | None] = {
@@ -40,6 +44,11 @@ USER_ERRORS: dict[str, str | None] = {
         "read each row's reason in rejected_events, then fix the source or"
         " data_processing.timestamp_format / source_timezone, or raise"
         " data_processing.max_rejected_fraction."
+    ),
+    "geo_busyness.errors:ParameterValueError": PARAMETER_NEXT,
+    "geo_busyness.errors:NoEventsError": (
+        "run `kedro run --pipelines data_processing` on a table with events"
+        " (docs/new_source.md), or check data_processing.column_mapping and the quarantine."
     ),
     "geo_busyness.errors:InsufficientHistoryError": (
         "give more data, or shorten the windows, e.g. --params"
@@ -98,6 +107,20 @@ class InsufficientHistoryError(ValueError):
     """The data is too short for the train, validation and test windows the parameters ask."""
 
 
+class ParameterValueError(ValueError):
+    """A parameter of the right type that the data refuses (an hour outside the test window, a
+    local time that a DST change makes ambiguous); the message names the key and what fits.
+    ``next_step`` replaces ``PARAMETER_NEXT`` where a better one is known."""
+
+    def __init__(self, message: str, next_step: str | None = None) -> None:
+        super().__init__(message)
+        self.next_step = next_step
+
+
+class NoEventsError(ValueError):
+    """A step that needs events found none (e.g. ``clean_events`` has no rows)."""
+
+
 def one_line(message: str) -> str:
     """``message`` with every run of whitespace (newlines included) as one space."""
     return " ".join(str(message).split())
@@ -138,7 +161,7 @@ def explain(error: BaseException) -> ExplainedError | None:
             return link if link is error else ExplainedError(link.message, link.next_step)
         key = _user_error(link)
         if key is not None:
-            return ExplainedError(str(link), USER_ERRORS[key])
+            return ExplainedError(str(link), getattr(link, "next_step", None) or USER_ERRORS[key])
     return None
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from geo_busyness.errors import ParameterValueError
 from geo_busyness.model.cell_hours import hour_of_week
 from geo_busyness.model.forecaster import BusynessForecaster
 from geo_busyness.report_header import caption as context_caption
@@ -337,9 +338,11 @@ def select_map_hour(test_predictions: pd.DataFrame, map_hour: str | None) -> pd.
     chosen = pd.Timestamp(map_hour)
     chosen = chosen.tz_localize("UTC") if chosen.tzinfo is None else chosen.tz_convert("UTC")
     if not (hours == chosen).any():
-        raise ValueError(
+        raise ParameterValueError(
             f"reporting.map_hour={map_hour!r} is not an hour of the test window: expected a whole "
-            f"UTC hour from {hours.min().isoformat()} to {hours.max().isoformat()}, or null"
+            f"UTC hour from {hours.min().isoformat()} to {hours.max().isoformat()}, or null",
+            "set reporting.map_hour to one of those hours, or to null for the busiest test hour"
+            " (conf/<env>/parameters_reporting.yml or --params).",
         )
     return chosen
 
