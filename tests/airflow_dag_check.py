@@ -2,7 +2,7 @@
 
 ``python airflow_dag_check.py DAG_FOLDER DAG_ID OUT_JSON [real]``: parses DAG_FOLDER with Airflow's own
 DagBag and describes the DAG; runs it (``dag.test``) in a few scenarios, its tasks calling the
-project's real ``retraining_steps`` on a stand-in job (no pipeline runs); builds the job the
+project's real ``operations.steps`` on a stand-in job (no pipeline runs); builds the job the
 DAG builds from the environment and reads the project's parameters through it (one real Kedro
 session of the project in this environment); writes all of it to OUT_JSON. With ``real``: one
 DAG run of the real job over the project (GEO_BUSYNESS_PROJECT_PATH), its task states. The caller sets
@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow.models import DagBag
 
-from geo_busyness.retraining import RetrainingJob
+from geo_busyness.operations.job import RetrainingJob
 
 
 class StandInJob(RetrainingJob):

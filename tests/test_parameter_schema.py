@@ -206,9 +206,13 @@ def _dataclass_fields(kind: type) -> set[str]:
 
 def test_the_schemas_names_match_the_code_that_reads_them():
     """The schema repeats names so that it imports no pipeline; these must stay equal."""
-    from geo_busyness.alerts.channels import AlertConfig, SnsSettings, WebhookSettings  # noqa: PLC0415
-    from geo_busyness.alerts.message import EVENTS  # noqa: PLC0415
     from geo_busyness.model.forecaster import EXPOSURES, METHODS  # noqa: PLC0415
+    from geo_busyness.operations.alerts.channels import (  # noqa: PLC0415
+        AlertConfig,
+        SnsSettings,
+        WebhookSettings,
+    )
+    from geo_busyness.operations.alerts.message import EVENTS  # noqa: PLC0415
     from geo_busyness.pipelines.data_generation.faults import FAULT_TO_REASON  # noqa: PLC0415
     from geo_busyness.pipelines.deployment.nodes import TARGETS  # noqa: PLC0415
     from geo_busyness.pipelines.deployment.rollout import STRATEGIES  # noqa: PLC0415

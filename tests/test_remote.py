@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from geo_busyness import remote
-from geo_busyness.hooks import explain_storage_failure
+from geo_busyness.hooks.storage import explain_storage_failure
 from geo_busyness.remote import (
     ENVIRONMENT_DEFAULTS,
     UnreachableServiceError,

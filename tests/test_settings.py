@@ -1,4 +1,4 @@
-"""settings.py: one module registers every hook, the parameter check first; `--params a.b=c`
+"""settings.py: one package holds every hook, the parameter check first; `--params a.b=c`
 merges key by key."""
 
 from __future__ import annotations
@@ -57,9 +57,11 @@ def test_without_the_soft_merge_the_block_would_be_replaced(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("name", ["HOOKS"])
-def test_every_registered_hook_comes_from_the_hooks_module(name: str) -> None:
+def test_every_registered_hook_comes_from_the_hooks_package(name: str) -> None:
+    """One module per concern under hooks/; the package exports exactly what settings registers."""
     registered = getattr(settings, name)
-    assert {type(hook).__module__ for hook in registered} == {hooks.__name__}
+    assert {type(hook).__module__.rpartition(".")[0] for hook in registered} == {hooks.__name__}
+    assert sorted(hooks.__all__) == sorted(type(hook).__name__ for hook in registered)
     assert {type(hook).__name__ for hook in registered} == {
         "TrackingServerHook",
         "StorageErrorHook",

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from geo_busyness.hooks import TrackingServerHook
+from geo_busyness.hooks.tracking import TrackingServerHook
 from geo_busyness.registry import (
     CLOSED_TAG,
     OWNER_PROCESS_TAG,

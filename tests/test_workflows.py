@@ -189,7 +189,7 @@ def test_kedro_retrain_passes_params_to_every_step(monkeypatch):
             created.update(force=force, target=target)
             return {"status": "skipped", "champion_before": "1", "champion_after": "1", "steps": []}
 
-    monkeypatch.setattr("geo_busyness.retraining.RetrainingJob", StandInJob)
+    monkeypatch.setattr("geo_busyness.operations.job.RetrainingJob", StandInJob)
     result = CliRunner().invoke(
         cli,
         [

@@ -84,7 +84,7 @@ def refresh_environment(
     """The server's refresh settings as environment variables (``serving/refresh.py``): the
     counts state to follow, the alias to follow, the served version's label, how often to
     poll, and the alerts block with only the credentials entries it names."""
-    from geo_busyness.alerts.channels import AlertConfig  # noqa: PLC0415
+    from geo_busyness.operations.alerts.channels import AlertConfig  # noqa: PLC0415
     from geo_busyness.serving import refresh  # noqa: PLC0415
 
     values = {
@@ -197,7 +197,7 @@ def _is_alias_uri(location: str | None) -> bool:
 
 
 def _credentials(context: Any) -> dict[str, Any]:
-    from geo_busyness.alerts.channels import read_credentials  # noqa: PLC0415
+    from geo_busyness.operations.alerts.channels import read_credentials  # noqa: PLC0415
 
     return read_credentials(context.config_loader)
 
@@ -402,12 +402,12 @@ def retrain(  # noqa: PLR0917 - click passes options positionally
     """Monitoring -> retrain if recommended (or --force) -> gates, the champion included ->
     deploy -> record. One job at a time; a failed step leaves the champion serving. ``--params``
     reach every step, as in ``kedro run`` (e.g. the SageMaker settings of the deployment)."""
-    from geo_busyness.retraining import (  # noqa: PLC0415
+    from geo_busyness.operations.job import (  # noqa: PLC0415
         RetrainingFailed,
         RetrainingJob,
         RetrainingLocked,
     )
-    from geo_busyness.run_summary import retraining_summary  # noqa: PLC0415
+    from geo_busyness.operations.run_summary import retraining_summary  # noqa: PLC0415
 
     project_path = Path(getattr(metadata, "project_path", Path.cwd()))
     try:

@@ -65,7 +65,7 @@ USER_ERRORS: dict[str, str | None] = {
     "geo_busyness.pipelines.deployment.nodes:DeploymentRolledBack": None,
     "geo_busyness.pipelines.deployment.rollout:DeploymentError": None,
     "geo_busyness.pipelines.inference.nodes:QueryRejectionError": None,
-    "geo_busyness.memory_budget:MemoryBudgetError": None,
+    "geo_busyness.hooks.memory_budget:MemoryBudgetError": None,
     "geo_busyness.datasets:GeneratedFileError": None,
     "geo_busyness.model.loading:ArtifactIntegrityError": None,
 }

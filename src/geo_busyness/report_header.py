@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from geo_busyness.run_summary import champion_kept
+from geo_busyness.quality_gate import champion_kept
 
 #: The headline metrics, in the order shown: (key, label, higher is better).
 HEADLINE_METRICS = (("r2", "R²", True), ("mae", "MAE (P50)", False), ("rmse", "RMSE", False))

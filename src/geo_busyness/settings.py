@@ -31,11 +31,11 @@ _NO_TYPED_PARAMETERS = DropMessage(r"No typed parameter requirements found")
 if _NO_TYPED_PARAMETERS not in logging.getLogger("kedro.validation.parameter_validator").filters:
     logging.getLogger("kedro.validation.parameter_validator").addFilter(_NO_TYPED_PARAMETERS)
 
-# Every project hook lives in geo_busyness.hooks. Hooks run Last-In-First-Out; these also set
-# tryfirst/trylast. ProjectPathsHook (last here, so the first of the tryfirst hooks) makes the
-# MLflow store and path parameters absolute from the project path before anything reads them
-# (an Airflow worker runs elsewhere); ParameterCheckHook (next) refuses
-# parameters that do not fit the schema before any other hook reads them; MemoryBudgetHook
+# Every project hook lives in geo_busyness.hooks (one module per concern). Hooks run
+# Last-In-First-Out; these also set tryfirst/trylast. ProjectPathsHook (last here, so the first
+# of the tryfirst hooks) makes the MLflow store and path parameters absolute from the project
+# path before anything reads them (an Airflow worker runs elsewhere); ParameterCheckHook (next)
+# refuses parameters that do not fit the schema before any other hook reads them; MemoryBudgetHook
 # refuses a raw file too large for memory before anything reads it; RunSummaryHook prints the
 # run's summary once everything else is done.
 # SparkHooks starts a SparkSession only in an environment with Spark settings (conf/spark).

@@ -14,7 +14,8 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import DatasetError
 
-from geo_busyness.hooks import MissingTrackingServerError, StorageError, explain_storage_failure
+from geo_busyness.hooks.storage import StorageError, explain_storage_failure
+from geo_busyness.hooks.tracking import MissingTrackingServerError
 from tests.cloud.conftest import (
     BUCKET,
     free_port,

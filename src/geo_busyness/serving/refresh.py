@@ -16,7 +16,7 @@ Either way the new ``Served`` (model, table, version, state) is built on the ref
 and replaces the app's one reference: a request is answered wholly by the old or the new, and
 none waits for or fails because of the swap. A state or a version that fails to read, load or
 check is refused in one log line and the old one keeps serving; a refused version also sends
-the ``serving_swap_refused`` alert (``geo_busyness.alerts``) and is not tried again until the
+the ``serving_swap_refused`` alert (``geo_busyness.operations.alerts``) and is not tried again until the
 alias moves.
 """
 
@@ -52,7 +52,7 @@ ENV_MODEL_VERSION = "GEO_BUSYNESS_MODEL_VERSION"
 #: JSON ``{"alerts": <the alerts parameters>, "credentials": {<entries they name>}}``.
 ENV_ALERTS = "GEO_BUSYNESS_ALERTS"
 DEFAULT_INTERVAL_SECONDS = 30.0
-#: The alert a refused new version sends (``alerts/message.py`` EVENTS).
+#: The alert a refused new version sends (``operations/alerts/message.py`` EVENTS).
 SWAP_REFUSED_EVENT = "serving_swap_refused"
 #: Known cells a new model or state is asked about before it may serve.
 SMOKE_CELLS = 5
@@ -429,12 +429,12 @@ class Refresher:
         )
 
     def _send_alert(self, event: str, summary: str, details: dict[str, Any]) -> None:
-        """Send through ``geo_busyness.alerts`` when the settings carry an alerts block."""
+        """Send through ``geo_busyness.operations.alerts`` when the settings carry an alerts block."""
         block = self.settings.alerts or {}
         if not block.get("alerts"):
             return
-        from geo_busyness.alerts.channels import send_alert  # noqa: PLC0415
-        from geo_busyness.alerts.message import Alert  # noqa: PLC0415
+        from geo_busyness.operations.alerts.channels import send_alert  # noqa: PLC0415
+        from geo_busyness.operations.alerts.message import Alert  # noqa: PLC0415
 
         try:
             send_alert(Alert(event, summary, details), block["alerts"], block.get("credentials"))

@@ -9,7 +9,7 @@ the other hooks run (the JVM takes seconds to launch); ``SparkHooks.before_pipel
 for it (``wait_for_session``) before any node runs. An environment without Spark settings runs
 the pandas pipelines and never imports pyspark. In the Spark environment it also selects the
 Spark variants of data_processing and feature_engineering
-(``geo_busyness.spark.pipeline_registry``).
+(``geo_busyness.spark_pipeline_registry``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ DEFAULT_SETTINGS = {
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.ui.showConsoleProgress": "false",
 }
-SPARK_REGISTRY = "geo_busyness.spark.pipeline_registry"
+SPARK_REGISTRY = "geo_busyness.spark_pipeline_registry"
 PANDAS_REGISTRY = "geo_busyness.pipeline_registry"
 
 

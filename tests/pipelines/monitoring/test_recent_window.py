@@ -13,8 +13,8 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from geo_busyness import run_summary
 from geo_busyness.datasets import OptionalCSVDataset
+from geo_busyness.operations import run_summary
 from geo_busyness.pipelines.data_processing.pipeline import create_pipeline as data_processing
 from geo_busyness.pipelines.ingestion.datasets import EventHistoryDataset, OptionalJSONDataset
 from geo_busyness.pipelines.monitoring.nodes import compare_data_quality

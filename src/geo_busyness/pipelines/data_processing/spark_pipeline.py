@@ -1,6 +1,6 @@
 """data_processing on Spark: raw_events -> canonical_events -> service area -> labelled events
 (written once) -> repeated orders -> quarantine, then the gate and clean_events. Selected by the
-`spark` environment (``geo_busyness.spark.pipeline_registry``)."""
+`spark` environment (``geo_busyness.spark_pipeline_registry``)."""
 
 from kedro.pipeline import Node, Pipeline
 

@@ -1,7 +1,7 @@
 """feature_engineering on Spark: the pandas pipeline with its one event-reading node,
 ``window_and_summarise_events``, on Spark (one Spark job over the clean events); every later
 node reads only the small counts and summaries, with the pandas pipeline's own code. Selected by
-the `spark` environment (``geo_busyness.spark.pipeline_registry``)."""
+the `spark` environment (``geo_busyness.spark_pipeline_registry``)."""
 
 from kedro.pipeline import Pipeline
 

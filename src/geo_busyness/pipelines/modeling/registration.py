@@ -23,8 +23,8 @@ from geo_busyness.pipelines.modeling.model_card import (
     model_card_markdown,
     params_digest,
 )
+from geo_busyness.quality_gate import champion_kept
 from geo_busyness.registry import log_model_card, register_model
-from geo_busyness.run_summary import champion_kept
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, H3_CELL, HOUR
 
 logger = logging.getLogger(__name__)

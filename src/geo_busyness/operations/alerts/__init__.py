@@ -13,7 +13,7 @@ name. SNS uses the usual AWS credential chain, or a credentials.yml entry. A del
 is logged as a warning naming the channel (never the webhook URL) and never fails the run.
 """
 
-from geo_busyness.alerts.channels import (
+from geo_busyness.operations.alerts.channels import (
     AlertConfig,
     Delivery,
     SnsSettings,
@@ -25,8 +25,8 @@ from geo_busyness.alerts.channels import (
     send_alert,
     webhook_url,
 )
-from geo_busyness.alerts.message import EVENTS, SEVERITIES, Alert
-from geo_busyness.alerts.run_events import (
+from geo_busyness.operations.alerts.message import EVENTS, SEVERITIES, Alert
+from geo_busyness.operations.alerts.run_events import (
     JOB_REPORTED_EVENTS,
     ROLLBACK_OUTPUTS,
     alerts_from_outputs,

@@ -1,20 +1,12 @@
-"""The end-of-run summary: what it prints from a report, tolerant of missing keys, and the hook
-that prints it from the run's catalog."""
+"""The end-of-run summary: what it prints from a report, tolerant of missing keys (the hook
+that prints it from the run's catalog: tests/hooks/test_summary.py)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from kedro.io import DataCatalog, MemoryDataset
-from kedro.pipeline import Node, Pipeline
 
-from geo_busyness.datasets import JSONDataset
-from geo_busyness.hooks import RunSummaryHook, report_locations
-from geo_busyness.run_summary import (
+from geo_busyness.operations.run_summary import (
     NEXT_COMMANDS,
-    champion_kept,
     inference_summary,
     metric_lines,
     monitoring_summary,
@@ -22,6 +14,7 @@ from geo_busyness.run_summary import (
     retraining_summary,
     run_summary,
 )
+from tests.test_quality_gate import champion_gate
 
 REPORT = {
     "gate": {
@@ -127,44 +120,6 @@ def test_inference_and_monitoring_summaries() -> None:
     assert "Judged" not in monitoring_summary({"recent_window": {"source": "recent_raw_events"}})
 
 
-def _identity(value: dict) -> dict:
-    return value
-
-
-def test_hook_prints_the_report_the_run_saved_read_through_the_catalog(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "evaluation_report.json"
-    path.write_text(json.dumps(REPORT))
-    catalog = DataCatalog(
-        {"evaluation_report": JSONDataset(filepath=str(path)), "draft": MemoryDataset()}
-    )
-    pipeline = Pipeline([Node(_identity, "draft", "evaluation_report", name="gate")])
-    RunSummaryHook().after_pipeline_run(pipeline=pipeline, catalog=catalog)
-    out = capsys.readouterr().out
-    assert "Quality gate: PASSED" in out
-    assert f"Reports: {path}" in out  # outside the working directory: as is
-
-
-def test_reports_under_the_working_directory_are_named_relative_to_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    catalog = DataCatalog(
-        {"evaluation_report": JSONDataset(filepath=str(tmp_path / "data" / "report.json"))}
-    )
-    assert report_locations(["evaluation_report"], catalog) == str(Path("data") / "report.json")
-
-
-def test_hook_prints_nothing_for_a_run_that_wrote_no_report(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    catalog = DataCatalog({"a": MemoryDataset(1)})
-    pipeline = Pipeline([Node(_identity, "a", "b", name="other")])
-    RunSummaryHook().after_pipeline_run(pipeline=pipeline, catalog=catalog)
-    assert capsys.readouterr().out == ""
-
-
 def test_the_summary_names_the_chosen_model_and_each_buckets_skill_and_noise() -> None:
     report = {
         "gate": {
@@ -191,31 +146,10 @@ def test_the_summary_names_the_chosen_model_and_each_buckets_skill_and_noise() -
     assert "deployment refuses it" in text
 
 
-def _champion_gate(challenger: float, champion: float) -> dict:
-    """A gate that refused a challenger only because it did not beat champion version 1."""
-    improvement = (champion - challenger) / champion
-    return {
-        "passed": False,
-        "baseline_gate_passed": True,
-        "reasons": [f"does not beat the champion (version 1): gate_loss {challenger:.4f}"],
-        "champion_comparison": {
-            "status": "scored",
-            "reason": "scored on the challenger's test window",
-            "version": "1",
-            "metric": "gate_loss",
-            "challenger": challenger,
-            "champion": champion,
-            "improvement": improvement,
-            "min_improvement": 0.0,
-            "challenger_wins": False,
-        },
-    }
-
-
 def test_a_tie_with_the_champion_says_it_keeps_serving_not_failed() -> None:
     """A second run on the same data scores exactly as the champion it registered."""
     report = {
-        "gate": _champion_gate(1.7196, 1.7196),
+        "gate": champion_gate(1.7196, 1.7196),
         "registration": {"registered": False, "run_id": "r2"},
     }
     text = run_summary(report)
@@ -227,27 +161,6 @@ def test_a_tie_with_the_champion_says_it_keeps_serving_not_failed() -> None:
     assert "  - scored on the challenger's test window" in text
     assert "deployment" not in text
     assert "serve the champion" in text and "uv run kedro serve" in text
-
-
-def test_a_challenger_worse_than_the_champion_also_leaves_it_serving() -> None:
-    kept = champion_kept(_champion_gate(1.8, 1.7))
-    assert kept.startswith("unchanged: the champion (version 1) keeps serving;")
-    assert "gate_loss 1.8000 vs 1.7000, improvement -5.88% <= 0.00%" in kept
-
-
-@pytest.mark.parametrize(
-    "gate",
-    [
-        {"passed": True},
-        {"passed": False, "baseline_gate_passed": False, "reasons": ["test R2 0.4 < 0.6"]},
-        {"passed": False, "baseline_gate_passed": True, "champion_comparison": {"status": "none"}},
-        {},
-        None,
-    ],
-    ids=["passed", "baselines-failed", "no-champion", "empty", "none"],
-)
-def test_other_outcomes_are_not_the_champion_kept(gate) -> None:
-    assert champion_kept(gate) is None
 
 
 def test_a_failed_gate_suggests_no_deployment_and_what_fits() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from geo_busyness.retraining import RetrainingJob
+from geo_busyness.operations.job import RetrainingJob
 from tests.alerting import (
     payloads,
     received_notifications,

@@ -9,9 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-from geo_busyness.alerts import Alert
-from geo_busyness.pipelines.retraining.nodes import combine_event_batches
-from geo_busyness.retraining import (
+from geo_busyness.operations.alerts import Alert
+from geo_busyness.operations.job import (
     RetrainingFailed,
     RetrainingJob,
     RetrainingLocked,
@@ -23,6 +22,7 @@ from geo_busyness.retraining import (
     retraining_due,
     retraining_lock,
 )
+from geo_busyness.pipelines.retraining.nodes import combine_event_batches
 from geo_busyness.schemas import LINE_FAULT, LINE_TEXT
 
 

@@ -2,7 +2,7 @@
 
 data_processing holds the raw table, its canonical view and the cleaned rows in memory at once.
 A file too large for that would otherwise be read until the kernel's OOM killer ends the run
-without a word. ``hooks.MemoryBudgetHook`` (in ``settings.HOOKS``; monitoring's
+without a word. ``MemoryBudgetHook`` (in ``settings.HOOKS``; monitoring's
 ``recent_raw_events`` is checked the same way) estimates the need from the file (a Parquet
 footer gives the in-memory size without reading any data) before the pipeline loads anything,
 and stops with a message naming the file, the estimate, the memory available and the
@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kedro.framework.hooks import hook_impl
 from kedro.io.core import get_filepath_str
 
 from geo_busyness.datasets import exception_chain
@@ -180,3 +181,13 @@ def check_raw_inputs(pipeline: Any, catalog: Any) -> None:
             logger.debug("Memory budget of %s not checked: %s", name, error)
             continue
         check_memory_budget(name, path, file_bytes, memory_bytes, params.get("memory_limit_mb"))
+
+
+class MemoryBudgetHook:
+    """Check the raw inputs of a run against the memory budget before anything is loaded."""
+
+    # tryfirst: refuse before other hooks act (kedro-mlflow would otherwise open a run first).
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Raise ``MemoryBudgetError`` before the run when a raw input would not fit."""
+        check_raw_inputs(pipeline, catalog)

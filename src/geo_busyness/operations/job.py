@@ -6,7 +6,7 @@ the step that failed, and a rerun resumes from a challenger the failed job alrea
 A file lock keeps two jobs on one machine from racing on the registry.
 
 The steps are methods of ``RetrainingJob`` over one record (a JSON-safe dict): ``run`` calls
-them in one process; ``retraining_steps`` calls the same methods one per Airflow task, the
+them in one process; ``operations.steps`` calls the same methods one per Airflow task, the
 record travelling between tasks as XCom. Both save the same record and send the same alerts
 (``announce``): one per outcome, the pipelines' own ``pipeline_failed``/``gate_failed`` kept
 quiet meanwhile (``alerts.job_reports``).
@@ -187,7 +187,7 @@ class RetrainingJob:
         and failed gates itself (``alerts.job_reports``), the run's hook stays quiet on them."""
         from kedro.runner import SequentialRunner  # noqa: PLC0415
 
-        from geo_busyness.alerts import job_reports  # noqa: PLC0415
+        from geo_busyness.operations.alerts import job_reports  # noqa: PLC0415
 
         with job_reports(), self._session(extra) as session:
             session.run(pipeline_names=[name], runner=SequentialRunner())
@@ -208,7 +208,7 @@ class RetrainingJob:
 
     def send_alert(self, event: str, summary: str, record: dict[str, Any]) -> None:
         """The job's alert through the project's ``alerts`` settings (off by default)."""
-        from geo_busyness.alerts import Alert, read_credentials, send_alert  # noqa: PLC0415
+        from geo_busyness.operations.alerts import Alert, read_credentials, send_alert  # noqa: PLC0415
 
         with self._session() as session:
             context = session.load_context()

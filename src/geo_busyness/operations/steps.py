@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from geo_busyness.retraining import (
+from geo_busyness.operations.job import (
     DEPLOY,
     SKIP,
     RetrainingJob,

@@ -1,7 +1,8 @@
 """Pipelines of the `spark` environment: the project's own, with data_processing,
 feature_engineering and retraining's event-reading part replaced by their Spark variants (same
 dataset names where they mean the same thing). ``SparkHooks`` selects this registry when the
-run's environment has Spark settings.
+run's environment has Spark settings. It lives beside ``pipeline_registry``, above both
+``spark/`` (the engine) and the pipelines it assembles.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from geo_busyness.alerts.message import _ERROR_MAX, _HEADER_MAX, Alert, _clip
+from geo_busyness.operations.alerts.message import _ERROR_MAX, _HEADER_MAX, Alert, _clip
+from geo_busyness.quality_gate import champion_kept
 from geo_busyness.redaction import redact
-from geo_busyness.run_summary import champion_kept
 
 # ------------------------------------------------------------------------------ who reports
 #: The events a retraining job reports itself, from its record: a failed step is its

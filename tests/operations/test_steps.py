@@ -1,5 +1,5 @@
 """The retraining job's steps as the Airflow DAG's tasks run them, on the real job with its
-Kedro sessions scripted (tests/test_retraining.StubJob): the same record, alerts, lock and
+Kedro sessions scripted (tests/operations/test_job.StubJob): the same record, alerts, lock and
 resume as `kedro retrain` (issue #24 item 2)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from geo_busyness.retraining import RetrainingFailed, RetrainingLocked, retraining_lock
-from geo_busyness.retraining_steps import (
+from geo_busyness.operations.job import RetrainingFailed, RetrainingLocked, retraining_lock
+from geo_busyness.operations.steps import (
     deploy,
     deployment_target,
     due,
@@ -20,7 +20,7 @@ from geo_busyness.retraining_steps import (
     registered_version,
     retrain,
 )
-from tests.test_retraining import KEPT, REGISTERED, VERDICT, StubJob
+from tests.operations.test_job import KEPT, REGISTERED, VERDICT, StubJob
 
 
 def run_dag(job: StubJob, *, force: bool = False, target: str | None = None) -> dict | None:

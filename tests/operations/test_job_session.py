@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from geo_busyness.parameter_check import ParameterError
-from geo_busyness.retraining import (
+from geo_busyness.operations.job import (
     RetrainingFailed,
     RetrainingJob,
     RetrainingLocked,
     _merge,
     retraining_lock,
 )
+from geo_busyness.parameter_check import ParameterError
 from tests.conftest import SMALL_TRAINING, copy_project, inside, run_kedro
 from tests.pipelines.monitoring.test_pipeline import write_recent_window
 

@@ -10,7 +10,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from geo_busyness.hooks import TrackingServerHook, UnreachableTrackingServerError
+from geo_busyness.hooks.tracking import TrackingServerHook, UnreachableTrackingServerError
 from geo_busyness.redaction import RedactingFilter, redact
 from tests.conftest import inside, make_project_copy
 from tests.remote_endpoints import dead_endpoint, silent_endpoint

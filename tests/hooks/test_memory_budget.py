@@ -10,13 +10,13 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
 from geo_busyness.errors import ExplainedError
-from geo_busyness.hooks import MemoryBudgetHook
-from geo_busyness.memory_budget import (
+from geo_busyness.hooks.memory_budget import (
     BASE_MB,
     BYTES_PER_VALUE,
     CSV_EXPANSION,
     PEAK_PER_RAW_BYTE,
     MemoryBudgetError,
+    MemoryBudgetHook,
     available_memory_bytes,
     check_memory_budget,
     check_raw_inputs,

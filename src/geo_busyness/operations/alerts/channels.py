@@ -15,7 +15,7 @@ from typing import Any
 
 from kedro.config import MissingConfigException
 
-from geo_busyness.alerts.message import EVENTS, Alert
+from geo_busyness.operations.alerts.message import EVENTS, Alert
 from geo_busyness.redaction import redact
 
 logger = logging.getLogger(__name__)
