@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,12 +98,38 @@ def generation_params(**overrides: Any) -> dict[str, Any]:
     return {"data_generation": {**SMALL_GENERATION, **overrides}}
 
 
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """``build(path)`` once per test session, shared by every pytest-xdist worker.
+
+    The first worker to ask builds under a lock in the session's shared temporary folder; the
+    others wait and use the same folder (tests only read it: they copy what they change). A
+    build that failed is started again by the next worker to ask, so its error shows there too.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder; each worker has its own below it
+    path, done = root / name, root / f"{name}.built"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            build(path)
+            done.touch()
+    return path
+
+
+def _processed(project: Path) -> None:
+    make_project_copy(project)
+    run_kedro(project, ["data_generation", "data_processing"], generation_params())
+
+
 @pytest.fixture(scope="session")
 def processed_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy with a small generated sample already through data_processing."""
-    project = make_project_copy(tmp_path_factory.mktemp("project"))
-    run_kedro(project, ["data_generation", "data_processing"], generation_params())
-    return project
+    """A project copy with a small generated sample already through data_processing (built
+    once per session for all workers; read-only)."""
+    return built_once(tmp_path_factory, "processed-project", _processed)
 
 
 #: Windows and a tiny grid that fit the 4-week sample and keep the run short.
@@ -172,9 +199,12 @@ def copy_project(source: Path, dest: Path, *, with_mlflow: bool) -> Path:
 def trained_project(
     processed_project: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> TrainedProject:
-    """feature_engineering + modeling on a copy of the processed sample (gate expected to pass)."""
-    project = copy_project(
-        processed_project, tmp_path_factory.mktemp("trained") / "project", with_mlflow=False
-    )
-    run_kedro(project, ["feature_engineering", "modeling"], SMALL_TRAINING)
+    """feature_engineering + modeling on a copy of the processed sample (gate expected to pass;
+    built once per session for all workers; read-only)."""
+
+    def train(project: Path) -> None:
+        copy_project(processed_project, project, with_mlflow=False)
+        run_kedro(project, ["feature_engineering", "modeling"], SMALL_TRAINING)
+
+    project = built_once(tmp_path_factory, "trained-project", train)
     return TrainedProject(project, *read_outputs(project))

@@ -186,3 +186,16 @@ def test_no_resume_hint_when_the_error_is_explained_later(caplog):
         except FileNotFoundError as error:  # as on_pipeline_error's StorageError does
             raise ExplainedError("Could not load dataset 'one'") from error
     assert _resume_hints(caplog) == []
+
+
+def test_an_ambiguous_time_parameter_is_explained_naming_the_key():
+    """A naive start that a DST change repeats (any time parameter: feature_engineering.start,
+    inference.start) stops in one line with the parameter's next step, not a traceback."""
+    from geo_busyness.model.cell_hours import parse_time_parameter  # noqa: PLC0415
+
+    with pytest.raises(ValueError) as caught:
+        parse_time_parameter("2026-11-01T01:30:00", "America/Winnipeg", "feature_engineering.start")
+    explained = explain(caught.value)
+    assert explained is not None
+    assert "feature_engineering.start='2026-11-01T01:30:00' is ambiguous" in explained.message
+    assert explained.next_step == USER_ERRORS["geo_busyness.errors:ParameterValueError"]

@@ -46,6 +46,7 @@ USER_ERRORS: dict[str, str | None] = {
         " data_processing.max_rejected_fraction."
     ),
     "geo_busyness.errors:ParameterValueError": PARAMETER_NEXT,
+    "geo_busyness.model.cell_hours:TimeParameterError": PARAMETER_NEXT,
     "geo_busyness.errors:NoEventsError": (
         "run `kedro run --pipelines data_processing` on a table with events"
         " (docs/new_source.md), or check data_processing.column_mapping and the quarantine."

@@ -399,7 +399,7 @@ class Deployment(Block):
     gate_tag: Name
     gate_passed_value: Name
     package_dir: Name
-    smoke_test_query: dict[str, Any] | None = None
+    smoke_test_query: dict[str, Any] | Literal["model"] | None = None
     local: LocalTarget
     sagemaker: SageMaker
     fail_on_rollback: bool = False

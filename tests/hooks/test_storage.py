@@ -38,3 +38,22 @@ def test_a_cached_dataset_is_found_by_the_path_of_the_dataset_it_wraps(tmp_path:
     message = explain_storage_failure(caught.value, catalog)
     assert message is not None
     assert message.startswith(f"Could not load dataset 'clean_events' at {path}")
+
+
+def test_a_missing_shadow_log_names_what_writes_it_not_a_pipeline(tmp_path: Path) -> None:
+    """No pipeline writes the shadow log (``kedro serve --shadow`` does): the message says so
+    instead of "run the pipeline that writes it first"."""
+    catalog = DataCatalog.from_config(
+        {
+            name: {"type": "json.JSONDataset", "filepath": str(tmp_path / f"{name}.json")}
+            for name in ("shadow_log", "deployment_record")
+        }
+    )
+    messages = {}
+    for name in ("shadow_log", "deployment_record"):
+        with pytest.raises(DatasetError) as caught:
+            catalog.load(name)
+        messages[name] = explain_storage_failure(caught.value, catalog)
+    assert "kedro serve --shadow" in messages["shadow_log"]
+    assert "run the pipeline that writes it first" not in messages["shadow_log"]
+    assert "run the pipeline that writes it first" in messages["deployment_record"]

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 class AlertHook:
-    """Send an alert (``geo_busyness.alerts``) when a node's outputs say monitoring recommends
+    """Send an alert (``geo_busyness.operations.alerts``) when a node's outputs say monitoring recommends
     retraining, the quality gate failed or a deployment rolled back, and when the run fails.
 
     Nothing is sent unless the ``alerts`` parameters say ``enabled: true``. The configuration

@@ -60,6 +60,13 @@ def _find_dataset(message: str, catalog: Any) -> tuple[str, str] | None:
     return None
 
 
+#: Datasets no pipeline writes -> what writes them (the missing-file message names it).
+WRITTEN_OUTSIDE_PIPELINES = {
+    "shadow_log": "serve with `kedro serve --shadow` first (it logs each request's champion"
+    " and challenger answers)",
+}
+
+
 def explain_storage_failure(error: BaseException, catalog: Any) -> str | None:
     """One sentence on a dataset load/save fault, or None when ``error`` is not one."""
     chain = exception_chain(error)
@@ -101,7 +108,9 @@ def explain_storage_failure(error: BaseException, catalog: Any) -> str | None:
         why = f"the bucket '{bucket}' does not exist (check data_root in conf/<env>/globals.yml)"
     elif not_found and not saving:
         why = (
-            "nothing is stored there: run the pipeline that writes it first "
+            f"nothing is stored there yet: {WRITTEN_OUTSIDE_PIPELINES[name]}"
+            if name in WRITTEN_OUTSIDE_PIPELINES
+            else "nothing is stored there: run the pipeline that writes it first "
             "(README, Pipelines), or point the catalog at your file"
         )
     else:

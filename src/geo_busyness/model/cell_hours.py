@@ -22,11 +22,16 @@ DAY_NS = pd.Timedelta(days=1).value
 _EPOCH_DAY_OF_WEEK = 3
 
 
+class TimeParameterError(ValueError):
+    """A time parameter that is not an ISO 8601 time, or a naive one that the source's time
+    zone skips or repeats (the message names the key; ``errors.USER_ERRORS`` explains it)."""
+
+
 def parse_time_parameter(value: Any, timezone: str, parameter: str) -> pd.Timestamp:
     """A time parameter as a UTC timestamp (ns): naive values are read in ``timezone`` (the
     source's, like the source's own naive timestamps), aware ones converted to UTC.
 
-    Raises ``ValueError`` naming ``parameter`` and the value when it is not an ISO 8601 time,
+    Raises ``TimeParameterError`` naming ``parameter`` and the value when it is not an ISO 8601 time,
     or when a naive value does not exist or is ambiguous in ``timezone`` (a DST change).
     """
     moment = _parse_moment(value, parameter)
@@ -35,12 +40,12 @@ def parse_time_parameter(value: Any, timezone: str, parameter: str) -> pd.Timest
     try:
         local = moment.tz_localize(timezone)
     except ZoneInfoNotFoundError:
-        raise ValueError(
+        raise TimeParameterError(
             f"{parameter}={value!r} is naive and the source timezone {timezone!r} is unknown:"
             " set data_processing.source_timezone to an IANA name (e.g. America/Regina)."
         ) from None
     except ValueError as error:
-        raise ValueError(
+        raise TimeParameterError(
             f"{parameter}={value!r} is ambiguous or does not exist in the source timezone"
             f" {timezone} ({error}); give it with a UTC offset, e.g. 2026-03-02T12:00:00-06:00."
         ) from None
@@ -58,7 +63,7 @@ def _parse_moment(value: Any, parameter: str) -> pd.Timestamp:
         except ValueError:
             moment = None
     if moment is None or pd.isna(moment):
-        raise ValueError(
+        raise TimeParameterError(
             f"{parameter} must be an ISO 8601 time (e.g. 2026-03-02T12:00:00Z, or naive in"
             f" data_processing.source_timezone), got {value!r}."
         )

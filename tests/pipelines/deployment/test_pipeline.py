@@ -12,6 +12,7 @@ from pathlib import Path
 
 import boto3
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from moto import mock_aws
@@ -23,6 +24,7 @@ from geo_busyness.model.loading import (
     load_model,
 )
 from geo_busyness.model.predict import predict_busyness
+from geo_busyness.model.queries import distance_to_known_km, known_cells
 from geo_busyness.pipelines.deployment.nodes import (
     DeploymentRefused,
     DeploymentRolledBack,
@@ -137,6 +139,11 @@ def test_local_deployment_serves_the_new_champion(project):
     assert answer["horizon_hours"] >= 1
     model_dir = project / record["deployment"]["model_dir"]
     assert (model_dir / "code" / "inference.py").is_file()
+    # The default smoke query ("model") is a point of the model's own data, not a fixed city's.
+    query, model = package["smoke_test"]["query"], load_model(model_dir)
+    assert pd.Timestamp(query["courier_location_timestamp"]) == model.origin + pd.Timedelta(hours=1)
+    cells = known_cells(model)
+    assert distance_to_known_km([query["courier_lat"]], [query["courier_lon"]], cells)[0] < 0.01
     served = predict_busyness(load_model(model_dir), parse_request(json_rows(GOOD_ROW)))
     assert served["predicted_busyness"].iloc[0] >= 0
     assert package["artifact_sha256"] == artifact_digest(model_dir)

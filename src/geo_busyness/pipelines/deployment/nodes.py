@@ -22,8 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+import pandas as pd
 
+from geo_busyness.model.geo import cell_centres
 from geo_busyness.model.loading import DIGEST_TAG, ENV_ARTIFACT_SHA256, fetch_model
 from geo_busyness.registry import (
     alias_version,
@@ -109,8 +112,27 @@ def package_model(candidate: dict[str, Any], params: dict[str, Any]) -> dict[str
     return {**package, "model_name": name, "version": version}
 
 
-def smoke_test(tarball: Path, query: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """Call code/inference.py of the unpacked package as the SKLearn container would."""
+#: ``deployment.smoke_test_query: model``: ask for a point of the model's own data (any
+#: source's), not a fixed point that only the synthetic city contains.
+MODEL_SMOKE_QUERY = "model"
+
+
+def query_in_model_area(model: Any) -> dict[str, Any]:
+    """A query the model must answer: the centre of its busiest known cell (by total count),
+    one hour after its origin."""
+    history = model.history_
+    busiest = int(np.argmax(np.asarray(history.counts).sum(axis=1)))
+    lat, lon = cell_centres(np.asarray(history.cells)[busiest : busiest + 1])
+    return {
+        "courier_location_timestamp": (model.origin + pd.Timedelta(hours=1)).isoformat(),
+        "courier_lat": float(lat[0]),
+        "courier_lon": float(lon[0]),
+    }
+
+
+def smoke_test(tarball: Path, query: dict[str, Any] | str, workdir: Path) -> dict[str, Any]:
+    """Call code/inference.py of the unpacked package as the SKLearn container would (with
+    ``"model"``: a point of the model's own data, ``query_in_model_area``)."""
     import importlib.util  # noqa: PLC0415
 
     model_dir = unpack_package(tarball, workdir)
@@ -120,6 +142,8 @@ def smoke_test(tarball: Path, query: dict[str, Any], workdir: Path) -> dict[str,
     inference = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(inference)
     model = inference.model_fn(str(model_dir))
+    if query == MODEL_SMOKE_QUERY:
+        query = query_in_model_area(model.model())
     body, media = inference.output_fn(
         inference.predict_fn(inference.input_fn(orjson.dumps([query]), "application/json"), model),
         "application/json",

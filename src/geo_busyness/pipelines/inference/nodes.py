@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_busyness.errors import NoEventsError, ParameterValueError
+from geo_busyness.errors import NoEventsError
 from geo_busyness.model.cell_hours import count_cell_hours, parse_time_parameter, to_utc_hours
 from geo_busyness.model.explain import describe, explain_busyness, explain_cell_hours
 from geo_busyness.model.forecaster import HORIZON_BUCKETS, BusynessForecaster
@@ -72,7 +72,7 @@ def plan_forecast_window(
         raise ValueError(f"inference.horizon_hours must be a whole number >= 1, got {horizon!r}.")
     last_event = clean_events[EVENT_TIME].max() if len(clean_events) else None
     if params.get("start"):
-        start = _start_parameter(params["start"], source_timezone).floor("h")
+        start = parse_time_parameter(params["start"], source_timezone, "inference.start").floor("h")
         start_from = "parameter inference.start"
     elif last_event is not None:
         start = to_utc_hours(pd.Series([last_event])).iloc[0] + _HOUR
@@ -87,15 +87,6 @@ def plan_forecast_window(
         "start_from": start_from,
         "last_clean_event": last_event,
     }
-
-
-def _start_parameter(value: Any, source_timezone: str) -> pd.Timestamp:
-    """``inference.start`` in UTC; a value the time zone refuses (unparsable, or a naive time
-    that a DST change skips or repeats) stops the run in one line naming the key."""
-    try:
-        return parse_time_parameter(value, source_timezone, "inference.start")
-    except ValueError as error:
-        raise ParameterValueError(str(error)) from error
 
 
 def extend_with_recent_counts(
