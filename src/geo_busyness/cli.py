@@ -192,8 +192,9 @@ _ENV_FOLLOW = "GEO_BUSYNESS_FOLLOW"
 
 def _is_alias_uri(location: str | None) -> bool:
     """Whether ``location`` is ``models:/NAME@ALIAS`` (a served alias is followed)."""
-    text = location or ""
-    return text.startswith("models:/") and "@" in text
+    from geo_busyness.serving.refresh import alias_of  # noqa: PLC0415 - serve commands only
+
+    return alias_of(location) is not None
 
 
 def _credentials(context: Any) -> dict[str, Any]:

@@ -63,6 +63,7 @@ from geo_busyness.serving.refresh import (  # noqa: E402
     ENV_FOLLOW,
     ENV_FOLLOW_INTERVAL,
     ENV_MODEL_VERSION,
+    alias_of,
 )
 from geo_busyness.serving.requests import DEFAULT_MAX_BODY_BYTES  # noqa: E402
 from geo_busyness.serving.shadow import (  # noqa: E402
@@ -194,7 +195,7 @@ def pinned_alias(location: str, version: str | None) -> tuple[str, dict[str, str
     the alias from there: the label of what it serves is exact), and the refresh environment;
     any other location as it is, with its version label when one is given."""
     env = {ENV_MODEL_VERSION: version} if version else {}
-    if not (location.startswith("models:/") and "@" in location) or version:
+    if alias_of(location) is None or version:
         return location, env
     from geo_busyness.registry import alias_version  # noqa: PLC0415 - imports MLflow
 
