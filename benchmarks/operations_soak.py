@@ -37,7 +37,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +45,23 @@ import yaml
 
 from geo_busyness.pipelines.data_generation.landing import batch_name, land_synthetic_batch
 from geo_busyness.testing import (
+    FAKE_AWS,
     PROJECT_ROOT,
+    LocalWebhook,
     free_port,
     make_project_copy,
     ping,
+    received_notifications,
+    start_moto,
     stop_process_group,
+    subscribe_queue,
 )
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 AIRFLOW_VENV = PROJECT_ROOT / ".venv-airflow"
 DAG_ID = "geo_busyness_monitoring_retraining"
 MODEL = "geo-busyness"
-REGION = "us-east-1"
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
+REGION = FAKE_AWS["AWS_DEFAULT_REGION"]
 #: The toy: a small city and the tests' training windows (minutes, not tens of minutes).
 TOY_PARAMETERS = {
     "data_generation": {"n_events": 30_000, "weeks": 4, "n_restaurants": 60, "n_couriers": 80},
@@ -78,72 +77,28 @@ TOY_PARAMETERS = {
 
 
 # ------------------------------------------------------------------ alert receivers
-class Webhook:
-    """A local webhook receiver: each POSTed message with the time it came."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                owner.received.append({"at": time.time(), "json": json.loads(body or b"{}")})
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                """Quiet."""
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/soak/secret"
-
-    def events(self) -> list[str]:
-        """Each message's event name (``[geo-busyness] LEVEL event: ...``)."""
-        return [_event_of(m["json"].get("text", "")) for m in self.received]
+def webhook_events(webhook: LocalWebhook) -> list[str]:
+    """Each message's event name (``[geo-busyness] LEVEL event: ...``)."""
+    return [_event_of(payload.get("text", "")) for payload in webhook.payloads()]
 
 
 class MotoSns:
     """moto's SNS on a loopback port, with an SQS queue subscribed to read what was published."""
 
     def __init__(self) -> None:
-        port = free_port()
-        binary = str(Path(sys.executable).with_name("moto_server"))
-        self.process = subprocess.Popen(
-            [binary, "-H", "127.0.0.1", "-p", str(port)],
-            env={**os.environ, **FAKE_AWS},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.endpoint = f"http://127.0.0.1:{port}"
-        _wait(lambda: _status(f"{self.endpoint}/moto-api/") == 200, 30, "moto server")
+        self.process, self.endpoint = start_moto()
         client = {"endpoint_url": self.endpoint, "region_name": REGION, **_boto_keys()}
         self.sqs = boto3.client("sqs", **client)
         sns = boto3.client("sns", **client)
         self.topic_arn = sns.create_topic(Name="geo-busyness-alerts")["TopicArn"]
-        self.queue_url = self.sqs.create_queue(QueueName="alerts")["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        self.queue_url = subscribe_queue(sns, self.sqs, self.topic_arn)
         self.received: list[str] = []
 
     def events(self) -> list[str]:
         """Every event published so far (the queue drained into ``received``)."""
-        while True:
-            batch = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
-            messages = batch.get("Messages", [])
-            if not messages:
-                return [_event_of(text) for text in self.received]
-            for message in messages:
-                body = json.loads(message["Body"])
-                self.received.append(body.get("Subject") or body.get("Message", ""))
-                self.sqs.delete_message(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
+        while batch := received_notifications(self.sqs, self.queue_url):
+            self.received += [body.get("Subject") or body.get("Message", "") for body in batch]
+        return [_event_of(text) for text in self.received]
 
     def stop(self) -> None:
         stop_process_group(self.process, timeout=20)
@@ -162,7 +117,7 @@ def _boto_keys() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ the project
-def prepare_project(scratch: Path, toy: bool, webhook: Webhook, sns: MotoSns) -> Path:
+def prepare_project(scratch: Path, toy: bool, webhook: LocalWebhook, sns: MotoSns) -> Path:
     """A fresh-clone copy: conf/base's relative MLflow store, alerts to the local receivers."""
     project = make_project_copy(scratch / "project")
     mlflow_yml = project / "conf" / "base" / "mlflow.yml"
@@ -441,16 +396,6 @@ def nowcast_by_week(samples: list[dict]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ small helpers
-def _status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - loopback
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return None
-
-
 def _wait(ready: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
@@ -475,7 +420,7 @@ def _alias_watch(project: Path, samples: list, stop: threading.Event) -> None:
 def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     """Everything the module docstring says, in order; returns what it saw."""
     log = scratch / "soak.log"
-    webhook, sns = Webhook(), MotoSns()
+    webhook, sns = LocalWebhook("/services/soak/secret"), MotoSns()
     project = prepare_project(scratch, args.toy, webhook, sns)
     driver_cls = AirflowDriver if args.driver == "airflow" else KedroDriver
     timeline: list[dict[str, Any]] = []
@@ -494,10 +439,10 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         print(
             f"setup: generate {setup['generate']:.0f} s, kedro run {setup['train']:.0f} s, "
             f"first job {setup['first_job']:.0f} s ({(first or {}).get('status')}, champion "
-            f"{(first or {}).get('champion_after')}); alerts {webhook.events()}",
+            f"{(first or {}).get('champion_after')}); alerts {webhook_events(webhook)}",
             flush=True,
         )
-        alerts_before = len(webhook.events())
+        alerts_before = len(webhook_events(webhook))
         server, url = start_server(project, scratch / "server.log")
         client = Client(url, busiest_points(project), args.interval)
         client.start()
@@ -509,7 +454,7 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             land_synthetic_batch(project, week, scale)
             wall = driver.cycle()
             time.sleep(2 * args.interval + 3)  # the server's next poll of the counts state
-            events = webhook.events()
+            events = webhook_events(webhook)
             row = week_row(
                 week,
                 scale=scale,
@@ -521,7 +466,10 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             alerts_before = len(events)
             timeline.append(row)
             print(_line(row), flush=True)
-        alerts = {"webhook": dict(Counter(webhook.events())), "sns": dict(Counter(sns.events()))}
+        alerts = {
+            "webhook": dict(Counter(webhook_events(webhook))),
+            "sns": dict(Counter(sns.events())),
+        }
     finally:
         stop_watch.set()
         if client is not None:
@@ -529,6 +477,7 @@ def soak(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         if server is not None:
             stop_process_group(server, timeout=20)
         sns.stop()
+        webhook.close()
     samples = client.samples if client else []
     promotions = [(at, v) for at, v in moves[1:] if v is not None]
     worker = scratch / "airflow_home"

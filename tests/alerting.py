@@ -3,19 +3,16 @@ what was published), shared by the alert tests and the operations loop test."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
 import yaml
 
-from tests.cloud.conftest import AWS_ENV, start_moto, stop
+from geo_busyness.testing import LocalWebhook, start_moto, stop_process_group, subscribe_queue
+from tests.cloud.conftest import AWS_ENV
 
 #: The secret part of the test webhook URL: it must never reach a log line.
 SECRET_PATH = "/services/T0000/B0000/s3cr3tW3bh00kP4th"
@@ -23,80 +20,20 @@ REGION = "us-east-1"
 
 
 # ------------------------------------------------------------------ a local webhook receiver
-@dataclass
-class Webhook:
-    """A local HTTP server taking webhook POSTs: what it received, the statuses to answer."""
-
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # answered in order, then 200
-    delay_seconds: float = 0.0
+#: The tests' receiver: ``geo_busyness.testing.LocalWebhook`` (the soak benchmark uses it too).
+Webhook = LocalWebhook
 
 
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
     """A webhook receiver on a free loopback port, its URL ending in a secret-looking path."""
-    hook = Webhook(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            hook.received.append(
-                {"content_type": self.headers["Content-Type"], "path": self.path, "json": body}
-            )
-            time.sleep(hook.delay_seconds)
-            status = hook.statuses.pop(0) if hook.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            """Quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}"
-    try:
+    with LocalWebhook(SECRET_PATH) as hook:
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def payloads(hook: Webhook) -> list[dict[str, Any]]:
-    """The JSON bodies the webhook received."""
-    return [json.loads(item["json"]) for item in hook.received]
 
 
 def text_of(payload: dict[str, Any]) -> str:
     """A payload's ``text``: plain text, as every receiver shows it (no Slack escapes)."""
     return payload["text"]
-
-
-def subscribe_queue(sns: Any, sqs: Any, topic_arn: str) -> str:
-    """An SQS queue subscribed to the topic; its URL."""
-    queue_url = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
-    return queue_url
-
-
-def received_notifications(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """The SNS notifications waiting in the queue (envelope with Subject, Message, ...), taken
-    off it: a message only received would come back after SQS's visibility timeout (30 s), in
-    the next call's answer."""
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-    if messages:
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
-                for number, message in enumerate(messages)
-            ],
-        )
-    return [json.loads(message["Body"]) for message in messages]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +43,7 @@ def moto_endpoint() -> Iterator[str]:
     try:
         yield endpoint
     finally:
-        stop(process)
+        stop_process_group(process)
 
 
 def moto_client(service: str, endpoint: str) -> Any:

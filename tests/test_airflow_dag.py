@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from geo_busyness.testing import PROJECT_ROOT, make_project_copy
-from tests.alerting import payloads, write_credentials
+from tests.alerting import write_credentials
 from tests.conftest import SMALL_TRAINING, copy_project, run_kedro
 from tests.pipelines.monitoring.test_pipeline import write_recent_window
 
@@ -309,5 +309,5 @@ def test_the_dag_run_from_another_folder_uses_the_projects_registry(made_run, tm
         "deployment",
     ]
     assert (project / "data/06_models/deployment/serving/geo-busyness-v1").is_dir()
-    events = [payload["text"].split()[2].rstrip(":") for payload in payloads(webhook)]
+    events = [payload["text"].split()[2].rstrip(":") for payload in webhook.payloads()]
     assert events == ["challenger_promoted"]

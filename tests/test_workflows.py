@@ -20,8 +20,8 @@ from kedro.framework.project import configure_project
 
 from geo_busyness.cli import cli
 from geo_busyness.pipeline_registry import register_pipelines
-from geo_busyness.testing import make_project_copy
-from tests.alerting import moto_client, payloads, received_notifications, subscribe_queue
+from geo_busyness.testing import make_project_copy, received_notifications, subscribe_queue
+from tests.alerting import moto_client
 from tests.cloud.conftest import AWS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,10 +396,10 @@ def test_the_workflow_runs_its_commands_with_the_repositorys_settings(
     ], logs
 
     # One alert for the failed step, on both channels (not also the run's pipeline_failed).
-    events = [re.match(HEADLINE, payload["text"]).group(1) for payload in payloads(webhook)]
+    events = [re.match(HEADLINE, payload["text"]).group(1) for payload in webhook.payloads()]
     published = [json.loads(n["Message"])["event"] for n in received_notifications(sqs, queue_url)]
     assert events == published == ["retraining_failed"], logs
-    assert "geo-busyness (cloud)" in payloads(webhook)[0]["text"]
+    assert "geo-busyness (cloud)" in webhook.payloads()[0]["text"]
     # The record in the bucket the repository variable names, fetched with the reports.
     (record_file,) = (checkout / "reports" / "retraining").glob("*/*/retraining_record.json")
     record = json.loads(record_file.read_text())

@@ -5,32 +5,19 @@ In-process ``mock_aws`` does not intercept s3fs (aiobotocore), so catalog I/O ne
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
 import s3fs
 
+from geo_busyness.testing import FAKE_AWS, start_moto
+
 BUCKET = "geo-busyness-test"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+AWS_ENV = FAKE_AWS
 
 
 def wait_for(url: str, process: subprocess.Popen, seconds: float) -> None:
@@ -46,21 +33,6 @@ def wait_for(url: str, process: subprocess.Popen, seconds: float) -> None:
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {seconds:.0f} s")
-
-
-def start_moto(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """A moto S3 server on a free loopback port; returns the process and its endpoint URL."""
-    port = free_port()
-    binary = str(Path(sys.executable).with_name("moto_server"))
-    process = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **(extra_env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_for(f"{endpoint}/moto-api/", process, 30)
-    return process, endpoint
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -16,12 +16,11 @@ from kedro.io import DatasetError
 
 from geo_busyness.hooks.storage import StorageError, explain_storage_failure
 from geo_busyness.hooks.tracking import MissingTrackingServerError
+from geo_busyness.testing import free_port, start_moto
 from tests.cloud.conftest import (
     BUCKET,
-    free_port,
     object_keys,
     s3_client,
-    start_moto,
     stop,
     use_endpoint,
 )

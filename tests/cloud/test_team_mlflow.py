@@ -19,10 +19,10 @@ from geo_busyness.model.geo import cell_centres, cell_ids
 from geo_busyness.model.loading import load_model
 from geo_busyness.model.predict import predict_busyness
 from geo_busyness.schemas import PREDICTION
+from geo_busyness.testing import free_port
 from tests.cloud.conftest import (
     AWS_ENV,
     BUCKET,
-    free_port,
     object_keys,
     s3_client,
     stop,

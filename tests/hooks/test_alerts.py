@@ -15,11 +15,9 @@ from kedro.framework.startup import bootstrap_project
 from geo_busyness.hooks.alerts import AlertHook
 from geo_busyness.hooks.storage import StorageError
 from geo_busyness.operations.alerts import job_reports
-from geo_busyness.testing import free_port
+from geo_busyness.testing import free_port, received_notifications
 from tests.alerting import (
     SECRET_PATH,
-    payloads,
-    received_notifications,
     text_of,
     wire_alerts,
     write_credentials,
@@ -52,7 +50,7 @@ def test_the_hook_sends_a_failed_gate_once_with_the_run_context(webhook):
     hook.after_node_run(node("gate_and_register"), {"evaluation_report": GATE_REPORT})
     hook.after_node_run(node("gate_and_register"), {"evaluation_report": GATE_REPORT})
     hook.after_node_run(node("build_evaluation_report"), {"evaluation_report_draft": GATE_REPORT})
-    (payload,) = payloads(webhook)
+    (payload,) = webhook.payloads()
     assert "gate_failed" in payload["text"]
     assert (
         "env local | pipelines modeling | node gate_and_register | run_id session-1"
@@ -69,12 +67,12 @@ def test_inside_a_retraining_job_the_hook_leaves_failures_and_gates_to_the_job(w
         hook.after_node_run(node("gate_and_register"), {"evaluation_report": GATE_REPORT})
         hook.on_pipeline_error(RuntimeError("boom"))
         hook.after_node_run(node("deploy"), {"deployment_record": {"rolled_back": True}})
-    assert [payload["text"].split()[2] for payload in payloads(webhook)] == [
+    assert [payload["text"].split()[2] for payload in webhook.payloads()] == [
         "deployment_rolled_back:"
     ]
     hook = started_hook(enabled(), {"alerts_webhook": {"url": webhook.url}})
     hook.on_pipeline_error(RuntimeError("boom"))  # outside a job: the run's own alert
-    assert "pipeline_failed" in payloads(webhook)[-1]["text"]
+    assert "pipeline_failed" in webhook.payloads()[-1]["text"]
 
 
 def test_the_hook_is_silent_when_alerts_are_off(webhook):
@@ -104,7 +102,7 @@ def test_the_hook_names_the_first_failed_node(webhook):
     hook.on_node_error(node("split_windows"))
     hook.on_node_error(node("later_node"))
     hook.on_pipeline_error(ValueError("no rows in the test window"))
-    (payload,) = payloads(webhook)
+    (payload,) = webhook.payloads()
     assert payload["text"].startswith(
         "[geo-busyness] CRITICAL pipeline_failed: Run failed in node split_windows: ValueError"
     )
@@ -115,7 +113,7 @@ def test_a_failed_load_names_the_node_that_was_loading(webhook):
     hook = started_hook(enabled(), {"alerts_webhook": {"url": webhook.url}})
     hook.before_dataset_loaded(node("clean_events"))
     hook.on_pipeline_error(FileNotFoundError("raw_events"))
-    assert "Run failed in node clean_events" in payloads(webhook)[0]["text"]
+    assert "Run failed in node clean_events" in webhook.payloads()[0]["text"]
 
 
 def test_a_failure_after_the_loads_and_saves_names_no_node(webhook):
@@ -125,7 +123,7 @@ def test_a_failure_after_the_loads_and_saves_names_no_node(webhook):
     hook.before_dataset_saved(node("map_to_canonical"))
     hook.after_dataset_saved()
     hook.on_pipeline_error(RuntimeError("runner gave up"))
-    assert "Run failed: RuntimeError" in payloads(webhook)[0]["text"]
+    assert "Run failed: RuntimeError" in webhook.payloads()[0]["text"]
 
 
 def test_the_hook_never_fails_the_run(monkeypatch, caplog):
@@ -184,7 +182,7 @@ def test_a_failed_gate_in_a_kedro_run_alerts_the_webhook_and_sns(
     reason = next(r for r in report["gate"]["reasons"] if "min_r2 1.01" in r)
 
     assert len(webhook.received) == 2
-    payload = payloads(webhook)[-1]
+    payload = webhook.payloads()[-1]
     assert payload["text"].startswith("[geo-busyness] WARNING gate_failed")
     assert reason in text_of(payload)
     assert {block["type"] for block in payload["blocks"]} <= {"header", "section", "context"}
@@ -206,7 +204,7 @@ def test_a_failed_kedro_run_alerts_naming_the_node_and_fails_as_before(tmp_path,
     write_credentials(project, {"alerts_webhook": {"url": webhook.url}})
     with pytest.raises(StorageError, match="Could not load dataset 'raw_events'"):
         run_kedro(project, ["data_processing"], {"alerts": {"enabled": True}})
-    (payload,) = payloads(webhook)
+    (payload,) = webhook.payloads()
     assert payload["text"].startswith(
         "[geo-busyness] CRITICAL pipeline_failed: Run failed in node map_to_canonical"
     )

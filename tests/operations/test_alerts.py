@@ -31,12 +31,10 @@ from geo_busyness.operations.alerts import (
     rolled_back,
     send_alert,
 )
-from geo_busyness.testing import PROJECT_ROOT, free_port
+from geo_busyness.testing import PROJECT_ROOT, free_port, received_notifications
 from tests.alerting import (
     REGION,
     SECRET_PATH,
-    payloads,
-    received_notifications,
     subscribe_queue,
     text_of,
 )
@@ -305,7 +303,7 @@ def test_the_webhook_receives_slack_json_with_the_event_and_reasons(webhook, cap
     assert delivery.ok and delivery.attempts == 1
     (request,) = webhook.received
     assert request["content_type"] == "application/json" and request["path"] == SECRET_PATH
-    (payload,) = payloads(webhook)
+    (payload,) = webhook.payloads()
     assert set(payload) == {"text", "blocks"}
     assert "gate_failed" in payload["text"]
     assert all(reason in text_of(payload) for reason in GATE_REPORT["gate"]["reasons"])

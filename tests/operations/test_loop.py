@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 
 from geo_busyness.operations.job import RetrainingJob
+from geo_busyness.testing import received_notifications
 from tests.alerting import (
-    payloads,
-    received_notifications,
     wire_alerts,
 )
 from tests.conftest import SMALL_TRAINING, copy_project, inside, run_kedro
@@ -39,7 +38,7 @@ def training(candidates: list[str]) -> dict[str, Any]:
 def alert_events(webhook, sqs, queue_url) -> tuple[list[str], list[str]]:
     """The events the webhook received so far, and those SNS delivered since the last call
     (a received SQS message is not received again), in order."""
-    hooked = [payload["text"].split()[2].rstrip(":") for payload in payloads(webhook)]
+    hooked = [payload["text"].split()[2].rstrip(":") for payload in webhook.payloads()]
     published = [json.loads(n["Message"])["event"] for n in received_notifications(sqs, queue_url)]
     return hooked, published
 

@@ -44,7 +44,7 @@ from geo_busyness.serving.refresh import (
 )
 from geo_busyness.serving.requests import JSON
 from geo_busyness.testing import running_server
-from tests.alerting import SECRET_PATH, payloads, text_of
+from tests.alerting import SECRET_PATH, text_of
 from tests.serving.model_fixture import RESOLUTION, fit_model_on, synthetic_events
 
 NAME = "geo-busyness"
@@ -294,7 +294,8 @@ def test_the_sagemaker_path_follows_the_state_on_a_timer_in_its_own_thread(
 @pytest.mark.slow  # the moto S3 server
 def test_a_state_on_s3_is_followed_by_its_etag(busyness_model, monkeypatch):
     """The cloud env publishes the state under an S3 prefix: the same polls, through s3fs."""
-    from tests.cloud.conftest import s3_client, start_moto, stop, use_endpoint  # noqa: PLC0415
+    from geo_busyness.testing import start_moto  # noqa: PLC0415
+    from tests.cloud.conftest import s3_client, stop, use_endpoint  # noqa: PLC0415
 
     process, endpoint = start_moto()
     try:
@@ -392,7 +393,7 @@ def test_a_refused_version_alerts_the_projects_webhook(busyness_model, webhook, 
     aliases["champion"] = "2"
     with caplog.at_level(logging.INFO):
         assert not app.refresher.poll_alias()
-    [payload] = payloads(webhook)
+    [payload] = webhook.payloads()
     assert SWAP_REFUSED_EVENT in text_of(payload) and "No MLflow model" in text_of(payload)
     assert SECRET_PATH not in caplog.text
 
@@ -618,11 +619,11 @@ def test_the_real_server_follows_its_alias_under_load_and_refuses_a_broken_versi
         assert swap_seconds < 30
 
         mlflow.MlflowClient().set_registered_model_alias(NAME, "champion", "3")
-        _wait_for(lambda: payloads(webhook), 60, "the refused version's alert")
+        _wait_for(webhook.payloads, 60, "the refused version's alert")
         with httpx.Client() as client:
             assert _post(client, url, quick, JSON).headers["x-model-version"] == "2"
         assert httpx.get(f"{url}/ping").json()["model_version"] == "2"
-    [payload] = payloads(webhook)
+    [payload] = webhook.payloads()
     assert SWAP_REFUSED_EVENT in text_of(payload) and "version 2 keeps serving" in text_of(payload)
     text = log.read_text()
     assert "Now serving geo-busyness version 2 (was 1)" in text
