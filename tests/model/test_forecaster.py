@@ -164,6 +164,7 @@ def test_every_method_answers_finite_counts_with_ordered_quantiles(method, histo
     assert answers[HORIZON].tolist() == list(range(1, 31)) * 3
 
 
+@pytest.mark.slow  # learned models fitted on the whole test city
 def test_the_learned_model_follows_levels_the_plain_profile_misses(history, cell_features):
     """Demand falls to 40% a week before the end (as Lyft's did in mid-September 2014): fitted
     on all but the last four days, scored a day ahead in them, the ratio model carries the
@@ -279,6 +280,7 @@ def _shifted_for_good(history: CountHistory) -> tuple[CountHistory, int]:
     return CountHistory(history.cells, history.start_ns, counts, TZ), fall
 
 
+@pytest.mark.slow  # learned models fitted twice on the whole test city
 def test_a_level_adjusted_exposure_carries_a_lasting_fall_a_week_ahead(history, cell_features):
     """Trained before the fall, forecasting days 2-7 ahead from a week after it: the ratio to
     the plain profile meets a city ratio the trees never saw (they answer as at the edge of

@@ -3,6 +3,7 @@ baseline, short histories, and the refit through the end of the data."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import h3
@@ -15,6 +16,7 @@ from geo_busyness.model.distribution import poisson_quantile
 from geo_busyness.model.features import BusynessFeatures, cell_feature_params
 from geo_busyness.model.forecaster import BASELINES, BusynessForecaster
 from geo_busyness.model.history import CountHistory, history_from_counts
+from geo_busyness.pipelines.modeling import candidates as candidates_module
 from geo_busyness.pipelines.modeling.backtest import backtest_means, score
 from geo_busyness.pipelines.modeling.candidates import fit_candidates, select_forecaster
 from geo_busyness.pipelines.modeling.nodes import (
@@ -32,6 +34,7 @@ from geo_busyness.pipelines.modeling.selection import (
     fold_starts,
     gate_loss,
 )
+from geo_busyness.progress import Progress
 from geo_busyness.schemas import CELL
 from tests.point_events import place_events
 
@@ -177,6 +180,7 @@ def test_folds_count_back_from_the_test_window_while_the_history_allows():
     assert fold_starts(400, 168, 3, 504) == []
 
 
+@pytest.mark.slow  # candidates, selection and a refit on a ten-week panel
 def test_a_stationary_panel_chooses_a_baseline_and_the_gate_passes_it(stationary):
     history, _features, windows, candidates, selection, evaluated = stationary
     assert len(candidates["folds"]) == 3 and "gradient_boosting" in candidates["learned"]
@@ -211,10 +215,20 @@ def test_too_little_history_for_any_baseline_is_a_clear_error():
     assert "train window has 0 h" in str(error.value)
 
 
-def test_refit_through_the_end_moves_what_was_learned_and_nothing_in_the_backtest():
+@pytest.mark.slow  # fits gradient boosting on every fold of a six-week panel
+def test_refit_through_the_end_moves_what_was_learned_and_nothing_in_the_backtest(
+    monkeypatch, caplog
+):
     history, features, windows = _panel(6)
     params = PARAMS | {"candidates": ["seasonal_naive", "gradient_boosting"]}
-    candidates = fit_candidates(history, features, windows, params)
+    # Every fit reported (a real run reports at most every 10 s), with an estimate of the rest.
+    monkeypatch.setattr(candidates_module, "Progress", functools.partial(Progress, every_s=0))
+    with caplog.at_level(logging.INFO, logger="geo_busyness.progress"):
+        candidates = fit_candidates(history, features, windows, params)
+    lines = [r.getMessage() for r in caplog.records if r.name == "geo_busyness.progress"]
+    fits = len(candidates["learned"]["gradient_boosting"])
+    assert fits > 1 and lines[0].startswith(f"fit_candidates: 1/{fits} fits, ~")
+    assert lines[-1].startswith(f"fit_candidates: {fits}/{fits} fits in ")
     selection = select_forecaster(candidates, params) | {"chosen": "gradient_boosting"}
     selection["blend_weights"]["gradient_boosting"] = [[1.0, 0.0, 0.0]] * 3  # all learned
     evaluated = refit_chosen(selection, history, features, windows, params)

@@ -35,6 +35,7 @@ from geo_busyness.pipelines.modeling.selection import (
     fold_starts,
     min_learned_hours,
 )
+from geo_busyness.progress import Progress
 from geo_busyness.schemas import HORIZON
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ def fit_candidates(
             folds["baseline"][0][0],
         )
         learned = {}
+    # Minutes on a real table: a line with an estimate every few seconds of them.
+    fits = Progress("fit_candidates", len(learned) * len(folds["learned"]), "fits")
     for method in learned:
         for start, _ in folds["learned"]:
             model = forecaster_for(method, history, params)
@@ -147,6 +150,8 @@ def fit_candidates(
             learned[method].append(model.fit(history, cell_features, start))
             if best is not None:
                 model.search_ = best
+            fits.advance()
+    fits.finish()
     # The pooled level needs no fit either: it is tuned on the folds like the recent level.
     pooled = {}
     if POOLED in params["candidates"]:
