@@ -68,6 +68,14 @@ TOY_PARAMETERS = {
     "feature_engineering": {"validation_days": 5, "test_days": 5},
     "modeling": {
         "learned_min_train_days": 3,
+        # No random forest: its grid search is the slowest fit, and the toy judges the loop.
+        "candidates": [
+            "seasonal_naive",
+            "level_adjusted",
+            "recent_level",
+            "pooled_level",
+            "gradient_boosting",
+        ],
         "random_forest": {"max_train_rows": 20_000, "cv_splits": 2, "params": {"n_estimators": 20}},
         "forecaster": {"max_train_rows": 100_000},
         "permutation_repeats": 1,

@@ -152,6 +152,23 @@ SMALL_TRAINING = {
 }
 
 
+#: SMALL_TRAINING without the random forest's grid search (the slowest fit by far), for tests
+#: that compare or drive runs rather than judge the model chosen.
+QUICK_TRAINING = {
+    **SMALL_TRAINING,
+    "modeling": {
+        **SMALL_TRAINING["modeling"],
+        "candidates": [
+            "seasonal_naive",
+            "level_adjusted",
+            "recent_level",
+            "pooled_level",
+            "gradient_boosting",
+        ],
+    },
+}
+
+
 @dataclass
 class TrainedProject:
     """A project copy after one training run, with what the run wrote."""

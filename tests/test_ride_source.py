@@ -19,7 +19,7 @@ import yaml
 from geo_busyness.pipelines.data_generation.nodes import generate_events, generate_recent_events
 from geo_busyness.schemas import EVENT_LAT, EVENT_LON, EVENT_TIME, QUERY_COLUMNS
 from geo_busyness.testing import make_project_copy
-from tests.conftest import SMALL_GENERATION, SMALL_TRAINING, run_kedro
+from tests.conftest import QUICK_TRAINING, SMALL_GENERATION, run_kedro
 from tests.pipelines.memory import project_parameters
 
 pytestmark = pytest.mark.slow
@@ -81,8 +81,8 @@ def ride_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project_copy(tmp_path_factory.mktemp("rides") / "project")
     write_ride_project(project)
     training = {
-        **SMALL_TRAINING,
-        "feature_engineering": {**SMALL_TRAINING["feature_engineering"], "end": END},
+        **QUICK_TRAINING,
+        "feature_engineering": {**QUICK_TRAINING["feature_engineering"], "end": END},
     }
     run_kedro(project, ["__default__"], training)
     run_kedro(project, ["inference"], {"inference": {"horizon_hours": 6, "start": FORECAST_START}})

@@ -17,7 +17,7 @@ from geo_busyness.operations.job import (
     retraining_lock,
 )
 from geo_busyness.parameter_check import ParameterError
-from tests.conftest import SMALL_TRAINING, copy_project, inside, run_kedro
+from tests.conftest import QUICK_TRAINING, SMALL_TRAINING, copy_project, inside, run_kedro
 from tests.pipelines.monitoring.test_pipeline import write_recent_window
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_the_first_retrain_after_make_run_deploys_the_registered_version(
     from kedro.framework.cli.cli import KedroCLI  # noqa: PLC0415
 
     project = copy_project(processed_project, tmp_path / "project", with_mlflow=False)
-    run_kedro(project, ["feature_engineering", "modeling"], SMALL_TRAINING)  # `make run`'s
+    run_kedro(project, ["feature_engineering", "modeling"], QUICK_TRAINING)  # `make run`'s
     write_recent_window(project, {})
     with inside(project):
         result = CliRunner().invoke(KedroCLI(project), ["retrain"], catch_exceptions=False)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from geo_busyness.pipelines.retraining.nodes import combine_event_batches as on_pandas
-from tests.conftest import SMALL_TRAINING, TrainedProject, copy_project, run_kedro, run_report
+from tests.conftest import QUICK_TRAINING, TrainedProject, copy_project, run_kedro, run_report
 from tests.pipelines.monitoring.test_pipeline import write_recent_window
 from tests.spark.conftest import fitted_differences
 
@@ -70,7 +70,7 @@ def test_a_spark_retraining_trains_on_what_a_pandas_retraining_trains_on(
     for env in ("pandas", "spark"):
         project = copy_project(trained_project.path, tmp_path / env, with_mlflow=True)
         write_recent_window(project, {})
-        run_kedro(project, ["retraining"], SMALL_TRAINING, env=None if env == "pandas" else "spark")
+        run_kedro(project, ["retraining"], QUICK_TRAINING, env=None if env == "pandas" else "spark")
         projects[env] = project
     on_spark, on_pandas_env = projects["spark"], projects["pandas"]
     assert (on_spark / "data/03_primary/spark/clean_events.parquet").is_dir()  # Spark cleaned
