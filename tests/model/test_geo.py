@@ -181,3 +181,28 @@ def test_cell_neighbours_are_the_six_adjacent_cells_and_symmetric():
     nb_lat, nb_lon = cell_centres(pairs["neighbour"].to_numpy())
     distance = haversine_km(centre_lat, centre_lon, nb_lat, nb_lon)
     assert distance.max() < 3.0 and distance.min() > 1.5  # adjacent res-7 centres ~2.3 km apart
+
+
+@pytest.mark.parametrize("distance", [haversine_km, euclidean_deg], ids=["haversine", "euclidean"])
+def test_distances_in_blocks_are_the_same_bits_as_in_one_pass(distance, monkeypatch):
+    """Long arrays are computed in blocks (issue #25: fewer fresh pages); blocks of 7 rows
+    must give the bits of one pass, NaN, broadcast scalars and a last short block included."""
+    rng = np.random.default_rng(11)
+    lat, lon = rng.uniform(-90, 90, 100), rng.uniform(-180, 180, 100)
+    venue_lat = np.where(rng.random(100) < 0.1, np.nan, rng.uniform(-90, 90, 100))
+    venue_lon = pd.Series(rng.uniform(-180, 180, 100))
+    whole = [
+        distance(lat, lon, venue_lat, venue_lon),
+        distance(lat, lon, 50.45, -104.6),
+        distance(50.45, -104.6, venue_lat, venue_lon),
+    ]
+    monkeypatch.setattr(geo, "_DISTANCE_BLOCK", 7)
+    blocks = [
+        distance(lat, lon, venue_lat, venue_lon),
+        distance(lat, lon, 50.45, -104.6),
+        distance(50.45, -104.6, venue_lat, venue_lon),
+    ]
+    for one_pass, in_blocks in zip(whole, blocks, strict=True):
+        assert in_blocks.shape == one_pass.shape == (100,)
+        np.testing.assert_array_equal(in_blocks.view(np.int64), one_pass.view(np.int64))
+    assert np.isnan(blocks[0]).sum() == np.isnan(venue_lat).sum()

@@ -85,14 +85,16 @@ def utc_hour_ns(values: pd.Series) -> np.ndarray:
     int64 values already count from the UTC epoch, so only other inputs go through parsing.
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        parsed = pd.array(values)
+        parsed = values.array  # the Series' own array: no copy
     else:
         parsed = pd.array(pd.to_datetime(values, utc=True, format="ISO8601"))
     missing = parsed.isna()
     if missing.any():
         raise ValueError(f"{missing.sum()} query timestamp(s) are missing or unparsable.")
-    ns = parsed.as_unit("ns").asi8
-    return ns - ns % HOUR_NS
+    ns = parsed.asi8 if parsed.unit == "ns" else parsed.as_unit("ns").asi8
+    # One new array, floored in place (at 10M events every temporary is 80 MB of fresh pages).
+    hours = np.remainder(ns, HOUR_NS)
+    return np.subtract(ns, hours, out=hours)
 
 
 def hours_array(hours_ns: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -138,23 +140,33 @@ def count_pairs(
 
     Linear in the number of events: cells are hashed (``pd.factorize``), not sorted, and pairs
     are counted into a dense cell x hour grid with ``np.bincount`` (a sort of the pair keys
-    only when that grid would be huge).
+    only when that grid would be huge); only the distinct pairs are sorted.
     """
     if not len(cells):
         return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64)
-    codes, distinct = pd.factorize(cells, sort=True)
+    codes, distinct = pd.factorize(cells)  # cells numbered as they appear (sorted below)
     first = hours_ns.min()
-    hour_index = (hours_ns - first) // HOUR_NS
+    hour_index = np.subtract(hours_ns, first)
+    hour_index //= HOUR_NS
     span = int(hour_index.max()) + 1
-    keys = codes.astype(np.int64) * span + hour_index
+    # The keys are built in the codes' own array: at 10M events every new array is 80 MB of
+    # fresh pages, which cost more than the arithmetic.
+    keys = codes.astype(np.int64, copy=False)
+    keys *= span
+    keys += hour_index
     if len(distinct) * span <= max(_MAX_DENSE_BINS, 4 * len(keys)):
         counts = np.bincount(keys, minlength=len(distinct) * span)
         keys = np.flatnonzero(counts)
         counts = counts[keys]
     else:
         keys, counts = np.unique(keys, return_counts=True)
-    cell = np.asarray(distinct, dtype=np.uint64)[keys // span]
-    return cell, first + (keys % span) * HOUR_NS, counts.astype(np.int64)
+    # The few distinct pairs, ordered by cell (sorted) then hour.
+    rank = np.empty(len(distinct), np.int64)
+    rank[np.argsort(np.asarray(distinct), kind="stable")] = np.arange(len(distinct))
+    code, hour = np.divmod(keys, span)
+    order = np.argsort(rank[code] * span + hour, kind="stable")
+    cell = np.asarray(distinct, dtype=np.uint64)[code[order]]
+    return cell, first + hour[order] * HOUR_NS, counts[order].astype(np.int64)
 
 
 def hour_of_week(hours: pd.Series) -> np.ndarray:
