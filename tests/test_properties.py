@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -144,6 +145,7 @@ raw_rows = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow  # 150 generated tables through the whole cleaning: seconds
 @BOUNDED
 @given(rows=st.lists(raw_rows, min_size=1, max_size=25), as_text=st.booleans())
 def test_cleaning_accounts_for_every_row_and_keeps_no_out_of_range_time(rows, as_text):

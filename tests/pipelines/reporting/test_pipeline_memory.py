@@ -13,6 +13,9 @@ from geo_busyness.model.forecaster import LEARNED
 from geo_busyness.pipelines.reporting.pipeline import FIGURES, MLFLOW_NODES, create_pipeline
 from tests.pipelines.memory import run_in_memory
 
+#: The whole reporting pipeline drawn in memory (every figure, the map, SHAP): seconds.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def reported_in_memory(
