@@ -45,6 +45,7 @@ import yaml
 
 from geo_busyness.pipelines.data_generation.landing import batch_name, land_synthetic_batch
 from geo_busyness.testing import (
+    CANDIDATES_WITHOUT_FOREST,
     FAKE_AWS,
     PROJECT_ROOT,
     LocalWebhook,
@@ -69,13 +70,7 @@ TOY_PARAMETERS = {
     "modeling": {
         "learned_min_train_days": 3,
         # No random forest: its grid search is the slowest fit, and the toy judges the loop.
-        "candidates": [
-            "seasonal_naive",
-            "level_adjusted",
-            "recent_level",
-            "pooled_level",
-            "gradient_boosting",
-        ],
+        "candidates": list(CANDIDATES_WITHOUT_FOREST),
         "random_forest": {"max_train_rows": 20_000, "cv_splits": 2, "params": {"n_estimators": 20}},
         "forecaster": {"max_train_rows": 100_000},
         "permutation_repeats": 1,

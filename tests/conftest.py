@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -18,7 +19,13 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from geo_busyness.testing import make_project_copy, run_report, tracking_uri, use_own_mlflow_store
+from geo_busyness.testing import (
+    CANDIDATES_WITHOUT_FOREST,
+    make_project_copy,
+    run_report,
+    tracking_uri,
+    use_own_mlflow_store,
+)
 
 __all__ = ["make_project_copy", "run_report"]  # re-exported for tests
 #: The small packaged model (tests/serving, tests/pipelines/deployment).
@@ -70,12 +77,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @contextmanager
 def inside(path: Path) -> Iterator[Path]:
     """Work from ``path`` (MLflow's SQLite URI is relative to the working directory)."""
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
+    with contextlib.chdir(path):
         yield path
-    finally:
-        os.chdir(previous)
 
 
 def run_kedro(
@@ -158,13 +161,7 @@ QUICK_TRAINING = {
     **SMALL_TRAINING,
     "modeling": {
         **SMALL_TRAINING["modeling"],
-        "candidates": [
-            "seasonal_naive",
-            "level_adjusted",
-            "recent_level",
-            "pooled_level",
-            "gradient_boosting",
-        ],
+        "candidates": list(CANDIDATES_WITHOUT_FOREST),
     },
 }
 

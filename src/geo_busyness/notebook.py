@@ -20,10 +20,9 @@ as ANSI escape codes in every text view. Loading this extension:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +30,6 @@ import yaml
 
 #: tqdm's warning when ``tqdm.auto`` is imported in a kernel without ipywidgets.
 TQDM_WIDGETS_WARNING = "IProgress not found"
-
-
-@contextmanager
-def working_directory(path: Path) -> Iterator[Path]:
-    """Work from ``path``, then return to where we were."""
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield path
-    finally:
-        os.chdir(previous)
 
 
 def project_root(start: Path) -> Path:
@@ -70,7 +58,7 @@ def configure_project_logging(project: Path) -> dict[str, Any]:
     working directory on first import, and a file handler resolves its relative file name
     when it is built."""
     config = yaml.safe_load(logging_config_path(project).read_text(encoding="utf-8"))
-    with working_directory(project):
+    with contextlib.chdir(project):
         from kedro.framework.project import configure_logging  # noqa: PLC0415 - from the root
 
         configure_logging(config)
