@@ -20,13 +20,13 @@ does before reading any model state.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from geo_busyness.model.artifact import file_sha256
 from geo_busyness.model.bundle import (
     PACKAGE,
     PACKAGE_DIR,
@@ -91,14 +91,6 @@ def _copy_package_modules(code: Path) -> None:
         shutil.copyfile(PACKAGE_DIR / module, destination)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_package(
     model_dir: str | Path, output: str | Path, expected_sha256: str | None = None
 ) -> dict[str, Any]:
@@ -128,7 +120,7 @@ def build_package(
         partial.replace(output)
     return {
         "path": str(output),
-        "sha256": _sha256(output),
+        "sha256": file_sha256(output),
         "artifact_sha256": artifact_digest(model_dir),
         "bytes": output.stat().st_size,
         "files": [path.relative_to(stage).as_posix() for path in members],
