@@ -14,9 +14,10 @@ stdout; ``--docs`` rewrites the table of docs/benchmarks.md from a result file.
 Beside the stage processes, each N gets a floors block, measured in this process on the same
 raw file: each step of processing + features (read, parse timestamps, validate, H3, count,
 write) as the pipelines do it ("ours") and the least the library at hand needs for the same
-result ("floor": Arrow's reader without the pandas conversion, Arrow's strptime without the
-checks, numpy reductions for the checks, one h3ronpy call, one ``np.bincount``, Arrow's
-Parquet writer), wall and CPU seconds each, with the load average (``--no-floors`` skips it).
+result ("floor": Arrow's reader without the pandas conversion, Arrow's strict ISO cast
+without the checks, numpy reductions for the checks, one h3ronpy call, one ``np.bincount``,
+Arrow's Parquet writer), wall and CPU seconds each, with the load average (``--no-floors``
+skips it).
 
     uv run python benchmarks/pipeline_stages.py --events 100000 1000000 10000000 \
         --modeling-at 1000000 --default-run-at 1000000

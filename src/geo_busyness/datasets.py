@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 from kedro.io import AbstractVersionedDataset, DatasetError, Version
@@ -207,8 +208,31 @@ class _AtomicSave:
             parent(data)
 
 
+def release_arrow_memory() -> None:
+    """Hand back to the system the memory Arrow's allocator keeps after a large read or write.
+
+    Arrow's pool (mimalloc) keeps the pages of freed buffers for its own later use; after
+    reading 10M events from Parquet it held ~0.7 GB that the next steps' numpy arrays cannot
+    reuse, on top of the table itself.
+    """
+    pa.default_memory_pool().release_unused()
+
+
 class ParquetDataset(_AtomicSave, _ParquetDataset):
-    """``pandas.ParquetDataset`` with all-or-nothing saves."""
+    """``pandas.ParquetDataset`` with all-or-nothing saves (Arrow's spare memory released after
+    each load and save: ``release_arrow_memory``)."""
+
+    def load(self) -> Any:
+        try:
+            return super().load()
+        finally:
+            release_arrow_memory()
+
+    def save(self, data: Any) -> None:
+        try:
+            super().save(data)
+        finally:
+            release_arrow_memory()
 
 
 class CSVDataset(_AtomicSave, _CSVDataset):

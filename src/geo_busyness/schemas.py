@@ -7,11 +7,13 @@ Pipelines, the model package and the server all name columns and rules from here
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera.engines import pandas_engine
 from pandera.typing import Series
 
 # ---------------------------------------------------------------- event columns
@@ -181,11 +183,18 @@ _UTC = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 
 
 class _ValidatedInPlace(pa.DataFrameModel):
-    """Validates without copying the frame first (pandera copies by default).
+    """Validates without copying the frame first (pandera copies by default), and answers a
+    frame that passes from numpy reductions of its columns (``passes_in_numpy``).
 
     Nothing is coerced, so validating in place changes nothing; at 10M events the copy took
-    ~3 s and a second copy of the table in memory.
+    ~3 s and a second copy of the table in memory. pandera's own pass costs ~0.7 s per 10M
+    rows in per-check overhead for what numpy reduces in milliseconds; a frame the numpy
+    pass cannot vouch for goes through pandera, so every failure is pandera's own error.
     """
+
+    #: numpy forms of the model's dataframe-level checks, by check name (``passes_in_numpy``
+    #: defers to pandera for a check not named here).
+    _numpy_frame_checks: ClassVar[dict[str, Callable[[pd.DataFrame], bool]]] = {}
 
     @classmethod
     def validate(  # noqa: PLR0913, PLR0917 - pandera's own signature
@@ -198,7 +207,96 @@ class _ValidatedInPlace(pa.DataFrameModel):
         lazy: bool = False,
         inplace: bool = True,
     ) -> pd.DataFrame:
+        whole = head is None and tail is None and sample is None
+        if whole and cls.passes_in_numpy(check_obj):
+            return check_obj
         return super().validate(check_obj, head, tail, sample, random_state, lazy, inplace)
+
+    @classmethod
+    def passes_in_numpy(cls, frame: Any) -> bool:
+        """True only if pandera would pass ``frame`` (its columns, dtypes, nulls, uniqueness
+        and checks, read with numpy); False when it fails or when this cannot tell."""
+        schema = cls.to_schema()
+        if not isinstance(frame, pd.DataFrame) or not frame.columns.is_unique:
+            return False
+        present = set(frame.columns)
+        required = {name for name, column in schema.columns.items() if column.required}
+        if not required <= present or (schema.strict and not present <= set(schema.columns)):
+            return False
+        # Options that change what pandera checks or returns: pandera alone handles them.
+        if (
+            schema.index is not None
+            or schema.unique
+            or schema.dtype is not None
+            or schema.add_missing_columns
+            or schema.drop_invalid_rows
+            or getattr(schema, "parsers", None)
+            or any(
+                column.regex or column.coerce or getattr(column, "parsers", None)
+                for column in schema.columns.values()
+            )
+        ):
+            return False
+        if not all(check.name in cls._numpy_frame_checks for check in schema.checks):
+            return False
+        columns_pass = all(
+            _column_passes(column, frame[name])
+            for name, column in schema.columns.items()
+            if name in present
+        )
+        return columns_pass and all(
+            cls._numpy_frame_checks[check.name](frame) for check in schema.checks
+        )
+
+
+#: Column checks ``_column_passes`` reads with numpy: name -> passes(values, statistics).
+_NUMPY_COLUMN_CHECKS: dict[str, Callable[[Any, dict[str, Any]], bool]] = {
+    "greater_than_or_equal_to": lambda values, stats: _least(values) >= stats["min_value"],
+    "less_than_or_equal_to": lambda values, stats: _greatest(values) <= stats["max_value"],
+}
+
+
+def _least(values: np.ndarray) -> float:
+    """Smallest value, NaN ignored (pandera's checks skip nulls); +inf without values (NaN
+    when all are NaN: every comparison fails and pandera decides)."""
+    return np.fmin.reduce(values) if len(values) else np.inf
+
+
+def _greatest(values: np.ndarray) -> float:
+    """Largest value, NaN ignored; -inf without values (NaN when all are NaN)."""
+    return np.fmax.reduce(values) if len(values) else -np.inf
+
+
+def _column_passes(column: Any, series: pd.Series) -> bool:
+    """True only if pandera's checks of ``column`` (a schema column) pass on ``series``."""
+    if column.dtype is not None:
+        same_type = column.dtype.check(pandas_engine.Engine.dtype(series.dtype))
+        if same_type is not True:
+            return False
+    if not column.nullable and series.hasnans:
+        return False
+    values = None
+    if column.unique or column.checks:
+        # Only plain numpy numbers are read here; any other column goes through pandera.
+        if not (series.dtype.kind in "if" and isinstance(series.dtype, np.dtype)):
+            return False
+        values = series.to_numpy()
+    if column.unique and not bool(np.all(values[1:] > values[:-1])):
+        return False  # increasing is unique; anything else is left to pandera
+    return all(
+        check.name in _NUMPY_COLUMN_CHECKS
+        and check.ignore_na
+        and bool(_NUMPY_COLUMN_CHECKS[check.name](values, check.statistics))
+        for check in column.checks
+    )
+
+
+def _ping_not_before_order(frame: pd.DataFrame) -> bool:
+    """``CleanEvents.ping_not_before_order`` on every row, in int64 nanoseconds (NaT on either
+    side passes, as pandas' comparison of NaT is False)."""
+    created, ping = (frame[col].array.asi8 for col in (ORDER_CREATED, EVENT_TIME))
+    nat = np.iinfo(np.int64).min
+    return not bool(((created > ping) & (created != nat) & (ping != nat)).any())
 
 
 class CanonicalEvents(_ValidatedInPlace):
@@ -241,6 +339,8 @@ class CleanEvents(_ValidatedInPlace):
 
     class Config:
         strict = True
+
+    _numpy_frame_checks = {"ping_not_before_order": _ping_not_before_order}
 
     @pa.dataframe_check(error="order_created_timestamp is after courier_location_timestamp")
     @classmethod

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from tests.benchmarks.running import BENCHMARKS, run_benchmark
@@ -49,3 +52,19 @@ def test_the_docs_table_is_what_its_result_file_gives() -> None:
     """docs/benchmarks.md's tables are generated from the JSON files they name, not copied."""
     done = run_benchmark(str(BENCHMARKS / "pipeline_stages.py"), "--check-docs", timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_the_parse_floor_is_arrow_s_strict_cast_of_the_text_it_takes(monkeypatch) -> None:
+    """The parse stage's floor is the cast the cleaning node itself uses (values it refuses
+    nulled beforehand); strptime only when the cast refuses text strptime takes (Feb 30)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as the benchmark scripts import it
+    stage_floors = importlib.import_module("stage_floors")
+
+    text = pa.chunked_array([["2026-01-05T10:30:00", "not a time", None]])
+    (parsed, wall, cpu), floor_is = stage_floors._parse_floor([text, text])
+    assert floor_is is None and "cast" in stage_floors.FLOOR_IS["parse timestamps"]
+    assert parsed[0].to_pylist() == [dt.datetime(2026, 1, 5, 10, 30), None, None]
+    assert wall >= 0 and cpu >= 0
+    rolled_over = pa.chunked_array([["2026-02-30T10:00:00"]])
+    _, floor_is = stage_floors._parse_floor([rolled_over, text])
+    assert floor_is == stage_floors.STRPTIME_FLOOR

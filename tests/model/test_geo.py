@@ -117,6 +117,28 @@ def test_venue_id_distinguishes_points_two_metres_apart():
     assert swapped.iloc[0] != swapped.iloc[1]
 
 
+def test_venue_id_is_the_packing_formula_and_leaves_its_input_alone():
+    """Worked in place on its own two arrays (issue #25 item 2): the formula's bits, and the
+    caller's coordinates unchanged."""
+    rng = np.random.default_rng(4)
+    lat = pd.Series(rng.uniform(-90, 90, 500)).round(rng.integers(0, 9))
+    lon = pd.Series(rng.uniform(-180, 180, 500))
+    lat[::7], lon[::11] = np.nan, np.nan
+    lat[1], lon[2], lat[3], lon[3] = 90.0, -180.0, 50.123455, -104.600005  # edges, half units
+    before = lat.copy(), lon.copy()
+    lat_units = np.round((lat.to_numpy() + 90.0) * 100_000)
+    lon_units = np.round((lon.to_numpy() + 180.0) * 100_000)
+    packed = lat_units * (360 * 100_000 + 1) + lon_units
+    ids = venue_id(lat, lon)
+    assert ids.isna().tolist() == np.isnan(packed).tolist()
+    np.testing.assert_array_equal(
+        ids.to_numpy(dtype=np.int64, na_value=0),
+        np.where(np.isnan(packed), 0, packed).astype(np.int64),
+    )
+    pd.testing.assert_series_equal(lat, before[0])
+    pd.testing.assert_series_equal(lon, before[1])
+
+
 def test_venue_id_is_null_where_a_coordinate_is_null_and_keeps_the_index():
     lat = pd.Series([50.45, np.nan, 50.45, np.nan], index=[10, 11, 12, 13])
     lon = pd.Series([-104.6, -104.6, np.nan, np.nan], index=[10, 11, 12, 13])

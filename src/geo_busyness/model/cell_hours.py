@@ -134,25 +134,33 @@ _MAX_DENSE_BINS = 50_000_000
 
 
 def count_pairs(
-    cells: np.ndarray, hours_ns: np.ndarray
+    cells: np.ndarray,
+    hours_ns: np.ndarray,
+    cell_codes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (cell, hour) pairs, sorted by cell then hour, and how often each occurs.
 
     Linear in the number of events: cells are hashed (``pd.factorize``), not sorted, and pairs
     are counted into a dense cell x hour grid with ``np.bincount`` (a sort of the pair keys
-    only when that grid would be huge); only the distinct pairs are sorted.
+    only when that grid would be huge); only the distinct pairs are sorted. ``cell_codes``
+    may pass ``pd.factorize(cells)`` (or codes into a superset of the distinct cells) when the
+    caller has it; it is not changed.
     """
     if not len(cells):
         return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64)
-    codes, distinct = pd.factorize(cells)  # cells numbered as they appear (sorted below)
     first = hours_ns.min()
     hour_index = np.subtract(hours_ns, first)
     hour_index //= HOUR_NS
     span = int(hour_index.max()) + 1
-    # The keys are built in the codes' own array: at 10M events every new array is 80 MB of
-    # fresh pages, which cost more than the arithmetic.
-    keys = codes.astype(np.int64, copy=False)
-    keys *= span
+    # The keys are built in the codes' own array (or in one new array, the caller's codes
+    # unchanged): at 10M events every new array is 80 MB of fresh pages, which cost more
+    # than the arithmetic.
+    if cell_codes is None:
+        codes, distinct = pd.factorize(cells)  # cells numbered as they appear (sorted below)
+        keys = codes.astype(np.int64, copy=False)
+        keys *= span
+    else:
+        keys, distinct = np.multiply(cell_codes[0], span, dtype=np.int64), cell_codes[1]
     keys += hour_index
     if len(distinct) * span <= max(_MAX_DENSE_BINS, 4 * len(keys)):
         counts = np.bincount(keys, minlength=len(distinct) * span)

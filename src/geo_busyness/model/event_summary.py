@@ -44,14 +44,25 @@ AT_FIRST_ROW = (VENUE_LAT, VENUE_LON)
 PARTIAL_KEYS = (CELL, VENUE_ID)
 
 
+#: Rows per block of ``distance_units``: its temporaries stay in the cache.
+_UNITS_BLOCK = 1 << 16
+
+
 def distance_units(distances: np.ndarray) -> np.ndarray:
     """Distances as int64 multiples of ``DISTANCE_QUANTUM`` (0 where NaN)."""
-    # One copy worked on in place: at 10M events every temporary is 80 MB of fresh pages.
-    units = np.nan_to_num(np.array(distances, dtype=float), copy=False, nan=0.0)
-    if len(units) and max(units.max(), -units.min()) * len(units) >= 2.0**62 * DISTANCE_QUANTUM:
+    distances = np.asarray(distances, dtype=float)
+    largest = max(np.fmax.reduce(distances), -np.fmin.reduce(distances)) if len(distances) else 0
+    if largest * len(distances) >= 2.0**62 * DISTANCE_QUANTUM:  # NaN (all NaN) compares False
         raise ValueError("Distances too large to sum exactly in int64 units.")
-    units *= 1 / DISTANCE_QUANTUM  # a power of two: the same bits as dividing by the quantum
-    return np.rint(units, out=units).astype(np.int64)
+    # Block by block into the one int64 output: at 10M events a whole-column temporary is
+    # 80 MB of fresh pages. Multiplying by a power of two gives the same bits as dividing.
+    units = np.empty(len(distances), dtype=np.int64)
+    for start in range(0, len(distances), _UNITS_BLOCK):
+        block = distances[start : start + _UNITS_BLOCK] * (1 / DISTANCE_QUANTUM)
+        np.rint(block, out=block)
+        block[np.isnan(block)] = 0.0
+        units[start : start + _UNITS_BLOCK] = block
+    return units
 
 
 def venue_keys(values: Any) -> np.ndarray:
@@ -97,23 +108,60 @@ def event_values(events: pd.DataFrame) -> EventValues:
     )
 
 
+@dataclass(frozen=True)
+class EventCodes:
+    """Each event's H3 cell and restaurant key numbered by hashing (``pd.factorize``), once for
+    a table and taken for a subset of it (the subset's codes index the table's values)."""
+
+    cells: np.ndarray
+    cell_values: np.ndarray
+    venues: np.ndarray
+    venue_values: np.ndarray
+
+    def take(self, where: np.ndarray) -> EventCodes:
+        """The codes of the events ``where`` selects (a boolean mask or positions)."""
+        return EventCodes(
+            self.cells[where], self.cell_values, self.venues[where], self.venue_values
+        )
+
+
+def event_codes(cells: np.ndarray, venues: np.ndarray) -> EventCodes:
+    """``EventCodes`` of events with these H3 cells and restaurant keys (``venue_keys``)."""
+    cell_code, cell_values = pd.factorize(np.asarray(cells, dtype=np.uint64))
+    venue_code, venue_values = pd.factorize(venues)
+    return EventCodes(
+        cell_code,
+        np.asarray(cell_values, dtype=np.uint64),
+        venue_code,
+        np.asarray(venue_values, dtype=np.int64),
+    )
+
+
 def cell_venue_partials(
-    events: pd.DataFrame, cells: np.ndarray, rows: np.ndarray, values: EventValues | None = None
+    events: pd.DataFrame,
+    cells: np.ndarray,
+    rows: np.ndarray | None,
+    values: EventValues | None = None,
+    codes: EventCodes | None = None,
 ) -> pd.DataFrame:
     """Per (cell, restaurant) of a block of events (``PARTIAL_KEYS``; ``NO_VENUE`` for events
     without one): ``PARTIAL_SUMS`` (events, the ping-to-restaurant distances in
     ``DISTANCE_QUANTUM`` units, events with a distance) and the block's smallest row (``rows``:
-    a position or ``SOURCE_ROW``) where the restaurant is located, with its coordinates there.
+    a position or ``SOURCE_ROW``; None: the events' positions) where the restaurant is
+    located, with its coordinates there.
 
     ``events`` has the event and restaurant coordinates and ``VENUE_ID`` (``values``: their
     ``event_values`` when the caller has them; ``events`` is then not read); ``cells`` their
     H3 cells. Blocks merge by summing ``PARTIAL_SUMS`` and keeping ``AT_FIRST_ROW`` at the
     smallest ``FIRST_ROW``; ``cell_statistics`` and ``first_restaurants`` read the result.
+    ``codes`` may pass the events' ``EventCodes`` when the caller has them.
     """
     if values is None:
         values = event_values(events)
     venues, venue_lat, venue_lon = values.venues, values.venue_lat, values.venue_lon
-    key, cell_values, venue_values = _pair_codes(np.asarray(cells, dtype=np.uint64), venues)
+    key, cell_values, venue_values = _pair_codes(
+        codes if codes is not None else event_codes(cells, venues)
+    )
     n = len(cell_values)
     sums = {
         "events": np.bincount(key, minlength=n).astype(np.int64),
@@ -124,32 +172,35 @@ def cell_venue_partials(
         ),
     }
     located = (venues != NO_VENUE) & ~np.isnan(venue_lat) & ~np.isnan(venue_lon)
-    rows = np.asarray(rows, dtype=np.int64)
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
     first = _first_located(key, rows, located, n)
     found, at = first >= 0, first.clip(0)
+    some = len(key) > 0
+    first_row = at if rows is None else (rows[at] if some else NO_ROW)
     return pd.DataFrame(
         {
             CELL: cell_values,
             VENUE_ID: venue_values,
             **sums,
-            FIRST_ROW: np.where(found, rows[at] if len(rows) else NO_ROW, NO_ROW),
-            VENUE_LAT: np.where(found, venue_lat[at] if len(rows) else np.nan, np.nan),
-            VENUE_LON: np.where(found, venue_lon[at] if len(rows) else np.nan, np.nan),
+            FIRST_ROW: np.where(found, first_row, NO_ROW),
+            VENUE_LAT: np.where(found, venue_lat[at] if some else np.nan, np.nan),
+            VENUE_LON: np.where(found, venue_lon[at] if some else np.nan, np.nan),
         }
     )
 
 
-def _pair_codes(cells: np.ndarray, venues: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Code of each event's (cell, restaurant) pair (hashing, not sorting), and each code's
-    cell and restaurant."""
-    cell_code, cell_values = pd.factorize(cells)
-    venue_code, venue_values = pd.factorize(venues)
-    width = max(len(venue_values), 1)
-    key, distinct = pd.factorize(cell_code.astype(np.int64) * width + venue_code)
+def _pair_codes(codes: EventCodes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Code of each event's (cell, restaurant) pair (hashing, not sorting; numbered as the
+    pairs first appear), and each code's cell and restaurant."""
+    width = max(len(codes.venue_values), 1)
+    pair = np.multiply(codes.cells, width, dtype=np.int64)
+    pair += codes.venues
+    key, distinct = pd.factorize(pair)
     return (
-        key.astype(np.int64),
-        np.asarray(cell_values, dtype=np.uint64)[distinct // width],
-        np.asarray(venue_values, dtype=np.int64)[distinct % width],
+        key.astype(np.int64, copy=False),
+        codes.cell_values[distinct // width],
+        codes.venue_values[distinct % width],
     )
 
 
@@ -160,10 +211,13 @@ def _int_sums(key: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return sums
 
 
-def _first_located(key: np.ndarray, rows: np.ndarray, located: np.ndarray, n: int) -> np.ndarray:
-    """Per key code, the position of its located event with the smallest row (-1: none)."""
+def _first_located(
+    key: np.ndarray, rows: np.ndarray | None, located: np.ndarray, n: int
+) -> np.ndarray:
+    """Per key code, the position of its located event with the smallest row (-1: none;
+    ``rows`` None: the rows are the positions, already in order)."""
     candidates = np.flatnonzero(located)
-    if len(candidates) > 1 and (np.diff(rows[candidates]) < 0).any():
+    if rows is not None and len(candidates) > 1 and (np.diff(rows[candidates]) < 0).any():
         candidates = candidates[np.argsort(rows[candidates], kind="stable")]
     firsts = candidates[~pd.Series(key[candidates]).duplicated().to_numpy()]
     first = np.full(n, -1, dtype=np.int64)
@@ -253,11 +307,13 @@ def summarise_events(  # noqa: PLR0913 - what the caller may have computed alrea
     hours: np.ndarray | None = None,
     values: EventValues | None = None,
     where: np.ndarray | None = None,
+    codes: EventCodes | None = None,
 ) -> EventSummary:
     """The ``EventSummary`` of ``events``, the events of ``window`` (one block: rows by
     position). ``cells``, ``hours`` (``utc_hour_ns``) and ``values`` (``event_values``) may pass
     what the caller has computed for ``events`` already; ``where`` (a boolean mask) summarises
-    only the events it selects, without copying the table (their rows numbered in order)."""
+    only the events it selects, without copying the table (their rows numbered in order);
+    ``codes`` (``event_codes``) the events' numbered cells and restaurants."""
     columns = tuple(events.columns)
     events = _with_columns(events, (VENUE_LAT, VENUE_LON, VENUE_ID))  # absent: all null
     if cells is None:
@@ -266,16 +322,21 @@ def summarise_events(  # noqa: PLR0913 - what the caller may have computed alrea
         values = event_values(events)
     if hours is None:
         hours = utc_hour_ns(events[EVENT_TIME])
+    if codes is None:
+        codes = event_codes(cells, values.venues)
     if where is not None:
         cells, hours, values = cells[where], hours[where], values.take(where)
-    partials = cell_venue_partials(events, cells, np.arange(len(cells)), values)
+        codes = codes.take(where)
+    partials = cell_venue_partials(events, cells, None, values, codes)
     points = np.empty((0, 2))
     if not len(first_restaurants(partials)):
         lat, lon = (events[col].to_numpy(dtype=float) for col in (EVENT_LAT, EVENT_LON))
         if where is not None:
             lat, lon = lat[where], lon[where]
         points = sample_event_points(lat, lon, max_anchor_points, seed)
-    counts = counts_frame(*count_pairs(np.asarray(cells, dtype=np.uint64), hours))
+    counts = counts_frame(
+        *count_pairs(np.asarray(cells, dtype=np.uint64), hours, (codes.cells, codes.cell_values))
+    )
     return EventSummary(partials, counts, columns, points, *fit_window(*window))
 
 

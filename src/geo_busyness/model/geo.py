@@ -69,11 +69,19 @@ def euclidean_deg(lat1, lon1, lat2, lon2) -> np.ndarray:
 
 def venue_id(lat: pd.Series, lon: pd.Series) -> pd.Series:
     """Stable int64 id of a venue from its coordinates; null where either coordinate is null."""
-    lat_units = np.round((lat.to_numpy(dtype=float) + LAT_LIMIT) * _ID_SCALE)
-    lon_units = np.round((lon.to_numpy(dtype=float) + LON_LIMIT) * _ID_SCALE)
-    packed = lat_units * _LON_SPAN + lon_units
+    # Two new float arrays worked on in place (the same bits as the plain expressions): at 10M
+    # events every temporary is 80 MB, and this runs while the clean table is being built.
+    packed = np.add(lat.to_numpy(dtype=float), LAT_LIMIT)
+    packed *= _ID_SCALE
+    np.round(packed, out=packed)
+    packed *= _LON_SPAN
+    lon_units = np.add(lon.to_numpy(dtype=float), LON_LIMIT)
+    lon_units *= _ID_SCALE
+    packed += np.round(lon_units, out=lon_units)
+    del lon_units
     missing = np.isnan(packed)
-    ids = np.where(missing, 0, packed).astype(np.int64)
+    packed[missing] = 0
+    ids = packed.astype(np.int64)
     return pd.Series(pd.arrays.IntegerArray(ids, missing), index=lat.index, name=VENUE_ID)
 
 

@@ -104,3 +104,32 @@ def test_a_parsed_column_is_not_changed_in_place():
     _, _, far = _parse_timestamps(times, "ISO8601", "America/Regina")
     assert far.tolist() == [False, True]
     pd.testing.assert_series_equal(times, before)
+
+
+def test_local_times_before_1970_are_placed_as_pandas_places_each_row():
+    """Hours before the epoch are negative int64 counts: the hour table's index must floor them
+    as numpy floors datetimes (Toronto's DST change of 1955-04-24, the hours around 1970)."""
+    rng = np.random.default_rng(3)
+    spring = np.datetime64("1955-04-20", "us") + rng.integers(0, 10 * 86400 * 10**6, 2000).astype(
+        "m8[us]"
+    )
+    epoch = np.datetime64("1969-12-31T22:00", "us") + rng.integers(0, 4 * 3600 * 10**6, 200).astype(
+        "m8[us]"
+    )
+    naive = np.concatenate([spring, epoch])
+    naive[::41] = np.datetime64("NaT")
+    expected = _localise_rows(naive, "America/Toronto")
+    utc, ambiguous = _local_to_utc(naive, "America/Toronto")
+    np.testing.assert_array_equal(utc, expected)
+    np.testing.assert_array_equal(ambiguous, ~np.isnat(naive) & np.isnat(expected))
+    assert ambiguous.any()
+
+
+@pytest.mark.parametrize("text", [["not a time", None], ["2199-12-31T23:00:00", "x"]])
+def test_local_times_placed_by_pandas_read_only_are_not_written_to(monkeypatch, text):
+    """Local times pandas places row by row come back as a read-only view (no parsed time at
+    all, or a span too wide for the hour table); out-of-range rows are set to NaT in a copy."""
+    monkeypatch.setattr(nodes, "_MAX_HOUR_TABLE", 0)
+    parsed, _, far = _parse_timestamps(pd.Series(text), "ISO8601", "Pacific/Honolulu")
+    assert parsed.isna().all()
+    assert far.tolist() == [text[0] != "not a time", False]  # UTC-10: past 2200-01-01 UTC

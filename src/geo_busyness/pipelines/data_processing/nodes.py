@@ -17,6 +17,7 @@ from geo_busyness.cleaning_rules import (
     located_events,
     resolve_service_area,
 )
+from geo_busyness.datasets import release_arrow_memory
 from geo_busyness.model.geo import venue_id
 from geo_busyness.schemas import (
     CANONICAL_COLUMNS,
@@ -100,6 +101,7 @@ def map_to_canonical(raw: pd.DataFrame, column_mapping: dict[str, str | None]) -
     raw loader's ``LINE_FAULT`` and ``LINE_TEXT`` (lines it could not read) are kept.
     """
     mapping = resolve_column_mapping(column_mapping, list(raw.columns))
+    release_arrow_memory()  # what the raw table's reader freed (whatever dataset read it)
     # Columns are moved as pandas arrays, not copied: converting Arrow-backed text to numpy
     # would make a Python object per row, and copying a 10M-row table costs a gigabyte.
     columns: dict[str, Any] = {SOURCE_ROW: np.arange(len(raw), dtype=np.int64)}
@@ -154,11 +156,20 @@ def _iso_seconds_layout(text: pa.Array) -> np.ndarray:
     if data_buffer is None or not layout.any():
         return np.zeros(len(text), dtype=bool)
     data = np.frombuffer(data_buffer, np.uint8)
+    if layout.all():  # every value 19 bytes, back to back: read them as rows of a 2-D view
+        records = data[offsets[0] : offsets[0] + _ISO_SECONDS_BYTES * len(text)]
+        records = records.reshape(len(text), _ISO_SECONDS_BYTES)
+        for at, byte in _ISO_SEPARATORS:
+            layout &= records[:, at] == byte
+        return layout
     rows = np.flatnonzero(layout)
-    starts = offsets[:-1][rows]
+    at = offsets[:-1][rows].astype(np.int64, copy=False)  # a new array, moved in place
     fits = np.ones(len(rows), dtype=bool)
-    for at, byte in _ISO_SEPARATORS:
-        fits &= data[starts + at] == byte
+    moved = 0
+    for separator, byte in _ISO_SEPARATORS:
+        at += separator - moved
+        moved = separator
+        fits &= data[at] == byte
     layout[rows[~fits]] = False
     return layout
 
@@ -350,17 +361,24 @@ def _local_to_utc(naive: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndar
         return naive.copy(), np.zeros(len(naive), dtype=bool)
     if not present.any():  # still asked: an unknown zone fails whatever the rows
         return _localise_rows(naive, timezone), present
-    hours = np.where(present, naive, naive[present][0]).astype("datetime64[h]")
-    first = hours.min()
-    index = (hours - first).astype(np.int64)
-    span = int(index.max()) + 1
+    # The first and last local hour (floor division, as numpy floors datetimes to hours).
+    ticks, hour_us = naive.view(np.int64), int(_HOUR_US.astype(np.int64))
+    first = int(np.min(ticks, where=present, initial=np.iinfo(np.int64).max)) // hour_us
+    span = int(np.max(ticks, where=present, initial=np.iinfo(np.int64).min)) // hour_us - first + 1
     if span > _MAX_HOUR_TABLE:
         utc = _localise_rows(naive, timezone)
         return utc, present & np.isnat(utc)
-    starts = (first + np.arange(span)).astype(_US)
+    starts = (np.datetime64(first, "h") + np.arange(span)).astype(_US)
     offset_start = starts - _localise_rows(starts, timezone)
     offset_end = (starts + _HOUR_US - 1) - _localise_rows(starts + _HOUR_US - 1, timezone)
     steady = ~np.isnat(offset_start) & (offset_start == offset_end)
+    if steady.all() and (offset_start == offset_start[0]).all():
+        # One offset over the whole span (no change of the zone's in it): one subtraction.
+        return naive - offset_start[0], np.zeros(len(naive), dtype=bool)
+    # Each row's local hour as an index into the table, worked in place; NaT rows get 0, unused.
+    index = ticks // hour_us
+    index -= first
+    index[~present] = 0
     utc = naive - offset_start[index]  # NaT stays NaT
     unsteady = present & ~steady[index]
     if unsteady.any():
@@ -389,10 +407,16 @@ def _parse_timestamps(
         naive, aware = _parse_text(values, timestamp_format)
     # Local times are judged as if UTC first (a day of margin is irrelevant at these limits),
     # so localising never sees a time it cannot hold.
-    far = _outside_range(naive) | _outside_range(aware)
+    any_aware = not np.isnat(aware).all()  # most sources: none (three passes saved)
+    far = _outside_range(naive)
+    if any_aware:
+        far |= _outside_range(aware)
     naive[far] = _NAT  # the parse's own arrays: changed in place
     from_local, ambiguous = _local_to_utc(naive, source_timezone)
-    combined = np.where(np.isnat(aware) | far, from_local, aware)
+    if any_aware:
+        combined = np.where(np.isnat(aware) | far, from_local, aware)
+    else:  # from_local itself, unless it is a read-only view of pandas' (changed below)
+        combined = from_local if from_local.flags.writeable else from_local.copy()
     far |= _outside_range(combined)  # the offset moved a time over the edge
     combined[far] = _NAT
     parsed = pd.Series(
@@ -475,6 +499,7 @@ def split_clean_and_rejected(
         hit = (reason_code == 0) & mask.to_numpy(dtype=bool, na_value=False)
         reason_code[hit] = REJECT_REASONS.index(reason) + 1
         column_code[hit] = CANONICAL_COLUMNS.index(col)
+    ambiguous = far = None  # judged: freed before the clean table is built
     if ORDER_NUMBER in mapped:
         valid = np.flatnonzero(reason_code == 0)
         repeated = valid[events[ORDER_NUMBER].take(valid).duplicated(keep="first").to_numpy()]
@@ -501,12 +526,17 @@ def _take_clean(
     """The clean rows, with the parsed timestamps in place of the text (in the same column order).
 
     The raw timestamp text is never copied: taking millions of strings only to replace them
-    was the largest cost after parsing.
+    was the largest cost after parsing. ``parsed`` is emptied: each parsed column is dropped
+    once its clean rows are taken, before the other columns are (at 10M events the run's
+    peak memory is here, and each parsed column is 80 MB).
     """
+    taken = {}
+    for col in TIMESTAMP_COLUMNS:
+        taken[col] = parsed.pop(col).array.take(rows)
     dropped = [*TIMESTAMP_COLUMNS, *(col for col in LINE_COLUMNS if col in events.columns)]
     body = events.drop(columns=dropped).take(rows).reset_index(drop=True)
     for col in TIMESTAMP_COLUMNS:
-        body.insert(events.columns.get_loc(col), col, parsed[col].array.take(rows))
+        body.insert(events.columns.get_loc(col), col, taken.pop(col))
     return body
 
 

@@ -26,6 +26,7 @@ from geo_busyness.model.cell_hours import (
 from geo_busyness.model.event_summary import (
     SUMMARY_COLUMNS,
     EventSummary,
+    event_codes,
     event_values,
     fit_window,
     summarise_events,
@@ -107,12 +108,21 @@ def window_and_summarise_events(
     cells = h3_cells(events[EVENT_LAT], events[EVENT_LON], features.resolution)
     hours = utc_hour_ns(events[EVENT_TIME])
     values = event_values(events)
+    codes = event_codes(cells, values.venues)  # numbered once: the train events are a subset
     span = (pd.Timestamp(hours.min(), tz="UTC"), pd.Timestamp(hours.max() + HOUR_NS, tz="UTC"))
-    everything = summarise(events, window=span, cells=cells, hours=hours, values=values)
+    everything = summarise(
+        events, window=span, cells=cells, hours=hours, values=values, codes=codes
+    )
     start, end = fit_window(*window_bounds(windows, "train"))
     inside = (hours >= start.value) & (hours < end.value)
     train = summarise(
-        events, window=(start, end), cells=cells, hours=hours, values=values, where=inside
+        events,
+        window=(start, end),
+        cells=cells,
+        hours=hours,
+        values=values,
+        where=inside,
+        codes=codes,
     )
     return windows, label_windows(everything.counts.copy(), windows), train, everything
 
