@@ -190,6 +190,17 @@ def main() -> None:
             "test": report["test"],
             "gate": report["gate"],
             "chosen": selection["chosen"],
+            "selection": {
+                key: selection.get(key)
+                for key in (
+                    "validation_average",
+                    "validation_fold_loss",
+                    "pool_weeks",
+                    "pool_adjacent_weeks",
+                    "recency_weights",
+                    "median_rule",
+                )
+            },
             "wall_s": wall,
         }
         args.json.write_text(json.dumps(summary, indent=2, default=str))

@@ -30,3 +30,10 @@ def test_the_forecast_battery_runs_at_toy_size(tmp_path: Path) -> None:
     headline = result["runs"][0]["headline"]
     assert set(headline) == {"model_r2", "model_mae", "naive_r2", "naive_mae"}
     assert "battery wall" in done.stdout
+
+
+def test_the_docs_battery_tables_are_what_their_result_file_gives() -> None:
+    """docs/forecast.md's table and README's summary are generated from the result file they
+    name (`forecast_battery.py --docs`), never hand-copied."""
+    done = run_benchmark(str(BENCHMARKS / "forecast_battery.py"), "--check-docs", timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

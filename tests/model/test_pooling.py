@@ -67,6 +67,7 @@ def test_the_pooled_level_at_weight_zero_is_the_recent_level_and_survives_a_pick
     recent, pooled = (BusynessForecaster(method=m) for m in ("recent_level", "pooled_level"))
     for model in (recent, pooled):
         model.history_, model.recency_weights_, model.pool_weeks_ = history, weights, 0.0
+        model.pool_adjacent_weeks_ = 0.0
         model.blend_weights_ = None
     rows = np.repeat(np.arange(len(history.cells)), 40)
     origin = np.tile(np.arange(400, 440), len(history.cells))
@@ -74,8 +75,52 @@ def test_the_pooled_level_at_weight_zero_is_the_recent_level_and_survives_a_pick
     assert np.allclose(
         pooled.predict_rows(rows, origin, horizon), recent.predict_rows(rows, origin, horizon)
     )
-    pooled.pool_weeks_ = 4.0
+    pooled.pool_weeks_, pooled.pool_adjacent_weeks_ = 4.0, 1.0
     answer = pooled.predict_rows(rows, origin, horizon)
     restored = pickle.loads(pickle.dumps(pooled))
     assert "_neighbourhood" not in restored.__dict__
     assert np.array_equal(restored.predict_rows(rows, origin, horizon), answer)
+
+
+def _smooth_day_history(weeks: int, seed: int) -> tuple[CountHistory, np.ndarray]:
+    """Every cell: a daily rhythm that changes smoothly from hour to hour, Poisson counts."""
+    rng = np.random.default_rng(seed)
+    cells = _cells()
+    hours = np.arange(weeks * 168)
+    rhythm = 1.5 + np.sin(2 * np.pi * hours / 24)
+    truth = np.linspace(0.5, 3.0, len(cells))[:, None] * rhythm
+    return CountHistory(cells, START.value, rng.poisson(truth).astype(np.float32), "UTC"), truth
+
+
+def test_pooling_with_the_adjacent_hours_brings_a_short_history_closer_to_a_smooth_truth():
+    history, truth = _smooth_day_history(weeks=4, seed=6)
+    sums = NeighbourhoodSums(DerivedHistory(history))
+    rows = np.repeat(np.arange(len(history.cells)), 168)
+    origin = np.full(len(rows), 3 * 168)
+    target = origin + np.tile(np.arange(168), len(history.cells))
+    raw = sums.pooled_profile(rows, origin, target, weeks=0.0)
+    smoothed = sums.pooled_profile(rows, origin, target, weeks=0.0, adjacent=2.0)
+    error = {
+        name: np.abs(p - truth[rows, target]).mean()
+        for name, p in [("raw", raw), ("adjacent", smoothed)]
+    }
+    assert error["adjacent"] < 0.85 * error["raw"], error
+
+
+def test_the_adjacent_hours_never_read_the_origin_or_later():
+    history, _ = _smooth_day_history(weeks=4, seed=7)
+    origin_position = 3 * 168 + 5
+    scrambled = history.counts.copy()
+    scrambled[:, origin_position:] = np.random.default_rng(1).poisson(
+        9.0, scrambled[:, origin_position:].shape
+    )
+    rows = np.repeat(np.arange(len(history.cells)), 168)
+    origin = np.full(len(rows), origin_position)
+    target = origin + np.tile(np.arange(168), len(history.cells))  # horizons 1..168
+    answers = [
+        NeighbourhoodSums(
+            DerivedHistory(CountHistory(history.cells, history.start_ns, c, "UTC"))
+        ).pooled_profile(rows, origin, target, weeks=2.0, adjacent=1.0)
+        for c in (history.counts, scrambled)
+    ]
+    assert np.array_equal(answers[0], answers[1])

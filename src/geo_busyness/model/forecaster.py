@@ -7,8 +7,9 @@
 - ``recent_level``: that profile times a weighted recent level (city-wide ratios over the last
   3 h, day and week and the cell's own week, weights per horizon bucket chosen on validation:
   ``recency.py``);
-- ``pooled_level``: the recent level on a profile pooled with the cell's H3 neighbours' weekly
-  shape, the prior's weight chosen on validation (``pooling.py``): for short, sparse histories;
+- ``pooled_level``: the recent level on a profile pooled with the cell's adjacent hours and its
+  H3 neighbours' weekly shape, the priors' weights chosen on validation (``pooling.py``): for
+  short, sparse histories;
 - ``gradient_boosting``: a Poisson HistGradientBoosting model of the ratio between the count
   and the cell's shrunk profile (the profile as an exposure: fitting ``y / base`` with weight
   ``base`` is Poisson regression with offset ``log(base)``); with ``exposure="level_adjusted"``
@@ -135,6 +136,7 @@ class BusynessForecaster(BaseEstimator):
             "recency_weights_": None,
             "median_rule_": None,
             "pool_weeks_": 0.0,
+            "pool_adjacent_weeks_": 0.0,
         }
         self.__dict__.update({**defaults, "fitted_through_ns_": None, **state})
         if self.blend_weights_ is not None:
@@ -199,7 +201,9 @@ class BusynessForecaster(BaseEstimator):
         self.median_rule_ = None  # the negative binomial's median until chosen
         self.blend_weights_ = None  # the learned mean alone until a combination is chosen
         self.recency_weights_ = None  # recency.DEFAULT_WEIGHTS until chosen
-        self.pool_weeks_ = 0.0  # the raw profile until validation chooses a pooling weight
+        # The raw profile until validation chooses the pooling weights (neighbours, hours).
+        self.pool_weeks_ = 0.0
+        self.pool_adjacent_weeks_ = 0.0
         self.regressor_ = None
         self.search_ = None
         end = history.hours if train_end is None else int(train_end)
@@ -274,7 +278,9 @@ class BusynessForecaster(BaseEstimator):
     def predict_rows(self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray) -> np.ndarray:
         """Mean forecast of (history row, origin position, horizon) rows."""
         if self.method == POOLED:
-            return self.pooled_means(rows, origin, horizon, self.pool_weeks_)
+            return self.pooled_means(
+                rows, origin, horizon, self.pool_weeks_, self.pool_adjacent_weeks_
+            )
         plain, level, recent = self.baseline_means(rows, origin, horizon)
         if self.method in BASELINES:
             return {"seasonal_naive": plain, "level_adjusted": level}.get(self.method, recent)
@@ -298,12 +304,20 @@ class BusynessForecaster(BaseEstimator):
         return profile, profile * city, profile * self._recent_factor(rows, origin, horizon)
 
     def pooled_means(
-        self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray, weeks: float
+        self,
+        rows: np.ndarray,
+        origin: np.ndarray,
+        horizon: np.ndarray,
+        weeks: float,
+        adjacent: float = 0.0,
     ) -> np.ndarray:
         """The recent level (this forecaster's weights) on the profile pooled with the cell's
-        neighbours at a prior weight of ``weeks`` (0: the recent-level baseline)."""
+        adjacent hours at ``adjacent`` weeks and its neighbours at ``weeks`` (both 0: the
+        recent-level baseline)."""
         origin, horizon = np.asarray(origin), np.asarray(horizon)
-        pooled = self.neighbourhood.pooled_profile(rows, origin, origin + horizon - 1, weeks)
+        pooled = self.neighbourhood.pooled_profile(
+            rows, origin, origin + horizon - 1, weeks, adjacent
+        )
         return pooled * self._recent_factor(rows, origin, horizon)
 
     def _recent_factor(

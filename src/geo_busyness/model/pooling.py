@@ -1,14 +1,17 @@
-"""A sparse cell's seasonal profile pooled with its H3 neighbours' weekly shape.
+"""A sparse cell's seasonal profile pooled with its adjacent hours and its H3 neighbours.
 
 With a few weeks of history a cell's hour-of-week profile rests on a few counts per slot. The
-pooled profile shrinks it toward the cell's own level times the weekly shape of its
-neighbourhood (the cell and its ring of adjacent cells, ``h3.grid_disk(cell, 1)``):
+pooled profile shrinks it toward two priors: the cell's own profile in the adjacent hours of
+the week (the hour before and after: demand changes smoothly from hour to hour), and the cell's
+own level times the weekly shape of its neighbourhood (the cell and its ring of adjacent cells,
+``h3.grid_disk(cell, 1)``: neighbours share a street's rhythm better than the whole city does):
 
-``pooled = (n * own + w * level * neighbourhood_shape) / (n + w)``
+``pooled = (n * own + a * adjacent_hours + w * level * neighbourhood_shape) / (n + a + w)``
 
-where ``n`` is the weeks behind the slot and ``w`` (weeks of prior weight) is chosen on
-validation (``POOL_WEEKS``). Neighbours share a street's rhythm (offices, nightlife) better
-than the whole city does. Everything reads data before the origin only; the neighbourhood is
+where ``n`` is the weeks behind the slot and ``a``, ``w`` (weeks of prior weight) are chosen
+on validation (``ADJACENT_WEEKS`` x ``POOL_WEEKS``). As the weeks of history grow, the cell's
+own profile takes over. Everything reads data before the origin only (the hour after a target
+a week ahead is the origin itself, so there only the hour before counts); the neighbourhood is
 fixed by the cells the history knows.
 """
 
@@ -18,10 +21,12 @@ import h3
 import numpy as np
 from scipy import sparse
 
+from geo_busyness.model.cell_hours import HOURS_PER_WEEK
 from geo_busyness.model.history import DerivedHistory
 
-#: Prior weights (weeks) a validation tries; 0 is the raw profile (the recent-level baseline).
+#: Prior weights (weeks) a validation tries; 0 and 0 is the raw profile (the recent level).
 POOL_WEEKS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
+ADJACENT_WEEKS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def neighbourhood_matrix(cells: np.ndarray) -> sparse.csr_matrix:
@@ -52,19 +57,58 @@ class NeighbourhoodSums:
         self.profile = np.asarray(ring @ np.nan_to_num(derived.profile))
 
     def pooled_profile(
-        self, rows: np.ndarray, origin: np.ndarray, target: np.ndarray, weeks: float
+        self,
+        rows: np.ndarray,
+        origin: np.ndarray,
+        target: np.ndarray,
+        weeks: float,
+        adjacent: float = 0.0,
     ) -> np.ndarray:
-        """The profile of (row, target hour) pooled toward level x neighbourhood shape, with
-        the level and shape from the positions before ``origin``."""
+        """The profile of (row, target hour) pooled toward the adjacent hours' profile at
+        ``adjacent`` weeks and toward level x neighbourhood shape at ``weeks``, everything from
+        the positions before ``origin``."""
         derived = self.derived
         own = np.nan_to_num(derived.profile[rows, target])
-        if weeks <= 0:
+        if weeks <= 0 and adjacent <= 0:
             return own
-        before = np.maximum(origin, 1)
-        level = derived.cum_counts[rows, before] / before
-        ring_level = self.cum_counts[rows, before] / before
-        shape = np.where(
-            ring_level > 0, self.profile[rows, target] / np.maximum(ring_level, 1e-12), 1.0
-        )
-        n = derived.weeks[target]
-        return (n * own + weeks * level * shape) / (n + weeks)
+        n = derived.weeks[target].astype(float)
+        total, weight = n * own, n.copy()
+        if adjacent > 0:
+            total += adjacent * adjacent_hours_profile(derived, rows, origin, target, own)
+            weight += adjacent
+        if weeks > 0:
+            before = np.maximum(origin, 1)
+            level = derived.cum_counts[rows, before] / before
+            ring_level = self.cum_counts[rows, before] / before
+            shape = np.where(
+                ring_level > 0, self.profile[rows, target] / np.maximum(ring_level, 1e-12), 1.0
+            )
+            total += weeks * level * shape
+            weight += weeks
+        return total / weight
+
+
+def adjacent_hours_profile(
+    derived: DerivedHistory,
+    rows: np.ndarray,
+    origin: np.ndarray,
+    target: np.ndarray,
+    own: np.ndarray,
+) -> np.ndarray:
+    """The mean of the cell's profile in the hour before and the hour after ``target``; an
+    hour whose profile is not known before ``origin`` (the hour after a target a week ahead
+    reads the origin's own week; the first week has none) is left out, and with neither the
+    target's own profile stands in."""
+    profile = derived.profile
+    before, after = target - 1, target + 1
+    # profile[:, t] averages the counts at t - 168 k (k >= 1): known iff t - 168 < origin.
+    has_before = before >= 0
+    has_after = (after < profile.shape[1]) & (after - HOURS_PER_WEEK < origin)
+    values = [
+        np.where(has, profile[rows, np.clip(hour, 0, profile.shape[1] - 1)], np.nan)
+        for has, hour in ((has_before, before), (has_after, after))
+    ]
+    known = [~np.isnan(v) for v in values]
+    count = known[0].astype(float) + known[1]
+    total = np.nan_to_num(values[0]) + np.nan_to_num(values[1])
+    return np.where(count > 0, total / np.maximum(count, 1.0), own)

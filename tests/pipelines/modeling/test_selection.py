@@ -287,14 +287,20 @@ def test_recent_weights_follow_a_lasting_day_level_and_stay_zero_without_one():
     assert fit_recency(recent, pooled, seed=0, z=2.0) == [[0.0, 0.0, 0.0, 0.0]] * 3
 
 
-def _pooling_rows(weeks: int, shared: bool) -> tuple[BusynessForecaster, pd.DataFrame]:
+def _pooling_rows(
+    weeks: int, shared: bool, smooth: bool = False
+) -> tuple[BusynessForecaster, pd.DataFrame]:
     """A pooled-level candidate on 19 adjacent res-8 cells and its validation rows (last two
-    weeks): each cell's level times one shared weekly shape, or each cell its own shape."""
+    weeks): each cell's level times one shared weekly shape, or each cell its own shape (jumpy
+    from hour to hour, or ``smooth``: a daily wave at a phase of its own)."""
     rng = np.random.default_rng(21)
     names = h3.grid_disk(h3.latlng_to_cell(50.45, -104.61, 8), 2)
     cells = np.sort(np.array([h3.str_to_int(c) for c in names], dtype=np.uint64))
     level = rng.gamma(2.0, 0.5, (len(cells), 1))
     shapes = rng.gamma(1.0, 1.0, (1 if shared else len(cells), 168))
+    if smooth:
+        phase = rng.uniform(0, 24, (len(cells), 1))
+        shapes = 1.0 + 0.9 * np.sin(2 * np.pi * (np.arange(168) + phase) / 24)
     counts = rng.poisson(np.tile(level * shapes, weeks)).astype(np.float32)
     history = CountHistory(cells, START.value, counts, TZ)
     pooled = BusynessForecaster(method="pooled_level")
@@ -307,9 +313,17 @@ def _pooling_rows(weeks: int, shared: bool) -> tuple[BusynessForecaster, pd.Data
 
 def test_the_pooling_weight_borrows_a_shared_shape_and_keeps_each_cells_own():
     """Three weeks of sparse cells sharing one weekly shape: the neighbours' shape helps, a
-    prior weight > 0 is chosen. Ten weeks of cells with shapes of their own: none (0)."""
+    prior weight > 0 is chosen. Ten weeks of cells with jumpy shapes of their own: no prior
+    (neither the neighbours' nor the adjacent hours')."""
     no_recency = [[0.0] * 4] * 3
     model, rows = _pooling_rows(weeks=3, shared=True)
-    assert fit_pool_weeks(model, rows, no_recency, seed=0) > 0
+    assert fit_pool_weeks(model, rows, no_recency, seed=0)[0] > 0
     model, rows = _pooling_rows(weeks=10, shared=False)
-    assert fit_pool_weeks(model, rows, no_recency, seed=0) == 0.0
+    assert fit_pool_weeks(model, rows, no_recency, seed=0) == (0.0, 0.0)
+
+
+def test_the_adjacent_hours_weight_is_chosen_where_demand_changes_smoothly():
+    """Three weeks of cells each with a smooth daily wave of its own: the adjacent hours help."""
+    no_recency = [[0.0] * 4] * 3
+    model, rows = _pooling_rows(weeks=3, shared=False, smooth=True)
+    assert fit_pool_weeks(model, rows, no_recency, seed=0)[1] > 0

@@ -178,14 +178,18 @@ def _by_product(pooled: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _tune(candidates: dict[str, Any], rows: pd.DataFrame, seed: int, z: float) -> dict[str, Any]:
-    """Recent-level weights, the pooled level's prior weight and recency weights, and each
+    """Recent-level weights, the pooled level's prior weights and recency weights, and each
     learned candidate's combination, fitted on ``rows``."""
     recent = candidates["baselines"]["recent_level"]
     recent.recency_weights_ = fit_recency(recent, rows, seed, z)
     tuning: dict[str, Any] = {"recency": recent.recency_weights_, "pooled": None}
     for model in candidates.get("pooled", {}).values():
-        weeks = fit_pool_weeks(model, rows, recent.recency_weights_, seed)
-        tuning["pooled"] = {"weeks": weeks, "recency": fit_recency(model, rows, seed, z, weeks)}
+        pool = fit_pool_weeks(model, rows, recent.recency_weights_, seed)
+        tuning["pooled"] = {
+            "weeks": pool[0],
+            "adjacent_weeks": pool[1],
+            "recency": fit_recency(model, rows, seed, z, pool),
+        }
     tuned = rows.assign(recent_level=_recent_column(recent, rows))
     tuning["blends"] = {
         name: fit_combination(tuned, name, seed, z) for name in candidates["learned"]
@@ -200,6 +204,7 @@ def _apply(candidates: dict[str, Any], rows: pd.DataFrame, tuning: dict[str, Any
     rows = rows.assign(recent_level=_recent_column(recent, rows))
     for name, model in candidates.get("pooled", {}).items():
         model.pool_weeks_ = tuning["pooled"]["weeks"]
+        model.pool_adjacent_weeks_ = tuning["pooled"]["adjacent_weeks"]
         model.recency_weights_ = tuning["pooled"]["recency"]
         rows[name] = model.predict_rows(*_positions(rows))
     for name, weights in tuning["blends"].items():
@@ -272,6 +277,7 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
         "median_rule": rules,
         "recency_weights": tuning["recency"],
         "pool_weeks": tuning["pooled"] and tuning["pooled"]["weeks"],
+        "pool_adjacent_weeks": tuning["pooled"] and tuning["pooled"]["adjacent_weeks"],
         "pooled_recency_weights": tuning["pooled"] and tuning["pooled"]["recency"],
         "recency_components": [f"{scope}_{hours}h" for scope, hours in recency.COMPONENTS],
         "blend_weights": tuning["blends"],
@@ -283,18 +289,21 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
 
 
 def _choose(average: dict[str, float], baselines: list[str], margin: float) -> str:
-    """The lowest average loss, where any candidate but the seasonal naive must beat the naive,
-    and one beyond the baselines (learned or pooled) also the best baseline, by ``margin``
-    (relative): a validation gain that small is noise, and the simpler forecaster serves."""
+    """The lowest average loss, stepping up in complexity: any baseline but the seasonal naive
+    must beat the naive, the pooled level the best baseline, and a learned model whatever
+    serves below it, each by ``margin`` (relative): a validation gain that small is noise, and
+    the simpler forecaster serves (it also carries a level validation never saw: a learned
+    model's trees cannot extrapolate past the ratios they were fitted on)."""
     fallback = REFERENCE if REFERENCE in baselines else baselines[0]
     reference = average[fallback]
     eligible = [n for n in baselines if n == fallback or average[n] < reference * (1 - margin)]
-    best_baseline = min(eligible, key=lambda name: (average[name], eligible.index(name)))
-    learned = [name for name in average if name not in baselines]
-    best_learned = min(learned, key=lambda name: average[name], default=None)
-    if best_learned is not None and average[best_learned] < average[best_baseline] * (1 - margin):
-        return best_learned
-    return best_baseline
+    chosen = min(eligible, key=lambda name: (average[name], eligible.index(name)))
+    statistical = [name for name in average if name not in baselines and name not in LEARNED]
+    for tier in (statistical, [name for name in average if name in LEARNED]):
+        best = min(tier, key=lambda name: average[name], default=None)
+        if best is not None and average[best] < average[chosen] * (1 - margin):
+            chosen = best
+    return chosen
 
 
 def _positions(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -67,6 +67,7 @@ def configured(model: BusynessForecaster, selection: dict[str, Any]) -> Busyness
     model.recency_weights_ = selection.get("recency_weights")
     if model.method == POOLED and selection.get("pool_weeks") is not None:
         model.pool_weeks_ = selection["pool_weeks"]
+        model.pool_adjacent_weeks_ = selection.get("pool_adjacent_weeks") or 0.0
         model.recency_weights_ = selection["pooled_recency_weights"]
     if model.method == selection["chosen"]:
         model.size_ = selection["negative_binomial_size"]

@@ -8,7 +8,8 @@ rows (the two metrics the backtest reports and the gate judges), averaged over p
 buckets. On the pooled fold rows, per horizon bucket:
 
 1. the recent-level baseline's weights (``recency.GRID``), and the pooled-level candidate's
-   prior weight (``pooling.POOL_WEEKS``) and its own recency weights;
+   prior weights (``pooling.ADJACENT_WEEKS`` x ``pooling.POOL_WEEKS``) and its own recency
+   weights;
 2. each learned candidate's combination with the three baselines (``COMBINATION_GRID``, pure
    baselines included, so a learned model that adds nothing gets weight 0);
 3. the chosen mean's negative-binomial size (maximum likelihood) and median rule (the Poisson
@@ -40,7 +41,7 @@ from geo_busyness.model.forecaster import (
     combine,
 )
 from geo_busyness.model.origin_features import MIN_ORIGIN
-from geo_busyness.model.pooling import POOL_WEEKS
+from geo_busyness.model.pooling import ADJACENT_WEEKS, POOL_WEEKS
 from geo_busyness.pipelines.modeling.backtest import day_clustered_se, paired_noise
 from geo_busyness.schemas import HORIZON
 
@@ -193,15 +194,19 @@ class BucketRows:
 
 
 def _profile(
-    forecaster: BusynessForecaster, pooled: pd.DataFrame, rows: BucketRows, weeks: float
+    forecaster: BusynessForecaster,
+    pooled: pd.DataFrame,
+    rows: BucketRows,
+    pool: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
-    """The sampled rows' profile pooled with the neighbours at ``weeks`` (0: the raw one)."""
-    if weeks <= 0:
+    """The sampled rows' profile pooled with the neighbours and the adjacent hours at ``pool``
+    (weeks of each prior; zeros: the raw one)."""
+    if max(pool) <= 0:
         return rows.column(pooled, REFERENCE)
     origin = rows.column(pooled, "origin")
     target = origin + rows.column(pooled, HORIZON) - 1
     return forecaster.neighbourhood.pooled_profile(
-        rows.column(pooled, "row"), origin, target, weeks
+        rows.column(pooled, "row"), origin, target, *pool
     )
 
 
@@ -210,18 +215,18 @@ def fit_recency(
     pooled: pd.DataFrame,
     seed: int,
     z: float = 2.0,
-    weeks: float = 0.0,
+    pool: tuple[float, float] = (0.0, 0.0),
 ) -> list[list[float]]:
     """Per horizon bucket, the ``recency.GRID`` weights of lowest loss on the rows, on the
-    profile pooled at ``weeks`` (0: the raw profile); all zeros (the profile alone) unless they
-    beat it by more than ``z`` standard errors."""
+    profile pooled at ``pool`` (neighbours, adjacent hours; zeros: the raw profile); all zeros
+    (the profile alone) unless they beat it by more than ``z`` standard errors."""
     weights = []
     for index in range(len(HORIZON_BUCKETS)):
         rows = BucketRows(pooled, index, seed)
         if not len(rows):
             weights.append(list(recency.DEFAULT_WEIGHTS))
             continue
-        plain, profile = rows.column(pooled, REFERENCE), _profile(forecaster, pooled, rows, weeks)
+        plain, profile = rows.column(pooled, REFERENCE), _profile(forecaster, pooled, rows, pool)
         ratios = recency.log_ratios(
             forecaster.derived, rows.column(pooled, "row"), rows.column(pooled, "origin")
         )
@@ -238,13 +243,14 @@ def fit_pool_weeks(
     pooled: pd.DataFrame,
     recency_weights: list[list[float]],
     seed: int,
-) -> float:
-    """The ``POOL_WEEKS`` prior weight of lowest loss, averaged over horizon buckets, with the
-    recent level's ``recency_weights`` (its own are fitted after, on the chosen profile)."""
+) -> tuple[float, float]:
+    """The (neighbours, adjacent hours) prior weights of ``POOL_WEEKS`` x ``ADJACENT_WEEKS``
+    of lowest loss, averaged over horizon buckets, with the recent level's
+    ``recency_weights`` (its own are fitted after, on the chosen profile)."""
     buckets = [BucketRows(pooled, index, seed) for index in range(len(HORIZON_BUCKETS))]
     buckets = [(i, rows) for i, rows in enumerate(buckets) if len(rows)]
     if not buckets:
-        return 0.0
+        return 0.0, 0.0
     factors = {
         i: recency.recent_factor(
             recency.log_ratios(
@@ -254,19 +260,21 @@ def fit_pool_weeks(
         )
         for i, rows in buckets
     }
+    grid = list(itertools.product(POOL_WEEKS, ADJACENT_WEEKS))
     losses = [
         np.mean(
             [
                 rows.loss(
-                    _profile(forecaster, pooled, rows, weeks) * factors[i],
+                    _profile(forecaster, pooled, rows, pool) * factors[i],
                     rows.column(pooled, REFERENCE),
                 )
                 for i, rows in buckets
             ]
         )
-        for weeks in POOL_WEEKS
+        for pool in grid
     ]
-    return float(POOL_WEEKS[int(np.argmin(losses))])
+    weeks, adjacent = grid[int(np.argmin(losses))]
+    return float(weeks), float(adjacent)
 
 
 def fit_combination(
