@@ -287,6 +287,16 @@ def test_recent_weights_follow_a_lasting_day_level_and_stay_zero_without_one():
     assert fit_recency(recent, pooled, seed=0, z=2.0) == [[0.0, 0.0, 0.0, 0.0]] * 3
 
 
+def test_the_pooled_levels_recency_departs_from_the_recent_levels_only_on_evidence():
+    """Without a level to follow, the pooled level keeps the recent level's weights (its
+    simpler choice), not the profile alone: a week that needed them stays covered."""
+    rng = np.random.default_rng(9)
+    rhythm = np.tile(rng.gamma(3.0, 2.0, (12, 168)), 8)
+    recent, pooled = _rows_of(rng.poisson(rhythm))
+    simpler = [[0.25, 0.0, 0.5, 0.0], [0.0, 0.25, 0.0, 0.0], [0.0, 0.0, 0.75, 0.25]]
+    assert fit_recency(recent, pooled, seed=0, z=2.0, simpler=simpler) == simpler
+
+
 def _pooling_rows(
     weeks: int, shared: bool, smooth: bool = False
 ) -> tuple[BusynessForecaster, pd.DataFrame]:

@@ -188,7 +188,11 @@ def _tune(candidates: dict[str, Any], rows: pd.DataFrame, seed: int, z: float) -
         tuning["pooled"] = {
             "weeks": pool[0],
             "adjacent_weeks": pool[1],
-            "recency": fit_recency(model, rows, seed, z, pool),
+            # Departing from the recent level's own weights needs evidence, as their departure
+            # from none did: a week the profile alone would have missed stays covered.
+            "recency": fit_recency(
+                model, rows, seed, z, pool=pool, simpler=recent.recency_weights_
+            ),
         }
     tuned = rows.assign(recent_level=_recent_column(recent, rows))
     tuning["blends"] = {

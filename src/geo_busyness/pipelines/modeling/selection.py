@@ -9,7 +9,7 @@ buckets. On the pooled fold rows, per horizon bucket:
 
 1. the recent-level baseline's weights (``recency.GRID``), and the pooled-level candidate's
    prior weights (``pooling.ADJACENT_WEEKS`` x ``pooling.POOL_WEEKS``) and its own recency
-   weights;
+   weights (departing from the recent level's);
 2. each learned candidate's combination with the three baselines (``COMBINATION_GRID``, pure
    baselines included, so a learned model that adds nothing gets weight 0);
 3. the chosen mean's negative-binomial size (maximum likelihood) and median rule (the Poisson
@@ -215,11 +215,14 @@ def fit_recency(
     pooled: pd.DataFrame,
     seed: int,
     z: float = 2.0,
+    *,
     pool: tuple[float, float] = (0.0, 0.0),
+    simpler: list[list[float]] | None = None,
 ) -> list[list[float]]:
     """Per horizon bucket, the ``recency.GRID`` weights of lowest loss on the rows, on the
-    profile pooled at ``pool`` (neighbours, adjacent hours; zeros: the raw profile); all zeros
-    (the profile alone) unless they beat it by more than ``z`` standard errors."""
+    profile pooled at ``pool`` (neighbours, adjacent hours; zeros: the raw profile); the
+    ``simpler`` weights of that bucket (default all zeros: the profile alone) unless they beat
+    them by more than ``z`` standard errors."""
     weights = []
     for index in range(len(HORIZON_BUCKETS)):
         rows = BucketRows(pooled, index, seed)
@@ -231,10 +234,13 @@ def fit_recency(
             forecaster.derived, rows.column(pooled, "row"), rows.column(pooled, "origin")
         )
         means = [profile * recency.recent_factor(ratios, w) for w in recency.GRID]
-        best = int(np.argmin([rows.loss(mean, plain) for mean in means]))
-        if not rows.clearly_better(means[best], profile, plain, z):
-            best = 0  # GRID[0] is all zeros
-        weights.append([float(v) for v in recency.GRID[best]])
+        best = recency.GRID[int(np.argmin([rows.loss(mean, plain) for mean in means]))]
+        fallback = np.zeros(len(recency.COMPONENTS)) if simpler is None else simpler[index]
+        fallback_mean = profile * recency.recent_factor(ratios, np.asarray(fallback))
+        better = profile * recency.recent_factor(ratios, best)
+        if not rows.clearly_better(better, fallback_mean, plain, z):
+            best = fallback
+        weights.append([float(v) for v in best])
     return weights
 
 
