@@ -24,9 +24,17 @@ def dead_endpoint() -> str:
 def silent_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:<port>`` of a server that accepts every connection and never sends
     a byte (a thread accepts and holds them); closed on exit."""
+    with watched_silent_endpoint() as (url, _):
+        yield url
+
+
+@contextmanager
+def watched_silent_endpoint() -> Iterator[tuple[str, threading.Event]]:
+    """``silent_endpoint``'s URL, and an event set once it has accepted a first connection
+    (a client got as far as calling it)."""
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)
     held: list[socket.socket] = []
-    stop = threading.Event()
+    stop, called = threading.Event(), threading.Event()
 
     def accept() -> None:
         listener.settimeout(0.2)
@@ -37,11 +45,12 @@ def silent_endpoint() -> Iterator[str]:
                 continue
             except OSError:
                 return
+            called.set()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", called
     finally:
         stop.set()
         thread.join(timeout=2)

@@ -23,7 +23,7 @@ import yaml
 
 from geo_busyness.testing import PROJECT_ROOT, make_project_copy
 from tests.alerting import write_credentials
-from tests.conftest import SMALL_TRAINING, copy_project, run_kedro
+from tests.conftest import copy_project
 from tests.pipelines.monitoring.test_pipeline import write_recent_window
 
 DAGS = PROJECT_ROOT / "airflow" / "dags"
@@ -241,12 +241,11 @@ def _registry(project: Path) -> tuple[list[str], dict[str, str]]:
 
 
 @pytest.fixture
-def made_run(processed_project, tmp_path) -> Path:
+def made_run(trained_project, tmp_path) -> Path:
     """A project as `make run` leaves it: trained, version 1 registered as the challenger,
-    nothing deployed (trained here: only the registry and the data matter)."""
-    project = copy_project(processed_project, tmp_path / "project", with_mlflow=False)
-    run_kedro(project, ["feature_engineering", "modeling"], SMALL_TRAINING)
-    return project
+    nothing deployed (a copy of the session's trained sample, registry included: only the
+    registry and the data matter)."""
+    return copy_project(trained_project.path, tmp_path / "project", with_mlflow=True)
 
 
 @pytest.mark.slow

@@ -5,6 +5,11 @@ Real failures only: a port nothing listens on, and a server that accepts and nev
 the catalog, boto3 for MLflow's S3 artifacts). Each must fail in under 30 s; before the
 deadlines a model download took 249 s against a dead tracking server, over 400 s against a
 silent one, and a catalog read from a silent S3 endpoint was still waiting after 590 s.
+
+The in-process checks run with a per-attempt timeout of ``SHORT_TIMEOUT_S`` (an operator's
+value, which ``bound_remote_calls`` keeps) and the default attempt counts, and bound the time
+by those counts: a silent server costs seconds instead of 12-20 s per check, and a wrong
+retry count still fails. That the defaults themselves fit 30 s is checked on the settings.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import botocore.session
 import mlflow
 import pytest
 import s3fs
@@ -36,7 +44,12 @@ from geo_busyness.remote import (
     server_problem,
 )
 from tests.conftest import make_project_copy
-from tests.remote_endpoints import DEADLINE_S, dead_endpoint, silent_endpoint
+from tests.remote_endpoints import (
+    DEADLINE_S,
+    dead_endpoint,
+    silent_endpoint,
+    watched_silent_endpoint,
+)
 
 BUCKET = "geo-busyness-test"
 AWS_TEST_ENV = {
@@ -44,6 +57,16 @@ AWS_TEST_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+#: The per-attempt timeout of the in-process checks against a silent server, in seconds.
+SHORT_TIMEOUT_S = 2
+#: Room for a loaded machine on top of a computed worst case, in seconds.
+LOAD_SLACK_S = 5.0
+
+
+def worst_case_s(attempts: int, timeout_s: float, backoff_s: float) -> float:
+    """The longest a call may take: ``attempts`` x ``timeout_s`` and the backoffs between them,
+    plus room for a loaded machine."""
+    return attempts * timeout_s + backoff_s + LOAD_SLACK_S
 
 
 @pytest.fixture
@@ -60,6 +83,10 @@ def test_the_deadlines_fit_the_30_s_promise():
     tracking = (1 + remote.TRACKING_RETRIES) * remote.TRACKING_TIMEOUT_S
     s3 = remote.AWS_ATTEMPTS * max(remote.S3_CONNECT_TIMEOUT_S, remote.S3_READ_TIMEOUT_S) + 1
     assert tracking <= 20 and s3 * remote.S3FS_TRIES <= 15
+    # ... and are the values put in force (the checks below shorten only the timeouts).
+    assert ENVIRONMENT_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"] == str(remote.TRACKING_TIMEOUT_S)
+    assert ENVIRONMENT_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == str(remote.TRACKING_RETRIES)
+    assert ENVIRONMENT_DEFAULTS["AWS_MAX_ATTEMPTS"] == str(remote.AWS_ATTEMPTS)
 
 
 def test_bound_remote_calls_sets_defaults_and_keeps_an_operators_values(clean_environment):
@@ -139,82 +166,158 @@ def test_the_registry_is_named_when_it_is_the_one_down(clean_environment):
 @pytest.mark.parametrize("failure", ["dead", "silent"])
 def test_each_mlflow_request_has_a_deadline(failure, clean_environment):
     """The probe only runs at start-up: a server that stops answering later is bounded by
-    the per-request deadline (MlflowClient straight at it, no probe)."""
+    the per-request deadline (MlflowClient straight at it, no probe): the default retries and
+    backoff, a 2 s timeout per attempt."""
 
+    clean_environment.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", str(SHORT_TIMEOUT_S))
     bound_remote_calls(storage=False)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == str(remote.TRACKING_RETRIES)
+    # urllib3 retries the first time at once, then waits backoff_factor (1 s) + jitter (0.5 s).
+    bound = worst_case_s(
+        1 + remote.TRACKING_RETRIES, SHORT_TIMEOUT_S, remote.TRACKING_RETRIES * 1.5
+    )
     with silent_endpoint() as silent:
         uri = dead_endpoint() if failure == "dead" else silent
         started = time.monotonic()
         with pytest.raises(MlflowException) as failed:
             MlflowClient(tracking_uri=uri).get_registered_model("geo-busyness")
         elapsed = time.monotonic() - started
-    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
+    assert elapsed < bound, f"took {elapsed:.1f} s"
     assert f"API request to {uri}/api/2.0/mlflow/" in str(failed.value)
 
 
 # --------------------------------------------------------------- the model server's start
-def _serve_command(entry: str, model: str) -> list[str]:
-    python = sys.executable
-    if entry == "kedro serve":
-        kedro = str(Path(python).with_name("kedro"))
-        return [kedro, "serve", "--model", model, "--port", "1"]
-    return [python, "-m", "geo_busyness.serving", "--model", model, "--port", "1"]
+_KEDRO = str(Path(sys.executable).with_name("kedro"))
+_REGISTRY_MODEL = "models:/geo-busyness@champion"
+#: The commands that must fail fast when the tracking server is down.
+ENTRY_COMMANDS = {
+    "kedro serve": [_KEDRO, "serve", "--model", _REGISTRY_MODEL, "--port", "1"],
+    "python -m geo_busyness.serving": [
+        *(sys.executable, "-m", "geo_busyness.serving"),
+        *("--model", _REGISTRY_MODEL, "--port", "1"),
+    ],
+    "kedro retrain": [_KEDRO, "retrain", "--env", "cloud"],
+}
+
+
+@dataclass(frozen=True)
+class FailedStart:
+    """How a command ended against one tracking server."""
+
+    uri: str
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed_s: float
+
+    @property
+    def last_line(self) -> str:
+        return (self.stdout + self.stderr).strip().splitlines()[-1]
+
+
+def start_against_down_servers(command: list[str], folder: Path) -> dict[str, FailedStart]:
+    """``command`` in two project copies, against a silent tracking server, then a dead one.
+
+    Each process starts up (CPU), then waits out the start-up probe (idle). The second starts
+    once the silent server has been called, so its start-up overlaps the first one's wait
+    rather than competing with the first one's start-up. Each time is the process's own,
+    from its start to its exit.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_DEFAULTS}
+    with watched_silent_endpoint() as (silent, called):
+        uris = {"silent": silent, "dead": dead_endpoint()}
+        running = {}
+        for failure, uri in uris.items():
+            project = make_project_copy(folder / failure)
+            out = (folder / f"{failure}.stdout").open("w+")
+            err = (folder / f"{failure}.stderr").open("w+")
+            process = subprocess.Popen(  # noqa: S603 - our own entry points
+                command,
+                cwd=project,
+                env={**env, "MLFLOW_TRACKING_URI": uri, "KEDRO_DISABLE_TELEMETRY": "1"},
+                stdout=out,
+                stderr=err,
+                text=True,
+            )
+            running[failure] = (time.monotonic(), process, out, err)
+            if failure == "silent":  # until its probe has begun (or it ended without one)
+                give_up = time.monotonic() + 60
+                while not called.wait(0.05) and process.poll() is None:
+                    if time.monotonic() > give_up:
+                        break
+        ended = _wait_for_all(running, timeout_s=120)
+    results = {}
+    for failure, (_, process, out, err) in running.items():
+        with out, err:
+            out.seek(0)
+            err.seek(0)
+            results[failure] = FailedStart(
+                uris[failure], process.returncode, out.read(), err.read(), ended[failure]
+            )
+    return results
+
+
+def _wait_for_all(running: dict, timeout_s: float) -> dict[str, float]:
+    """Seconds each process took (polled every 50 ms); kills them all past ``timeout_s``."""
+    ended: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(ended) < len(running):
+        for failure, (started, process, _, _) in running.items():
+            if failure not in ended and process.poll() is not None:
+                ended[failure] = time.monotonic() - started
+        if time.monotonic() > deadline:
+            for _, process, _, _ in running.values():
+                process.kill()
+                process.wait()
+            raise AssertionError(f"still running after {timeout_s} s: {sorted(running)}")
+        time.sleep(0.05)
+    return ended
+
+
+@pytest.fixture(scope="module")
+def failed_starts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], dict[str, FailedStart]]:
+    """Each entry of ``ENTRY_COMMANDS`` against a dead and a silent server, run once (on first
+    use) for both of its tests."""
+    runs: dict[str, dict[str, FailedStart]] = {}
+
+    def of(entry: str) -> dict[str, FailedStart]:
+        if entry not in runs:
+            folder = tmp_path_factory.mktemp("down-tracking-server")
+            runs[entry] = start_against_down_servers(ENTRY_COMMANDS[entry], folder)
+        return runs[entry]
+
+    return of
+
+
+def assert_failed_fast_naming_the_server(result: FailedStart) -> None:
+    """A non-zero exit within the deadline, the last line naming the tracking server."""
+    assert result.returncode != 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.elapsed_s < DEADLINE_S, f"took {result.elapsed_s:.0f} s"
+    expected = f"The MLflow tracking server {result.uri} does not answer"
+    assert expected in result.last_line, result.last_line
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ["kedro serve", "python -m geo_busyness.serving"])
 @pytest.mark.parametrize("failure", ["dead", "silent"])
-def test_serving_a_registry_model_fails_fast_naming_the_tracking_server(entry, failure, tmp_path):
+def test_serving_a_registry_model_fails_fast_naming_the_tracking_server(
+    entry, failure, failed_starts
+):
     """``--model models:/...`` with the tracking server down: one line naming it, < 30 s.
 
     ``python -m geo_busyness.serving`` needs ``prepare_model_fetch`` called in
     ``serving/__main__.serve`` (see the issue #23 report).
     """
-    project = make_project_copy(tmp_path / "project")
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_DEFAULTS}
-    with silent_endpoint() as silent:
-        uri = dead_endpoint() if failure == "dead" else silent
-        started = time.monotonic()
-        result = subprocess.run(  # noqa: S603 - our own entry points
-            _serve_command(entry, "models:/geo-busyness@champion"),
-            cwd=project,
-            env={**env, "MLFLOW_TRACKING_URI": uri, "KEDRO_DISABLE_TELEMETRY": "1"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        elapsed = time.monotonic() - started
-    assert result.returncode != 0
-    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
-    last = (result.stdout + result.stderr).strip().splitlines()[-1]
-    assert f"The MLflow tracking server {uri} does not answer" in last, last
+    assert_failed_fast_naming_the_server(failed_starts(entry)[failure])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("failure", ["dead", "silent"])
-def test_kedro_retrain_fails_fast_naming_the_tracking_server(failure, tmp_path):
+def test_kedro_retrain_fails_fast_naming_the_tracking_server(failure, failed_starts):
     """The retraining job's sessions go through the same hook: one line, < 30 s."""
-    project = make_project_copy(tmp_path / "project")
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_DEFAULTS}
-    kedro = str(Path(sys.executable).with_name("kedro"))
-    with silent_endpoint() as silent:
-        uri = dead_endpoint() if failure == "dead" else silent
-        started = time.monotonic()
-        result = subprocess.run(  # noqa: S603 - our own entry point
-            [kedro, "retrain", "--env", "cloud"],
-            cwd=project,
-            env={**env, "MLFLOW_TRACKING_URI": uri, "KEDRO_DISABLE_TELEMETRY": "1"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        elapsed = time.monotonic() - started
-    assert result.returncode != 0
-    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
-    last = (result.stdout + result.stderr).strip().splitlines()[-1]
-    assert f"The MLflow tracking server {uri} does not answer" in last, last
+    assert_failed_fast_naming_the_server(failed_starts("kedro retrain")[failure])
 
 
 # --------------------------------------------------------------------------------- S3
@@ -250,7 +353,13 @@ def test_a_catalog_read_from_s3_fails_fast_naming_the_dataset_and_the_store(
     for name, value in AWS_TEST_ENV.items():
         clean_environment.setenv(name, value)
     bound_remote_calls()
+    assert s3fs.S3FileSystem.retries == remote.S3FS_TRIES
+    clean_environment.setattr(s3fs.S3FileSystem, "connect_timeout", SHORT_TIMEOUT_S)
+    clean_environment.setattr(s3fs.S3FileSystem, "read_timeout", SHORT_TIMEOUT_S)
     s3fs.S3FileSystem.clear_instance_cache()
+    # botocore's standard mode waits at most 1 s before its retry.
+    attempts = remote.S3FS_TRIES * remote.AWS_ATTEMPTS
+    bound = worst_case_s(attempts, SHORT_TIMEOUT_S, attempts - 1)
     with silent_endpoint() as silent:
         endpoint = dead_endpoint() if failure == "dead" else silent
         catalog = _csv_on(endpoint)
@@ -258,7 +367,7 @@ def test_a_catalog_read_from_s3_fails_fast_naming_the_dataset_and_the_store(
         with pytest.raises(DatasetError) as failed:
             catalog.load("raw_events")
         elapsed = time.monotonic() - started
-    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
+    assert elapsed < bound, f"took {elapsed:.1f} s"
     explanation = explain_storage_failure(failed.value, catalog)
     assert explanation == (
         f"Could not load dataset 'raw_events' at s3://{BUCKET}/01_raw/courier_events.csv: the"
@@ -272,12 +381,21 @@ def test_a_catalog_read_from_s3_fails_fast_naming_the_dataset_and_the_store(
 def test_an_mlflow_artifact_download_from_s3_fails_fast_naming_the_endpoint(
     failure, clean_environment
 ):
-    """MLflow's S3 artifact store (boto3's default session), as a cloud model download uses it."""
+    """MLflow's S3 artifact store (boto3's default session), as a cloud model download uses it:
+    the default attempts, the session's own 2 s timeouts (which ``bound_remote_calls`` keeps)."""
 
     for name, value in AWS_TEST_ENV.items():
         clean_environment.setenv(name, value)
-    clean_environment.setattr(boto3, "DEFAULT_SESSION", None)
+    core = botocore.session.get_session()
+    core.set_default_client_config(
+        Config(connect_timeout=SHORT_TIMEOUT_S, read_timeout=SHORT_TIMEOUT_S)
+    )
+    clean_environment.setattr(boto3, "DEFAULT_SESSION", boto3.Session(botocore_session=core))
     bound_remote_calls(storage=False)
+    config = boto3.client("s3").meta.config
+    assert config.retries["total_max_attempts"] == remote.AWS_ATTEMPTS
+    assert config.read_timeout == SHORT_TIMEOUT_S
+    bound = worst_case_s(remote.AWS_ATTEMPTS, SHORT_TIMEOUT_S, remote.AWS_ATTEMPTS - 1)
     with silent_endpoint() as silent:
         endpoint = dead_endpoint() if failure == "dead" else silent
         clean_environment.setenv("MLFLOW_S3_ENDPOINT_URL", endpoint)
@@ -285,5 +403,5 @@ def test_an_mlflow_artifact_download_from_s3_fails_fast_naming_the_endpoint(
         with pytest.raises(Exception) as failed:  # noqa: PT011 - botocore's own classes
             mlflow.artifacts.download_artifacts(f"s3://{BUCKET}/mlflow-artifacts/1/model")
         elapsed = time.monotonic() - started
-    assert elapsed < DEADLINE_S, f"took {elapsed:.0f} s"
+    assert elapsed < bound, f"took {elapsed:.1f} s"
     assert endpoint in str(failed.value)

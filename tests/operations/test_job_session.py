@@ -17,7 +17,7 @@ from geo_busyness.operations.job import (
     retraining_lock,
 )
 from geo_busyness.parameter_check import ParameterError
-from tests.conftest import QUICK_TRAINING, SMALL_TRAINING, copy_project, inside, run_kedro
+from tests.conftest import SMALL_TRAINING, copy_project, inside, project_mlflow, run_kedro
 from tests.pipelines.monitoring.test_pipeline import write_recent_window
 
 pytestmark = pytest.mark.slow
@@ -108,15 +108,21 @@ def test_the_command_reports_a_skipped_job(served) -> None:
 
 
 def test_the_first_retrain_after_make_run_deploys_the_registered_version(
-    processed_project, tmp_path
+    trained_project, tmp_path
 ) -> None:
     """`make run` registered version 1 (challenger) and deployed nothing; monitoring sees no
     reason to retrain: `kedro retrain` deploys version 1 (before: it trained a version 2 and
     printed "champion vNone -> v2")."""
     from kedro.framework.cli.cli import KedroCLI  # noqa: PLC0415
 
-    project = copy_project(processed_project, tmp_path / "project", with_mlflow=False)
-    run_kedro(project, ["feature_engineering", "modeling"], QUICK_TRAINING)  # `make run`'s
+    # The session's trained sample is what `make run` leaves: version 1, challenger only.
+    project = copy_project(trained_project.path, tmp_path / "project", with_mlflow=True)
+    with project_mlflow(project) as client:
+        challenger = client.get_model_version_by_alias("geo-busyness", "challenger")
+        versions = client.search_model_versions("name='geo-busyness'")
+        assert [str(v.version) for v in versions] == [str(challenger.version)] == ["1"]
+        aliases = client.get_registered_model("geo-busyness").aliases
+        assert {alias: str(version) for alias, version in aliases.items()} == {"challenger": "1"}
     write_recent_window(project, {})
     with inside(project):
         result = CliRunner().invoke(KedroCLI(project), ["retrain"], catch_exceptions=False)
