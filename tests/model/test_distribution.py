@@ -11,6 +11,7 @@ from geo_busyness.model.distribution import (
     count_quantiles,
     fit_size,
     interval,
+    medians,
     pit_coverage,
     poisson_quantile,
 )
@@ -73,3 +74,12 @@ def test_a_calibrated_poisson_forecast_covers_eighty_percent():
     rng = np.random.default_rng(42)
     mean = rng.uniform(0.5, 5, 5000)
     assert 0.77 < pit_coverage(rng.poisson(mean), mean, None) < 0.83
+
+
+@pytest.mark.parametrize("size", [0.3, 2.0, 40.0, None])
+def test_each_rules_median_is_the_intervals_own(size):
+    """``medians`` (P10/P90 computed once for both rules) gives each rule's P50 exactly as
+    ``interval`` does."""
+    mean = np.random.default_rng(3).gamma(0.6, 2.0, 5000)
+    for rule, p50 in medians(mean, size).items():
+        assert np.array_equal(p50, interval(mean, size, rule)[1]), rule

@@ -27,6 +27,7 @@ from geo_busyness.pipelines.modeling.selection import (
     MIN_BASELINE_HOURS,
     REFERENCE,
     average_loss,
+    bucket_rows,
     combined_column,
     fit_combination,
     fit_distribution,
@@ -181,22 +182,23 @@ def _tune(candidates: dict[str, Any], rows: pd.DataFrame, seed: int, z: float) -
     """Recent-level weights, the pooled level's prior weights and recency weights, and each
     learned candidate's combination, fitted on ``rows``."""
     recent = candidates["baselines"]["recent_level"]
-    recent.recency_weights_ = fit_recency(recent, rows, seed, z)
+    buckets = bucket_rows(rows, seed)  # the same sampled rows for every fit below
+    recent.recency_weights_ = fit_recency(recent, rows, seed, z, buckets=buckets)
     tuning: dict[str, Any] = {"recency": recent.recency_weights_, "pooled": None}
     for model in candidates.get("pooled", {}).values():
-        pool = fit_pool_weeks(model, rows, recent.recency_weights_, seed)
+        pool = fit_pool_weeks(model, rows, recent.recency_weights_, seed, buckets)
         tuning["pooled"] = {
             "weeks": pool[0],
             "adjacent_weeks": pool[1],
             # Departing from the recent level's own weights needs evidence, as their departure
             # from none did: a week the profile alone would have missed stays covered.
             "recency": fit_recency(
-                model, rows, seed, z, pool=pool, simpler=recent.recency_weights_
+                model, rows, seed, z, pool=pool, simpler=recent.recency_weights_, buckets=buckets
             ),
         }
     tuned = rows.assign(recent_level=_recent_column(recent, rows))
     tuning["blends"] = {
-        name: fit_combination(tuned, name, seed, z) for name in candidates["learned"]
+        name: fit_combination(tuned, name, seed, z, buckets) for name in candidates["learned"]
     }
     return tuning
 

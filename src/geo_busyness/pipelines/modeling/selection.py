@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from geo_busyness.model import recency
-from geo_busyness.model.distribution import MEDIAN_RULES, fit_size, interval, poisson_quantile
+from geo_busyness.model.distribution import MEDIAN_RULES, fit_size, medians, poisson_quantile
 from geo_busyness.model.forecaster import (
     BASELINES,
     BLEND_COMPONENTS,
@@ -193,6 +193,12 @@ class BucketRows:
         return bool(gain > z * day_clustered_se((rows[0] - rows[1]) * weight, self.day))
 
 
+def bucket_rows(pooled: pd.DataFrame, seed: int) -> list[BucketRows]:
+    """Every horizon bucket's sampled rows of ``pooled``: built once per tuning and shared by
+    its fits (sampling millions of rows is the costly part of a ``BucketRows``)."""
+    return [BucketRows(pooled, index, seed) for index in range(len(HORIZON_BUCKETS))]
+
+
 def _profile(
     forecaster: BusynessForecaster,
     pooled: pd.DataFrame,
@@ -218,14 +224,15 @@ def fit_recency(
     *,
     pool: tuple[float, float] = (0.0, 0.0),
     simpler: list[list[float]] | None = None,
+    buckets: list[BucketRows] | None = None,
 ) -> list[list[float]]:
     """Per horizon bucket, the ``recency.GRID`` weights of lowest loss on the rows, on the
     profile pooled at ``pool`` (neighbours, adjacent hours; zeros: the raw profile); the
     ``simpler`` weights of that bucket (default all zeros: the profile alone) unless they beat
-    them by more than ``z`` standard errors."""
+    them by more than ``z`` standard errors. ``buckets``: ``bucket_rows(pooled, seed)``, if
+    already built."""
     weights = []
-    for index in range(len(HORIZON_BUCKETS)):
-        rows = BucketRows(pooled, index, seed)
+    for index, rows in enumerate(buckets or bucket_rows(pooled, seed)):
         if not len(rows):
             weights.append(list(recency.DEFAULT_WEIGHTS))
             continue
@@ -249,12 +256,14 @@ def fit_pool_weeks(
     pooled: pd.DataFrame,
     recency_weights: list[list[float]],
     seed: int,
+    buckets: list[BucketRows] | None = None,
 ) -> tuple[float, float]:
     """The (neighbours, adjacent hours) prior weights of ``POOL_WEEKS`` x ``ADJACENT_WEEKS``
     of lowest loss, averaged over horizon buckets, with the recent level's
     ``recency_weights`` (its own are fitted after, on the chosen profile)."""
-    buckets = [BucketRows(pooled, index, seed) for index in range(len(HORIZON_BUCKETS))]
-    buckets = [(i, rows) for i, rows in enumerate(buckets) if len(rows)]
+    buckets = [
+        (i, rows) for i, rows in enumerate(buckets or bucket_rows(pooled, seed)) if len(rows)
+    ]
     if not buckets:
         return 0.0, 0.0
     factors = {
@@ -284,14 +293,17 @@ def fit_pool_weeks(
 
 
 def fit_combination(
-    pooled: pd.DataFrame, name: str, seed: int, z: float = 2.0
+    pooled: pd.DataFrame,
+    name: str,
+    seed: int,
+    z: float = 2.0,
+    buckets: list[BucketRows] | None = None,
 ) -> list[list[float]]:
     """Per horizon bucket, the ``COMBINATION_GRID`` weights of the learned column ``name`` with
     the baselines of lowest loss (Poisson median) on the rows; the best pure-baseline weights
     unless the learned model's share beats them by more than ``z`` standard errors."""
     weights = []
-    for index in range(len(HORIZON_BUCKETS)):
-        rows = BucketRows(pooled, index, seed)
+    for rows in buckets or bucket_rows(pooled, seed):
         if not len(rows):
             weights.append([1.0, 0.0, 0.0])
             continue
@@ -330,7 +342,7 @@ def fit_distribution(
         rule = "poisson"
         # Each rule's P50 once (``best_median_rule``'s choice, made from the same errors): the
         # negative binomial's quantiles of every row of a bucket are the costly part.
-        errors = {r: np.abs(y - interval(mean, size, r)[1]) for r in MEDIAN_RULES} if len(y) else {}
+        errors = {r: np.abs(y - p50) for r, p50 in medians(mean, size).items()} if len(y) else {}
         if errors and min(MEDIAN_RULES, key=lambda r: float(np.mean(errors[r]))) != rule:
             gain = errors[rule] - errors["negative_binomial"]
             folds = pooled["fold"].to_numpy()[part]
