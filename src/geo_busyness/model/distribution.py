@@ -59,19 +59,28 @@ def interval(
     mean: np.ndarray, size: float | None, median_rule: str = MEDIAN_RULES[0]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """P10, P50, P90 of one bucket's rows; the P50 by ``median_rule``, kept inside P10..P90."""
-    p10, p90 = count_quantiles(mean, size, 0.1), count_quantiles(mean, size, 0.9)
-    p50 = count_quantiles(mean, None if median_rule == "poisson" else size, 0.5)
-    return p10, np.clip(p50, p10, p90), p90
+    p10, p90 = _outer_quantiles(mean, size)
+    return p10, _rule_median(mean, size, median_rule, p10, p90), p90
 
 
 def medians(mean: np.ndarray, size: float | None) -> dict[str, np.ndarray]:
     """Each median rule's P50 of the rows (as ``interval`` gives it), their shared P10 and P90
     computed once: a negative binomial's quantiles are the costly part of a selection."""
-    p10, p90 = count_quantiles(mean, size, 0.1), count_quantiles(mean, size, 0.9)
-    return {
-        rule: np.clip(count_quantiles(mean, None if rule == "poisson" else size, 0.5), p10, p90)
-        for rule in MEDIAN_RULES
-    }
+    p10, p90 = _outer_quantiles(mean, size)
+    return {rule: _rule_median(mean, size, rule, p10, p90) for rule in MEDIAN_RULES}
+
+
+def _outer_quantiles(mean: np.ndarray, size: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """P10 and P90 of a negative binomial (Poisson when ``size`` is None) with this mean."""
+    return count_quantiles(mean, size, 0.1), count_quantiles(mean, size, 0.9)
+
+
+def _rule_median(
+    mean: np.ndarray, size: float | None, rule: str, p10: np.ndarray, p90: np.ndarray
+) -> np.ndarray:
+    """The P50 by median ``rule`` (the Poisson's, or the negative binomial's of ``size``),
+    kept inside P10..P90."""
+    return np.clip(count_quantiles(mean, None if rule == "poisson" else size, 0.5), p10, p90)
 
 
 def fit_size(y: np.ndarray, mean: np.ndarray, seed: int = 0) -> float | None:

@@ -241,11 +241,11 @@ def fit_recency(
             forecaster.derived, rows.column(pooled, "row"), rows.column(pooled, "origin")
         )
         means = [profile * recency.recent_factor(ratios, w) for w in recency.GRID]
-        best = recency.GRID[int(np.argmin([rows.loss(mean, plain) for mean in means]))]
+        lowest = int(np.argmin([rows.loss(mean, plain) for mean in means]))
+        best = recency.GRID[lowest]
         fallback = np.zeros(len(recency.COMPONENTS)) if simpler is None else simpler[index]
         fallback_mean = profile * recency.recent_factor(ratios, np.asarray(fallback))
-        better = profile * recency.recent_factor(ratios, best)
-        if not rows.clearly_better(better, fallback_mean, plain, z):
+        if not rows.clearly_better(means[lowest], fallback_mean, plain, z):
             best = fallback
         weights.append([float(v) for v in best])
     return weights
