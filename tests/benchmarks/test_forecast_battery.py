@@ -29,6 +29,9 @@ def test_the_forecast_battery_runs_at_toy_size(tmp_path: Path) -> None:
         assert 0 <= row["coverage_80"] <= 1 and row["gate"] in ("passed", "FAILED")
     headline = result["runs"][0]["headline"]
     assert set(headline) == {"model_r2", "model_mae", "naive_r2", "naive_mae"}
+    selection = result["runs"][0]["selection"]  # what validation saw and chose, per run
+    assert selection["validation_average"]["seasonal_naive"] == pytest.approx(1.0)
+    assert result["runs"][0]["chosen"] in selection["validation_average"]
     assert "battery wall" in done.stdout
 
 
