@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/hardening_fuzz.py            # ~3 minutes on 2 cores
     .venv/bin/python benchmarks/hardening_fuzz.py --quick    # smaller counts in parts 1-2
     .venv/bin/python benchmarks/hardening_fuzz.py --toy      # the suite's size (~40 s)
+    .venv/bin/python benchmarks/hardening_fuzz.py --toy --round-seconds 3   # part 5 shorter
 
 Serves a small real model (the serving tests' fixture: BusynessFeatures + HistGradientBoosting
 on synthetic events) with ``python -m geo_busyness.serving`` on a free 127.0.0.1 port, then:
@@ -585,9 +586,18 @@ def main() -> None:
     size.add_argument("--quick", action="store_true", help="smaller counts")
     size.add_argument("--toy", action="store_true", help="the test suite's size (~40 s)")
     parser.add_argument("--attacks-only", action="store_true", help="only part 5")
+    parser.add_argument(
+        "--round-seconds",
+        type=float,
+        help="how long each attack of part 5 runs beside the valid clients (default: the size's)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     scale = TOY if args.toy else QUICK if args.quick else FULL
+    if args.round_seconds is not None:
+        if not args.round_seconds > 0:
+            parser.error(f"--round-seconds {args.round_seconds}: expected a positive number")
+        scale = replace(scale, round_s=args.round_seconds)
     deadline = str(scale.deadline_s)
     # The answer deadline through the environment: a server without one ignores it.
     os.environ[ENV_SEND_TIMEOUT] = deadline

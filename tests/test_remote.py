@@ -10,6 +10,8 @@ The in-process checks run with a per-attempt timeout of ``SHORT_TIMEOUT_S`` (an 
 value, which ``bound_remote_calls`` keeps) and the default attempt counts, and bound the time
 by those counts: a silent server costs seconds instead of 12-20 s per check, and a wrong
 retry count still fails. That the defaults themselves fit 30 s is checked on the settings.
+The entry points' start-up probe waits ``SHORT_PROBE_BUDGET_S`` (``GEO_BUSYNESS_PROBE_BUDGET_S``)
+except for ``python -m geo_busyness.serving``, which keeps the default budget end to end.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ from mlflow.tracking import MlflowClient
 from geo_busyness import remote
 from geo_busyness.hooks.storage import explain_storage_failure
 from geo_busyness.remote import (
+    ENV_PROBE_BUDGET_S,
     ENVIRONMENT_DEFAULTS,
+    PROBE_BUDGET_S,
     UnreachableServiceError,
     bound_remote_calls,
     needs_mlflow_server,
     prepare_model_fetch,
+    probe_budget_s,
     require_mlflow_servers,
     server_problem,
 )
@@ -61,6 +66,8 @@ AWS_TEST_ENV = {
 SHORT_TIMEOUT_S = 2
 #: Room for a loaded machine on top of a computed worst case, in seconds.
 LOAD_SLACK_S = 5.0
+#: The start-up probe's budget for the entry points checked at a short one, in seconds.
+SHORT_PROBE_BUDGET_S = 2.0
 
 
 def worst_case_s(attempts: int, timeout_s: float, backoff_s: float) -> float:
@@ -145,6 +152,31 @@ def test_a_dead_port_is_reported_with_its_reason():
     assert problem is not None and "refused" in problem
 
 
+def test_the_probe_budget_is_the_default_unless_the_environment_sets_it(monkeypatch):
+    monkeypatch.delenv(ENV_PROBE_BUDGET_S, raising=False)
+    assert probe_budget_s() == PROBE_BUDGET_S == 10.0
+    monkeypatch.setenv(ENV_PROBE_BUDGET_S, " 2.5 ")
+    assert probe_budget_s() == 2.5
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-1", "nan", "inf", "10s"])
+def test_a_bad_probe_budget_is_refused_naming_the_variable(monkeypatch, text):
+    monkeypatch.setenv(ENV_PROBE_BUDGET_S, text)
+    expected = f"GEO_BUSYNESS_PROBE_BUDGET_S='{text}': expected a positive number of seconds"
+    with pytest.raises(ValueError, match=expected):
+        server_problem(dead_endpoint())
+
+
+def test_the_probe_budget_from_the_environment_bounds_a_probe(monkeypatch):
+    """At the default budget a dead port is retried for ~9 s; the variable's 0.5 s ends it at
+    once (the first refusal leaves less than the 1 s between tries)."""
+    monkeypatch.setenv(ENV_PROBE_BUDGET_S, "0.5")
+    started = time.monotonic()
+    problem = server_problem(dead_endpoint())
+    assert time.monotonic() - started < 2
+    assert problem is not None and "refused" in problem
+
+
 def test_a_local_model_starts_without_asking_any_server(clean_environment, tmp_path):
     clean_environment.setenv("MLFLOW_TRACKING_URI", dead_endpoint())
     started = time.monotonic()
@@ -189,6 +221,8 @@ def test_each_mlflow_request_has_a_deadline(failure, clean_environment):
 # --------------------------------------------------------------- the model server's start
 _KEDRO = str(Path(sys.executable).with_name("kedro"))
 _REGISTRY_MODEL = "models:/geo-busyness@champion"
+#: The one entry point started at the default probe budget (the others at the short one).
+AT_DEFAULT_BUDGET = "python -m geo_busyness.serving"
 #: The commands that must fail fast when the tracking server is down.
 ENTRY_COMMANDS = {
     "kedro serve": [_KEDRO, "serve", "--model", _REGISTRY_MODEL, "--port", "1"],
@@ -215,15 +249,19 @@ class FailedStart:
         return (self.stdout + self.stderr).strip().splitlines()[-1]
 
 
-def start_against_down_servers(command: list[str], folder: Path) -> dict[str, FailedStart]:
-    """``command`` in two project copies, against a silent tracking server, then a dead one.
+def start_against_down_servers(
+    command: list[str], folder: Path, probe_budget: dict[str, str]
+) -> dict[str, FailedStart]:
+    """``command`` in two project copies, against a silent tracking server, then a dead one,
+    with ``probe_budget`` (the budget's variable, or nothing for the default) in the environment.
 
     Each process starts up (CPU), then waits out the start-up probe (idle). The second starts
     once the silent server has been called, so its start-up overlaps the first one's wait
     rather than competing with the first one's start-up. Each time is the process's own,
     from its start to its exit.
     """
-    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_DEFAULTS}
+    inherited = (*ENVIRONMENT_DEFAULTS, ENV_PROBE_BUDGET_S)
+    env = {k: v for k, v in os.environ.items() if k not in inherited} | probe_budget
     with watched_silent_endpoint() as (silent, called):
         uris = {"silent": silent, "dead": dead_endpoint()}
         running = {}
@@ -279,13 +317,18 @@ def failed_starts(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[str], dict[str, FailedStart]]:
     """Each entry of ``ENTRY_COMMANDS`` against a dead and a silent server, run once (on first
-    use) for both of its tests."""
+    use) for both of its tests; all but ``AT_DEFAULT_BUDGET`` with the short probe budget."""
     runs: dict[str, dict[str, FailedStart]] = {}
 
     def of(entry: str) -> dict[str, FailedStart]:
         if entry not in runs:
             folder = tmp_path_factory.mktemp("down-tracking-server")
-            runs[entry] = start_against_down_servers(ENTRY_COMMANDS[entry], folder)
+            budget = (
+                {}
+                if entry == AT_DEFAULT_BUDGET
+                else {ENV_PROBE_BUDGET_S: str(SHORT_PROBE_BUDGET_S)}
+            )
+            runs[entry] = start_against_down_servers(ENTRY_COMMANDS[entry], folder, budget)
         return runs[entry]
 
     return of

@@ -23,6 +23,7 @@ deadline for one job without editing code.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -47,6 +48,9 @@ S3_READ_TIMEOUT_S = 6
 AWS_ATTEMPTS = 2
 #: How long the start-up check of an MLflow server may take in all, in seconds.
 PROBE_BUDGET_S = 10.0
+#: Overrides ``PROBE_BUDGET_S`` (seconds, positive): read at every probe, so a test of a dead
+#: server, or an operator on a slow link, sets it without editing code.
+ENV_PROBE_BUDGET_S = "GEO_BUSYNESS_PROBE_BUDGET_S"
 
 #: Environment defaults: MLflow's HTTP client and botocore's retries. Already-set values win.
 ENVIRONMENT_DEFAULTS = {
@@ -125,12 +129,33 @@ def _bound_s3fs() -> None:
     s3fs.S3FileSystem.retries = S3FS_TRIES
 
 
-def server_problem(uri: str, budget_s: float = PROBE_BUDGET_S) -> str | None:
+def probe_budget_s() -> float:
+    """The start-up probe's budget in seconds: ``GEO_BUSYNESS_PROBE_BUDGET_S`` when set, else
+    ``PROBE_BUDGET_S``; ``ValueError`` naming the variable when it is not a positive number."""
+    text = os.environ.get(ENV_PROBE_BUDGET_S, "").strip()
+    if not text:
+        return PROBE_BUDGET_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"{ENV_PROBE_BUDGET_S}={text!r}: expected a positive number of seconds"
+            f" (default {PROBE_BUDGET_S:g})."
+        )
+    return value
+
+
+def server_problem(uri: str, budget_s: float | None = None) -> str | None:
     """None if the HTTP(S) server at ``uri`` answers at all (any HTTP status) within
-    ``budget_s``, else why not. Other URIs (sqlite, file, databricks) are not probed."""
+    ``budget_s`` (default: ``probe_budget_s()``), else why not. Other URIs (sqlite, file,
+    databricks) are not probed."""
     parts = urllib.parse.urlsplit(without_userinfo(uri))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
+    if budget_s is None:
+        budget_s = probe_budget_s()
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     netloc = f"{host}:{parts.port}" if parts.port else host  # no user-info on the wire here
     url = urllib.parse.urlunsplit(
@@ -174,7 +199,7 @@ def mlflow_servers() -> dict[str, tuple[str, str]]:
     return servers
 
 
-def require_mlflow_servers(budget_s: float = PROBE_BUDGET_S) -> None:
+def require_mlflow_servers(budget_s: float | None = None) -> None:
     """Raise ``UnreachableServiceError`` naming the first MLflow server (tracking, registry)
     that does not answer; each is probed once per process."""
     for service, (uri, variable) in mlflow_servers().items():

@@ -12,6 +12,7 @@ from kedro.framework.startup import bootstrap_project
 
 from geo_busyness.hooks.tracking import TrackingServerHook, UnreachableTrackingServerError
 from geo_busyness.redaction import RedactingFilter, redact
+from geo_busyness.remote import ENV_PROBE_BUDGET_S
 from tests.conftest import inside, make_project_copy
 from tests.remote_endpoints import dead_endpoint, silent_endpoint
 
@@ -62,7 +63,10 @@ def test_the_pipeline_error_hook_masks_credentials():
 def test_a_tracking_server_that_is_down_fails_fast_in_one_line_without_the_password(
     tmp_path, monkeypatch, failure
 ):
-    """Nothing listening (refused at once), or a server that accepts and never answers."""
+    """Nothing listening (refused at once), or a server that accepts and never answers. The
+    probe's budget is 2 s here (tests/test_remote.py keeps one entry point at the default); the
+    bound below still fails a session that waits on MLflow's own timeouts instead."""
+    monkeypatch.setenv(ENV_PROBE_BUDGET_S, "2")
     project = make_project_copy(tmp_path / "project")
     with silent_endpoint() as silent:
         address = (dead_endpoint() if failure == "dead" else silent).removeprefix("http://")
