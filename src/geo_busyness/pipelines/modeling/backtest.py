@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import root_mean_squared_error
 
 from geo_busyness.metrics import regression_metrics
 from geo_busyness.model.cell_hours import HOURS_PER_WEEK
@@ -74,8 +75,18 @@ def backtest_means(
     reference = next(iter(forecasters.values()))
     predictors = {name: f.predict_rows for name, f in forecasters.items()} | (others or {})
     cells = len(reference.history_.cells)
+    pairs = product_pairs(reference, start, end)
+    # The day ahead's (origin, horizon) pairs are the week ahead's first hours: every distinct
+    # pair is predicted once (a forecast depends on its cell, origin and horizon alone).
+    distinct, which = _distinct_pairs(list(pairs.values()))
+    rows = np.repeat(np.arange(cells), len(distinct[0]))
+    origins, horizons = np.tile(distinct[0], cells), np.tile(distinct[1], cells)
+    predicted = {
+        name: predict_in_chunks(predict, rows, origins, horizons)
+        for name, predict in predictors.items()
+    }
     out = {}
-    for product, (origin, horizon) in product_pairs(reference, start, end).items():
+    for (product, (origin, horizon)), index in zip(pairs.items(), which, strict=True):
         rows = np.repeat(np.arange(cells), len(origin))
         origins, horizons = np.tile(origin, cells), np.tile(horizon, cells)
         table = {
@@ -85,10 +96,25 @@ def backtest_means(
             "day": reference.derived.calendar["date"][origins + horizons - 1],
             "actual": reference.derived.counts[rows, origins + horizons - 1],
         }
-        for name, predict in predictors.items():
-            table[name] = predict_in_chunks(predict, rows, origins, horizons)
+        # Row r's pair i sits at r * len(distinct) + index[i] of the predicted columns.
+        at = rows * len(distinct[0]) + np.tile(index, cells)
+        for name, values in predicted.items():
+            table[name] = values[at]
         out[product] = pd.DataFrame(table)
     return out
+
+
+def _distinct_pairs(
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[tuple[np.ndarray, np.ndarray], list[np.ndarray]]:
+    """The distinct (origin, horizon) pairs of several lists, and each list's positions in
+    them."""
+    origin = np.concatenate([o for o, _ in pairs]).astype(np.int64)
+    horizon = np.concatenate([h for _, h in pairs]).astype(np.int64)
+    span = int(horizon.max(initial=0)) + 1
+    keys, inverse = np.unique(origin * span + horizon, return_inverse=True)
+    ends = np.cumsum([len(o) for o, _ in pairs])
+    return (keys // span, keys % span), np.split(inverse.reshape(-1), ends[:-1])
 
 
 def predict_in_chunks(
@@ -122,7 +148,10 @@ def bucket_label(product: str, low: int, high: int) -> str:
 
 
 def score(
-    means: dict[str, pd.DataFrame], forecasters: dict[str, Distribution], reference: str
+    means: dict[str, pd.DataFrame],
+    forecasters: dict[str, Distribution],
+    reference: str,
+    by_fold: dict[Any, list[dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Metrics of every forecaster per product and horizon bucket, with skill against
     ``reference`` and its noise.
@@ -130,7 +159,10 @@ def score(
     ``forecasters`` give each column's distribution (its ``quantiles`` and per-bucket size):
     the P50 is scored by MAE, the mean by R², RMSE and Poisson deviance, the 80% interval by
     randomised PIT. ``skill_noise`` is the standard error of the MAE skill over the target
-    days (paired: both forecasters on the same rows of each day).
+    days (paired: both forecasters on the same rows of each day). ``by_fold``, if given, gets
+    per value of the tables' ``fold`` column the MAE and RMSE of each forecaster per product
+    and bucket (what ``average_loss`` reads), from the same quantiles: a fold scored alone
+    would compute them again.
     """
     rows = []
     for product, table in means.items():
@@ -158,11 +190,35 @@ def score(
                 metrics["coverage_80"] = float(np.mean((y >= p10) & (y <= p90)))
                 metrics["pit_coverage_80"] = _pit_by_bucket(y, mean, horizon, forecaster)
                 entry[name] = metrics
+            if by_fold is not None:
+                fold = table["fold"].to_numpy()[part]
+                means_of = {name: table[name].to_numpy()[part] for name in forecasters}
+                for k in pd.unique(fold):
+                    rows_k = fold == k
+                    by_fold.setdefault(k, []).append(_mae_rmse(y[rows_k], means_of, errors, rows_k))
             for name in forecasters:
                 if name != reference:
                     entry[name] |= _skills(entry, name, reference, errors, day)
             rows.append(entry)
     return rows
+
+
+def _mae_rmse(
+    y: np.ndarray,
+    means: dict[str, np.ndarray],
+    errors: dict[str, np.ndarray],
+    rows: np.ndarray,
+) -> dict[str, dict[str, float]]:
+    """Each forecaster's MAE (its P50's absolute ``errors``) and RMSE (its mean) on ``rows``,
+    as ``score`` computes them."""
+    actual = np.asarray(y, dtype=float)
+    return {
+        name: {
+            "mae": float(np.mean(errors[name][rows])),
+            "rmse": float(root_mean_squared_error(actual, np.asarray(mean[rows], dtype=float))),
+        }
+        for name, mean in means.items()
+    }
 
 
 def _skills(

@@ -248,7 +248,8 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
     eligible = [name for name in params["candidates"] if name in candidates["baselines"]]
     names = [*eligible, *candidates.get("pooled", {}), *candidates["learned"]]
     poisson = {name: candidates["baselines"][REFERENCE] for name in (*BASELINES, *names)}
-    scores = score(_by_product(scored), poisson, reference=REFERENCE)
+    by_fold: dict[Any, list[dict[str, Any]]] = {}
+    scores = score(_by_product(scored), poisson, reference=REFERENCE, by_fold=by_fold)
     average = {name: average_loss(scores, name) for name in names}
     chosen = _choose(average, eligible, float(params.get("selection_margin", 0.005)))
     sizes, rules = fit_distribution(pooled, chosen, seed, z)
@@ -271,7 +272,7 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
             " cross-fitted over the folds)"
         ),
         "validation_average": average,
-        "validation_fold_loss": _fold_spread(scored, names, poisson),
+        "validation_fold_loss": _fold_spread(by_fold, names),
         "cross_fitted": len(folds) > 1,
         "folds": [_fold_dates(candidates, start, end) for start, end in candidates["folds"]],
         "learned_candidates_fitted": bool(candidates["learned"]),
@@ -323,14 +324,11 @@ def _recent_column(recent: BusynessForecaster, table: pd.DataFrame) -> np.ndarra
 
 
 def _fold_spread(
-    scored: pd.DataFrame, names: list[str], poisson: dict[str, Any]
+    by_fold: dict[Any, list[dict[str, Any]]], names: list[str]
 ) -> dict[str, dict[str, float]]:
-    """Each candidate's loss per fold: mean, min and max over the folds (the choice's spread)."""
-    per_fold = {name: [] for name in names}
-    for _, rows in scored.groupby("fold"):
-        scores = score(_by_product(rows), poisson, REFERENCE)
-        for name in names:
-            per_fold[name].append(average_loss(scores, name))
+    """Each candidate's loss per fold (``score``'s ``by_fold``): mean, min and max over the
+    folds (the choice's spread)."""
+    per_fold = {name: [average_loss(by_fold[k], name) for k in sorted(by_fold)] for name in names}
     return {
         name: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
         for name, v in per_fold.items()

@@ -72,9 +72,13 @@ def gate_loss(y: np.ndarray, p50: np.ndarray, mean: np.ndarray, reference: np.nd
     return _loss_against(y, p50, mean, _naive_errors(y, reference))
 
 
-def _naive_errors(y: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """The seasonal naive's MAE (its Poisson median) and RMSE (its mean, ``reference``)."""
-    naive_mae = np.mean(np.abs(y - poisson_quantile(reference, 0.5)))
+def _naive_errors(
+    y: np.ndarray, reference: np.ndarray, median: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The seasonal naive's MAE (its Poisson median, ``median`` if already known) and RMSE
+    (its mean, ``reference``)."""
+    median = poisson_quantile(reference, 0.5) if median is None else median
+    naive_mae = np.mean(np.abs(y - median))
     return naive_mae, np.sqrt(np.mean((y - reference) ** 2))
 
 
@@ -131,33 +135,62 @@ class BucketRows:
     same in the loss, as in ``average_loss`` (the gate judges each product's bucket; hourly
     nowcast origins would otherwise drown the midnight origins of the day ahead)."""
 
-    def __init__(self, pooled: pd.DataFrame, index: int, seed: int) -> None:
-        bucket = bucket_index(pooled[HORIZON].to_numpy())
-        product = pooled["product"].to_numpy()
-        names = [p for p in pd.unique(product) if ((bucket == index) & (product == p)).any()]
-        limit = _GRID_ROWS // max(len(names), 1)
-        picks = [sample_rows((bucket == index) & (product == p), seed, limit) for p in names]
+    def __init__(
+        self,
+        pooled: pd.DataFrame,
+        index: int,
+        seed: int,
+        keys: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """``keys``: ``bucket_keys(pooled)``, if already computed."""
+        bucket, product = bucket_keys(pooled) if keys is None else keys
+        in_bucket = bucket == index
+        masks = [in_bucket & (product == code) for code in range(product.max(initial=-1) + 1)]
+        masks = [mask for mask in masks if mask.any()]
+        limit = _GRID_ROWS // max(len(masks), 1)
+        picks = [sample_rows(mask, seed, limit) for mask in masks]
         self.pick = np.concatenate(picks) if picks else np.empty(0, np.int64)
         self.group = np.repeat(np.arange(len(picks)), [len(p) for p in picks])
         self.size = np.bincount(self.group).astype(float) if picks else np.empty(0)
         self.y = pooled["actual"].to_numpy()[self.pick]
         self.day = pooled["day"].to_numpy()[self.pick]
-        self.parts = [self.group == g for g in range(len(self.size))]
-        # The naive's errors per product, for the last reference array seen: a grid search
-        # scores every candidate against the same one (its Poisson median is the costly part).
-        self._naive: tuple[np.ndarray, list[tuple[float, float]]] | None = None
+        # Each product's rows are one contiguous run of the sample: slices, views not copies.
+        ends = np.cumsum([len(p) for p in picks], dtype=int)
+        self.parts = [slice(end - len(p), end) for p, end in zip(picks, ends, strict=True)]
+        # The naive's Poisson median and errors per product, for the last reference array seen:
+        # a grid search scores every candidate against the same one (the median is the costly
+        # part).
+        self._naive: tuple[np.ndarray, np.ndarray, list[tuple[float, float]]] | None = None
+        self._columns: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.pick)
 
     def column(self, pooled: pd.DataFrame, name: str) -> np.ndarray:
-        """A column of the sampled rows."""
-        return pooled[name].to_numpy()[self.pick]
+        """A column of the sampled rows (read-only: kept per table and name, a grid search
+        reads the same ones at every point; a table must not change while its rows are used)."""
+        kept = self._columns.get(name)
+        if kept is None or kept[0] is not pooled:
+            values = pooled[name].to_numpy()[self.pick]
+            values.flags.writeable = False
+            kept = self._columns[name] = (pooled, values)
+        return kept[1]
+
+    def _reference(self, reference: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
+        """The naive's Poisson median of ``reference`` and its (MAE, RMSE) per product, kept
+        for the last reference array seen."""
+        if self._naive is None or self._naive[0] is not reference:
+            median = poisson_quantile(reference, 0.5)
+            naive = [
+                _naive_errors(self.y[part], reference[part], median[part]) for part in self.parts
+            ]
+            self._naive = (reference, median, naive)
+        return self._naive[1], self._naive[2]
 
     def _parts(self, mean: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the absolute error of the Poisson median over its product's naive MAE, and
         the squared error over its product's naive MSE."""
-        naive_abs = np.abs(self.y - poisson_quantile(reference, 0.5))
+        naive_abs = np.abs(self.y - self._reference(reference)[0])
         naive_mae = np.bincount(self.group, naive_abs) / self.size
         naive_mse = np.bincount(self.group, (self.y - reference) ** 2) / self.size
         safe_mae, safe_mse = np.maximum(naive_mae, 1e-12), np.maximum(naive_mse, 1e-12)
@@ -167,14 +200,12 @@ class BucketRows:
     def loss(self, mean: np.ndarray, reference: np.ndarray) -> float:
         """``gate_loss`` per product, averaged over the products."""
         p50 = poisson_quantile(mean, 0.5)
-        if self._naive is None or self._naive[0] is not reference:
-            naive = [_naive_errors(self.y[part], reference[part]) for part in self.parts]
-            self._naive = (reference, naive)
+        naive = self._reference(reference)[1]
         return float(
             np.mean(
                 [
                     _loss_against(self.y[part], p50[part], mean[part], errors)
-                    for part, errors in zip(self.parts, self._naive[1], strict=True)
+                    for part, errors in zip(self.parts, naive, strict=True)
                 ]
             )
         )
@@ -196,7 +227,14 @@ class BucketRows:
 def bucket_rows(pooled: pd.DataFrame, seed: int) -> list[BucketRows]:
     """Every horizon bucket's sampled rows of ``pooled``: built once per tuning and shared by
     its fits (sampling millions of rows is the costly part of a ``BucketRows``)."""
-    return [BucketRows(pooled, index, seed) for index in range(len(HORIZON_BUCKETS))]
+    keys = bucket_keys(pooled)
+    return [BucketRows(pooled, index, seed, keys) for index in range(len(HORIZON_BUCKETS))]
+
+
+def bucket_keys(pooled: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's horizon bucket and product code (products numbered in order of appearance):
+    integers, compared faster than the product names."""
+    return bucket_index(pooled[HORIZON].to_numpy()), pd.factorize(pooled["product"])[0]
 
 
 def _profile(
