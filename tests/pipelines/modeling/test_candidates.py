@@ -39,3 +39,12 @@ def test_each_step_up_in_complexity_must_beat_what_serves_below_it(pooled, learn
 def test_a_baseline_must_beat_the_seasonal_naive_by_the_margin():
     average = {"seasonal_naive": 1.0, "level_adjusted": 0.998, "recent_level": 0.999}
     assert _choose(average, BASELINES, MARGIN) == "seasonal_naive"
+
+
+def test_a_learned_model_must_lose_no_validation_fold_to_what_it_replaces():
+    average = _average(0.85, 0.84)  # learned ahead of the pooled level by 1.2% on average
+    mixed = {"pooled_level": [0.70, 1.00], "gradient_boosting": [0.72, 0.96]}
+    steady = {"pooled_level": [0.70, 1.00], "gradient_boosting": [0.69, 0.99]}
+    assert _choose(average, BASELINES, MARGIN, mixed) == "pooled_level"
+    assert _choose(average, BASELINES, MARGIN, steady) == "gradient_boosting"
+    assert _choose(average, BASELINES, MARGIN) == "gradient_boosting"  # one fold: the average

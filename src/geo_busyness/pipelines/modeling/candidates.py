@@ -251,7 +251,8 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
     by_fold: dict[Any, list[dict[str, Any]]] = {}
     scores = score(_by_product(scored), poisson, reference=REFERENCE, by_fold=by_fold)
     average = {name: average_loss(scores, name) for name in names}
-    chosen = _choose(average, eligible, float(params.get("selection_margin", 0.005)))
+    per_fold = _fold_losses(by_fold, names)
+    chosen = _choose(average, eligible, float(params.get("selection_margin", 0.005)), per_fold)
     sizes, rules = fit_distribution(pooled, chosen, seed, z)
     if chosen not in LEARNED:  # a statistical mean serves as it is scored: its Poisson median
         rules = ["poisson"] * len(rules)
@@ -272,7 +273,7 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
             " cross-fitted over the folds)"
         ),
         "validation_average": average,
-        "validation_fold_loss": _fold_spread(by_fold, names),
+        "validation_fold_loss": _fold_spread(per_fold),
         "cross_fitted": len(folds) > 1,
         "folds": [_fold_dates(candidates, start, end) for start, end in candidates["folds"]],
         "learned_candidates_fitted": bool(candidates["learned"]),
@@ -295,22 +296,38 @@ def select_forecaster(candidates: dict[str, Any], params: dict[str, Any]) -> dic
     }
 
 
-def _choose(average: dict[str, float], baselines: list[str], margin: float) -> str:
+def _choose(
+    average: dict[str, float],
+    baselines: list[str],
+    margin: float,
+    per_fold: dict[str, list[float]] | None = None,
+) -> str:
     """The lowest average loss, stepping up in complexity: any baseline but the seasonal naive
     must beat the naive, the pooled level the best baseline, and a learned model whatever
     serves below it, each by ``margin`` (relative): a validation gain that small is noise, and
     the simpler forecaster serves (it also carries a level validation never saw: a learned
-    model's trees cannot extrapolate past the ratios they were fitted on)."""
+    model's trees cannot extrapolate past the ratios they were fitted on). A learned model must
+    also lose no validation fold (``per_fold``: each candidate's loss per fold) to what it
+    replaces: an average won on some weeks and lost on others is a bet on which weeks come."""
     fallback = REFERENCE if REFERENCE in baselines else baselines[0]
     reference = average[fallback]
     eligible = [n for n in baselines if n == fallback or average[n] < reference * (1 - margin)]
     chosen = min(eligible, key=lambda name: (average[name], eligible.index(name)))
     statistical = [name for name in average if name not in baselines and name not in LEARNED]
-    for tier in (statistical, [name for name in average if name in LEARNED]):
+    learned = [name for name in average if name in LEARNED]
+    for tier in (statistical, learned):
         best = min(tier, key=lambda name: average[name], default=None)
-        if best is not None and average[best] < average[chosen] * (1 - margin):
-            chosen = best
+        if best is None or average[best] >= average[chosen] * (1 - margin):
+            continue
+        if tier is learned and per_fold and not _wins_every_fold(per_fold, best, chosen):
+            continue
+        chosen = best
     return chosen
+
+
+def _wins_every_fold(per_fold: dict[str, list[float]], name: str, below: str) -> bool:
+    """Whether ``name``'s loss is at most ``below``'s in every validation fold."""
+    return all(a <= b for a, b in zip(per_fold[name], per_fold[below], strict=True))
 
 
 def _positions(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -323,14 +340,24 @@ def _recent_column(recent: BusynessForecaster, table: pd.DataFrame) -> np.ndarra
     return recent.baseline_means(*_positions(table))[2]
 
 
-def _fold_spread(
+def _fold_losses(
     by_fold: dict[Any, list[dict[str, Any]]], names: list[str]
-) -> dict[str, dict[str, float]]:
-    """Each candidate's loss per fold (``score``'s ``by_fold``): mean, min and max over the
-    folds (the choice's spread)."""
-    per_fold = {name: [average_loss(by_fold[k], name) for k in sorted(by_fold)] for name in names}
+) -> dict[str, list[float]]:
+    """Each candidate's loss per validation fold (``score``'s ``by_fold``), in the order of
+    the selection's ``folds`` (latest first)."""
+    return {name: [average_loss(by_fold[k], name) for k in sorted(by_fold)] for name in names}
+
+
+def _fold_spread(per_fold: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    """Each candidate's loss per fold (latest first) with its mean, min and max: the choice's
+    spread."""
     return {
-        name: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
+        name: {
+            "mean": float(np.mean(v)),
+            "min": float(np.min(v)),
+            "max": float(np.max(v)),
+            "folds": [float(x) for x in v],
+        }
         for name, v in per_fold.items()
     }
 
