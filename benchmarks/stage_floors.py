@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,19 @@ import pyarrow.parquet as pq
 from h3ronpy import vector
 from kedro.config import OmegaConfigLoader
 
+from geo_busyness.datasets import ParquetDataset
 from geo_busyness.model.cell_hours import HOUR_NS, count_pairs, utc_hour_ns
-from geo_busyness.model.event_summary import event_values
+from geo_busyness.model.event_summary import (
+    EventValues,
+    event_codes,
+    event_values,
+    fit_window,
+    summarise_events,
+)
+from geo_busyness.model.features import BusynessFeatures, cell_feature_params
 from geo_busyness.model.geo import euclidean_deg, h3_cells, haversine_km
 from geo_busyness.pipelines.data_processing import nodes as processing
+from geo_busyness.pipelines.feature_engineering.nodes import define_time_windows, window_bounds
 from geo_busyness.schemas import (
     COORDINATE_COLUMNS,
     EVENT_LAT,
@@ -47,15 +57,30 @@ from geo_busyness.schemas import (
 
 #: What each stage's floor is, as printed.
 FLOOR_IS = {
-    "read": "pyarrow.parquet.read_table (Arrow columns, no pandas conversion)",
+    "read": "pyarrow.parquet.read_table (Arrow columns, no pandas conversion; ours: the"
+    " project's ParquetDataset, as the benchmark's raw_events)",
     "parse timestamps": "pyarrow.compute.cast of both columns to timestamp[us] (Arrow's strict ISO"
     " parse, as ours; values it refuses nulled beforehand, untimed)",
+    "split": "numpy: every kept column compressed by the clean rows' mask (ours: the cleaning"
+    " node less the parse row's seconds: rules, duplicate orders, restaurant ids, the clean and"
+    " rejected tables)",
     "validate": "numpy: null and range reductions of the checked columns, source_row increasing",
     "H3": "one h3ronpy coordinates_to_cells call (one thread)",
     "count": "np.bincount of precomputed int64 (cell, hour) keys",
     "distances": "numpy: the Euclidean and Haversine distances, once each",
+    "summarise": "np.bincount of precomputed int64 (cell, restaurant) keys: events and both"
+    " distance sums, all events and the train window's (ours: the node's two summarise_events"
+    " calls on its precomputed cells, hours and distances, with their cell-hour counts)",
     "write": "pyarrow.parquet.write_table of the clean table (snappy)",
 }
+
+
+#: How the benchmark's ``raw_events`` reads the raw file: one pandas column per Arrow column,
+#: each freed once converted, instead of copying all of them into 2-D blocks (the columns are
+#: then read-only views of Arrow's memory, which suits a table that is only read).
+RAW_LOAD_ARGS = {"to_pandas_kwargs": {"split_blocks": True, "self_destruct": True}}
+#: The per-event distance columns of ``EventValues`` the summaries add up.
+DISTANCE_UNITS = ("dist_units", "hdist_units")
 
 
 #: The parse floor's description when the strict cast refuses a value strptime takes.
@@ -83,7 +108,8 @@ def project_parameters(project: Path) -> dict[str, Any]:
 def stage_floors(project: Path, raw_file: Path, n: int) -> list[dict[str, Any]]:
     """One row per stage for the ``n`` events of ``raw_file`` (the copy at ``project``): the
     pipelines' wall and CPU seconds, the floor's, and the load average before the stage."""
-    params = project_parameters(project)["data_processing"]
+    parameters = project_parameters(project)
+    params = parameters["data_processing"]
     rows: list[dict[str, Any]] = []
 
     def record(
@@ -106,7 +132,7 @@ def stage_floors(project: Path, raw_file: Path, n: int) -> list[dict[str, Any]]:
     load = os.getloadavg()[0]
     floor = timed(pq.read_table, raw_file)
     arrow = floor[0]
-    ours = timed(pd.read_parquet, raw_file)  # what pandas.ParquetDataset does
+    ours = timed(_read_as_ours, raw_file)
     record("read", ours, floor, load)
     canonical = processing.map_to_canonical(ours[0], params["column_mapping"])
 
@@ -115,11 +141,11 @@ def stage_floors(project: Path, raw_file: Path, n: int) -> list[dict[str, Any]]:
     floor, floor_is = _parse_floor(texts)
     ours = timed(_parse_as_ours, [canonical[col] for col in TIMESTAMP_COLUMNS], params)
     record("parse timestamps", ours, floor, load, floor_is)
-    arrow = texts = ours = floor = None  # free the copies before the next stages
+    arrow = texts = floor = None  # free the copies before the next stages
 
-    clean, _ = processing.split_clean_and_rejected(
-        canonical, params, processing.service_area(canonical, params)
-    )
+    load = os.getloadavg()[0]
+    clean, ours, floor = _split_as_ours_and_floor(canonical, params, parse=ours)
+    record("split", ours, floor, load)
     load = os.getloadavg()[0]
     ours = timed(_validate_as_ours, canonical, clean)
     floor = timed(_check_floor, canonical, clean)
@@ -134,10 +160,7 @@ def stage_floors(project: Path, raw_file: Path, n: int) -> list[dict[str, Any]]:
     cells = ours[0]
 
     load = os.getloadavg()[0]
-    ours = timed(_count_as_ours, cells, clean)
-    hours = clean[EVENT_TIME].array.asi8 // HOUR_NS
-    keys = pd.factorize(cells)[0].astype(np.int64) * (int(np.ptp(hours)) + 1) + hours - hours.min()
-    floor = timed(np.bincount, keys)
+    ours, floor = _count_timings(cells, clean)
     record("count", ours, floor, load)
 
     venue_lat, venue_lon = (
@@ -148,6 +171,9 @@ def stage_floors(project: Path, raw_file: Path, n: int) -> list[dict[str, Any]]:
     floor = timed(_distances_floor, lat, lon, venue_lat, venue_lon)
     record("distances", ours, floor, load)
 
+    load = os.getloadavg()[0]
+    record("summarise", *_summarise_timings(clean, parameters, cells, ours[0]), load)
+
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "clean.parquet"
         load = os.getloadavg()[0]
@@ -156,6 +182,11 @@ def stage_floors(project: Path, raw_file: Path, n: int) -> list[dict[str, Any]]:
         floor = timed(pq.write_table, table, target)
         record("write", ours, floor, load)
     return rows
+
+
+def _read_as_ours(raw_file: Path) -> pd.DataFrame:
+    """The raw file read as the benchmark's ``raw_events`` reads it (the project's dataset)."""
+    return ParquetDataset(filepath=str(raw_file), load_args=RAW_LOAD_ARGS).load()
 
 
 def _castable(text: pa.ChunkedArray) -> pa.ChunkedArray | None:
@@ -205,6 +236,14 @@ def _validate_as_ours(canonical: pd.DataFrame, clean: pd.DataFrame) -> None:
     CleanEvents.validate(clean)
 
 
+def _count_timings(cells: np.ndarray, clean: pd.DataFrame) -> tuple[tuple, tuple]:
+    """The timed count as feature_engineering makes it, and its floor (keys precomputed)."""
+    ours = timed(_count_as_ours, cells, clean)
+    hours = clean[EVENT_TIME].array.asi8 // HOUR_NS
+    keys = pd.factorize(cells)[0].astype(np.int64) * (int(np.ptp(hours)) + 1) + hours - hours.min()
+    return ours, timed(np.bincount, keys)
+
+
 def _count_as_ours(cells: np.ndarray, clean: pd.DataFrame) -> tuple:
     """Cell-hour counts as feature_engineering makes them (hours from the timestamps)."""
     return count_pairs(cells, utc_hour_ns(clean[EVENT_TIME]))
@@ -215,6 +254,102 @@ def _distances_floor(lat, lon, venue_lat, venue_lon) -> tuple[np.ndarray, np.nda
     return euclidean_deg(lat, lon, venue_lat, venue_lon), haversine_km(
         lat, lon, venue_lat, venue_lon
     )
+
+
+def _split_floor(canonical: pd.DataFrame, keep: np.ndarray) -> list[np.ndarray]:
+    """Every column the clean table keeps as it is (not the parsed timestamps), compressed by
+    the clean rows' mask."""
+    kept = [col for col in canonical.columns if col not in TIMESTAMP_COLUMNS]
+    return [canonical[col].to_numpy()[keep] for col in kept]
+
+
+def _split_as_ours_and_floor(
+    canonical: pd.DataFrame, params: dict[str, Any], *, parse: tuple
+) -> tuple[pd.DataFrame, tuple, tuple]:
+    """The clean table, the cleaning node's timing less the parse row's (``parse``) and the
+    split's floor (the clean rows' mask found untimed)."""
+    area = processing.service_area(canonical, params)
+    split = timed(processing.split_clean_and_rejected, canonical, params, area)
+    clean = split[0][0]
+    ours = (None, max(split[1] - parse[1], 0.0), max(split[2] - parse[2], 0.0))
+    keep = np.zeros(len(canonical), dtype=bool)
+    keep[clean[SOURCE_ROW].to_numpy()] = True
+    return clean, ours, timed(_split_floor, canonical, keep)
+
+
+@dataclass(frozen=True)
+class SummaryInputs:
+    """What ``window_and_summarise_events`` has before its two summaries."""
+
+    events: pd.DataFrame
+    settings: dict[str, Any]
+    span: tuple[pd.Timestamp, pd.Timestamp]
+    train: tuple[pd.Timestamp, pd.Timestamp]
+    inside: np.ndarray
+    cells: np.ndarray
+    hours: np.ndarray
+    distances: EventValues
+
+
+def _summarise_inputs(
+    clean: pd.DataFrame,
+    parameters: dict[str, Any],
+    cells: np.ndarray,
+    hours: np.ndarray,
+    values: EventValues,
+) -> SummaryInputs:
+    """The node's summary settings, both windows and the train mask, beside the events' cells,
+    hours (``utc_hour_ns``) and distances (``event_values``)."""
+    params = parameters["feature_engineering"]
+    windows = define_time_windows(clean, params, parameters["data_processing"]["source_timezone"])
+    features = BusynessFeatures(**cell_feature_params(params))
+    settings = {
+        "resolution": features.resolution,
+        "max_anchor_points": features.max_anchor_points,
+        "seed": features.random_state,
+    }
+    span = (pd.Timestamp(hours.min(), tz="UTC"), pd.Timestamp(hours.max() + HOUR_NS, tz="UTC"))
+    start, end = fit_window(*window_bounds(windows, "train"))
+    inside = (hours >= start.value) & (hours < end.value)
+    return SummaryInputs(clean, settings, span, (start, end), inside, cells, hours, values)
+
+
+def _summarise_timings(
+    clean: pd.DataFrame, parameters: dict[str, Any], cells: np.ndarray, distances: EventValues
+) -> tuple[tuple, tuple]:
+    """The timed summaries as the node makes them, and their floor."""
+    inputs = _summarise_inputs(clean, parameters, cells, utc_hour_ns(clean[EVENT_TIME]), distances)
+    venues, distinct = pd.factorize(distances.venues)
+    keys = pd.factorize(cells)[0].astype(np.int64) * len(distinct) + venues  # untimed
+    return timed(_summarise_as_ours, inputs), timed(_summarise_floor, inputs, keys)
+
+
+def _summarise_as_ours(inputs: SummaryInputs) -> tuple:
+    """The node's numbering of cells and restaurants and its two summaries (all, train)."""
+    codes = event_codes(inputs.cells, inputs.distances.venues)
+    common = {
+        "cells": inputs.cells,
+        "hours": inputs.hours,
+        "values": inputs.distances,
+        "codes": codes,
+        **inputs.settings,
+    }
+    everything = summarise_events(inputs.events, window=inputs.span, **common)
+    train = summarise_events(inputs.events, window=inputs.train, where=inputs.inside, **common)
+    return everything, train
+
+
+def _summarise_floor(inputs: SummaryInputs, keys: np.ndarray) -> list[np.ndarray]:
+    """Per (cell, restaurant) key (``keys``, precomputed): events and both distance sums, all
+    events and the train window's."""
+    sums = []
+    for where in (slice(None), inputs.inside):
+        key = keys[where]
+        sums.append(np.bincount(key))
+        sums += [
+            np.bincount(key, getattr(inputs.distances, name)[where]) for name in DISTANCE_UNITS
+        ]
+    return sums
 
 
 def _check_floor(canonical: pd.DataFrame, clean: pd.DataFrame) -> bool:

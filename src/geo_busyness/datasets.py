@@ -211,27 +211,88 @@ class _AtomicSave:
 def release_arrow_memory() -> None:
     """Hand back to the system the memory Arrow's allocator keeps after a large read or write.
 
-    Arrow's pool (mimalloc) keeps the pages of freed buffers for its own later use; after
-    reading 10M events from Parquet it held ~0.7 GB that the next steps' numpy arrays cannot
-    reuse, on top of the table itself.
+    Arrow's pool (jemalloc here: ``prefer_jemalloc_pool``) keeps the pages of freed buffers for
+    its own later use; after reading 10M events from Parquet it held ~0.7 GB that the next
+    steps' numpy arrays cannot reuse, on top of the table itself.
     """
     pa.default_memory_pool().release_unused()
 
 
+#: ``to_parquet`` engines that take Arrow's ``use_dictionary``.
+_ARROW_ENGINES = ("auto", "pyarrow")
+#: Rows of a table ``dictionary_columns`` judges each column by.
+DICTIONARY_SAMPLE_ROWS = 65_536
+#: Share of distinct values in those rows above which a column gets no dictionary.
+MAX_DISTINCT_SHARE = 0.5
+
+
+def dictionary_columns(data: pd.DataFrame) -> list[str] | None:
+    """The columns of ``data`` worth a Parquet dictionary: those whose first
+    ``DICTIONARY_SAMPLE_ROWS`` rows repeat values (at most ``MAX_DISTINCT_SHARE`` distinct);
+    None (Arrow's default: every column) when a name is not text or a value is not hashable.
+
+    Arrow tries a dictionary for every column and gives it up only once it has grown too
+    large: for 10M row numbers or coordinates, hashing every value for nothing was a quarter
+    of the clean events' write. The values written are the same either way.
+    """
+    if not all(isinstance(name, str) for name in data.columns):
+        return None
+    sample = data.iloc[:DICTIONARY_SAMPLE_ROWS]
+    try:
+        return [
+            name
+            for name, values in sample.items()
+            if values.nunique() <= MAX_DISTINCT_SHARE * len(sample)
+        ]
+    except TypeError:  # unhashable values (lists, dicts): Arrow's own choice
+        return None
+
+
+def prefer_jemalloc_pool() -> None:
+    """Make Arrow's jemalloc pool this process's default, unless ``ARROW_DEFAULT_MEMORY_POOL``
+    names one (or this Arrow build has no jemalloc).
+
+    With the default pool (mimalloc) the first read of a 10M-event Parquet file in a fresh
+    process spent 2-3 s in the kernel (fresh pages) against ~1 s with jemalloc, measured on
+    this project's 2-core machine; the run's peak memory was also ~0.1 GB lower.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return
+    if pa.default_memory_pool().backend_name != pool.backend_name:
+        pa.set_memory_pool(pool)
+
+
 class ParquetDataset(_AtomicSave, _ParquetDataset):
-    """``pandas.ParquetDataset`` with all-or-nothing saves (Arrow's spare memory released after
-    each load and save: ``release_arrow_memory``)."""
+    """``pandas.ParquetDataset`` with all-or-nothing saves, through Arrow's jemalloc pool
+    (``prefer_jemalloc_pool``; its spare memory released after each load and save:
+    ``release_arrow_memory``); unless ``save_args`` set ``use_dictionary``
+    (or another engine), only ``dictionary_columns`` are dictionary-encoded."""
 
     def load(self) -> Any:
+        prefer_jemalloc_pool()
         try:
             return super().load()
         finally:
             release_arrow_memory()
 
     def save(self, data: Any) -> None:
+        prefer_jemalloc_pool()
+        save_args = self._save_args
+        chosen = (
+            "use_dictionary" in save_args or save_args.get("engine", "auto") not in _ARROW_ENGINES
+        )
+        if not chosen and isinstance(data, pd.DataFrame):
+            columns = dictionary_columns(data)
+            if columns is not None:
+                self._save_args = {**save_args, "use_dictionary": columns}
         try:
             super().save(data)
         finally:
+            self._save_args = save_args
             release_arrow_memory()
 
 

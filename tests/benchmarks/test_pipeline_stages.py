@@ -35,10 +35,12 @@ def test_pipeline_stages_runs_at_toy_size(tmp_path: Path) -> None:
     assert [row["stage"] for row in floors] == [
         "read",
         "parse timestamps",
+        "split",
         "validate",
         "H3",
         "count",
         "distances",
+        "summarise",
         "write",
     ]
     for row in floors:

@@ -44,6 +44,9 @@ AT_FIRST_ROW = (VENUE_LAT, VENUE_LON)
 PARTIAL_KEYS = (CELL, VENUE_ID)
 
 
+#: ``_first_located``'s mark of a key with no located event yet (larger than any position).
+_NO_POSITION = np.iinfo(np.int64).max
+
 #: Rows per block of ``distance_units``: its temporaries stay in the cache.
 _UNITS_BLOCK = 1 << 16
 
@@ -217,11 +220,17 @@ def _first_located(
     """Per key code, the position of its located event with the smallest row (-1: none;
     ``rows`` None: the rows are the positions, already in order)."""
     candidates = np.flatnonzero(located)
+    first = np.full(n, -1, dtype=np.int64)
     if rows is not None and len(candidates) > 1 and (np.diff(rows[candidates]) < 0).any():
         candidates = candidates[np.argsort(rows[candidates], kind="stable")]
-    firsts = candidates[~pd.Series(key[candidates]).duplicated().to_numpy()]
-    first = np.full(n, -1, dtype=np.int64)
-    first[key[firsts]] = firsts
+        firsts = candidates[~pd.Series(key[candidates]).duplicated().to_numpy()]
+        first[key[firsts]] = firsts
+        return first
+    # Rows in position order: the first is the smallest position, found without hashing the
+    # keys (``minimum.at`` is several times faster than ``duplicated`` on 10M events).
+    smallest = np.full(n, _NO_POSITION, dtype=np.int64)
+    np.minimum.at(smallest, key[candidates], candidates)
+    np.copyto(first, smallest, where=smallest != _NO_POSITION)
     return first
 
 
