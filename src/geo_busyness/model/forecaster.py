@@ -269,10 +269,15 @@ class BusynessForecaster(BaseEstimator):
             base = base * np.exp(level)
             for name in LEVEL_RELATIVE:
                 features[name] = features[name] - level
-        columns = [features[name] for name in self.origin_feature_names_]
+        names = self.origin_feature_names_
+        # Column by column into a column-major matrix: each write is contiguous (a row-major
+        # stack writes every column across all rows); the regressors read either layout alike.
+        matrix = np.empty((len(names) + len(self.cell_feature_names_), len(base))).T
+        for j, name in enumerate(names):
+            matrix[:, j] = features[name]
         if self.cell_feature_names_:
-            columns += list(self._cell_matrix_[np.asarray(rows)].T)
-        return np.column_stack(columns).astype(float, copy=False), base
+            matrix[:, len(names) :] = self._cell_matrix_[np.asarray(rows)]
+        return matrix, base
 
     # ---------------------------------------------------------------- predict
     def predict_rows(self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray) -> np.ndarray:
@@ -281,15 +286,29 @@ class BusynessForecaster(BaseEstimator):
             return self.pooled_means(
                 rows, origin, horizon, self.pool_weeks_, self.pool_adjacent_weeks_
             )
-        plain, level, recent = self.baseline_means(rows, origin, horizon)
-        if self.method in BASELINES:
-            return {"seasonal_naive": plain, "level_adjusted": level}.get(self.method, recent)
+        origin, horizon = np.asarray(origin), np.asarray(horizon)
+        plain = self._profile_at(rows, origin, horizon)
+        if self.method == "seasonal_naive":
+            return plain
+        if self.method == "level_adjusted":
+            return plain * self._city_level(origin)
+        if self.method == "recent_level":
+            return plain * self._recent_factor(rows, origin, horizon)
         features, base = self.design(rows, origin, horizon)
         learned = base * self._regress(features)
         if self.blend_weights_ is None:
             return learned
-        weight = bucket_values(np.asarray(horizon), self.blend_weights_)
-        return combine(weight, learned, plain, level, recent)
+        weight = bucket_values(horizon, self.blend_weights_)
+        # The recent level only where a bucket weighs it (its ratios are the costly part):
+        # elsewhere 0 x a finite mean adds exactly what 0 x 0 does.
+        recent = np.zeros(len(plain))
+        weighed = weight[:, 2] != 0
+        if weighed.any():
+            rows, origin, horizon = np.broadcast_arrays(rows, origin, horizon)
+            recent[weighed] = plain[weighed] * self._recent_factor(
+                rows[weighed], origin[weighed], horizon[weighed]
+            )
+        return combine(weight, learned, plain, plain * self._city_level(origin), recent)
 
     def baseline_means(
         self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray
@@ -297,11 +316,18 @@ class BusynessForecaster(BaseEstimator):
         """The three baselines: the seasonal profile over all weeks before each origin, that
         profile times the city's actual/profile ratio over the last week, and that profile
         times the recent level (``recency.py``, this forecaster's weights per bucket)."""
-        derived = self.derived
         origin, horizon = np.asarray(origin), np.asarray(horizon)
-        profile = np.nan_to_num(derived.profile[rows, origin + horizon - 1])
-        city = city_ratio(derived, origin, np.maximum(origin - HOURS_PER_WEEK, 0))
-        return profile, profile * city, profile * self._recent_factor(rows, origin, horizon)
+        profile = self._profile_at(rows, origin, horizon)
+        recent = profile * self._recent_factor(rows, origin, horizon)
+        return profile, profile * self._city_level(origin), recent
+
+    def _profile_at(self, rows: np.ndarray, origin: np.ndarray, horizon: np.ndarray) -> np.ndarray:
+        """The seasonal profile of each row's target hour over all weeks before it (0 unknown)."""
+        return np.nan_to_num(self.derived.profile[rows, origin + horizon - 1])
+
+    def _city_level(self, origin: np.ndarray) -> np.ndarray:
+        """The city's actual/profile ratio over the week before each origin."""
+        return city_ratio(self.derived, origin, np.maximum(origin - HOURS_PER_WEEK, 0))
 
     def pooled_means(
         self,

@@ -16,6 +16,9 @@ positions ``< o``, so a feature computed at an origin never changes when later d
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from geo_busyness.model.history import DerivedHistory
@@ -126,6 +129,23 @@ def origin_features(
     features["shrunk_profile"], features["cell_level"] = shrunk_profile(
         derived, rows, origin, target, shrink_weeks
     )
+    features |= per_origin(_origin_ratios, derived, rows, origin)
+    # Lags as log ratios to the profile: a raw count lets trees chase one past shock.
+    profile = np.nan_to_num(features["seasonal_profile"])
+    lag_24 = _lag_ratio(derived, rows, target - 24, profile)
+    lag_168 = _lag_ratio(derived, rows, target - 168, profile)
+    features["lag_24h_ratio"] = np.where(horizon <= 24, lag_24, np.nan)
+    features["lag_168h_ratio"] = np.where((horizon <= 168) & (target >= 168), lag_168, np.nan)
+    return {name: features[name] for name in ORIGIN_FEATURES}
+
+
+def _origin_ratios(
+    derived: DerivedHistory, rows: np.ndarray, origin: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The features of a row that depend on its cell and origin alone: level ratios over the
+    windows and since local midnight, and the last hour's ratio."""
+    calendar = derived.calendar
+    features = {}
     for window in RATIO_WINDOWS:
         first = np.maximum(origin - window, 0)
         cell, city = window_ratio(derived, rows, origin, first)
@@ -136,14 +156,40 @@ def origin_features(
     cell, city = window_ratio(derived, rows, origin, np.maximum(origin - today, 0))
     features["cell_ratio_today"] = np.where(today > 0, cell, np.nan)
     features["city_ratio_today"] = np.where(today > 0, city, np.nan)
-    # Lags as log ratios to the profile: a raw count lets trees chase one past shock.
-    profile = np.nan_to_num(features["seasonal_profile"])
-    lag_24 = _lag_ratio(derived, rows, target - 24, profile)
-    lag_168 = _lag_ratio(derived, rows, target - 168, profile)
-    features["lag_24h_ratio"] = np.where(horizon <= 24, lag_24, np.nan)
-    features["lag_168h_ratio"] = np.where((horizon <= 168) & (target >= 168), lag_168, np.nan)
     last_profile = np.nan_to_num(derived.profile[rows, last])
     features["last_hour_ratio"] = np.where(
         origin >= 1, _lag_ratio(derived, rows, last, last_profile), np.nan
     )
     return features
+
+
+def origin_runs(rows: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Where each run of consecutive rows with the same (row, origin) starts (a backtest's or a
+    training sample's horizons of one cell and origin come together)."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64)
+    change = np.empty(len(rows), dtype=bool)
+    change[0] = True
+    np.not_equal(rows[1:], rows[:-1], out=change[1:])
+    change[1:] |= origin[1:] != origin[:-1]
+    return np.flatnonzero(change)
+
+
+def per_origin(
+    compute: Callable[[DerivedHistory, np.ndarray, np.ndarray], Any],
+    derived: DerivedHistory,
+    rows: np.ndarray,
+    origin: np.ndarray,
+) -> Any:
+    """``compute(derived, rows, origin)`` (an array or a dict of arrays, row by row) computed
+    once per run of equal (row, origin) and repeated over the run: the same numbers, without
+    recomputing the level ratios of every horizon."""
+    rows, origin = np.broadcast_arrays(np.asarray(rows), np.asarray(origin))
+    starts = origin_runs(rows, origin)
+    if len(starts) > len(rows) // 2:  # mostly distinct: repeating would cost more than it saves
+        return compute(derived, rows, origin)
+    lengths = np.diff(np.append(starts, len(rows)))
+    values = compute(derived, rows[starts], origin[starts])
+    if isinstance(values, dict):
+        return {name: np.repeat(v, lengths, axis=0) for name, v in values.items()}
+    return np.repeat(values, lengths, axis=0)

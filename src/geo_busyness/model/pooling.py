@@ -17,6 +17,8 @@ fixed by the cells the history knows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import h3
 import numpy as np
 from scipy import sparse
@@ -67,23 +69,63 @@ class NeighbourhoodSums:
         """The profile of (row, target hour) pooled toward the adjacent hours' profile at
         ``adjacent`` weeks and toward level x neighbourhood shape at ``weeks``, everything from
         the positions before ``origin``."""
+        if weeks <= 0 and adjacent <= 0:
+            return np.nan_to_num(self.derived.profile[rows, target])
+        parts = self.pooling_parts(rows, origin, target, adjacent > 0, weeks > 0)
+        return parts.pooled(weeks, adjacent)
+
+    def pooling_parts(
+        self,
+        rows: np.ndarray,
+        origin: np.ndarray,
+        target: np.ndarray,
+        adjacent: bool = True,
+        neighbours: bool = True,
+    ) -> PoolingParts:
+        """What ``pooled_profile`` weighs, for any prior weights: computed once, a grid of
+        weights only combines them (the adjacent hours' and the neighbourhood's parts only if
+        asked for)."""
         derived = self.derived
         own = np.nan_to_num(derived.profile[rows, target])
-        if weeks <= 0 and adjacent <= 0:
-            return own
-        n = derived.weeks[target].astype(float)
-        total, weight = n * own, n.copy()
-        if adjacent > 0:
-            total += adjacent * adjacent_hours_profile(derived, rows, origin, target, own)
-            weight += adjacent
-        if weeks > 0:
+        parts = PoolingParts(own=own, weeks=derived.weeks[target].astype(float))
+        if adjacent:
+            parts.adjacent = adjacent_hours_profile(derived, rows, origin, target, own)
+        if neighbours:
             before = np.maximum(origin, 1)
-            level = derived.cum_counts[rows, before] / before
+            parts.level = derived.cum_counts[rows, before] / before
             ring_level = self.cum_counts[rows, before] / before
-            shape = np.where(
+            parts.shape = np.where(
                 ring_level > 0, self.profile[rows, target] / np.maximum(ring_level, 1e-12), 1.0
             )
-            total += weeks * level * shape
+        return parts
+
+
+@dataclass
+class PoolingParts:
+    """The pooled profile's pieces that do not depend on the prior weights: the cell's own
+    profile, the weeks behind it, the adjacent hours' profile, the cell's level and its
+    neighbourhood's weekly shape."""
+
+    own: np.ndarray
+    weeks: np.ndarray
+    adjacent: np.ndarray | None = None
+    level: np.ndarray | None = None
+    shape: np.ndarray | None = None
+
+    def pooled(self, weeks: float, adjacent: float = 0.0) -> np.ndarray:
+        """``(n * own + a * adjacent_hours + w * level * shape) / (n + a + w)``."""
+        if weeks <= 0 and adjacent <= 0:
+            return self.own
+        total, weight = self.weeks * self.own, self.weeks.copy()
+        if adjacent > 0:
+            if self.adjacent is None:
+                raise ValueError("These pooling parts were computed without the adjacent hours.")
+            total += adjacent * self.adjacent
+            weight += adjacent
+        if weeks > 0:
+            if self.level is None or self.shape is None:
+                raise ValueError("These pooling parts were computed without the neighbourhood.")
+            total += weeks * self.level * self.shape
             weight += weeks
         return total / weight
 

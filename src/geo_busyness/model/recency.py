@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 
 from geo_busyness.model.history import DerivedHistory
-from geo_busyness.model.origin_features import window_ratio
+from geo_busyness.model.origin_features import per_origin, window_ratio
 
 #: (scope, hours before the origin) of each log ratio the factor weighs.
 COMPONENTS = (("city", 3), ("city", 24), ("city", 168), ("cell", 168))
@@ -28,8 +28,13 @@ DEFAULT_WEIGHTS = (0.0, 0.0, 1.0, 0.0)
 
 
 def log_ratios(derived: DerivedHistory, rows: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """The ``COMPONENTS`` log ratios of (row, origin) pairs, as a rows x components matrix."""
-    rows, origin = np.asarray(rows), np.asarray(origin)
+    """The ``COMPONENTS`` log ratios of (row, origin) pairs, as a rows x components matrix
+    (once per run of equal pairs: a table's horizons of one cell and origin come together)."""
+    return per_origin(_log_ratios, derived, rows, origin)
+
+
+def _log_ratios(derived: DerivedHistory, rows: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """``log_ratios`` of every pair."""
     out = np.empty((len(rows), len(COMPONENTS)))
     for j, (scope, hours) in enumerate(COMPONENTS):
         cell, city = window_ratio(derived, rows, origin, np.maximum(origin - hours, 0))

@@ -40,8 +40,9 @@ from geo_busyness.model.forecaster import (
     bucket_index,
     combine,
 )
+from geo_busyness.model.history import CountHistory, DerivedHistory
 from geo_busyness.model.origin_features import MIN_ORIGIN
-from geo_busyness.model.pooling import ADJACENT_WEEKS, POOL_WEEKS
+from geo_busyness.model.pooling import ADJACENT_WEEKS, POOL_WEEKS, PoolingParts
 from geo_busyness.pipelines.modeling.backtest import day_clustered_se, paired_noise
 from geo_busyness.schemas import HORIZON
 
@@ -162,6 +163,7 @@ class BucketRows:
         # part).
         self._naive: tuple[np.ndarray, np.ndarray, list[tuple[float, float]]] | None = None
         self._columns: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
+        self._ratios: tuple[pd.DataFrame, CountHistory, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.pick)
@@ -175,6 +177,18 @@ class BucketRows:
             values.flags.writeable = False
             kept = self._columns[name] = (pooled, values)
         return kept[1]
+
+    def log_ratios(self, pooled: pd.DataFrame, derived: DerivedHistory) -> np.ndarray:
+        """``recency.log_ratios`` of the sampled rows (read-only: kept per table and count
+        history, which every tuning of the table reads again)."""
+        kept = self._ratios
+        if kept is None or kept[0] is not pooled or kept[1] is not derived.history:
+            values = recency.log_ratios(
+                derived, self.column(pooled, "row"), self.column(pooled, "origin")
+            )
+            values.flags.writeable = False
+            kept = self._ratios = (pooled, derived.history, values)
+        return kept[2]
 
     def _reference(self, reference: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
         """The naive's Poisson median of ``reference`` and its (MAE, RMSE) per product, kept
@@ -254,6 +268,15 @@ def _profile(
     )
 
 
+def _pooling_parts(
+    forecaster: BusynessForecaster, pooled: pd.DataFrame, rows: BucketRows
+) -> PoolingParts:
+    """The sampled rows' pooling parts (``pooling.PoolingParts``)."""
+    origin = rows.column(pooled, "origin")
+    target = origin + rows.column(pooled, HORIZON) - 1
+    return forecaster.neighbourhood.pooling_parts(rows.column(pooled, "row"), origin, target)
+
+
 def fit_recency(
     forecaster: BusynessForecaster,
     pooled: pd.DataFrame,
@@ -275,9 +298,7 @@ def fit_recency(
             weights.append(list(recency.DEFAULT_WEIGHTS))
             continue
         plain, profile = rows.column(pooled, REFERENCE), _profile(forecaster, pooled, rows, pool)
-        ratios = recency.log_ratios(
-            forecaster.derived, rows.column(pooled, "row"), rows.column(pooled, "origin")
-        )
+        ratios = rows.log_ratios(pooled, forecaster.derived)
         means = [profile * recency.recent_factor(ratios, w) for w in recency.GRID]
         lowest = int(np.argmin([rows.loss(mean, plain) for mean in means]))
         best = recency.GRID[lowest]
@@ -306,19 +327,20 @@ def fit_pool_weeks(
         return 0.0, 0.0
     factors = {
         i: recency.recent_factor(
-            recency.log_ratios(
-                forecaster.derived, rows.column(pooled, "row"), rows.column(pooled, "origin")
-            ),
-            np.asarray(recency_weights[i]),
+            rows.log_ratios(pooled, forecaster.derived), np.asarray(recency_weights[i])
         )
         for i, rows in buckets
     }
+    # The pieces that do not depend on the prior weights, once per bucket: every grid point
+    # only combines them.
+    parts = {i: _pooling_parts(forecaster, pooled, rows) for i, rows in buckets}
     grid = list(itertools.product(POOL_WEEKS, ADJACENT_WEEKS))
     losses = [
         np.mean(
             [
                 rows.loss(
-                    _profile(forecaster, pooled, rows, pool) * factors[i],
+                    (parts[i].pooled(*pool) if max(pool) > 0 else rows.column(pooled, REFERENCE))
+                    * factors[i],
                     rows.column(pooled, REFERENCE),
                 )
                 for i, rows in buckets
