@@ -256,16 +256,14 @@ def _profile(
     pooled: pd.DataFrame,
     rows: BucketRows,
     pool: tuple[float, float] = (0.0, 0.0),
+    parts: PoolingParts | None = None,
 ) -> np.ndarray:
     """The sampled rows' profile pooled with the neighbours and the adjacent hours at ``pool``
-    (weeks of each prior; zeros: the raw one)."""
+    (weeks of each prior; zeros: the raw one); ``parts``: ``_pooling_parts`` of the rows, if
+    already computed (a grid of weights reuses them)."""
     if max(pool) <= 0:
         return rows.column(pooled, REFERENCE)
-    origin = rows.column(pooled, "origin")
-    target = origin + rows.column(pooled, HORIZON) - 1
-    return forecaster.neighbourhood.pooled_profile(
-        rows.column(pooled, "row"), origin, target, *pool
-    )
+    return (parts or _pooling_parts(forecaster, pooled, rows)).pooled(*pool)
 
 
 def _pooling_parts(
@@ -339,8 +337,7 @@ def fit_pool_weeks(
         np.mean(
             [
                 rows.loss(
-                    (parts[i].pooled(*pool) if max(pool) > 0 else rows.column(pooled, REFERENCE))
-                    * factors[i],
+                    _profile(forecaster, pooled, rows, pool, parts[i]) * factors[i],
                     rows.column(pooled, REFERENCE),
                 )
                 for i, rows in buckets
